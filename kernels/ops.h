@@ -1,0 +1,134 @@
+/* ops.h — the backend seam: every tensor operation the networks need, as a table of
+ * function pointers with one CPU implementation (kernels/cpu/) and one CUDA implementation
+ * (kernels/cuda/). Model code (model/*.c) calls only these.
+ *
+ * Contract:
+ *  - Activations are fp32 and live in backend memory (host memory for the CPU backend,
+ *    device memory for CUDA); they are passed as plain float pointers, row-major.
+ *  - Weights are dalle_tensor, in backend memory and in the backend's weight dtype
+ *    (`weight_dtype`); a weight is never written after upload.
+ *  - Small per-call parameter arrays (ids, positions, slot indexes, sampling params) are
+ *    host memory; the backend copies them where it needs them.
+ *  - Ops are ordered: each sees the results of the ones called before it on the same
+ *    backend. `sync` waits until all of them are done.
+ *  - Ops never fail on valid arguments; sizes are checked by the caller. Invalid sizes
+ *    are broken invariants (DALLE_ASSERT).
+ */
+#ifndef DALLE_KERNELS_OPS_H
+#define DALLE_KERNELS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dalle.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DALLE_F32 = 0, DALLE_F16, DALLE_BF16 } dalle_dtype;
+
+size_t dalle_dtype_size(dalle_dtype t);
+const char *dalle_dtype_name(dalle_dtype t);
+
+#define DALLE_MAX_DIMS 4
+
+/* A weight tensor in backend memory. */
+typedef struct {
+    void *data;
+    dalle_dtype dtype;
+    int ndim;
+    int64_t shape[DALLE_MAX_DIMS];
+} dalle_tensor;
+
+int64_t dalle_tensor_numel(const dalle_tensor *t);
+
+/* Per-image sampling parameters (host memory). */
+typedef struct {
+    float cond_scale;   /* CFG: l = l_u + s·(l_c − l_u) */
+    float temperature;  /* > 0; logits are divided by it */
+    float top_p;        /* (0, 1]; 1 = off */
+    int top_k;          /* ≥ 1; values above V are clamped to V */
+    uint64_t seed;      /* RNG key */
+    uint32_t image;     /* image index inside its request: RNG counter word 0 */
+} dalle_sample_params;
+
+typedef struct dalle_backend dalle_backend;
+
+typedef struct {
+    const char *name;
+    dalle_dtype weight_dtype;
+
+    void *(*alloc)(dalle_backend *be, size_t bytes); /* NULL on failure */
+    void (*free)(dalle_backend *be, void *p);
+    void (*to_device)(dalle_backend *be, void *dst, const void *src, size_t bytes);
+    void (*to_host)(dalle_backend *be, void *dst, const void *src, size_t bytes);
+    void (*sync)(dalle_backend *be);
+    void (*destroy)(dalle_backend *be);
+
+    /* y[M,N] = x[M,K] · W[:N, :K]ᵀ (+ y when accumulate). W is [N_w, K] with N ≤ N_w, so a
+     * caller may use only the first N output rows of a weight (lm_head restricted to the
+     * image codes). */
+    void (*matmul)(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M, int N,
+                   int K, int accumulate);
+
+    /* y[rows,C] = (x − mean)/sqrt(var + eps) · gamma + beta, biased variance.
+     * gamma NULL = 1 (bias-only LayerNorm); beta NULL = 0. y may equal x. */
+    void (*layernorm)(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                      const dalle_tensor *beta, int rows, int C, float eps);
+
+    /* y[r,:] = table[ids[r],:] + pos_table[pos[r],:], r < rows. ids/pos are host arrays and
+     * already range-checked by the caller. */
+    void (*embed)(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
+                  const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);
+
+    /* Multi-head attention, H heads of D (C = H·D):
+     *   out[b,i,:] = concat_h softmax_j( q[b,i,h]·k[blk,j,h] / sqrt(D) ) · v[blk,j,h]
+     * q, out: [B, Tq, C]. k, v: blocks of [kv_cap, C]; row b reads block
+     * blk = kv_index ? kv_index[b] : b. Keys j < Tk are considered, and key j is visible iff
+     * (key_mask == NULL || key_mask[blk·kv_cap + j]) and
+     * (causal_pos == NULL || j ≤ causal_pos[b] + i).
+     * Every query must see at least one key (broken invariant otherwise).
+     * kv_index, key_mask, causal_pos are host arrays. */
+    void (*attention)(dalle_backend *be, float *out, const float *q, const float *k, const float *v,
+                      const int32_t *kv_index, const uint8_t *key_mask, const int32_t *causal_pos,
+                      int B, int Tq, int Tk, int kv_cap, int H, int D);
+
+    /* cache[slot[b], pos[b] + t, :] = src[b, t, :] for b < B, t < T; cache blocks are
+     * [cap, C]. slot, pos are host arrays. */
+    void (*kv_store)(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
+                     const int32_t *pos, int B, int T, int C, int cap);
+
+    /* y[i] = gelu_erf(a[i]) · b[i], i < n (GLU middle). y may equal a or b. */
+    void (*gelu_mul)(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
+
+    /* y[i] += x[i], i < n (residual). */
+    void (*add)(dalle_backend *be, float *y, const float *x, int64_t n);
+
+    /* Guided sampling, one token per image, B images.
+     * logits: [B, 2, ld] (row 2b = conditional, 2b+1 = unconditional), of which the first
+     * V columns are the candidates. step[b] is the decode step (RNG counter word 1).
+     * Exact algorithm (identical on every backend):
+     *  1. l[j] = (l_u[j] + s·(l_c[j] − l_u[j])) / temperature, j < V;
+     *  2. keep the k = min(top_k, V) largest, ordered by (value desc, index asc);
+     *  3. p = softmax over the kept (max subtracted);
+     *  4. top-p < 1: keep sorted entry i iff i == 0 or cumsum(p[0..i-1]) < top_p;
+     *  5. u = dalle_rng_uniform(seed, image, step) in [0,1); walk the kept entries in order,
+     *     acc += p_i, return the first with acc > u · (sum of kept p); the last if none.
+     * tokens: host [B]. */
+    void (*sample)(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V, int ld,
+                   const dalle_sample_params *params, const int32_t *step);
+} dalle_backend_ops;
+
+struct dalle_backend {
+    const dalle_backend_ops *ops;
+    void *impl;
+};
+
+/* CPU backend: fp32 weights, OpenBLAS GEMM, OpenMP elsewhere. threads ≤ 0: all cores. */
+dalle_backend *dalle_backend_cpu_new(int threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DALLE_KERNELS_OPS_H */

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# tests/run.sh BIN… — runs each Criterion test binary from the repository root, then the
+# shell tests under tests/cli/, and prints one closing line "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.." || exit 2
+passed=0; failed=0
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+for bin in "$@"; do
+    echo "== $bin"
+    out=$("$bin" --jobs 1 2>&1); rc=$?
+    printf '%s\n' "$out"
+    syn=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -1)
+    t=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$syn"); t=${t:-0}
+    p=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$syn"); p=${p:-0}
+    passed=$((passed + p)); failed=$((failed + t - p))
+    if [ "$rc" -ne 0 ] && [ "$t" -eq "$p" ]; then failed=$((failed + 1)); echo "!! $bin exited $rc"; fi
+done
+for t in tests/cli/*.sh; do
+    [ -e "$t" ] || continue
+    echo "== $t"
+    if BUILD="${BUILD:-build}" bash "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "!! $t failed"; fi
+done
+echo "Tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
