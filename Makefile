@@ -18,7 +18,7 @@ LDLIBS  += -lopenblas -ljansson -lutf8proc -lm -lpthread
 LDFLAGS += -fopenmp $(SAN)
 
 # Every .c under these folders is part of the engine library.
-LIB_DIRS := common model_loader model model/text kernels/cpu config
+LIB_DIRS := common kernels model_loader model model/text kernels/cpu config
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libdalle.a
