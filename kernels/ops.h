@@ -1,6 +1,6 @@
 /* ops.h — the backend seam: every tensor operation the networks need, as a table of
  * function pointers with one CPU implementation (kernels/cpu/) and one CUDA implementation
- * (kernels/cuda/). Model code (model/*.c) calls only these.
+ * (kernels/cuda/). Model code (the files under model/) calls only these.
  *
  * Contract:
  *  - Activations are fp32 and live in backend memory (host memory for the CPU backend,
