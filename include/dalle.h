@@ -34,6 +34,93 @@ typedef struct {
 
 const char *dalle_status_str(dalle_status s);
 
+/* ---- model -------------------------------------------------------------------- */
+
+typedef struct dalle_model dalle_model;  /* read-only after load; share freely */
+typedef struct dalle_state dalle_state;  /* one per worker thread */
+
+typedef struct {
+    const char *backend; /* "cpu" */
+    int threads;         /* CPU threads; <= 0: all cores */
+} dalle_model_params;
+
+void dalle_model_params_default(dalle_model_params *p);
+
+/* Load a model directory (config.json, safetensors weights, tokenizer files). The
+ * unconditional text branch is encoded once here. */
+dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_model_params *p,
+                              dalle_error *err);
+void dalle_model_free(dalle_model *m);
+
+typedef struct {
+    const char *name;
+    const char *backend;
+    int d_model, encoder_layers, decoder_layers, heads, glu_dim;
+    int text_vocab_size, text_length, image_vocab_size, image_length, start_token;
+    int normalize_text;
+    int has_clip_tokenizer;
+} dalle_model_info;
+
+void dalle_model_get_info(const dalle_model *m, dalle_model_info *info);
+
+/* ---- text --------------------------------------------------------------------- */
+
+#define DALLE_MAX_PROMPT_BYTES 4096 /* longer prompts are rejected (DALLE_ERR_INVALID_ARG) */
+#define DALLE_CLIP_TEXT_LENGTH 77
+
+typedef struct {
+    char *normalized;    /* the text given to BPE (normalizer output, or the prompt) */
+    int text_length;     /* = model text_length */
+    int32_t *ids;        /* [text_length] <s> … </s> <pad>… */
+    uint8_t *mask;       /* [text_length] 1 for real tokens */
+    int n_ids;           /* real tokens */
+    int32_t clip_ids[DALLE_CLIP_TEXT_LENGTH]; /* SOT … EOT 0…; n_clip = 0 without CLIP */
+    int n_clip;
+} dalle_text;
+
+/* Normalize and tokenize a UTF-8 prompt (both BART and, when the model has one, CLIP). */
+dalle_status dalle_text_encode(const dalle_model *m, const char *prompt, size_t n, dalle_text *out,
+                               dalle_error *err);
+void dalle_text_free(dalle_text *t);
+
+/* ---- generation ----------------------------------------------------------------- */
+
+typedef struct {
+    int n_images;       /* >= 1, <= the state's max_images */
+    uint64_t seed;      /* image i draws from RNG(seed, i, step) */
+    float cond_scale;   /* classifier-free guidance scale, [0, 1000] */
+    float temperature;  /* (0, 100] */
+    float top_p;        /* (0, 1] */
+    int top_k;          /* [1, image_vocab_size] */
+    /* optional: polled between decode steps; non-zero stops with DALLE_ERR_CANCELLED */
+    int (*should_stop)(void *user);
+    void *user;
+} dalle_gen_params;
+
+/* The model's config.json defaults, n_images 1, seed 0. */
+void dalle_gen_params_default(const dalle_model *m, dalle_gen_params *p);
+
+/* Range checks; the message names the parameter. */
+dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params *p,
+                                    int max_images, dalle_error *err);
+
+typedef struct {
+    int max_images; /* images generated together (2 decoder rows each) */
+} dalle_state_params;
+
+dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dalle_state_params *p,
+                             dalle_error *err);
+void dalle_state_free(dalle_state *s);
+
+typedef struct {
+    double text_ms, encode_ms, decode_ms;
+} dalle_timings;
+
+/* Prompt → image codes: codes[n_images · image_length], raster order. timings optional. */
+dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
+                                  const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
+                                  dalle_error *err);
+
 #ifdef __cplusplus
 }
 #endif

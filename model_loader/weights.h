@@ -1,0 +1,39 @@
+/* weights.h — binds named safetensors tensors to a network's dalle_tensor fields and
+ * uploads them into ONE backend allocation, converted to the backend's weight dtype.
+ *
+ * Contract: dalle_binder_take() checks name and shape (via dalle_safetensors_take) and
+ * records where the tensor goes; nothing is copied until dalle_binder_upload(), which
+ * allocates the sum of the (256-byte aligned) sizes once, converts each tensor on the host
+ * and copies it to the device, then points every bound dalle_tensor into that block. The
+ * caller owns the returned block and frees it with the backend's free.
+ */
+#ifndef DALLE_MODEL_LOADER_WEIGHTS_H
+#define DALLE_MODEL_LOADER_WEIGHTS_H
+
+#include "common/error.h"
+#include "kernels/ops.h"
+#include "model_loader/safetensors.h"
+
+typedef struct {
+    dalle_tensor *dst;
+    const dalle_st_tensor *src;
+} dalle_binding;
+
+typedef struct {
+    dalle_backend *be;
+    dalle_binding *items;
+    size_t n, cap;
+} dalle_binder;
+
+void dalle_binder_init(dalle_binder *b, dalle_backend *be);
+
+/* Bind the tensor named by the printf-style format to *dst, expecting shape[0..ndim-1]. */
+dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst, int ndim,
+                               const int64_t *shape, dalle_error *err, const char *fmt, ...)
+    DALLE_PRINTF(7, 8);
+
+dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err);
+
+void dalle_binder_free(dalle_binder *b);
+
+#endif /* DALLE_MODEL_LOADER_WEIGHTS_H */
