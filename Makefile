@@ -43,7 +43,7 @@ HAVE_CUDA := 1
 CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 endif
 
-.PHONY: all deps test asan format clean info
+.PHONY: all deps test asan run format clean info
 all: info $(LIB) $(CLI) $(CUDA_OBJ)
 
 info:
@@ -97,3 +97,9 @@ clean:
 	rm -rf build build-asan
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+PROMPT ?= a red bicycle leaning against a brick wall
+MODEL  ?= models/tiny
+run: deps
+	$(MAKE) all
+	$(CLI) tokens --model $(MODEL) --prompt "$(PROMPT)" --seed 1

@@ -121,6 +121,12 @@ dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
                                   const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
                                   dalle_error *err);
 
+/* The same from an already encoded text (dalle_text_encode, or ids from elsewhere:
+ * text->ids and text->mask are read, nothing else). timings->text_ms is left 0. */
+dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
+                                       const dalle_gen_params *p, int32_t *codes,
+                                       dalle_timings *timings, dalle_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -346,25 +346,46 @@ static dalle_status decode_images(dalle_state *s, const dalle_gen_params *p, int
     return DALLE_OK;
 }
 
-dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
-                                  const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
-                                  dalle_error *err) {
+dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
+                                       const dalle_gen_params *p, int32_t *codes,
+                                       dalle_timings *timings, dalle_error *err) {
     const dalle_model *m = s->m;
+    const dalle_bart_hparams *hp = &m->cfg.bart;
     dalle_status st = dalle_gen_params_check(m, p, s->max_images, err);
     if (st != DALLE_OK) return st;
-    double t0 = now_ms();
-    dalle_text text;
-    st = dalle_text_encode(m, prompt, n, &text, err);
-    if (st != DALLE_OK) return st;
+    if (text->text_length != hp->text_length)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text has %d positions, model wants %d",
+                               text->text_length, hp->text_length);
+    for (int i = 0; i < hp->text_length; i++)
+        if (text->ids[i] < 0 || text->ids[i] >= hp->text_vocab_size)
+            return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text id %d out of range [0, %d)",
+                                   text->ids[i], hp->text_vocab_size);
+    if (!text->mask[0])
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text mask hides the first token");
     double t1 = now_ms();
-    dalle_bart_encode(&m->bart, &s->work, text.ids, text.mask, 1, s->enc_out);
-    dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, text.mask, PROMPT_BLOCK);
+    dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, s->enc_out);
+    dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, text->mask, PROMPT_BLOCK);
     s->be->ops->sync(s->be);
-    dalle_text_free(&text);
     double t2 = now_ms();
     st = decode_images(s, p, codes);
     double t3 = now_ms();
     if (st == DALLE_ERR_CANCELLED) return dalle_error_set(err, st, "generation cancelled");
-    if (timings) *timings = (dalle_timings){t1 - t0, t2 - t1, t3 - t2};
+    if (timings) *timings = (dalle_timings){0, t2 - t1, t3 - t2};
     return DALLE_OK;
+}
+
+dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
+                                  const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
+                                  dalle_error *err) {
+    dalle_status st = dalle_gen_params_check(s->m, p, s->max_images, err);
+    if (st != DALLE_OK) return st;
+    double t0 = now_ms();
+    dalle_text text;
+    st = dalle_text_encode(s->m, prompt, n, &text, err);
+    if (st != DALLE_OK) return st;
+    double text_ms = now_ms() - t0;
+    st = dalle_generate_codes_text(s, &text, p, codes, timings, err);
+    dalle_text_free(&text);
+    if (st == DALLE_OK && timings) timings->text_ms = text_ms;
+    return st;
 }
