@@ -77,8 +77,8 @@ typedef struct {
     void (*layernorm)(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
                       const dalle_tensor *beta, int rows, int C, float eps);
 
-    /* y[r,:] = table[ids[r],:] + pos_table[pos[r],:], r < rows. ids/pos are host arrays and
-     * already range-checked by the caller. */
+    /* y[r,:] = table[ids[r],:] + pos_table[pos[r],:], r < rows; pos_table NULL (and pos
+     * ignored) = no position term. ids/pos are host arrays, range-checked by the caller. */
     void (*embed)(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
                   const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);
 
@@ -118,6 +118,35 @@ typedef struct {
      * tokens: host [B]. */
     void (*sample)(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V, int ld,
                    const dalle_sample_params *params, const int32_t *step);
+
+    /* ---- image side (VQGAN, CLIP). Feature maps are NHWC: [B, H, W, C]. ---- */
+
+    /* y[B,H,W,Cout] = conv2d(x[B,H,W,Cin]) + bias, kernel k×k (k odd), stride 1, zero
+     * padding k/2. w is [Cout, k, k, Cin] (the loader reorders torch's [Cout, Cin, k, k]);
+     * bias [Cout] or NULL. y must not alias x. */
+    void (*conv2d)(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                   const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
+
+    /* GroupNorm over [B, HW, C] with `groups` groups of C/groups channels, statistics per
+     * (b, group) over HW·C/groups values, biased variance, then ·gamma + beta [C]; when
+     * swish is non-zero, y = t·sigmoid(t) afterwards. y may equal x. */
+    void (*group_norm)(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                       const dalle_tensor *beta, int B, int HW, int C, int groups, float eps,
+                       int swish);
+
+    /* Nearest-neighbour ×2: y[B, 2H, 2W, C] from x[B, H, W, C]. */
+    void (*upsample2x)(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C);
+
+    /* y[rows, N] += bias[N]. */
+    void (*bias_add)(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N);
+
+    /* y[i] = x[i]·sigmoid(1.702·x[i]) (CLIP's quick GELU). y may equal x. */
+    void (*quick_gelu)(dalle_backend *be, float *y, const float *x, int64_t n);
+
+    /* Non-overlapping p×p patches: y[B, (H/p)·(W/p), p·p·C] from x[B, H, W, C], patch rows
+     * in raster order, each patch flattened as (dy, dx, c). H and W are multiples of p. */
+    void (*patchify)(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
+                     int p);
 } dalle_backend_ops;
 
 struct dalle_backend {
