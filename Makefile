@@ -14,7 +14,7 @@ OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP $(SAN)
 CPPFLAGS += -Iinclude -I. -Icommon -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -lopenblas -ljansson -lutf8proc -lm -lpthread
+LDLIBS  += -lopenblas -ljansson -lutf8proc -lturbojpeg -lm -lpthread
 LDFLAGS += -fopenmp $(SAN)
 
 # Every .c under these folders is part of the engine library.

@@ -1,0 +1,72 @@
+/* jpeg.c — TurboJPEG 2.x encoder wrapper (see jpeg.h). The output buffer is preallocated
+ * with tjBufSize() and passed with TJFLAG_NOREALLOC, so TurboJPEG never reallocates it. */
+#include "common/jpeg.h"
+
+#include <stdlib.h>
+#include <turbojpeg.h>
+
+#include "common/error.h"
+
+struct dalle_jpeg_encoder {
+    tjhandle tj;
+    int quality;
+    int subsamp; /* TJSAMP_* */
+    unsigned char *buf;
+    unsigned long cap;
+};
+
+dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, int quality, dalle_subsamp subsamp,
+                                    dalle_error *err) {
+    *out = NULL;
+    static const int TJ_SUBSAMP[] = {TJSAMP_444, TJSAMP_422, TJSAMP_420};
+    if (quality < 1 || quality > 100)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "JPEG quality must be in [1, 100], got %d",
+                               quality);
+    if ((int)subsamp < 0 || (int)subsamp > DALLE_SUBSAMP_420)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "unknown JPEG subsampling %d", (int)subsamp);
+    dalle_jpeg_encoder *e = calloc(1, sizeof *e);
+    if (!e) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    e->tj = tjInitCompress();
+    if (!e->tj) {
+        free(e);
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "tjInitCompress failed");
+    }
+    e->quality = quality;
+    e->subsamp = TJ_SUBSAMP[subsamp];
+    *out = e;
+    return DALLE_OK;
+}
+
+void dalle_jpeg_encoder_free(dalle_jpeg_encoder *e) {
+    if (!e) return;
+    if (e->tj) tjDestroy(e->tj);
+    tjFree(e->buf);
+    free(e);
+}
+
+dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int width, int height,
+                               const uint8_t **jpeg, size_t *size, dalle_error *err) {
+    if (width < 1 || height < 1 || width > DALLE_JPEG_MAX_SIDE || height > DALLE_JPEG_MAX_SIDE)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "image size %dx%d outside 1..%d", width,
+                               height, DALLE_JPEG_MAX_SIDE);
+    unsigned long need = tjBufSize(width, height, e->subsamp);
+    if (need == (unsigned long)-1)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "tjBufSize: %s", tjGetErrorStr2(e->tj));
+    if (need > e->cap) {
+        unsigned char *b = tjAlloc((int)need);
+        if (!b) return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot allocate %lu bytes", need);
+        tjFree(e->buf);
+        e->buf = b;
+        e->cap = need;
+    }
+    unsigned char *dst = e->buf;
+    unsigned long len = e->cap;
+    if (tjCompress2(e->tj, rgb, width, 0, height, TJPF_RGB, &dst, &len, e->subsamp, e->quality,
+                    TJFLAG_NOREALLOC | TJFLAG_ACCURATEDCT) != 0)
+        return dalle_error_set(err, DALLE_ERR_BACKEND, "JPEG encoding failed: %s",
+                               tjGetErrorStr2(e->tj));
+    DALLE_ASSERT(dst == e->buf);
+    *jpeg = dst;
+    *size = len;
+    return DALLE_OK;
+}

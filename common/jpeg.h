@@ -1,0 +1,32 @@
+/* jpeg.h — JPEG encoding of packed RGB uint8 images with the TurboJPEG 2.x API.
+ *
+ * Contract: a dalle_jpeg_encoder owns one TurboJPEG handle and one output buffer sized for
+ * the largest image it has seen; it is used by one thread at a time (keep one per encode
+ * thread). dalle_jpeg_encode returns a pointer into that buffer, valid until the next call
+ * on the same encoder. Sizes are checked in 64-bit arithmetic; images above
+ * DALLE_JPEG_MAX_SIDE on a side are refused (DALLE_ERR_INVALID_ARG).
+ */
+#ifndef DALLE_COMMON_JPEG_H
+#define DALLE_COMMON_JPEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dalle.h"
+
+#define DALLE_JPEG_MAX_SIDE 8192
+
+typedef enum { DALLE_SUBSAMP_444 = 0, DALLE_SUBSAMP_422, DALLE_SUBSAMP_420 } dalle_subsamp;
+
+typedef struct dalle_jpeg_encoder dalle_jpeg_encoder;
+
+/* quality 1..100, e.g. 90 with 4:2:0 (the defaults the server uses). */
+dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, int quality, dalle_subsamp subsamp,
+                                    dalle_error *err);
+void dalle_jpeg_encoder_free(dalle_jpeg_encoder *enc);
+
+/* rgb: [height, width, 3] packed. *jpeg / *size: the encoded file. */
+dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *enc, const uint8_t *rgb, int width, int height,
+                               const uint8_t **jpeg, size_t *size, dalle_error *err);
+
+#endif /* DALLE_COMMON_JPEG_H */
