@@ -6,7 +6,10 @@ a line on U+2028 or U+0085. The output is deterministic (one seeded random.Rando
 lists, fixed order). Prompts mix real-looking captions built from templates with hand-written
 edge cases, one category per normaliser concern.
 
+It also writes the tiny word-frequency file that the hashtag splitter uses in tests.
+
     python3 tools/reference/make_prompts.py [--out tests/golden/text/prompts.jsonl]
+                                            [--wiki-out models/tiny/enwiki-words-frequency.txt]
 """
 
 import argparse
@@ -53,6 +56,82 @@ have from or one had by word but not what all were we when your can said there u
 which she do how their if will up other about out many then them these so some her would
 make like him into time has look two more write go see number no way could people my than
 first water been call who oil its now find long down day did get come made may part""".split()
+
+# The tiny word-frequency file (models/tiny/enwiki-words-frequency.txt) for hashtag
+# splitting: the real file's format ("word count" per line, most frequent first; dalle-mini
+# uses only the rank). Common English words in rough frequency order, then every template
+# word, then words that the hashtag prompts are made of.
+FREQUENT = """the of and in to a was is for as on by with he at that from his it an were are
+which this be or has also had first one their its new after but who not they have her she two
+been other when there all during into school time may years more most only over city some
+world would where later up such used many can state about national out known university united
+then made part age film year being between three under well series south through so no north
+team him de would these people game while before high since both season american however
+general any each before early them against music including de government will would four
+than life its each known five best during album family because following last several through
+later another main second number could around name well city new york long work way day back
+said make like into out time has look more write go see number no way could people my than
+water been call who oil now find down did get come made may long little very after words just
+where most know take place years live me back give only little round man show every good me
+our under name very through just form sentence great think say help low line differ turn cause
+much mean before move right boy old too same tell does set three want air well also play small
+end put home read hand port large spell add even land here must big high such follow act why
+ask men change went light kind off need house picture try us again animal point mother world
+near build self earth father head stand own page should country found answer grow study still
+learn plant cover food sun four between state keep eye never last let thought city tree cross
+farm hard start might story saw far sea draw left late run don't while press close night real
+life few north open seem together next white children begin got walk example ease paper group
+always music those both mark often letter until mile river car feet care second book carry took
+science eat room friend began idea fish mountain stop once base hear horse cut sure watch color
+face wood main enough plain girl usual young ready above ever red list though feel talk bird
+soon body dog family direct pose leave song measure door product black short numeral class wind
+question happen complete ship area half rock order fire south problem piece told knew pass since
+top whole king space heard best hour better true during hundred five remember step early hold
+west ground interest reach fast verb sing listen six table travel less morning ten simple
+several vowel toward war lay against pattern slow center love person money serve appear road map
+rain rule govern pull cold notice voice unit power town fine certain fly fall lead cry dark
+machine note wait plan figure star box noun field rest correct able pound done beauty drive
+stood contain front teach week final gave green oh quick develop ocean warm free minute strong
+special mind behind clear tail produce fact street inch multiply nothing course stay wheel full
+force blue object decide surface deep moon island foot system busy test record boat common gold
+possible plane stead dry wonder laugh thousand ago ran check game shape equate hot miss brought
+heat snow tire bring yes distant fill east paint language among grand ball yet wave drop heart
+am present heavy dance engine position arm wide sail material size vary settle speak weight
+general ice matter circle pair include divide syllable felt perhaps pick sudden count square
+reason length represent art subject region energy hunt probable bed brother egg ride cell
+believe fraction forest sit race window store summer train sleep prove lone leg exercise wall
+catch mount wish sky board joy winter sat written wild instrument kept glass grass cow job edge
+sign visit past soft fun bright gas weather month million bear finish happy hope flower clothe
+strange gone jump baby eight village meet root buy raise solve metal whether push seven
+paragraph third shall held hair describe cook floor either result burn hill safe cat century
+consider type law bit coast copy phrase silent tall sand soil roll temperature finger industry
+value fight lie beat excite natural view sense ear else quite broke case middle kill son lake
+moment scale loud spring observe child straight consonant nation dictionary milk speed method
+organ pay age section dress cloud surprise quiet stone tiny climb cool design poor lot experiment
+bottom key iron single stick flat twenty skin smile crease hole trade melody trip office receive
+row mouth exact symbol die least trouble shout except wrote seed tone join suggest clean break
+lady yard rise bad blow oil blood touch grew cent mix team wire cost lost brown wear garden equal
+sent choose fell fit flow fair bank collect save control decimal gentle woman captain practice
+separate difficult doctor please protect noon whose locate ring character insect caught period
+indicate radio spoke atom human history effect electric expect crop modern element hit student
+corner party supply bone rail imagine provide agree thus capital won't chair danger fruit rich
+thick soldier process operate guess necessary sharp wing create neighbor wash bat rather crowd
+corn compare poem string bell depend meat rub tube famous dollar stream fear sight thin triangle
+planet hurry chief colony clock mine tie enter major fresh search send yellow gun allow print
+dead spot desert suit current lift rose continue block chart hat sell success company subtract
+event particular deal swim term opposite wife shoe shoulder spread arrange camp invent cotton
+born determine quart nine truck noise level chance gather shop stretch throw shine property
+column molecule select wrong gray repeat require broad prepare salt nose plural anger claim
+continent oxygen sugar death pretty skill women season solution magnet silver thank branch match
+suffix especially fig afraid huge sister steel discuss forward similar guide experience score
+apple bought led pitch coat mass card band rope slip win dream evening condition feed tool total
+basic smell valley nor double seat arrive master track parent shore division sheet substance
+favor connect post spend chord fat glad original share station dad bread charge proper bar offer
+segment slave duck instant market degree populate chick dear enemy reply drink occur support
+speech nature range steam motion path liquid log meant quotient teeth shell neck photo day
+beautiful instagram new york city throwback thursday filter photography golden hour monday
+motivation happy year quick brown fox jumps lazy insta vibes porn cats dogs tag street tbt
+love travel art nature summer isthis real double under score upper case dash""".split()
 
 
 def caption(r):
@@ -418,10 +497,25 @@ CATEGORIES = [
 ]
 
 
+def write_word_frequencies(path):
+    """One "word count" line per distinct lower-case word, most frequent first (Zipf counts)."""
+    seen = []
+    for w in FREQUENT + COMMON + ADJ + NOUN + " ".join(PLACE + PREP + STYLE + VERB).split():
+        w = w.lower()
+        if w.isascii() and w.replace("'", "").isalnum() and w not in seen:
+            seen.append(w)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for rank, w in enumerate(seen):
+            f.write(f"{w} {10_000_000 // (rank + 1)}\n")
+    print(f"wrote {len(seen)} words to {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/golden/text/prompts.jsonl")
+    ap.add_argument("--wiki-out", default="models/tiny/enwiki-words-frequency.txt")
     args = ap.parse_args()
+    write_word_frequencies(args.wiki_out)
     r = random.Random(SEED)
     n = 0
     with open(args.out, "w", encoding="utf-8", newline="\n") as f:
