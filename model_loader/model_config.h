@@ -7,6 +7,7 @@
  * silently), except inside the optional "vqgan" and "clip" sections, which are kept as JSON
  * text for the stages that read them. File names must be plain names inside the model
  * directory (no '/', no "..").
+ * On failure *cfg is left zeroed; dalle_model_config_free() is safe on it, and twice.
  */
 #ifndef DALLE_MODEL_LOADER_MODEL_CONFIG_H
 #define DALLE_MODEL_LOADER_MODEL_CONFIG_H
@@ -67,7 +68,7 @@ typedef struct {
 dalle_status dalle_model_config_parse(dalle_model_config *cfg, const char *json, size_t n,
                                       const char *label, dalle_error *err);
 
-/* Read DIR/config.json and parse it. */
+/* Read DIR/config.json (at most 1 MiB) and parse it with the label "DIR/config.json". */
 dalle_status dalle_model_config_load(dalle_model_config *cfg, const char *dir, dalle_error *err);
 
 void dalle_model_config_free(dalle_model_config *cfg);

@@ -7,7 +7,10 @@
  * equal to numel·dtype size, no two tensors overlapping). It copies names and shapes, never
  * the tensor data: tensors point into the buffer, which must outlive the handle. Errors
  * name the file (`label`), the tensor and what was expected, in one line.
- * dalle_safetensors_open() mmaps a file read-only and parses it.
+ * Limits: header ≤ 100 MiB, names 1..255 bytes without control bytes, ≤ 8 dims of ≤ 2^40
+ * each; other valid safetensors dtypes (I32, F64, U8…) give DALLE_ERR_UNSUPPORTED, anything
+ * else malformed DALLE_ERR_FORMAT. Zero-byte tensors may sit anywhere in the data section.
+ * dalle_safetensors_open() mmaps a file read-only and parses it (the label is the path).
  * Thread-safety: a parsed handle is read-only except for the `used` marks of *_take().
  */
 #ifndef DALLE_MODEL_LOADER_SAFETENSORS_H
@@ -34,7 +37,7 @@ typedef struct {
 
 typedef struct {
     char label[256];       /* file name used in messages */
-    dalle_st_tensor *tensors;
+    dalle_st_tensor *tensors; /* sorted by name (find() is a binary search) */
     size_t n_tensors;
     char *metadata_json;   /* the "__metadata__" object re-serialized, or NULL */
     void *map;             /* mmap base when opened from a file, else NULL */
@@ -65,6 +68,7 @@ dalle_status dalle_safetensors_check_all_used(const dalle_safetensors *st, dalle
 /* Convert a tensor's elements to fp32 (F32 copy, F16 and BF16 exact widening). */
 void dalle_st_tensor_to_f32(const dalle_st_tensor *t, float *dst);
 
+/* Frees and unmaps; safe on a zeroed or failed handle, and twice. */
 void dalle_safetensors_close(dalle_safetensors *st);
 
 #endif /* DALLE_MODEL_LOADER_SAFETENSORS_H */
