@@ -183,7 +183,7 @@ static void ftfy_unescape(dalle_sbuf *out, const char *t, size_t n) {
         } else if (hash) {
             dalle_sbuf ref = {0};
             html_unescape_into(&ref, t + i, end - i);
-            if (!ref.oom && !memchr(ref.p, ';', ref.len))
+            if (!ref.oom && (ref.len == 0 || !memchr(ref.p, ';', ref.len)))
                 dalle_sbuf_put(out, ref.p, ref.len);
             else
                 dalle_sbuf_put(out, t + i, end - i);
@@ -277,7 +277,7 @@ static bool fix_segment(dalle_sbuf *out, const char *seg, size_t n, bool unescap
             dalle_sbuf_free(&cur);
             return false;
         }
-        bool same = (size_t)nn == cur.len && memcmp(nfc, cur.p, cur.len) == 0;
+        bool same = (size_t)nn == cur.len && (nn == 0 || memcmp(nfc, cur.p, cur.len) == 0);
         dalle_sbuf_free(&cur);
         dalle_sbuf_put(&cur, nfc, (size_t)nn);
         free(nfc);

@@ -4,7 +4,7 @@
  * characters, NFC. What is not implemented is listed at the top of ftfy.c.
  *
  * Contract: input valid UTF-8; output malloc'd, NUL-terminated, *out_len bytes; NULL on
- * allocation failure.
+ * allocation failure or invalid UTF-8. Thread-safe (the tables are read-only).
  */
 #ifndef DALLE_MODEL_TEXT_FTFY_H
 #define DALLE_MODEL_TEXT_FTFY_H
