@@ -11,13 +11,10 @@ void dalle_binder_init(dalle_binder *b, dalle_backend *be) {
     b->be = be;
 }
 
-dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst, int ndim,
-                               const int64_t *shape, dalle_error *err, const char *fmt, ...) {
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
+/* Record that the file tensor `name` (shape[0..ndim-1]) goes to *dst, whose shape is the
+ * file shape or, for conv_k > 0, the conv layout [Cout, k, k, Cin]. */
+static dalle_status bind(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst, int ndim,
+                         const int64_t *shape, int conv_k, const char *name, dalle_error *err) {
     DALLE_ASSERT(ndim >= 1 && ndim <= DALLE_MAX_DIMS);
 
     const dalle_st_tensor *src;
@@ -33,9 +30,46 @@ dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_ten
     memset(dst, 0, sizeof *dst);
     dst->ndim = ndim;
     for (int i = 0; i < ndim; i++) dst->shape[i] = shape[i];
+    if (conv_k > 0) {
+        dst->shape[1] = conv_k;
+        dst->shape[2] = conv_k;
+        dst->shape[3] = shape[1];
+    }
     dst->dtype = b->be->ops->weight_dtype;
-    b->items[b->n++] = (dalle_binding){dst, src};
+    b->items[b->n++] = (dalle_binding){dst, src, conv_k};
     return DALLE_OK;
+}
+
+dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst, int ndim,
+                               const int64_t *shape, dalle_error *err, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return bind(b, st, dst, ndim, shape, 0, name, err);
+}
+
+dalle_status dalle_binder_take_conv(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst,
+                                    int cout, int cin, int k, dalle_error *err, const char *fmt,
+                                    ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    DALLE_ASSERT(cout >= 1 && cin >= 1 && k >= 1);
+    const int64_t shape[4] = {cout, cin, k, k};
+    return bind(b, st, dst, 4, shape, k, name, err);
+}
+
+/* dst[o, y, x, i] = src[o, i, y, x]: torch conv [Cout, Cin, k, k] → [Cout, k, k, Cin]. */
+static void conv_to_ohwi(float *dst, const float *src, int64_t cout, int64_t cin, int k) {
+    const int64_t kk = (int64_t)k * k;
+    for (int64_t o = 0; o < cout; o++)
+        for (int64_t i = 0; i < cin; i++)
+            for (int64_t t = 0; t < kk; t++)
+                dst[(o * kk + t) * cin + i] = src[(o * cin + i) * kk + t];
 }
 
 static size_t aligned_size(const dalle_st_tensor *t, dalle_dtype dtype) {
@@ -57,23 +91,32 @@ dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err
     }
     *block = NULL;
     if (total == 0) return DALLE_OK;
+    int any_conv = 0;
+    for (size_t i = 0; i < b->n; i++) any_conv |= b->items[i].conv_k > 0;
     uint8_t *mem = be->ops->alloc(be, total);
     float *host = malloc(largest ? largest : 1);
-    if (!mem || !host) {
+    float *perm = any_conv ? malloc(largest ? largest : 1) : NULL;
+    if (!mem || !host || (any_conv && !perm)) {
         free(host);
+        free(perm);
         if (mem) be->ops->free(be, mem);
         return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot allocate %zu bytes of weights on %s", total,
                                be->ops->name);
     }
     size_t off = 0;
     for (size_t i = 0; i < b->n; i++) {
-        const dalle_st_tensor *src = b->items[i].src;
+        const dalle_binding *it = &b->items[i];
+        const dalle_st_tensor *src = it->src;
         dalle_st_tensor_to_f32(src, host);
-        be->ops->to_device(be, mem + off, host, (size_t)src->numel * sizeof(float));
+        if (it->conv_k > 0)
+            conv_to_ohwi(perm, host, src->shape[0], src->shape[1], it->conv_k);
+        be->ops->to_device(be, mem + off, it->conv_k > 0 ? perm : host,
+                           (size_t)src->numel * sizeof(float));
         b->items[i].dst->data = mem + off;
         off += aligned_size(src, dtype);
     }
     free(host);
+    free(perm);
     *block = mem;
     return DALLE_OK;
 }

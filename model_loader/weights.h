@@ -17,6 +17,7 @@
 typedef struct {
     dalle_tensor *dst;
     const dalle_st_tensor *src;
+    int conv_k; /* > 0: a torch conv weight [Cout, Cin, k, k] uploaded as [Cout, k, k, Cin] */
 } dalle_binding;
 
 typedef struct {
@@ -31,6 +32,12 @@ void dalle_binder_init(dalle_binder *b, dalle_backend *be);
 dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst, int ndim,
                                const int64_t *shape, dalle_error *err, const char *fmt, ...)
     DALLE_PRINTF(7, 8);
+
+/* Bind a torch Conv2d weight, [cout, cin, k, k] in the file, to *dst as [cout, k, k, cin]
+ * (the layout of the ops.h conv2d); the permutation is done on the host during upload. */
+dalle_status dalle_binder_take_conv(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst,
+                                    int cout, int cin, int k, dalle_error *err, const char *fmt,
+                                    ...) DALLE_PRINTF(8, 9);
 
 dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err);
 
