@@ -42,7 +42,8 @@ static size_t prefix_node(const scan *s, size_t i, size_t j) {
     const char *p = s->text + s->off[i];
     size_t pn = s->off[j] - s->off[i], kn;
     size_t lb = dalle_kv_lower_bound(&s->kv, p, pn);
-    if (lb == s->kv.count) return SIZE_MAX;
+    if (lb == s->kv.count)
+        return SIZE_MAX;
     const char *k = dalle_kv_key(&s->kv, lb, &kn);
     return kn >= pn && memcmp(k, p, pn) == 0 ? lb : SIZE_MAX;
 }
@@ -67,7 +68,8 @@ static bool is_component(const scan *s, size_t entry) {
 
 char *dalle_emoji_demojize(const char *text, size_t n, size_t *out_len) {
     size_t len = 0;
-    for (size_t i = 0; i < n; i += dalle_utf8_len((unsigned char)text[i])) len++;
+    for (size_t i = 0; i < n; i += dalle_utf8_len((unsigned char)text[i]))
+        len++;
     uint32_t *cp = malloc((len + 1) * sizeof *cp);
     size_t *off = malloc((len + 1) * sizeof *off);
     bool *ignore = calloc(len + 1, sizeof *ignore);
@@ -91,13 +93,15 @@ char *dalle_emoji_demojize(const char *text, size_t n, size_t *out_len) {
         uint32_t c = cp[i];
         size_t node = prefix_node(&s, i, i + 1);
         if (ignore[i]) {
-            if (c == ZWJ) tok[ntok++] = (token){i, i + 1, SIZE_MAX};
+            if (c == ZWJ)
+                tok[ntok++] = (token){i, i + 1, SIZE_MAX};
             i++;
             continue;
         } else if (node != SIZE_MAX) {
             size_t j = i + 1;
             for (size_t next; j < len && (next = prefix_node(&s, i, j + 1)) != SIZE_MAX; j++) {
-                if (ignore[j]) break;
+                if (ignore[j])
+                    break;
                 node = next;
             }
             if (node_is(&s, node, i, j)) {
@@ -111,11 +115,13 @@ char *dalle_emoji_demojize(const char *text, size_t n, size_t *out_len) {
             token last = tok[ntok - 1];
             if (is_component(&s, token_entry(&s, last))) {
                 size_t take = ntok - base >= 2 ? 2 : 1, back = last.end - last.start;
-                if (take == 2) back += tok[ntok - 2].end - tok[ntok - 2].start;
+                if (take == 2)
+                    back += tok[ntok - 2].end - tok[ntok - 2].start;
                 DALLE_ASSERT(back <= i);
                 i -= back;
                 ntok -= cp[i] == ZWJ ? 1 : take;
-                if (cp[i] == ZWJ) i++;
+                if (cp[i] == ZWJ)
+                    i++;
             } else {
                 i -= last.end - last.start;
                 ntok--;
@@ -124,7 +130,8 @@ char *dalle_emoji_demojize(const char *text, size_t n, size_t *out_len) {
         } else {
             base = ntok;
         }
-        if (!consumed && c != VS15 && c != VS16) tok[ntok++] = (token){i, i + 1, SIZE_MAX};
+        if (!consumed && c != VS15 && c != VS16)
+            tok[ntok++] = (token){i, i + 1, SIZE_MAX};
         i++;
     }
     for (size_t k = 0; k < ntok; k++) {

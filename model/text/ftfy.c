@@ -3,19 +3,13 @@
  *
  * fix_text cuts the text after each "\n" (and every 1,000,000 code points) and fixes each
  * segment until nothing changes, applying in this order: HTML entities (only while no
- * segment so far contained '<'), C1 controls read as Windows-1252, Latin ligatures,
- * half/full-width forms, curly quotes, line breaks, ANSI terminal escapes, control
- * characters, NFC.
+ * segment so far contained '<'), mojibake repair (fix_encoding, in ftfy_encoding.c), C1
+ * controls read as Windows-1252, Latin ligatures, half/full-width forms, curly quotes,
+ * line breaks, ANSI terminal escapes, control characters, NFC.
  *
- * NOT implemented (the text passes through unchanged where ftfy would act):
- *   - fix_encoding: mojibake detection and repair (the "badness" heuristic, re-encoding
- *     through Latin-1 / Windows-125x / MacRoman / cp437, utf-8-variants decoding,
- *     restore_byte_a0, replace_lossy_sequences, decode_inconsistent_utf8). Text such as
- *     "cafÃ©" stays as it is; ftfy would give "café".
- *   - fix_surrogates: valid UTF-8 cannot hold surrogates.
- *   - explanations / plans.
- * Unicode data comes from utf8proc (Unicode 15 for 2.8) where Python 3.11 uses 14.0, so
- * characters new in 15 may normalise differently.
+ * NOT implemented: fix_surrogates (valid UTF-8 cannot hold surrogates) and ftfy's
+ * explanations / plans. Unicode data comes from utf8proc (Unicode 15 for 2.8) where Python
+ * 3.11 uses 14.0, so characters new in 15 may normalise differently.
  *
  * Tables (tools/text/gen_tables.py): html5.kv (html.entities.html5), charref.kv (numeric
  * reference exceptions), ftfy_upper.kv (ftfy's "&EACUTE;" entities), ftfy_translate.kv (the
@@ -30,6 +24,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "model/text/ftfy_encoding.h"
 #include "model/text/textutil.h"
 
 DALLE_EMBED(html5_kv, "model/text/data/html5.kv");
@@ -39,12 +34,17 @@ DALLE_EMBED(ftfy_translate_kv, "model/text/data/ftfy_translate.kv");
 
 enum { MAX_SEGMENT_CPS = 1000000, MAX_NAME_CPS = 32, MAX_ENTITY_ALNUM = 24 };
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 static int hex_value(char c) {
-    if (is_digit(c)) return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (is_digit(c))
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -74,11 +74,12 @@ static void put_charref(dalle_sbuf *out, uint32_t num) {
  * U+10FFFF, and advances *i past them and an optional ';'. */
 static uint32_t parse_charref(const char *t, size_t n, size_t *i, int base) {
     uint32_t num = 0;
-    for (int d; *i < n && (d = base == 10 ? (is_digit(t[*i]) ? t[*i] - '0' : -1)
-                                          : hex_value(t[*i])) >= 0;
+    for (int d;
+         *i < n && (d = base == 10 ? (is_digit(t[*i]) ? t[*i] - '0' : -1) : hex_value(t[*i])) >= 0;
          ++*i)
         num = num > 0x10FFFF ? num : num * (uint32_t)base + (uint32_t)d;
-    if (*i < n && t[*i] == ';') ++*i;
+    if (*i < n && t[*i] == ';')
+        ++*i;
     return num;
 }
 
@@ -93,7 +94,8 @@ static void put_named(dalle_sbuf *out, const char *t, size_t n) {
         return;
     }
     size_t cut[MAX_NAME_CPS + 2], ncp = 0; /* cut[x] = bytes in the first x code points */
-    for (size_t i = 0; i < n; i += dalle_utf8_len((unsigned char)t[i])) cut[ncp++] = i;
+    for (size_t i = 0; i < n; i += dalle_utf8_len((unsigned char)t[i]))
+        cut[ncp++] = i;
     cut[ncp] = n;
     for (size_t x = ncp - 1; x >= 2 && x < ncp; x--) {
         if (dalle_kv_get(&kv, t, cut[x], &v, &vn)) {
@@ -141,7 +143,8 @@ static void html_unescape_into(dalle_sbuf *out, const char *t, size_t n) {
             dalle_sbuf_putc(out, t[i++]);
             continue;
         }
-        if (k < n && t[k] == ';') k++;
+        if (k < n && t[k] == ';')
+            k++;
         put_named(out, t + j, k - j);
         i = k;
     }
@@ -149,7 +152,8 @@ static void html_unescape_into(dalle_sbuf *out, const char *t, size_t n) {
 
 char *dalle_html_unescape(const char *text, size_t n, size_t *out_len) {
     dalle_sbuf out = {0};
-    if (!dalle_utf8_valid(text, n)) return NULL;
+    if (!dalle_utf8_valid(text, n))
+        return NULL;
     html_unescape_into(&out, text, n);
     return dalle_sbuf_finish(&out, out_len);
 }
@@ -168,7 +172,8 @@ static void ftfy_unescape(dalle_sbuf *out, const char *t, size_t n) {
         if (t[i] == '&') {
             hash = k < n && t[k] == '#';
             k += hash;
-            while (k + run < n && is_alnum(t[k + run])) run++;
+            while (k + run < n && is_alnum(t[k + run]))
+                run++;
         }
         if (run == 0 || run > MAX_ENTITY_ALNUM || k + run >= n || t[k + run] != ';') {
             dalle_sbuf_putc(out, t[i++]);
@@ -208,12 +213,14 @@ static bool is_decimal(uint32_t c) {
 
 /* Length of an ANSI escape "\033[" (digit|;)* letter at t[i], or 0. */
 static size_t terminal_escape_len(const char *t, size_t n, size_t i) {
-    if (t[i] != '\033' || i + 1 >= n || t[i + 1] != '[') return 0;
+    if (t[i] != '\033' || i + 1 >= n || t[i + 1] != '[')
+        return 0;
     size_t j = i + 2;
     while (j < n) {
         size_t k = j;
         uint32_t c = dalle_utf8_next(t, n, &k);
-        if (c != ';' && !is_decimal(c)) break;
+        if (c != ';' && !is_decimal(c))
+            break;
         j = k;
     }
     bool letter = j < n && ((t[j] >= 'a' && t[j] <= 'z') || (t[j] >= 'A' && t[j] <= 'Z'));
@@ -235,7 +242,7 @@ static void fix_chars(dalle_sbuf *out, const char *t, size_t n) {
         if (c >= 0x80 && dalle_kv_get(&tr, t + start, i - start, &v, &vn))
             dalle_sbuf_put(&mid, v, vn);
         else if (c == '\r' && i < n && t[i] == '\n')
-            continue; /* "\r\n" -> "\n": the '\n' follows */
+            continue;                                     /* "\r\n" -> "\n": the '\n' follows */
         else if (c == '\r' || c == 0x2028 || c == 0x2029) /* U+0085 became '…' above */
             dalle_sbuf_putc(&mid, '\n');
         else
@@ -249,7 +256,8 @@ static void fix_chars(dalle_sbuf *out, const char *t, size_t n) {
         }
         size_t start = i;
         uint32_t c = dalle_utf8_next(mid.p, mid.len, &i);
-        if (!is_removed_control(c)) dalle_sbuf_put(out, mid.p + start, i - start);
+        if (!is_removed_control(c))
+            dalle_sbuf_put(out, mid.p + start, i - start);
     }
     out->oom |= mid.oom;
     dalle_sbuf_free(&mid);
@@ -260,13 +268,17 @@ static bool fix_segment(dalle_sbuf *out, const char *seg, size_t n, bool unescap
     dalle_sbuf cur = {0};
     dalle_sbuf_put(&cur, seg, n);
     for (;;) {
-        dalle_sbuf a = {0}, b = {0};
+        dalle_sbuf a = {0}, b = {0}, c = {0};
         if (unescape)
             ftfy_unescape(&a, cur.p, cur.len);
         else
             dalle_sbuf_put(&a, cur.p, cur.len);
-        fix_chars(&b, a.p, a.len);
+        dalle_ftfy_fix_encoding(&b, a.p ? a.p : "", a.len);
+        fix_chars(&c, b.p, b.len);
+        c.oom |= a.oom || b.oom;
         dalle_sbuf_free(&a);
+        dalle_sbuf_free(&b);
+        b = c;
         utf8proc_uint8_t *nfc = NULL;
         utf8proc_ssize_t nn = -1;
         if (!b.oom && !cur.oom)
@@ -281,7 +293,8 @@ static bool fix_segment(dalle_sbuf *out, const char *seg, size_t n, bool unescap
         dalle_sbuf_free(&cur);
         dalle_sbuf_put(&cur, nfc, (size_t)nn);
         free(nfc);
-        if (same) break;
+        if (same)
+            break;
     }
     dalle_sbuf_put(out, cur.p, cur.len);
     bool ok = !cur.oom;
@@ -290,7 +303,8 @@ static bool fix_segment(dalle_sbuf *out, const char *seg, size_t n, bool unescap
 }
 
 char *dalle_ftfy_fix_text(const char *text, size_t n, size_t *out_len) {
-    if (!dalle_utf8_valid(text, n)) return NULL;
+    if (!dalle_utf8_valid(text, n))
+        return NULL;
     dalle_sbuf out = {0};
     bool unescape = true; /* "auto": until a segment contains '<' */
     for (size_t pos = 0; pos < n;) {
@@ -299,10 +313,13 @@ char *dalle_ftfy_fix_text(const char *text, size_t n, size_t *out_len) {
             char c = text[end];
             end += dalle_utf8_len((unsigned char)c);
             cps++;
-            if (c == '\n') break;
+            if (c == '\n')
+                break;
         }
-        if (memchr(text + pos, '<', end - pos)) unescape = false;
-        if (!fix_segment(&out, text + pos, end - pos, unescape)) out.oom = true;
+        if (memchr(text + pos, '<', end - pos))
+            unescape = false;
+        if (!fix_segment(&out, text + pos, end - pos, unescape))
+            out.oom = true;
         pos = end;
     }
     return dalle_sbuf_finish(&out, out_len);

@@ -1,7 +1,7 @@
-/* ftfy.h — the parts of ftfy.fix_text (default options, ftfy 6.x) that the text paths
- * need: HTML entity unescape ("auto" rule), terminal escape removal, C1/latin-1 control
- * fixes, latin ligatures, full-width characters, curly quotes, line breaks, control
- * characters, NFC. What is not implemented is listed at the top of ftfy.c.
+/* ftfy.h — ftfy.fix_text (default options, ftfy 6.3.1) for the text paths: HTML entity
+ * unescape ("auto" rule), mojibake repair (fix_encoding), terminal escape removal,
+ * C1/latin-1 control fixes, latin ligatures, full-width characters, curly quotes, line
+ * breaks, control characters, NFC. What is not implemented is listed at the top of ftfy.c.
  *
  * Contract: input valid UTF-8; output malloc'd, NUL-terminated, *out_len bytes; NULL on
  * allocation failure or invalid UTF-8. Thread-safe (the tables are read-only).

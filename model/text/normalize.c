@@ -41,14 +41,16 @@ struct dalle_normalizer {
 
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
 }
 
 static word_slot *word_find(const dalle_normalizer *nz, const char *w, size_t n) {
     for (size_t i = hash_bytes(w, n) & nz->mask;; i = (i + 1) & nz->mask) {
         word_slot *s = &nz->slots[i];
-        if (s->len == 0 || (s->len == n && memcmp(nz->file + s->off, w, n) == 0)) return s;
+        if (s->len == 0 || (s->len == n && memcmp(nz->file + s->off, w, n) == 0))
+            return s;
     }
 }
 
@@ -69,7 +71,9 @@ static bool is_unicode_space(uint32_t c) {
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-static bool is_key_byte(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+static bool is_key_byte(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
 /* Reads the file as HashtagProcessor does: line i gives its first whitespace-separated
  * word the cost ln(i + 1); a later duplicate wins. Only words made of [a-z0-9] can ever
@@ -77,24 +81,31 @@ static bool is_key_byte(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && 
  * word counts for max_word. */
 static dalle_status load_words(dalle_normalizer *nz, const char *path, dalle_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return dalle_error_set(err, DALLE_ERR_IO, "cannot open word file %s", path);
+    if (!f)
+        return dalle_error_set(err, DALLE_ERR_IO, "cannot open word file %s", path);
     dalle_sbuf buf = {0};
     char chunk[65536];
-    for (size_t got; (got = fread(chunk, 1, sizeof chunk, f)) > 0;) dalle_sbuf_put(&buf, chunk, got);
+    for (size_t got; (got = fread(chunk, 1, sizeof chunk, f)) > 0;)
+        dalle_sbuf_put(&buf, chunk, got);
     bool read_err = ferror(f);
     fclose(f);
     size_t n = 0;
     nz->file = dalle_sbuf_finish(&buf, &n);
-    if (!nz->file) return dalle_error_set(err, DALLE_ERR_NOMEM, "word file %s", path);
-    if (read_err) return dalle_error_set(err, DALLE_ERR_IO, "cannot read word file %s", path);
+    if (!nz->file)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "word file %s", path);
+    if (read_err)
+        return dalle_error_set(err, DALLE_ERR_IO, "cannot read word file %s", path);
     if (!dalle_utf8_valid(nz->file, n))
         return dalle_error_set(err, DALLE_ERR_FORMAT, "word file %s is not UTF-8", path);
     size_t lines = 0;
-    for (size_t i = 0; i < n;) lines += is_line_break(dalle_utf8_next(nz->file, n, &i));
+    for (size_t i = 0; i < n;)
+        lines += is_line_break(dalle_utf8_next(nz->file, n, &i));
     size_t cap = 16;
-    while (cap < 2 * (lines + 1)) cap *= 2;
+    while (cap < 2 * (lines + 1))
+        cap *= 2;
     nz->slots = calloc(cap, sizeof *nz->slots);
-    if (!nz->slots) return dalle_error_set(err, DALLE_ERR_NOMEM, "word table");
+    if (!nz->slots)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "word table");
     nz->mask = cap - 1;
     size_t line = 0;
     for (size_t i = 0; i < n; line++) {
@@ -103,29 +114,37 @@ static dalle_status load_words(dalle_normalizer *nz, const char *path, dalle_err
             e = next;
             uint32_t c = dalle_utf8_next(nz->file, n, &next);
             if (is_line_break(c)) {
-                if (c == '\r' && next < n && nz->file[next] == '\n') next++;
+                if (c == '\r' && next < n && nz->file[next] == '\n')
+                    next++;
                 break;
             }
             e = next;
         }
         size_t word = i, word_end, cps = 0;
-        for (size_t k = i; k < e && is_unicode_space(dalle_utf8_next(nz->file, e, &k));) word = k;
+        for (size_t k = i; k < e && is_unicode_space(dalle_utf8_next(nz->file, e, &k));)
+            word = k;
         for (word_end = word; word_end < e; cps++) {
             size_t k = word_end;
-            if (is_unicode_space(dalle_utf8_next(nz->file, e, &k))) break;
+            if (is_unicode_space(dalle_utf8_next(nz->file, e, &k)))
+                break;
             word_end = k;
         }
         if (cps == 0)
-            return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: line %zu has no word", path, line + 1);
+            return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: line %zu has no word", path,
+                                   line + 1);
         i = next;
-        if (cps > nz->max_word) nz->max_word = cps;
+        if (cps > nz->max_word)
+            nz->max_word = cps;
         bool key = true;
-        for (size_t b = word; b < word_end; b++) key = key && is_key_byte(nz->file[b]);
-        if (!key) continue;
+        for (size_t b = word; b < word_end; b++)
+            key = key && is_key_byte(nz->file[b]);
+        if (!key)
+            continue;
         word_slot *slot = word_find(nz, nz->file + word, word_end - word);
         *slot = (word_slot){word, word_end - word, log((double)(line + 1))};
     }
-    if (line == 0) return dalle_error_set(err, DALLE_ERR_FORMAT, "word file %s is empty", path);
+    if (line == 0)
+        return dalle_error_set(err, DALLE_ERR_FORMAT, "word file %s is empty", path);
     return DALLE_OK;
 }
 
@@ -133,7 +152,8 @@ dalle_status dalle_normalizer_new(dalle_normalizer **out, const char *wiki_words
                                   dalle_error *err) {
     *out = NULL;
     dalle_normalizer *nz = calloc(1, sizeof *nz);
-    if (!nz) return dalle_error_set(err, DALLE_ERR_NOMEM, "normalizer");
+    if (!nz)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "normalizer");
     if (wiki_words_path) {
         dalle_status st = load_words(nz, wiki_words_path, err);
         if (st != DALLE_OK) {
@@ -146,7 +166,8 @@ dalle_status dalle_normalizer_new(dalle_normalizer **out, const char *wiki_words
 }
 
 void dalle_normalizer_free(dalle_normalizer *nz) {
-    if (!nz) return;
+    if (!nz)
+        return;
     free(nz->file);
     free(nz->slots);
     free(nz);
@@ -154,8 +175,12 @@ void dalle_normalizer_free(dalle_normalizer *nz) {
 
 /* ---- ASCII steps (Python re semantics) --------------------------------------------- */
 
-static bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1C && c <= 0x1F); }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_space(char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1C && c <= 0x1F);
+}
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 static bool is_word(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
@@ -175,7 +200,8 @@ typedef void (*step_fn)(const dalle_normalizer *nz, const char *t, size_t n, dal
 
 static void lower(const dalle_normalizer *nz, const char *t, size_t n, dalle_sbuf *o) {
     (void)nz;
-    for (size_t i = 0; i < n; i++) dalle_sbuf_putc(o, t[i] >= 'A' && t[i] <= 'Z' ? t[i] + 32 : t[i]);
+    for (size_t i = 0; i < n; i++)
+        dalle_sbuf_putc(o, t[i] >= 'A' && t[i] <= 'Z' ? t[i] + 32 : t[i]);
 }
 
 /* <person>([,\s]*(and)*[,\s]*<person>)+ -> " people "; then each <person> -> " a person ".
@@ -190,10 +216,14 @@ static void person_tokens(const dalle_normalizer *nz, const char *t, size_t n, d
             size_t q = i + P, more = 0;
             for (;;) {
                 size_t r = q;
-                while (r < n && (t[r] == ',' || is_space(t[r]))) r++;
-                while (starts(t, n, r, "and")) r += 3;
-                while (r < n && (t[r] == ',' || is_space(t[r]))) r++;
-                if (!starts(t, n, r, PERSON)) break;
+                while (r < n && (t[r] == ',' || is_space(t[r])))
+                    r++;
+                while (starts(t, n, r, "and"))
+                    r += 3;
+                while (r < n && (t[r] == ',' || is_space(t[r])))
+                    r++;
+                if (!starts(t, n, r, PERSON))
+                    break;
                 q = r + P;
                 more++;
             }
@@ -221,18 +251,24 @@ static void person_tokens(const dalle_normalizer *nz, const char *t, size_t n, d
 static void wiki_ref(const dalle_normalizer *nz, const char *t, size_t n, dalle_sbuf *o) {
     (void)nz;
     size_t b = 0, e;
-    while (AT(is_space, t, n, b)) b++;
+    while (AT(is_space, t, n, b))
+        b++;
     if (b < n && t[b] == '[') {
         size_t d = b + 1;
-        while (AT(is_digit, t, n, d)) d++;
-        if (d > b + 1 && d < n && t[d] == ']') t += d + 1, n -= d + 1;
+        while (AT(is_digit, t, n, d))
+            d++;
+        if (d > b + 1 && d < n && t[d] == ']')
+            t += d + 1, n -= d + 1;
     }
     e = n;
-    while (e > 0 && is_space(t[e - 1])) e--;
+    while (e > 0 && is_space(t[e - 1]))
+        e--;
     if (e >= 3 && t[e - 1] == ']') {
         size_t d = e - 1;
-        while (d > 0 && is_digit(t[d - 1])) d--;
-        if (d < e - 1 && d > 0 && t[d - 1] == '[') n = d - 1;
+        while (d > 0 && is_digit(t[d - 1]))
+            d--;
+        if (d < e - 1 && d > 0 && t[d - 1] == '[')
+            n = d - 1;
     }
     dalle_sbuf_put(o, t, n);
 }
@@ -243,7 +279,8 @@ static void html_tags(const dalle_normalizer *nz, const char *t, size_t n, dalle
     for (size_t i = 0; i < n;) {
         if (t[i] == '<' && i + 1 < n && t[i + 1] != '<') {
             size_t j = i + 2; /* t[i + 1] is the first character of [^<]+? */
-            while (j < n && t[j] != '>' && t[j] != '<') j++;
+            while (j < n && t[j] != '>' && t[j] != '<')
+                j++;
             if (j < n && t[j] == '>') {
                 dalle_sbuf_putc(o, ' ');
                 i = j + 1;
@@ -259,7 +296,8 @@ static void urls(const dalle_normalizer *nz, const char *t, size_t n, dalle_sbuf
     (void)nz;
     for (size_t i = 0; i < n;) {
         if (starts(t, n, i, "http") && i + 4 < n && !is_space(t[i + 4])) {
-            for (i += 4; i < n && !is_space(t[i]);) i++;
+            for (i += 4; i < n && !is_space(t[i]);)
+                i++;
             continue;
         }
         dalle_sbuf_putc(o, t[i++]);
@@ -316,9 +354,9 @@ static void protect_quotes(const dalle_normalizer *nz, const char *t, size_t n, 
     (void)nz;
     for (size_t i = 0; i < n; i++) {
         bool one = i + 1 < n && t[i + 1] && strchr("stdm", t[i + 1]) && !AT(is_word, t, n, i + 2);
-        bool two = (starts(t, n, i + 1, "ll") || starts(t, n, i + 1, "re") ||
-                    starts(t, n, i + 1, "ve")) &&
-                   !AT(is_word, t, n, i + 3);
+        bool two =
+            (starts(t, n, i + 1, "ll") || starts(t, n, i + 1, "re") || starts(t, n, i + 1, "ve")) &&
+            !AT(is_word, t, n, i + 3);
         if (t[i] == '\'' && (one || two))
             dalle_sbuf_put(o, QUOTE, sizeof QUOTE - 1);
         else
@@ -341,9 +379,11 @@ static void space_symbols(const dalle_normalizer *nz, const char *t, size_t n, d
     (void)nz;
     for (size_t i = 0; i < n; i++) {
         bool sym = t[i] && strchr("%&/$*", t[i]);
-        if (sym) dalle_sbuf_putc(o, ' ');
+        if (sym)
+            dalle_sbuf_putc(o, ' ');
         dalle_sbuf_putc(o, t[i]);
-        if (sym) dalle_sbuf_putc(o, ' ');
+        if (sym)
+            dalle_sbuf_putc(o, ' ');
     }
 }
 
@@ -352,7 +392,7 @@ static void space_symbols(const dalle_normalizer *nz, const char *t, size_t n, d
 static bool split_words(const dalle_normalizer *nz, const char *s, size_t m, dalle_sbuf *o,
                         bool *first) {
     double *cost = malloc((m + 1) * sizeof *cost);
-    size_t *len = malloc((m + 1) * sizeof *len);   /* best last-word length ending at i */
+    size_t *len = malloc((m + 1) * sizeof *len);     /* best last-word length ending at i */
     size_t *start = malloc((m + 1) * sizeof *start); /* backtracked words, right to left */
     bool ok = cost && len && start;
     if (ok) {
@@ -378,7 +418,8 @@ static bool split_words(const dalle_normalizer *nz, const char *s, size_t m, dal
         }
         for (size_t w = nw; w-- > 0;) { /* word w is [start[w], start[w - 1]) */
             size_t end = w > 0 ? start[w - 1] : m;
-            if (!*first) dalle_sbuf_putc(o, ' ');
+            if (!*first)
+                dalle_sbuf_putc(o, ' ');
             dalle_sbuf_put(o, s + start[w], end - start[w]);
             *first = false;
         }
@@ -395,7 +436,8 @@ static bool split_words(const dalle_normalizer *nz, const char *s, size_t m, dal
 static void hashtags(const dalle_normalizer *nz, const char *t, size_t n, dalle_sbuf *o) {
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
-        while (t[i] == '#' && AT(is_word, t, n, j)) j++;
+        while (t[i] == '#' && AT(is_word, t, n, j))
+            j++;
         if (t[i] != '#' || j == i + 1) {
             dalle_sbuf_putc(o, t[i++]);
             continue;
@@ -406,9 +448,12 @@ static void hashtags(const dalle_normalizer *nz, const char *t, size_t n, dalle_
             bool first = true;
             for (size_t b = i + 1; b < j;) {
                 size_t e = b;
-                while (e < j && t[e] != '_') e++;
-                if (!split_words(nz, t + b, e - b, o, &first)) o->oom = true;
-                for (b = e; b < j && t[b] == '_';) b++;
+                while (e < j && t[e] != '_')
+                    e++;
+                if (!split_words(nz, t + b, e - b, o, &first))
+                    o->oom = true;
+                for (b = e; b < j && t[b] == '_';)
+                    b++;
             }
         }
         i = j;
@@ -462,7 +507,8 @@ static void repeating_chars(const dalle_normalizer *nz, const char *t, size_t n,
     (void)nz;
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
-        while (j < n && t[j] == t[i]) j++;
+        while (j < n && t[j] == t[i])
+            j++;
         dalle_sbuf_putc(o, t[i]);
         i = !is_digit(t[i]) && j - i >= 4 ? j : i + 1;
     }
@@ -473,9 +519,11 @@ static void repeating_chars(const dalle_normalizer *nz, const char *t, size_t n,
 static void merge_runs(const char *t, size_t n, dalle_sbuf *o, char c, const char *repl) {
     for (size_t i = 0; i < n;) {
         size_t q = i;
-        while (AT(is_space, t, n, q)) q++;
+        while (AT(is_space, t, n, q))
+            q++;
         if (q < n && t[q] == c) {
-            while (q < n && (t[q] == c || is_space(t[q]))) q++;
+            while (q < n && (t[q] == c || is_space(t[q])))
+                q++;
             dalle_sbuf_put(o, repl, strlen(repl));
         } else {
             q += q == i;
@@ -510,23 +558,29 @@ static void collapse_spaces(const dalle_normalizer *nz, const char *t, size_t n,
 static void strip_commas(const dalle_normalizer *nz, const char *t, size_t n, dalle_sbuf *o) {
     (void)nz;
     size_t b = 0, e = n;
-    while (b < e && is_space(t[b])) b++;
-    while (e > b && is_space(t[e - 1])) e--;
-    if (e > b && t[e - 1] == ',') e--;
-    if (e > b && t[b] == ',') b++;
-    while (b < e && is_space(t[b])) b++;
-    while (e > b && is_space(t[e - 1])) e--;
+    while (b < e && is_space(t[b]))
+        b++;
+    while (e > b && is_space(t[e - 1]))
+        e--;
+    if (e > b && t[e - 1] == ',')
+        e--;
+    if (e > b && t[b] == ',')
+        b++;
+    while (b < e && is_space(t[b]))
+        b++;
+    while (e > b && is_space(t[e - 1]))
+        e--;
     dalle_sbuf_putc(o, ' ');
     dalle_sbuf_put(o, t + b, e - b);
 }
 
 /* TextNormalizer.__call__ after unidecode, in order. */
 static const step_fn ASCII_STEPS[] = {
-    lower,         person_tokens,   wiki_ref,       html_tags,      urls,
-    comma_numbers, comma_numbers,   protect_dots,   protect_quotes, protect_dates,
-    word_hyphens,  space_symbols,   hashtags,       ignore_chars,   simplify_quotes,
-    punctuation,   restore_dots,    restore_quotes, restore_slashes, repeating_chars,
-    merge_quotes,  merge_commas,    collapse_spaces, strip_commas,
+    lower,         person_tokens, wiki_ref,        html_tags,       urls,
+    comma_numbers, comma_numbers, protect_dots,    protect_quotes,  protect_dates,
+    word_hyphens,  space_symbols, hashtags,        ignore_chars,    simplify_quotes,
+    punctuation,   restore_dots,  restore_quotes,  restore_slashes, repeating_chars,
+    merge_quotes,  merge_commas,  collapse_spaces, strip_commas,
 };
 
 /* One Unicode stage: text -> malloc'd text, NULL on allocation failure. */
@@ -535,7 +589,8 @@ typedef char *(*unicode_fn)(const char *text, size_t n, size_t *out_len);
 dalle_status dalle_text_normalize(const dalle_normalizer *nz, const char *text, size_t n,
                                   char **out, dalle_error *err) {
     *out = NULL;
-    if (!text && n) return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "prompt is NULL");
+    if (!text && n)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "prompt is NULL");
     if (!dalle_utf8_valid(text ? text : "", n))
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "prompt is not valid UTF-8");
     static const unicode_fn UNICODE_STAGES[] = {dalle_ftfy_fix_text, dalle_html_unescape,

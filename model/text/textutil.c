@@ -7,10 +7,13 @@
 #include "common/error.h"
 
 static bool sbuf_reserve(dalle_sbuf *b, size_t extra) {
-    if (b->oom) return false;
-    if (b->len + extra + 1 <= b->cap) return true;
+    if (b->oom)
+        return false;
+    if (b->len + extra + 1 <= b->cap)
+        return true;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = true;
@@ -22,13 +25,15 @@ static bool sbuf_reserve(dalle_sbuf *b, size_t extra) {
 }
 
 void dalle_sbuf_put(dalle_sbuf *b, const void *s, size_t n) {
-    if (n == 0 || !sbuf_reserve(b, n)) return;
+    if (n == 0 || !sbuf_reserve(b, n))
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
 }
 
 void dalle_sbuf_putc(dalle_sbuf *b, char c) {
-    if (!sbuf_reserve(b, 1)) return;
+    if (!sbuf_reserve(b, 1))
+        return;
     b->p[b->len++] = c;
 }
 
@@ -62,7 +67,8 @@ char *dalle_sbuf_finish(dalle_sbuf *b, size_t *out_len) {
     if (sbuf_reserve(b, 0)) {
         b->p[b->len] = '\0';
         p = b->p;
-        if (out_len) *out_len = b->len;
+        if (out_len)
+            *out_len = b->len;
     } else {
         free(b->p);
     }
@@ -88,14 +94,17 @@ bool dalle_utf8_valid(const char *s, size_t n) {
             continue;
         }
         size_t len = c >= 0xC2 && c <= 0xF4 ? dalle_utf8_len(c) : 0;
-        if (len == 0 || i + len > n) return false;
+        if (len == 0 || i + len > n)
+            return false;
         uint32_t cp = c & (0xFF >> (len + 1));
         for (size_t k = 1; k < len; k++) {
-            if ((u[i + k] & 0xC0) != 0x80) return false;
+            if ((u[i + k] & 0xC0) != 0x80)
+                return false;
             cp = cp << 6 | (u[i + k] & 0x3F);
         }
         static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
         i += len;
     }
     return true;
@@ -107,7 +116,8 @@ uint32_t dalle_utf8_next(const char *s, size_t n, size_t *i) {
     size_t len = dalle_utf8_len(c);
     DALLE_ASSERT(*i + len <= n);
     uint32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
-    for (size_t k = 1; k < len; k++) cp = cp << 6 | (u[*i + k] & 0x3F);
+    for (size_t k = 1; k < len; k++)
+        cp = cp << 6 | (u[*i + k] & 0x3F);
     *i += len;
     return cp;
 }
@@ -140,7 +150,8 @@ const char *dalle_kv_value(const dalle_kv *kv, size_t i, size_t *n) {
 
 static int bytes_cmp(const char *a, size_t an, const void *b, size_t bn) {
     int c = memcmp(a, b, an < bn ? an : bn);
-    if (c) return c;
+    if (c)
+        return c;
     return an < bn ? -1 : an > bn;
 }
 
@@ -159,9 +170,11 @@ size_t dalle_kv_lower_bound(const dalle_kv *kv, const void *key, size_t n) {
 
 bool dalle_kv_get(const dalle_kv *kv, const void *key, size_t n, const char **val, size_t *vn) {
     size_t i = dalle_kv_lower_bound(kv, key, n), kn;
-    if (i == kv->count) return false;
+    if (i == kv->count)
+        return false;
     const char *k = dalle_kv_key(kv, i, &kn);
-    if (kn != n || memcmp(k, key, n) != 0) return false;
+    if (kn != n || memcmp(k, key, n) != 0)
+        return false;
     *val = dalle_kv_value(kv, i, vn);
     return true;
 }

@@ -17,9 +17,9 @@
 /* Embeds `path` (relative to the repository root, where gcc runs) as the byte range
  * [sym, sym_end) in .rodata; sym_end is followed by one NUL byte. The symbols are local
  * to the translation unit that uses the macro at file scope. */
-#define DALLE_EMBED(sym, path)                                                           \
-    __asm__(".section .rodata\n.balign 16\n" #sym ":\n.incbin \"" path "\"\n" #sym       \
-            "_end:\n.byte 0\n.previous\n");                                              \
+#define DALLE_EMBED(sym, path)                                                                     \
+    __asm__(".section .rodata\n.balign 16\n" #sym ":\n.incbin \"" path "\"\n" #sym                 \
+            "_end:\n.byte 0\n.previous\n");                                                        \
     extern const unsigned char sym[], sym##_end[]
 
 typedef struct {

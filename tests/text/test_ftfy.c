@@ -1,6 +1,6 @@
 /* test_ftfy.c — dalle_html_unescape against Python's html.unescape and dalle_ftfy_fix_text
- * against ftfy 6.3.1 fix_text() on hand-made cases (expected values from Python). The
- * golden normaliser corpus exercises both further (tests/text/test_normalize.c).
+ * against ftfy 6.3.1 fix_text() on hand-made cases, mojibake included (expected values from
+ * Python). The golden normaliser corpus exercises both further (test_normalize.c).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -21,23 +21,28 @@ static void check(text_fn fn, const char *in, size_t n, const char *want, size_t
 }
 
 #define UNESCAPE(in, want) check(dalle_html_unescape, in, sizeof in - 1, want, sizeof want - 1)
-#define FIX(in, want) check(dalle_ftfy_fix_text, in, sizeof in - 1, want, sizeof want - 1)
+#define FIX(in, want)      check(dalle_ftfy_fix_text, in, sizeof in - 1, want, sizeof want - 1)
 
 Test(html_unescape, named) {
     UNESCAPE("&amp;", "&");
     UNESCAPE("&amp", "&");
-    UNESCAPE("&ampfoo", "&foo");          /* longest known prefix, rest kept */
+    UNESCAPE("&ampfoo", "&foo"); /* longest known prefix, rest kept */
     UNESCAPE("&amplifier;", "&lifier;");
-    UNESCAPE("&notit;", "\xc2\xac" "it;");
+    UNESCAPE("&notit;", "\xc2\xac"
+                        "it;");
     UNESCAPE("&notin;", "\xe2\x88\x89");
     UNESCAPE("&AMP;", "&");
     UNESCAPE("&Amp;", "&Amp;");
     UNESCAPE("&acE;", "\xe2\x88\xbe\xcc\xb3"); /* two code points */
     UNESCAPE("&unknown;", "&unknown;");
-    UNESCAPE("&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;", "&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;");
+    UNESCAPE("&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;",
+             "&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;");
     UNESCAPE("&lt&gt", "<>");
     UNESCAPE("&amp;lt;", "&lt;"); /* one pass */
-    UNESCAPE("&\xc3\xa9" "acute;", "&\xc3\xa9" "acute;");
+    UNESCAPE("&\xc3\xa9"
+             "acute;",
+             "&\xc3\xa9"
+             "acute;");
     UNESCAPE("&", "&");
     UNESCAPE("a&b", "a&b");
 }
@@ -69,7 +74,7 @@ Test(ftfy, entities) {
     FIX("&#x2019;s", "'s");
     FIX("&#150;", "\xe2\x80\x93");
     FIX("&lt;b&gt;", "<b>");
-    FIX("<b>&amp;</b>", "<b>&amp;</b>"); /* '<' turns entity decoding off */
+    FIX("<b>&amp;</b>", "<b>&amp;</b>");       /* '<' turns entity decoding off */
     FIX("&amp;\n<b>\n&amp;", "&\n<b>\n&amp;"); /* ... from that line on */
     FIX("&amp;<", "&amp;<");
 }
@@ -79,14 +84,32 @@ Test(ftfy, characters) {
     FIX("\xe2\x80\xa8x\xe2\x80\xa9", "\nx\n");
     FIX("\x1b[36;44mblue\x1b[0m", "blue");
     FIX("\x1b[\xd9\xa3m", ""); /* Python's \d is any decimal digit */
-    FIX("a\0b\x7f" "c\xef\xbb\xbf" "d", "abcd");
+    FIX("a\0b\x7f"
+        "c\xef\xbb\xbf"
+        "d",
+        "abcd");
     FIX("\xe2\x80\x9chi\xe2\x80\x99s\xe2\x80\x9d", "\"hi's\"");
-    FIX("\xef\xac\x82u\xef\xac\x83" "e\xef\xac\x86", "fluffiest");
+    FIX("\xef\xac\x82u\xef\xac\x83"
+        "e\xef\xac\x86",
+        "fluffiest");
     FIX("\xef\xbc\xac\xef\xbc\xaf\xef\xbc\xb5\xef\xbc\xa4\xe3\x80\x80\xef\xbc\xae", "LOUD N");
     FIX("e\xcc\x81", "\xc3\xa9");
     FIX("\xc2\x80\xc2\x81\xc2\x9f", "\xe2\x82\xac\xc2\x81\xc5\xb8");
     FIX("&#x80;", "\xe2\x82\xac");
     FIX("", "");
+}
+
+Test(ftfy, mojibake) {
+    FIX("caf\xc3\x83\xc2\xa9", "caf\xc3\xa9");           /* "cafÃ©" */
+    FIX("\xc3\x83 la mode", "\xc3\xa0 la mode");         /* restore_byte_a0 */
+    FIX("\xc3\x83\xc6\x92\xc3\x82\xc2\xa9", "\xc3\xa9"); /* twice garbled */
+    FIX("mixed caf\xc3\x83\xc2\xa9 and caf\xc3\xa9", "mixed caf\xc3\xa9 and caf\xc3\xa9");
+    FIX("\xc3\xb0\xc5\xb8\xcb\x9c\xe2\x82\xac", "\xf0\x9f\x98\x80");             /* an emoji */
+    FIX("\xc3\xad\xc2\xa0\xc2\xbd\xc3\xad\xc2\xb8\xc2\x80", "\xf0\x9f\x98\x80"); /* CESU-8 */
+    FIX("\xc3\xa2\xe2\x82\xac\xc5\x93 like this \xc3\xa2\xe2\x82\xac\xef\xbf\xbd",
+        "\" like this \xef\xbf\xbd");    /* lossy sequence */
+    FIX("na\xc3\xafve", "na\xc3\xafve"); /* not mojibake */
+    FIX("\xc3\x83quele", "\xc3\x83quele");
 }
 
 Test(ftfy, invalid_utf8_gives_null) {

@@ -18,8 +18,8 @@
 #include "model/text/translit.h"
 
 #define PROMPTS "tests/golden/text/prompts.jsonl"
-#define GOLDEN "tests/golden/text/normalized.jsonl"
-#define WIKI "models/tiny/enwiki-words-frequency.txt"
+#define GOLDEN  "tests/golden/text/normalized.jsonl"
+#define WIKI    "models/tiny/enwiki-words-frequency.txt"
 
 static dalle_normalizer *with_words, *without_words;
 
@@ -43,11 +43,11 @@ static char *norm_n(const dalle_normalizer *nz, const char *s, size_t n) {
     return out;
 }
 
-#define CHECK(nz, in, want)                                                              \
-    do {                                                                                 \
-        char *got_ = norm_n(nz, in, strlen(in));                                         \
-        cr_expect_str_eq(got_, want, "normalize(\"%s\")", in);                           \
-        free(got_);                                                                      \
+#define CHECK(nz, in, want)                                                                        \
+    do {                                                                                           \
+        char *got_ = norm_n(nz, in, strlen(in));                                                   \
+        cr_expect_str_eq(got_, want, "normalize(\"%s\")", in);                                     \
+        free(got_);                                                                                \
     } while (0)
 
 /* ---- parity ---------------------------------------------------------------------- */
@@ -60,7 +60,8 @@ typedef struct {
 } category;
 
 static json_t *read_line(FILE *f, char **line, size_t *cap) {
-    if (getline(line, cap, f) < 0) return NULL;
+    if (getline(line, cap, f) < 0)
+        return NULL;
     json_error_t je;
     json_t *j = json_loads(*line, JSON_ALLOW_NUL, &je);
     cr_assert_not_null(j, "bad JSON line: %s", je.text);
@@ -86,7 +87,8 @@ Test(normalize, golden_parity, .timeout = 120) {
         cr_assert(json_equal(prompt, json_object_get(jg, "prompt")), "files out of step at %d",
                   total + 1);
         int c = 0;
-        while (c < ncat && strcmp(cats[c].name, cat) != 0) c++;
+        while (c < ncat && strcmp(cats[c].name, cat) != 0)
+            c++;
         if (c == ncat) {
             cr_assert_lt(ncat, MAX_CATEGORIES);
             snprintf(cats[ncat++].name, sizeof cats[0].name, "%s", cat);
@@ -98,8 +100,9 @@ Test(normalize, golden_parity, .timeout = 120) {
             cats[c].mismatches++;
             failed++;
             if (shown++ < 20)
-                fprintf(stderr, "MISMATCH [%s] line %d\n  prompt: %s\n  want:  [%s]\n  got:   [%s]\n",
-                        cat, total, json_string_value(prompt), want, got);
+                fprintf(stderr,
+                        "MISMATCH [%s] line %d\n  prompt: %s\n  want:  [%s]\n  got:   [%s]\n", cat,
+                        total, json_string_value(prompt), want, got);
         }
         free(got);
         json_decref(jp);
@@ -130,7 +133,7 @@ Test(normalize, empty_and_blank_give_one_space) {
 }
 
 Test(normalize, invalid_utf8_is_rejected) {
-    static const char *bad[] = {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+    static const char *bad[] = {"\xff",    "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
                                 "\xe2\x82"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *out = (char *)1;
@@ -152,15 +155,24 @@ Test(normalize, embedded_nul_is_input_not_terminator) {
 
 Test(normalize, ftfy_html_emoji_unidecode) {
     CHECK(with_words, "Tom &amp;amp; Jerry &lt;3", " tom & jerry <3");
-    CHECK(with_words, "\xe2\x80\x9c" "curly" "\xe2\x80\x9d \xe2\x80\x98q\xe2\x80\x99",
+    CHECK(with_words,
+          "\xe2\x80\x9c"
+          "curly"
+          "\xe2\x80\x9d \xe2\x80\x98q\xe2\x80\x99",
           " \" curly \" q \"");
     CHECK(with_words, "\xef\xbc\xac\xef\xbc\xaf\xef\xbc\xb5\xef\xbc\xa4", " loud");
     CHECK(with_words, "\xef\xac\x81ne", " fine");
-    CHECK(with_words, "a\xc2\x85" "b", " a, b"); /* U+0085 read as Windows-1252 '…' */
+    CHECK(with_words,
+          "a\xc2\x85"
+          "b",
+          " a, b"); /* U+0085 read as Windows-1252 '…' */
     CHECK(with_words, "a\x1b[31mred\x1b[0m", " ared");
     CHECK(with_words, "&#0;", " ");
-    CHECK(with_words, "caf\xc3\xa9 \xc3\x86 \xc3\x9f \xe5\x8c\x97\xe4\xba\xac", " cafe ae ss bei jing");
-    CHECK(with_words, "\xf0\x9f\x98\x80 \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9",
+    CHECK(with_words, "caf\xc3\xa9 \xc3\x86 \xc3\x9f \xe5\x8c\x97\xe4\xba\xac",
+          " cafe ae ss bei jing");
+    CHECK(with_words,
+          "\xf0\x9f\x98\x80 \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd "
+          "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9",
           " grinning face, thumbs up medium skin tone, man, woman");
 }
 
@@ -209,7 +221,8 @@ Test(normalize, special_and_ignored_chars) {
     CHECK(with_words, "50% off & $5 * 2", " 50 % off & $ 5 * 2");
     CHECK(with_words, "snake_case #x \\y", " snake case x y");
     CHECK(with_words, "a \"b\" `c`", " a \" b \" c \"");
-    CHECK(with_words, "(a) [b] {c} | d: e; f? g! h = i + j ~ k", " a, b, c, d, e, f, g, h, i, j, k");
+    CHECK(with_words, "(a) [b] {c} | d: e; f? g! h = i + j ~ k",
+          " a, b, c, d, e, f, g, h, i, j, k");
 }
 
 Test(normalize, repeats_merges_spaces_strip) {
@@ -218,7 +231,10 @@ Test(normalize, repeats_merges_spaces_strip) {
     CHECK(with_words, "a \" \" b", " a \" b");
     CHECK(with_words, "a , , b", " a, b");
     CHECK(with_words, "a \t\n b", " a b");
-    CHECK(with_words, "a\xc2\xa0" "b", " a b");
+    CHECK(with_words,
+          "a\xc2\xa0"
+          "b",
+          " a b");
     CHECK(with_words, ", a ,", " a");
 }
 
@@ -238,7 +254,8 @@ Test(normalize, hashtags_without_word_file_stay_whole) {
 Test(normalize, word_file_errors) {
     dalle_normalizer *nz = (dalle_normalizer *)1;
     dalle_error err = {0};
-    cr_expect_eq(dalle_normalizer_new(&nz, "tests/golden/text/no-such-file.txt", &err), DALLE_ERR_IO);
+    cr_expect_eq(dalle_normalizer_new(&nz, "tests/golden/text/no-such-file.txt", &err),
+                 DALLE_ERR_IO);
     cr_expect_null(nz);
     char path[] = "/tmp/dalle_words_XXXXXX";
     int fd = mkstemp(path);

@@ -486,6 +486,35 @@ def cat_wiki_refs(r):
     return out
 
 
+MOJIBAKE_WORDS = ["café", "naïve", "à la mode", "crème brûlée", "Straße", "“quoted”", "it’s", "…", "—",
+                  "€5", "™", "Zürich", "São Paulo", "jalapeño", "Москва", "Ελλάδα", "Łódź", "½ cup", "25°C",
+                  "中文", "😀", "👍🏽", "\xa0", "©", "Ærøskøbing"]
+
+
+def cat_mojibake(r):
+    """UTF-8 read through a single-byte code page: what ftfy's fix_encoding repairs."""
+    def garble(text):
+        enc = r.choice(["cp1252", "latin-1", "cp1251", "cp1250", "iso-8859-2", "mac_roman", "cp437"])
+        out = text.encode("utf-8").decode(enc, errors="replace")
+        if r.random() < 0.2:
+            out = out.replace("\xa0", " ")
+        return garble(out) if r.random() < 0.15 else out
+
+    fixed = ["cafÃ©", "Ã  la mode", "â€œquotedâ€\x9d", "itâ€™s", "SÃ£o Paulo", "Ã¼ber", "ðŸ˜€",
+             "Ã\xa0 la carte", "Ã la carte", "voilÃ  le travail", "Ã s vezes", "Ãquele", "ÃƒÂ©",
+             "â€œ like this â€\ufffd", "sÃ³", "Ã\x81", "\x80\x81\x9d", "Ã\u2019", "Ð\xa0Ð¾ÑÑÐ¸Ñ",
+             "cafe\u0301 ok", "l’Ã©tÃ©", "Ã©tÃ© 2022 ðŸŒž", "mixed cafÃ© and café", "\xc3\xa9"]
+    out = list(fixed)
+    while len(out) < PER_CATEGORY:
+        words = caption(r).split(" ")
+        for _ in range(r.randint(1, 3)):
+            words.insert(r.randrange(len(words) + 1), r.choice(MOJIBAKE_WORDS))
+        text = " ".join(words)
+        out.append(garble(text) if r.random() < 0.8 else " ".join(
+            garble(w) if r.random() < 0.5 else w for w in text.split(" ")))
+    return out
+
+
 CATEGORIES = [
     ("plain", cat_plain), ("mixed_case", cat_mixed_case), ("punctuation", cat_punctuation),
     ("digits_commas", cat_digits_commas), ("urls", cat_urls), ("html_entities", cat_html_entities),
@@ -494,6 +523,7 @@ CATEGORIES = [
     ("long", cat_long), ("apostrophes_quotes", cat_apostrophes_quotes),
     ("dates_slashes", cat_dates_slashes), ("special_chars", cat_special_chars),
     ("repeated_chars", cat_repeated_chars), ("wiki_refs", cat_wiki_refs),
+    ("mojibake", cat_mojibake),  # keep new categories last: earlier lines stay as they were
 ]
 
 
