@@ -1,0 +1,104 @@
+/* backend.c — the CPU backend's ops table: host memory (64-byte aligned), memcpy copies, a
+ * no-op sync, thread count for OpenMP and OpenBLAS, and the per-backend scratch buffer.
+ * The ops themselves live in linalg.c, norm.c, attention.c, elementwise.c, sample.c and
+ * conv.c.
+ */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/cpu.h"
+
+#define DALLE_CPU_ALIGN 64
+
+static size_t round_up(size_t bytes) {
+    if (bytes == 0)
+        bytes = 1;
+    return (bytes + DALLE_CPU_ALIGN - 1) / DALLE_CPU_ALIGN * DALLE_CPU_ALIGN;
+}
+
+static void *cpu_alloc(dalle_backend *be, size_t bytes) {
+    (void)be;
+    if (bytes > SIZE_MAX - DALLE_CPU_ALIGN)
+        return NULL;
+    return aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
+}
+
+static void cpu_free(dalle_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static void cpu_copy(dalle_backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes)
+        memcpy(dst, src, bytes);
+}
+
+static void cpu_sync(dalle_backend *be) {
+    (void)be;
+}
+
+static void cpu_destroy(dalle_backend *be) {
+    if (!be)
+        return;
+    dalle_cpu *cpu = dalle_cpu_of(be);
+    free(cpu->scratch);
+    free(cpu);
+    free(be);
+}
+
+void *dalle_cpu_scratch(dalle_backend *be, size_t bytes) {
+    dalle_cpu *cpu = dalle_cpu_of(be);
+    if (bytes > cpu->scratch_bytes) {
+        free(cpu->scratch);
+        cpu->scratch = aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
+        DALLE_ASSERT(cpu->scratch);
+        cpu->scratch_bytes = round_up(bytes);
+    }
+    return cpu->scratch;
+}
+
+static const dalle_backend_ops cpu_ops = {
+    .name = "cpu",
+    .weight_dtype = DALLE_F32,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .sync = cpu_sync,
+    .destroy = cpu_destroy,
+    .matmul = dalle_cpu_matmul,
+    .layernorm = dalle_cpu_layernorm,
+    .embed = dalle_cpu_embed,
+    .attention = dalle_cpu_attention,
+    .kv_store = dalle_cpu_kv_store,
+    .gelu_mul = dalle_cpu_gelu_mul,
+    .add = dalle_cpu_add,
+    .sample = dalle_cpu_sample,
+    .conv2d = dalle_cpu_conv2d,
+    .group_norm = dalle_cpu_group_norm,
+    .upsample2x = dalle_cpu_upsample2x,
+    .bias_add = dalle_cpu_bias_add,
+    .quick_gelu = dalle_cpu_quick_gelu,
+    .patchify = dalle_cpu_patchify,
+};
+
+dalle_backend *dalle_backend_cpu_new(int threads) {
+    dalle_backend *be = calloc(1, sizeof *be);
+    dalle_cpu *cpu = calloc(1, sizeof *cpu);
+    if (!be || !cpu) {
+        free(be);
+        free(cpu);
+        return NULL;
+    }
+    cpu->threads = threads > 0 ? threads : omp_get_num_procs();
+    if (cpu->threads < 1)
+        cpu->threads = 1;
+    openblas_set_num_threads(cpu->threads);
+    be->ops = &cpu_ops;
+    be->impl = cpu;
+    return be;
+}

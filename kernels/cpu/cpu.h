@@ -1,0 +1,58 @@
+/* cpu.h — internals of the CPU backend (the files in kernels/cpu/), not part of the seam.
+ *
+ * Contract: a CPU backend is used by one thread at a time (ops.h); inside an op the work is
+ * spread over `threads` OpenMP threads. `dalle_cpu_scratch` hands out one grow-only buffer
+ * per backend that an op may use until it returns; each op that needs per-thread space
+ * slices it by `threads`, indexed by omp_get_thread_num().
+ */
+#ifndef DALLE_KERNELS_CPU_CPU_H
+#define DALLE_KERNELS_CPU_CPU_H
+
+#include "common/error.h"
+#include "kernels/ops.h"
+
+typedef struct {
+    int threads;   /* OpenMP and OpenBLAS threads, ≥ 1 */
+    void *scratch; /* grow-only, 64-byte aligned */
+    size_t scratch_bytes;
+} dalle_cpu;
+
+/* Below this many elements of work an op runs on the calling thread only. */
+#define DALLE_CPU_PAR_MIN 16384
+
+static inline dalle_cpu *dalle_cpu_of(dalle_backend *be) {
+    return (dalle_cpu *)be->impl;
+}
+
+/* A buffer of at least `bytes`, valid until the next call on the same backend. Aborts when
+ * memory runs out (ops cannot fail). */
+void *dalle_cpu_scratch(dalle_backend *be, size_t bytes);
+
+/* The fp32 data of a weight, after checking its dtype. */
+static inline const float *dalle_cpu_f32(const dalle_tensor *t) {
+    DALLE_ASSERT(t && t->dtype == DALLE_F32 && t->data);
+    return (const float *)t->data;
+}
+
+void dalle_cpu_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
+                      int N, int K, int accumulate);
+void dalle_cpu_layernorm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                         const dalle_tensor *beta, int rows, int C, float eps);
+void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
+                     const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);
+void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                         const float *v, const int32_t *kv_index, const uint8_t *key_mask,
+                         const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
+                         int D);
+void dalle_cpu_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
+                        const int32_t *pos, int B, int T, int C, int cap);
+void dalle_cpu_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
+void dalle_cpu_add(dalle_backend *be, float *y, const float *x, int64_t n);
+void dalle_cpu_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N);
+void dalle_cpu_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n);
+void dalle_cpu_patchify(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
+                        int p);
+void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V, int ld,
+                      const dalle_sample_params *params, const int32_t *step);
+
+#endif /* DALLE_KERNELS_CPU_CPU_H */

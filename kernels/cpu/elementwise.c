@@ -1,0 +1,103 @@
+/* elementwise.c — CPU gathers and element-wise ops: embedding (+ position) gather, KV cache
+ * store, patchify, GELU-GLU middle (exact erf GELU: 0.5·a·(1 + erf(a/√2))·b, evaluated as
+ * 0.5·a·erfc(−a/√2)·b, which keeps its relative accuracy for negative a where 1 + erf cancels),
+ * CLIP's quick GELU, bias broadcast and residual add.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+
+void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
+                     const dalle_tensor *pos_table, const int32_t *pos, int rows, int C) {
+    const float *E = dalle_cpu_f32(table);                        // [V, C]
+    const float *P = pos_table ? dalle_cpu_f32(pos_table) : NULL; // [P, C]
+    DALLE_ASSERT(table->ndim == 2 && table->shape[1] == C);
+    DALLE_ASSERT(!P || (pos_table->ndim == 2 && pos_table->shape[1] == C));
+    DALLE_ASSERT(rows >= 0 && C >= 1);
+    for (int r = 0; r < rows; r++) {
+        DALLE_ASSERT(ids[r] >= 0 && ids[r] < table->shape[0]);
+        DALLE_ASSERT(!P || (pos[r] >= 0 && pos[r] < pos_table->shape[0]));
+    }
+    const int threads = dalle_cpu_of(be)->threads;
+#pragma omp parallel for num_threads(threads) if ((int64_t)rows * C >= DALLE_CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *restrict e = E + (size_t)ids[r] * C;
+        float *restrict o = y + (size_t)r * C; // [rows, C]
+        if (!P) {
+            memcpy(o, e, (size_t)C * sizeof *o);
+            continue;
+        }
+        const float *restrict p = P + (size_t)pos[r] * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = e[c] + p[c];
+    }
+}
+
+void dalle_cpu_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
+                        const int32_t *pos, int B, int T, int C, int cap) {
+    (void)be;
+    DALLE_ASSERT(B >= 0 && T >= 0 && C >= 1 && cap >= 1);
+    for (int b = 0; b < B; b++) {
+        DALLE_ASSERT(slot[b] >= 0 && pos[b] >= 0 && pos[b] + T <= cap);
+        float *dst = cache + ((size_t)slot[b] * cap + (size_t)pos[b]) * C; // [T, C] in [cap, C]
+        memcpy(dst, src + (size_t)b * T * C, (size_t)T * C * sizeof(float));
+    }
+}
+
+void dalle_cpu_patchify(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
+                        int p) {
+    DALLE_ASSERT(B >= 0 && C >= 1 && p >= 1 && H >= p && W >= p && H % p == 0 && W % p == 0);
+    const int ph = H / p, pw = W / p, threads = dalle_cpu_of(be)->threads;
+    const size_t seg = (size_t)p * C; /* one patch row: p pixels × C, contiguous in NHWC */
+    const int64_t n = (int64_t)B * H * W * C;
+#pragma omp parallel for collapse(2) num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < ph; py++) {
+            const float *band = x + ((size_t)b * H + (size_t)py * p) * W * C; // [p, W, C]
+            float *out = y + ((size_t)b * ph + py) * pw * p * seg;            // [pw, p·p·C]
+            for (int px = 0; px < pw; px++)
+                for (int dy = 0; dy < p; dy++)
+                    memcpy(out + ((size_t)px * p + dy) * seg,
+                           band + ((size_t)dy * W + (size_t)px * p) * C, seg * sizeof *out);
+        }
+}
+
+void dalle_cpu_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n) {
+    DALLE_ASSERT(n >= 0);
+    const int threads = dalle_cpu_of(be)->threads;
+    const float rsqrt2 = 0.70710678118654752f;
+#pragma omp parallel for num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = 0.5f * a[i] * erfcf(-a[i] * rsqrt2) * b[i];
+}
+
+void dalle_cpu_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n) {
+    DALLE_ASSERT(n >= 0);
+    const int threads = dalle_cpu_of(be)->threads;
+#pragma omp parallel for num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+void dalle_cpu_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N) {
+    const float *restrict b = dalle_cpu_f32(bias); // [N]
+    DALLE_ASSERT(rows >= 0 && N >= 1 && dalle_tensor_numel(bias) == N);
+    const int threads = dalle_cpu_of(be)->threads;
+#pragma omp parallel for num_threads(threads) if ((int64_t)rows * N >= DALLE_CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *restrict o = y + (size_t)r * N; // [rows, N]
+#pragma omp simd
+        for (int c = 0; c < N; c++)
+            o[c] += b[c];
+    }
+}
+
+void dalle_cpu_add(dalle_backend *be, float *y, const float *x, int64_t n) {
+    DALLE_ASSERT(n >= 0);
+    const int threads = dalle_cpu_of(be)->threads;
+#pragma omp parallel for simd num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
