@@ -588,6 +588,7 @@ typedef char *(*unicode_fn)(const char *text, size_t n, size_t *out_len);
 
 dalle_status dalle_text_normalize(const dalle_normalizer *nz, const char *text, size_t n,
                                   char **out, dalle_error *err) {
+    DALLE_ASSERT(nz);
     *out = NULL;
     if (!text && n)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "prompt is NULL");
