@@ -1,0 +1,23 @@
+/* conv.h — the CPU backend's image-side feature-map ops (kernels/cpu/conv.c): 2-D
+ * convolution, GroupNorm (optionally fused with swish) and nearest ×2 upsampling, with
+ * the contracts of the matching ops.h entries. Feature maps are NHWC fp32.
+ */
+#ifndef DALLE_KERNELS_CPU_CONV_H
+#define DALLE_KERNELS_CPU_CONV_H
+
+#include "kernels/ops.h"
+
+/* conv2d lowers a k×k convolution (k > 1) to GEMMs over bands of whole output rows; each
+ * band's im2col matrix is at most this many bytes (one row is always allowed). */
+#define DALLE_CPU_CONV_BAND_BYTES ((size_t)8 << 20)
+
+void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                      const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
+
+void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                          const dalle_tensor *beta, int B, int HW, int C, int groups, float eps,
+                          int swish);
+
+void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C);
+
+#endif /* DALLE_KERNELS_CPU_CONV_H */
