@@ -9,21 +9,12 @@
 
 struct dalle_jpeg_encoder {
     tjhandle tj;
-    int quality;
-    int subsamp; /* TJSAMP_* */
     unsigned char *buf;
     unsigned long cap;
 };
 
-dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, int quality, dalle_subsamp subsamp,
-                                    dalle_error *err) {
+dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, dalle_error *err) {
     *out = NULL;
-    static const int TJ_SUBSAMP[] = {TJSAMP_444, TJSAMP_422, TJSAMP_420};
-    if (quality < 1 || quality > 100)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "JPEG quality must be in [1, 100], got %d",
-                               quality);
-    if ((int)subsamp < 0 || (int)subsamp > DALLE_SUBSAMP_420)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "unknown JPEG subsampling %d", (int)subsamp);
     dalle_jpeg_encoder *e = calloc(1, sizeof *e);
     if (!e) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     e->tj = tjInitCompress();
@@ -31,8 +22,6 @@ dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, int quality, dalle
         free(e);
         return dalle_error_set(err, DALLE_ERR_NOMEM, "tjInitCompress failed");
     }
-    e->quality = quality;
-    e->subsamp = TJ_SUBSAMP[subsamp];
     *out = e;
     return DALLE_OK;
 }
@@ -45,11 +34,19 @@ void dalle_jpeg_encoder_free(dalle_jpeg_encoder *e) {
 }
 
 dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int width, int height,
-                               const uint8_t **jpeg, size_t *size, dalle_error *err) {
+                               int quality, dalle_subsamp subsamp, const uint8_t **jpeg,
+                               size_t *size, dalle_error *err) {
+    static const int TJ_SUBSAMP[] = {TJSAMP_444, TJSAMP_422, TJSAMP_420};
+    if (quality < 1 || quality > 100)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "JPEG quality must be in [1, 100], got %d",
+                               quality);
+    if ((int)subsamp < 0 || (int)subsamp > DALLE_SUBSAMP_420)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "unknown JPEG subsampling %d", (int)subsamp);
+    const int ss = TJ_SUBSAMP[subsamp];
     if (width < 1 || height < 1 || width > DALLE_JPEG_MAX_SIDE || height > DALLE_JPEG_MAX_SIDE)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "image size %dx%d outside 1..%d", width,
                                height, DALLE_JPEG_MAX_SIDE);
-    unsigned long need = tjBufSize(width, height, e->subsamp);
+    unsigned long need = tjBufSize(width, height, ss);
     if (need == (unsigned long)-1)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "tjBufSize: %s", tjGetErrorStr2(e->tj));
     if (need > e->cap) {
@@ -61,7 +58,7 @@ dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int wi
     }
     unsigned char *dst = e->buf;
     unsigned long len = e->cap;
-    if (tjCompress2(e->tj, rgb, width, 0, height, TJPF_RGB, &dst, &len, e->subsamp, e->quality,
+    if (tjCompress2(e->tj, rgb, width, 0, height, TJPF_RGB, &dst, &len, ss, quality,
                     TJFLAG_NOREALLOC | TJFLAG_ACCURATEDCT) != 0)
         return dalle_error_set(err, DALLE_ERR_BACKEND, "JPEG encoding failed: %s",
                                tjGetErrorStr2(e->tj));

@@ -20,13 +20,13 @@ typedef enum { DALLE_SUBSAMP_444 = 0, DALLE_SUBSAMP_422, DALLE_SUBSAMP_420 } dal
 
 typedef struct dalle_jpeg_encoder dalle_jpeg_encoder;
 
-/* quality 1..100, e.g. 90 with 4:2:0 (the defaults the server uses). */
-dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, int quality, dalle_subsamp subsamp,
-                                    dalle_error *err);
+dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, dalle_error *err);
 void dalle_jpeg_encoder_free(dalle_jpeg_encoder *enc);
 
-/* rgb: [height, width, 3] packed. *jpeg / *size: the encoded file. */
+/* rgb: [height, width, 3] packed; quality 1..100 (the server default is 90 with 4:2:0).
+ * *jpeg / *size: the encoded file. */
 dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *enc, const uint8_t *rgb, int width, int height,
-                               const uint8_t **jpeg, size_t *size, dalle_error *err);
+                               int quality, dalle_subsamp subsamp, const uint8_t **jpeg,
+                               size_t *size, dalle_error *err);
 
 #endif /* DALLE_COMMON_JPEG_H */

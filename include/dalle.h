@@ -59,6 +59,8 @@ typedef struct {
     int text_vocab_size, text_length, image_vocab_size, image_length, start_token;
     int normalize_text;
     int has_clip_tokenizer;
+    int has_vqgan, has_clip;
+    int image_size; /* VQGAN output side in pixels; 0 without a VQGAN */
 } dalle_model_info;
 
 void dalle_model_get_info(const dalle_model *m, dalle_model_info *info);
@@ -105,15 +107,17 @@ dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params
                                     int max_images, dalle_error *err);
 
 typedef struct {
-    int max_images; /* images generated together (2 decoder rows each) */
+    int max_images;  /* images decoded together, over all prompts (2 decoder rows each) */
+    int max_prompts; /* prompts whose images can share one decode batch (default 1) */
 } dalle_state_params;
 
 dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dalle_state_params *p,
                              dalle_error *err);
 void dalle_state_free(dalle_state *s);
 
+/* Wall time of each stage of one call, in milliseconds (0 for stages not run). */
 typedef struct {
-    double text_ms, encode_ms, decode_ms;
+    double text_ms, encode_ms, decode_ms, vqgan_ms, clip_ms, jpeg_ms, total_ms;
 } dalle_timings;
 
 /* Prompt → image codes: codes[n_images · image_length], raster order. timings optional. */
@@ -122,10 +126,61 @@ dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
                                   dalle_error *err);
 
 /* The same from an already encoded text (dalle_text_encode, or ids from elsewhere:
- * text->ids and text->mask are read, nothing else). timings->text_ms is left 0. */
+ * text->ids and text->mask are read, nothing else). */
 dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
                                        const dalle_gen_params *p, int32_t *codes,
                                        dalle_timings *timings, dalle_error *err);
+
+/* Several prompts decoded in one batch (at most max_prompts, and max_images images in
+ * all): request r uses texts[r] and params[r] and receives params[r].n_images ·
+ * image_length codes in codes[r]. Image i of request r draws from
+ * RNG(params[r].seed, i, step), so its codes equal those of the request run alone.
+ * should_stop of any request cancels the whole batch. */
+dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
+                                        const dalle_gen_params *params, int32_t *const *codes,
+                                        dalle_timings *timings, dalle_error *err);
+
+/* ---- images ------------------------------------------------------------------- */
+
+/* Image codes → pixels: rgb [n, R, R, 3] uint8 HWC (R = the VQGAN resolution), clip(0,1)·255
+ * truncated. Codes outside the codebook and non-finite decoder output are errors. Needs a
+ * model with a VQGAN. */
+dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uint8_t *rgb,
+                                dalle_error *err);
+
+/* CLIP scores of n RGB images (any sizes; resized like PIL bicubic + center crop) against
+ * the CLIP ids of a prompt (dalle_text.clip_ids): scores[i] = exp(logit_scale)·cosine;
+ * order = image indexes best first (ties by index). Needs a model with CLIP. */
+dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const uint8_t *const *rgb,
+                               const int *width, const int *height, int n, float *scores,
+                               int32_t *order, dalle_error *err);
+
+typedef struct {
+    int jpeg_quality;     /* 1..100 (default 90) */
+    int jpeg_subsampling; /* 444, 422 or 420 (default 420) */
+    int rank;             /* order by CLIP score (default: 1 when the model has CLIP) */
+} dalle_output_params;
+
+void dalle_output_params_default(const dalle_model *m, dalle_output_params *o);
+
+typedef struct {
+    int index;        /* image index in the request (its RNG stream) */
+    float score;      /* CLIP score; 0 when not ranked */
+    uint8_t *jpeg;    /* the JPEG file */
+    size_t jpeg_size;
+} dalle_image;
+
+typedef struct {
+    int n_images, width, height, ranked;
+    dalle_image *images; /* best first when ranked, else by index */
+    int32_t *codes;      /* [n_images, image_length], by index */
+    dalle_timings timings;
+} dalle_result;
+
+/* The whole pipeline: prompt → codes → images → CLIP ranking → JPEG files. */
+dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const dalle_gen_params *p,
+                            const dalle_output_params *o, dalle_result *out, dalle_error *err);
+void dalle_result_free(dalle_result *r);
 
 #ifdef __cplusplus
 }

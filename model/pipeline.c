@@ -1,11 +1,8 @@
-/* pipeline.c — the public engine API (dalle.h): model directory → model; prompt → text ids
- * → encoder → guided decode → image codes.
- *
- * Model/state split: dalle_model holds the config, the weights (in the model backend),
- * the tokenizers and the unconditional encoder output; it is never written after load.
- * dalle_state owns a compute backend, the BART work buffers (KV cache, cross K/V blocks,
- * activations) and the per-step host arrays. Cross-attention block 0 of every state holds
- * the unconditional branch (projected once at state creation); block 1 the current prompt.
+/* pipeline.c — the engine's model and state lifecycle and its text stage (dalle.h):
+ * model directory → model (config, BART, optional VQGAN and CLIP, tokenizers, the
+ * unconditional encoder output); prompt → normalized text, BART ids, CLIP ids; per-worker
+ * states with every buffer preallocated. Generation itself is in generate.c; the shared
+ * structures and the model/state contract are in pipeline_impl.h.
  */
 #include <limits.h>
 #include <math.h>
@@ -14,42 +11,11 @@
 #include <time.h>
 
 #include "common/error.h"
-#include "dalle.h"
-#include "kernels/ops.h"
-#include "model/bart.h"
-#include "model/text/bart_tokenizer.h"
-#include "model/text/clip_tokenizer.h"
-#include "model/text/normalize.h"
-#include "model_loader/model_config.h"
+#include "model/pipeline_impl.h"
 
 #define CLIP_MERGES 48894 /* merge lines used by the released CLIP models */
-#define UNCOND_BLOCK 0
-#define PROMPT_BLOCK 1
 
-struct dalle_model {
-    dalle_model_config cfg;
-    dalle_model_params params;
-    dalle_backend *be;          /* owns the weights */
-    dalle_bart bart;
-    dalle_normalizer *normalizer;
-    dalle_bart_tokenizer *bpe;
-    dalle_clip_tokenizer *clip_bpe; /* NULL when the model has no CLIP merges */
-    float *uncond_enc;          /* host [T, C] encoder output of <s></s><pad>… */
-    uint8_t *uncond_mask;       /* host [T] */
-};
-
-struct dalle_state {
-    const dalle_model *m;
-    dalle_backend *be;
-    dalle_bart_work work;
-    int max_images;
-    float *enc_out;             /* backend [T, C] */
-    int32_t *token, *pos, *slot, *block; /* host [2·max_images] decoder row arrays */
-    dalle_sample_params *sp;    /* host [max_images] */
-    int32_t *step, *sampled;    /* host [max_images] */
-};
-
-static double now_ms(void) {
+double dalle_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
@@ -131,6 +97,55 @@ static dalle_status load_text(dalle_model *m, const char *dir, dalle_error *err)
                                      err);
 }
 
+/* The optional image stages: VQGAN (files.vqgan + "vqgan") and CLIP (files.clip + "clip",
+ * which also needs the CLIP tokenizer). */
+static dalle_status load_images(dalle_model *m, const char *dir, dalle_error *err) {
+    const dalle_model_config *c = &m->cfg;
+    char path[PATH_MAX], label[PATH_MAX + 16];
+    dalle_status s = DALLE_OK;
+    snprintf(label, sizeof label, "%s/config.json", dir);
+    if (c->vqgan_file[0]) {
+        if (!c->vqgan_json)
+            return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: files.vqgan needs a \"vqgan\" section",
+                                   label);
+        s = dalle_vqgan_load(&m->vqgan, m->be, c->vqgan_json, label,
+                             model_path(path, sizeof path, dir, c->vqgan_file), err);
+        if (s != DALLE_OK) return s;
+        m->has_vqgan = 1;
+        const dalle_vqgan_hparams *v = &m->vqgan.hp;
+        if (v->latent * v->latent != c->bart.image_length || v->codebook_size < c->bart.image_vocab_size)
+            return dalle_error_set(err, DALLE_ERR_FORMAT,
+                                   "%s: the VQGAN takes %d×%d codes below %d, but the decoder makes "
+                                   "%d codes below %d",
+                                   label, v->latent, v->latent, v->codebook_size,
+                                   c->bart.image_length, c->bart.image_vocab_size);
+    }
+    if (c->clip_file[0]) {
+        dalle_clip_hparams hp;
+        if (!c->clip_json)
+            return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: files.clip needs a \"clip\" section",
+                                   label);
+        if (!m->clip_bpe)
+            return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: files.clip needs files.clip_merges",
+                                   label);
+        s = dalle_clip_hparams_parse(&hp, c->clip_json, label, err);
+        if (s == DALLE_OK && hp.context_length != DALLE_CLIP_TEXT_LENGTH)
+            s = dalle_error_set(err, DALLE_ERR_FORMAT, "%s: clip.text.context_length must be %d",
+                                label, DALLE_CLIP_TEXT_LENGTH);
+        if (s == DALLE_OK && hp.vocab_size != dalle_clip_tokenizer_vocab_size(m->clip_bpe))
+            s = dalle_error_set(err, DALLE_ERR_FORMAT,
+                                "%s: clip.text.vocab_size %d differs from the %d ids of %s", label,
+                                hp.vocab_size, dalle_clip_tokenizer_vocab_size(m->clip_bpe),
+                                c->clip_merges_file);
+        if (s == DALLE_OK)
+            s = dalle_clip_load(&m->clip, m->be, &hp,
+                                model_path(path, sizeof path, dir, c->clip_file), err);
+        if (s != DALLE_OK) return s;
+        m->has_clip = 1;
+    }
+    return DALLE_OK;
+}
+
 dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_model_params *p,
                               dalle_error *err) {
     *out = NULL;
@@ -148,6 +163,7 @@ dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_mo
                             model_path(enc, sizeof enc, dir, m->cfg.encoder_file),
                             model_path(dec, sizeof dec, dir, m->cfg.decoder_file), err);
     if (s == DALLE_OK) s = encode_uncond(m, err);
+    if (s == DALLE_OK) s = load_images(m, dir, err);
     if (s != DALLE_OK) {
         dalle_model_free(m);
         return s;
@@ -159,6 +175,8 @@ dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_mo
 void dalle_model_free(dalle_model *m) {
     if (!m) return;
     dalle_bart_free(&m->bart);
+    if (m->has_vqgan) dalle_vqgan_free(&m->vqgan);
+    if (m->has_clip) dalle_clip_free(&m->clip);
     if (m->be) m->be->ops->destroy(m->be);
     dalle_normalizer_free(m->normalizer);
     dalle_bart_tokenizer_free(m->bpe);
@@ -186,6 +204,9 @@ void dalle_model_get_info(const dalle_model *m, dalle_model_info *info) {
         .start_token = hp->start_token,
         .normalize_text = m->cfg.text.normalize,
         .has_clip_tokenizer = m->clip_bpe != NULL,
+        .has_vqgan = m->has_vqgan,
+        .has_clip = m->has_clip,
+        .image_size = m->has_vqgan ? m->vqgan.hp.resolution : 0,
     };
 }
 
@@ -263,34 +284,71 @@ dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params
     return DALLE_OK;
 }
 
+static void *host_alloc(size_t bytes, int *ok) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) *ok = 0;
+    return p;
+}
+
+/* The image-side buffers of a state: VQGAN work, CLIP work, preprocessing, JPEG. */
+static dalle_status state_images(dalle_state *s, dalle_error *err) {
+    const dalle_model *m = s->m;
+    const size_t B = (size_t)s->max_images;
+    dalle_status st = dalle_jpeg_encoder_new(&s->jpeg, err);
+    if (st != DALLE_OK || !m->has_vqgan) return st;
+    const size_t R = (size_t)m->vqgan.hp.resolution;
+    int ok = 1;
+    s->rgb = host_alloc(B * R * R * 3, &ok);
+    st = dalle_vqgan_work_new(&s->vqgan, &m->vqgan, s->be, s->max_images, err);
+    if (st != DALLE_OK || !m->has_clip) return ok ? st : dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    const size_t S = (size_t)m->clip.hp.image_size, E = (size_t)m->clip.hp.embed_dim;
+    s->clip_pixels = host_alloc(B * S * S * 3 * sizeof(float), &ok);
+    s->clip_img = host_alloc(B * E * sizeof(float), &ok);
+    s->clip_txt = host_alloc(E * sizeof(float), &ok);
+    if (!ok) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    st = dalle_image_prep_init(&s->prep, (int)R, (int)R, (int)S, err);
+    if (st != DALLE_OK) return st;
+    return dalle_clip_work_new(&s->clip, &m->clip, s->be, s->max_images, err);
+}
+
 dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dalle_state_params *p,
                              dalle_error *err) {
     *out = NULL;
     const int max_images = p && p->max_images > 0 ? p->max_images : 1;
+    const int max_prompts = p && p->max_prompts > 0 ? p->max_prompts : 1;
+    if (max_images > 4096 || max_prompts > max_images)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "state sizes: max_images %d (≤ 4096), max_prompts %d (≤ max_images)",
+                               max_images, max_prompts);
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model, R = 2 * max_images;
     dalle_state *s = calloc(1, sizeof *s);
     if (!s) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     s->m = m;
     s->max_images = max_images;
+    s->max_prompts = max_prompts;
     dalle_status st = DALLE_OK;
     if (!(s->be = backend_new(&m->params, err))) st = err ? err->status : DALLE_ERR_NOMEM;
-    if (st == DALLE_OK) st = dalle_bart_work_new(&s->work, &m->bart, s->be, 1, R, 2, err);
+    if (st == DALLE_OK)
+        st = dalle_bart_work_new(&s->work, &m->bart, s->be, max_prompts, R, 1 + max_prompts, err);
     if (st == DALLE_OK) {
-        s->enc_out = s->be->ops->alloc(s->be, (size_t)T * C * sizeof(float));
-        s->token = malloc((size_t)R * sizeof(int32_t));
-        s->pos = malloc((size_t)R * sizeof(int32_t));
-        s->slot = malloc((size_t)R * sizeof(int32_t));
-        s->block = malloc((size_t)R * sizeof(int32_t));
-        s->sp = malloc((size_t)max_images * sizeof *s->sp);
-        s->step = malloc((size_t)max_images * sizeof(int32_t));
-        s->sampled = malloc((size_t)max_images * sizeof(int32_t));
-        if (!s->enc_out || !s->token || !s->pos || !s->slot || !s->block || !s->sp || !s->step ||
-            !s->sampled)
-            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        int ok = 1;
+        s->enc_out = s->be->ops->alloc(s->be, (size_t)max_prompts * T * C * sizeof(float));
+        ok = s->enc_out != NULL;
+        s->ids = host_alloc((size_t)max_prompts * T * sizeof(int32_t), &ok);
+        s->mask = host_alloc((size_t)max_prompts * T, &ok);
+        s->token = host_alloc((size_t)R * sizeof(int32_t), &ok);
+        s->pos = host_alloc((size_t)R * sizeof(int32_t), &ok);
+        s->slot = host_alloc((size_t)R * sizeof(int32_t), &ok);
+        s->block = host_alloc((size_t)R * sizeof(int32_t), &ok);
+        s->sp = host_alloc((size_t)max_images * sizeof *s->sp, &ok);
+        s->step = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->sampled = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        if (!ok) st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
+    if (st == DALLE_OK) st = state_images(s, err);
     if (st == DALLE_OK) {
         s->be->ops->to_device(s->be, s->enc_out, m->uncond_enc, (size_t)T * C * sizeof(float));
-        dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, m->uncond_mask, UNCOND_BLOCK);
+        dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, m->uncond_mask, DALLE_UNCOND_BLOCK);
         s->be->ops->sync(s->be);
     }
     if (st != DALLE_OK) {
@@ -304,88 +362,16 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
 void dalle_state_free(dalle_state *s) {
     if (!s) return;
     dalle_bart_work_free(&s->work);
+    dalle_vqgan_work_free(&s->vqgan);
+    dalle_clip_work_free(&s->clip);
+    dalle_image_prep_free(&s->prep);
+    dalle_jpeg_encoder_free(s->jpeg);
     if (s->be) {
         if (s->enc_out) s->be->ops->free(s->be, s->enc_out);
         s->be->ops->destroy(s->be);
     }
-    free(s->token);
-    free(s->pos);
-    free(s->slot);
-    free(s->block);
-    free(s->sp);
-    free(s->step);
-    free(s->sampled);
+    void *host[] = {s->ids,  s->mask, s->token,       s->pos,      s->slot,     s->block, s->sp,
+                    s->step, s->sampled, s->clip_pixels, s->clip_img, s->clip_txt, s->rgb};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
     free(s);
-}
-
-/* Decode all image_length codes of n images: rows 2i (cond) and 2i+1 (uncond). */
-static dalle_status decode_images(dalle_state *s, const dalle_gen_params *p, int32_t *codes) {
-    const dalle_model *m = s->m;
-    const dalle_bart_hparams *hp = &m->cfg.bart;
-    const int n = p->n_images, R = 2 * n, P = hp->image_length, V = hp->image_vocab_size;
-    for (int i = 0; i < n; i++) {
-        s->sp[i] = (dalle_sample_params){p->cond_scale, p->temperature, p->top_p, p->top_k,
-                                         p->seed, (uint32_t)i};
-        for (int c = 0; c < 2; c++) {
-            s->token[2 * i + c] = hp->start_token;
-            s->slot[2 * i + c] = 2 * i + c;
-            s->block[2 * i + c] = c == 0 ? PROMPT_BLOCK : UNCOND_BLOCK;
-        }
-    }
-    for (int t = 0; t < P; t++) {
-        if (p->should_stop && p->should_stop(p->user)) return DALLE_ERR_CANCELLED;
-        for (int r = 0; r < R; r++) s->pos[r] = t;
-        for (int i = 0; i < n; i++) s->step[i] = t;
-        dalle_bart_decode_step(&m->bart, &s->work, s->token, s->pos, s->slot, s->block, R, V);
-        s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
-        for (int i = 0; i < n; i++) {
-            codes[(size_t)i * P + t] = s->sampled[i];
-            s->token[2 * i] = s->token[2 * i + 1] = s->sampled[i];
-        }
-    }
-    return DALLE_OK;
-}
-
-dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
-                                       const dalle_gen_params *p, int32_t *codes,
-                                       dalle_timings *timings, dalle_error *err) {
-    const dalle_model *m = s->m;
-    const dalle_bart_hparams *hp = &m->cfg.bart;
-    dalle_status st = dalle_gen_params_check(m, p, s->max_images, err);
-    if (st != DALLE_OK) return st;
-    if (text->text_length != hp->text_length)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text has %d positions, model wants %d",
-                               text->text_length, hp->text_length);
-    for (int i = 0; i < hp->text_length; i++)
-        if (text->ids[i] < 0 || text->ids[i] >= hp->text_vocab_size)
-            return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text id %d out of range [0, %d)",
-                                   text->ids[i], hp->text_vocab_size);
-    if (!text->mask[0])
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text mask hides the first token");
-    double t1 = now_ms();
-    dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, s->enc_out);
-    dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, text->mask, PROMPT_BLOCK);
-    s->be->ops->sync(s->be);
-    double t2 = now_ms();
-    st = decode_images(s, p, codes);
-    double t3 = now_ms();
-    if (st == DALLE_ERR_CANCELLED) return dalle_error_set(err, st, "generation cancelled");
-    if (timings) *timings = (dalle_timings){0, t2 - t1, t3 - t2};
-    return DALLE_OK;
-}
-
-dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
-                                  const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
-                                  dalle_error *err) {
-    dalle_status st = dalle_gen_params_check(s->m, p, s->max_images, err);
-    if (st != DALLE_OK) return st;
-    double t0 = now_ms();
-    dalle_text text;
-    st = dalle_text_encode(s->m, prompt, n, &text, err);
-    if (st != DALLE_OK) return st;
-    double text_ms = now_ms() - t0;
-    st = dalle_generate_codes_text(s, &text, p, codes, timings, err);
-    dalle_text_free(&text);
-    if (st == DALLE_OK && timings) timings->text_ms = text_ms;
-    return st;
 }

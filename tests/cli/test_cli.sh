@@ -63,7 +63,39 @@ bad "cond-scale negative" tokens --model $M --prompt x --cond-scale -1
 bad "cond-scale above 1000" tokens --model $M --prompt x --cond-scale 1000.5
 bad "prompt over 4096 bytes" tokenize --model $M --prompt "$(head -c 4097 /dev/zero | tr '\0' a)"
 bad "invalid UTF-8 prompt" tokenize --model $M --prompt "$(printf 'caf\xc3')"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+g=$("$CLI" generate --model $M --prompt "a red bicycle" -n 3 --seed 5 --out "$tmp/g")
+check "generate: 3 ranked JPEGs and result.json" py "
+import json,os; d=json.load(open('$tmp/g/result.json'))
+assert d['seed']==5 and [i['file'] for i in d['images']]==['0.jpg','1.jpg','2.jpg']
+assert sorted(i['index'] for i in d['images'])==[0,1,2]
+s=[i['score'] for i in d['images']]; assert s==sorted(s, reverse=True)
+assert set(d['timings_ms'])=={'text','encode','decode','vqgan','clip','jpeg','total'}
+for f in ('0.jpg','1.jpg','2.jpg'): assert open('$tmp/g/'+f,'rb').read(2)==b'\xff\xd8'"
+"$CLI" generate --model $M --prompt "a red bicycle" -n 3 --seed 5 --out "$tmp/g2" >/dev/null
+check "generate: same seed, byte-identical files" cmp -s "$tmp/g/0.jpg" "$tmp/g2/0.jpg"
+"$CLI" tokens --model $M --prompt "a red bicycle" -n 3 --seed 5 > "$tmp/t.json"
+"$CLI" decode --model $M --tokens "$tmp/t.json" --out "$tmp/d" --quality 90
+check "decode: one JPEG per code grid" test -s "$tmp/d/0.jpg" -a -s "$tmp/d/2.jpg" -a ! -e "$tmp/d/3.jpg"
+r=$("$CLI" rank --model $M --prompt "a red bicycle" "$tmp/d/0.jpg" "$tmp/d/1.jpg" "$tmp/d/2.jpg")
+check "rank: scores and a permutation" py "
+import json; d=json.loads('$r')
+assert len(d['scores'])==3 and sorted(d['order'])==[0,1,2]
+assert d['scores'][d['order'][0]]>=d['scores'][d['order'][2]]"
+printf 'not a jpeg' > "$tmp/x.jpg"
+echo '{"tokens": [[1,2,3]]}' > "$tmp/short.json"
+python3 -c "import json; print(json.dumps({'tokens': [[16384]*256]}))" > "$tmp/range.json"
+bad "generate without --out" generate --model $M --prompt x
+bad "generate quality 0" generate --model $M --prompt x --out "$tmp/q" --quality 0
+bad "generate subsampling 411" generate --model $M --prompt x --out "$tmp/q" --subsampling 411
+bad "decode without --tokens" decode --model $M --out "$tmp/q"
+bad "decode missing tokens file" decode --model $M --tokens "$tmp/none.json" --out "$tmp/q"
+bad "decode short code grid" decode --model $M --tokens "$tmp/short.json" --out "$tmp/q"
+bad "decode code out of range" decode --model $M --tokens "$tmp/range.json" --out "$tmp/q"
+bad "rank without images" rank --model $M --prompt x
+bad "rank non-JPEG file" rank --model $M --prompt x "$tmp/x.jpg"
+bad "rank missing file" rank --model $M --prompt x "$tmp/none.jpg"
 err=$("$CLI" tokens --model /nonexistent --prompt x 2>&1 >/dev/null); rc=$?
 check "missing model dir → exit 1 naming config.json" test "$rc" -eq 1 -a -n "$(grep -F config.json <<<"$err")"
-check "--help exits 0" "$CLI" --help
+check "--help exits 0" eval '"$CLI" --help >/dev/null'
 [ "$fails" -eq 0 ]

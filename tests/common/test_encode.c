@@ -83,50 +83,54 @@ Test(jpeg, encodes_decodable_256x256_with_settings) {
     uint8_t *rgb = malloc(256 * 256 * 3);
     picture(rgb, 256, 256);
     dalle_jpeg_encoder *e;
-    cr_assert_eq(dalle_jpeg_encoder_new(&e, 90, DALLE_SUBSAMP_420, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encoder_new(&e, NULL), DALLE_OK);
     const uint8_t *jpg;
     size_t n;
-    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL), DALLE_OK);
     cr_assert(n > 100 && jpg[0] == 0xFF && jpg[1] == 0xD8);
     int ss;
     double psnr90 = decode_psnr(jpg, n, rgb, 256, 256, &ss);
     cr_assert_eq(ss, TJSAMP_420);
     cr_assert(psnr90 > 35, "PSNR at quality 90: %.1f dB", psnr90);
     size_t n90 = n;
-    /* reuse of the same encoder, different settings → different output */
-    dalle_jpeg_encoder *e2;
-    cr_assert_eq(dalle_jpeg_encoder_new(&e2, 50, DALLE_SUBSAMP_444, NULL), DALLE_OK);
-    cr_assert_eq(dalle_jpeg_encode(e2, rgb, 256, 256, &jpg, &n, NULL), DALLE_OK);
+    /* the same encoder, other settings → other output */
+    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, 50, DALLE_SUBSAMP_444, &jpg, &n, NULL), DALLE_OK);
     double psnr50 = decode_psnr(jpg, n, rgb, 256, 256, &ss);
     cr_assert_eq(ss, TJSAMP_444);
     cr_assert(psnr50 < psnr90);
     cr_assert(n != n90);
     /* a smaller then a larger image through one encoder */
-    cr_assert_eq(dalle_jpeg_encode(e, rgb, 16, 16, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, rgb, 16, 16, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL), DALLE_OK);
     uint8_t *big = malloc(512 * 300 * 3);
     picture(big, 512, 300);
-    cr_assert_eq(dalle_jpeg_encode(e, big, 512, 300, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, big, 512, 300, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL), DALLE_OK);
     decode_psnr(jpg, n, big, 512, 300, &ss);
     free(big);
     dalle_jpeg_encoder_free(e);
-    dalle_jpeg_encoder_free(e2);
     free(rgb);
 }
 
 Test(jpeg, limits) {
     dalle_jpeg_encoder *e;
     dalle_error err = {0};
-    cr_assert_eq(dalle_jpeg_encoder_new(&e, 0, DALLE_SUBSAMP_420, &err), DALLE_ERR_INVALID_ARG);
-    cr_assert_eq(dalle_jpeg_encoder_new(&e, 101, DALLE_SUBSAMP_420, &err), DALLE_ERR_INVALID_ARG);
-    cr_assert_eq(dalle_jpeg_encoder_new(&e, 100, DALLE_SUBSAMP_420, &err), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encoder_new(&e, &err), DALLE_OK);
     uint8_t px[3] = {1, 2, 3};
     const uint8_t *jpg;
     size_t n;
-    cr_assert_eq(dalle_jpeg_encode(e, px, 0, 1, &jpg, &n, &err), DALLE_ERR_INVALID_ARG);
-    cr_assert_eq(dalle_jpeg_encode(e, px, 1, DALLE_JPEG_MAX_SIDE + 1, &jpg, &n, &err),
+    cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 0, DALLE_SUBSAMP_420, &jpg, &n, &err),
+                 DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 101, DALLE_SUBSAMP_420, &jpg, &n, &err),
+                 DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 90, (dalle_subsamp)3, &jpg, &n, &err),
+                 DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_jpeg_encode(e, px, 0, 1, 90, DALLE_SUBSAMP_420, &jpg, &n, &err),
+                 DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_jpeg_encode(e, px, 1, DALLE_JPEG_MAX_SIDE + 1, 90, DALLE_SUBSAMP_420, &jpg,
+                                   &n, &err),
                  DALLE_ERR_INVALID_ARG);
     cr_assert_not_null(strstr(err.msg, "8192"));
-    cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, &jpg, &n, &err), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 100, DALLE_SUBSAMP_420, &jpg, &n, &err), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 1, DALLE_SUBSAMP_444, &jpg, &n, &err), DALLE_OK);
     dalle_jpeg_encoder_free(e);
     dalle_jpeg_encoder_free(NULL);
 }

@@ -1,0 +1,316 @@
+/* generate.c — generation on a dalle_state (dalle.h): prompts → guided decode of image
+ * codes (several prompts can share one batch) → VQGAN pixels → CLIP ranking → JPEG files.
+ *
+ * Decoder rows: image j of the batch owns rows 2j (conditional, cross block 1 + its
+ * prompt) and 2j+1 (unconditional, block 0) and KV-cache slots 2j, 2j+1. Image i of a
+ * request samples with RNG(seed, i, step) whatever its place in the batch, so batching
+ * never changes an image. Nothing here allocates on the device; host allocations are the
+ * result's own JPEG and code copies.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "model/pipeline_impl.h"
+
+/* Encode the prompts of a batch into blocks 1..n_req. */
+static dalle_status encode_prompts(dalle_state *s, int n_req, const dalle_text *texts,
+                                   dalle_error *err) {
+    const dalle_model *m = s->m;
+    const dalle_bart_hparams *hp = &m->cfg.bart;
+    const int T = hp->text_length, C = hp->d_model;
+    for (int r = 0; r < n_req; r++) {
+        const dalle_text *t = &texts[r];
+        if (t->text_length != T)
+            return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                                   "text has %d positions, the model wants %d", t->text_length, T);
+        for (int i = 0; i < T; i++)
+            if (t->ids[i] < 0 || t->ids[i] >= hp->text_vocab_size)
+                return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text id %d out of range [0, %d)",
+                                       t->ids[i], hp->text_vocab_size);
+        if (!t->mask[0])
+            return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text mask hides the first token");
+        memcpy(s->ids + (size_t)r * T, t->ids, (size_t)T * sizeof *t->ids);
+        memcpy(s->mask + (size_t)r * T, t->mask, (size_t)T);
+    }
+    dalle_bart_encode(&m->bart, &s->work, s->ids, s->mask, n_req, s->enc_out);  // [n_req, T, C]
+    for (int r = 0; r < n_req; r++)
+        dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out + (size_t)r * T * C,
+                            s->mask + (size_t)r * T, 1 + r);
+    return DALLE_OK;
+}
+
+static int any_stop(int n_req, const dalle_gen_params *params) {
+    for (int r = 0; r < n_req; r++)
+        if (params[r].should_stop && params[r].should_stop(params[r].user)) return 1;
+    return 0;
+}
+
+/* All image_length steps for every image of the batch. */
+static dalle_status decode_batch(dalle_state *s, int n_req, const dalle_gen_params *params,
+                                 int32_t *const *codes) {
+    const dalle_bart_hparams *hp = &s->m->cfg.bart;
+    const int P = hp->image_length, V = hp->image_vocab_size;
+    int n = 0;
+    for (int r = 0; r < n_req; r++)
+        for (int i = 0; i < params[r].n_images; i++, n++) {
+            const dalle_gen_params *p = &params[r];
+            s->sp[n] = (dalle_sample_params){p->cond_scale, p->temperature, p->top_p, p->top_k,
+                                             p->seed, (uint32_t)i};
+            for (int c = 0; c < 2; c++) {
+                s->token[2 * n + c] = hp->start_token;
+                s->slot[2 * n + c] = 2 * n + c;
+                s->block[2 * n + c] = c == 0 ? 1 + r : DALLE_UNCOND_BLOCK;
+            }
+        }
+    for (int t = 0; t < P; t++) {
+        if (any_stop(n_req, params)) return DALLE_ERR_CANCELLED;
+        for (int j = 0; j < 2 * n; j++) s->pos[j] = t;
+        for (int j = 0; j < n; j++) s->step[j] = t;
+        dalle_bart_decode_step(&s->m->bart, &s->work, s->token, s->pos, s->slot, s->block, 2 * n, V);
+        s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
+        int j = 0;
+        for (int r = 0; r < n_req; r++)
+            for (int i = 0; i < params[r].n_images; i++, j++) {
+                codes[r][(size_t)i * P + t] = s->sampled[j];
+                s->token[2 * j] = s->token[2 * j + 1] = s->sampled[j];
+            }
+    }
+    return DALLE_OK;
+}
+
+dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
+                                        const dalle_gen_params *params, int32_t *const *codes,
+                                        dalle_timings *timings, dalle_error *err) {
+    if (n_req < 1 || n_req > s->max_prompts)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "%d prompts in one batch; this state takes 1..%d",
+                               n_req, s->max_prompts);
+    int images = 0;
+    for (int r = 0; r < n_req; r++) {
+        dalle_status st = dalle_gen_params_check(s->m, &params[r], s->max_images, err);
+        if (st != DALLE_OK) return st;
+        images += params[r].n_images;
+    }
+    if (images > s->max_images)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "%d images in one batch; this state takes %d",
+                               images, s->max_images);
+    double t0 = dalle_now_ms();
+    dalle_status st = encode_prompts(s, n_req, texts, err);
+    if (st != DALLE_OK) return st;
+    s->be->ops->sync(s->be);
+    double t1 = dalle_now_ms();
+    st = decode_batch(s, n_req, params, codes);
+    double t2 = dalle_now_ms();
+    if (st == DALLE_ERR_CANCELLED) return dalle_error_set(err, st, "generation cancelled");
+    if (timings) {
+        memset(timings, 0, sizeof *timings);
+        timings->encode_ms = t1 - t0;
+        timings->decode_ms = t2 - t1;
+        timings->total_ms = t2 - t0;
+    }
+    return DALLE_OK;
+}
+
+dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
+                                       const dalle_gen_params *p, int32_t *codes,
+                                       dalle_timings *timings, dalle_error *err) {
+    int32_t *const out[1] = {codes};
+    return dalle_generate_codes_batch(s, 1, text, p, out, timings, err);
+}
+
+dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
+                                  const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
+                                  dalle_error *err) {
+    dalle_status st = dalle_gen_params_check(s->m, p, s->max_images, err);
+    if (st != DALLE_OK) return st;
+    double t0 = dalle_now_ms();
+    dalle_text text;
+    st = dalle_text_encode(s->m, prompt, n, &text, err);
+    if (st != DALLE_OK) return st;
+    double text_ms = dalle_now_ms() - t0;
+    st = dalle_generate_codes_text(s, &text, p, codes, timings, err);
+    dalle_text_free(&text);
+    if (st == DALLE_OK && timings) {
+        timings->text_ms = text_ms;
+        timings->total_ms += text_ms;
+    }
+    return st;
+}
+
+/* ---- images ---------------------------------------------------------------------- */
+
+dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uint8_t *rgb,
+                                dalle_error *err) {
+    const dalle_model *m = s->m;
+    if (!m->has_vqgan)
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no VQGAN (files.vqgan)",
+                               m->cfg.name);
+    const dalle_vqgan_hparams *hp = &m->vqgan.hp;
+    const size_t L = (size_t)hp->latent * hp->latent;
+    const size_t px = (size_t)hp->resolution * hp->resolution * hp->out_ch;
+    for (int done = 0; done < n;) {
+        const int B = n - done < s->max_images ? n - done : s->max_images;
+        dalle_status st = dalle_vqgan_decode(&m->vqgan, &s->vqgan, codes + done * L, B, err);
+        if (st != DALLE_OK) return st;
+        dalle_vqgan_read_u8(&m->vqgan, &s->vqgan, B, rgb + done * px);
+        for (size_t i = 0; i < (size_t)B * px; i++)
+            if (!isfinite(s->vqgan.host[i]))
+                return dalle_error_set(err, DALLE_ERR_BACKEND,
+                                       "the VQGAN produced a non-finite value (image %zu)",
+                                       done + i / px);
+        done += B;
+    }
+    return DALLE_OK;
+}
+
+dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const uint8_t *const *rgb,
+                               const int *width, const int *height, int n, float *scores,
+                               int32_t *order, dalle_error *err) {
+    const dalle_model *m = s->m;
+    if (!m->has_clip)
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no CLIP (files.clip)",
+                               m->cfg.name);
+    if (n < 1) return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "no images to rank");
+    const dalle_clip_hparams *hp = &m->clip.hp;
+    const size_t S = (size_t)hp->image_size, E = (size_t)hp->embed_dim;
+    dalle_status st = dalle_clip_text_embed(&m->clip, &s->clip, clip_ids, s->clip_txt, err);
+    if (st != DALLE_OK) return st;
+    float *img = malloc((size_t)n * E * sizeof *img);
+    if (!img) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    const int R = m->has_vqgan ? m->vqgan.hp.resolution : -1;
+    for (int done = 0; done < n && st == DALLE_OK;) {
+        int B = 0;
+        for (; B < s->max_images && done + B < n; B++) {
+            const int i = done + B;
+            float *dst = s->clip_pixels + (size_t)B * S * S * 3;
+            if (width[i] == R && height[i] == R) {  // the state's prepared plan
+                dalle_image_prep_run(&s->prep, rgb[i], 1, dst);
+                continue;
+            }
+            dalle_image_prep prep;
+            st = dalle_image_prep_init(&prep, width[i], height[i], (int)S, err);
+            if (st != DALLE_OK) break;
+            dalle_image_prep_run(&prep, rgb[i], 1, dst);
+            dalle_image_prep_free(&prep);
+        }
+        if (st != DALLE_OK) break;
+        dalle_clip_image_embed(&m->clip, &s->clip, s->clip_pixels, B, img + (size_t)done * E);
+        done += B;
+    }
+    if (st == DALLE_OK) dalle_clip_scores(&m->clip, img, n, s->clip_txt, scores, order);
+    free(img);
+    return st;
+}
+
+/* ---- the whole pipeline ------------------------------------------------------------- */
+
+void dalle_output_params_default(const dalle_model *m, dalle_output_params *o) {
+    *o = (dalle_output_params){.jpeg_quality = 90, .jpeg_subsampling = 420, .rank = m->has_clip};
+}
+
+static dalle_status output_check(const dalle_model *m, const dalle_output_params *o,
+                                 dalle_subsamp *ss, dalle_error *err) {
+    if (o->jpeg_quality < 1 || o->jpeg_quality > 100)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "quality must be in [1, 100], got %d",
+                               o->jpeg_quality);
+    switch (o->jpeg_subsampling) {
+    case 444: *ss = DALLE_SUBSAMP_444; break;
+    case 422: *ss = DALLE_SUBSAMP_422; break;
+    case 420: *ss = DALLE_SUBSAMP_420; break;
+    default:
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "subsampling must be 444, 422 or 420, got %d", o->jpeg_subsampling);
+    }
+    if (o->rank && !m->has_clip)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "ranking needs CLIP, and model '%s' has none", m->cfg.name);
+    if (!m->has_vqgan)
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no VQGAN (files.vqgan)",
+                               m->cfg.name);
+    return DALLE_OK;
+}
+
+void dalle_result_free(dalle_result *r) {
+    if (r->images)
+        for (int i = 0; i < r->n_images; i++) free(r->images[i].jpeg);
+    free(r->images);
+    free(r->codes);
+    memset(r, 0, sizeof *r);
+}
+
+/* JPEG-encode the images in `order` into out->images. */
+static dalle_status encode_images(dalle_state *s, const dalle_output_params *o, dalle_subsamp ss,
+                                  const int32_t *order, const float *scores, dalle_result *out,
+                                  dalle_error *err) {
+    const int R = s->m->vqgan.hp.resolution;
+    for (int k = 0; k < out->n_images; k++) {
+        const int i = order ? order[k] : k;
+        const uint8_t *jpg;
+        size_t size;
+        dalle_status st = dalle_jpeg_encode(s->jpeg, s->rgb + (size_t)i * R * R * 3, R, R,
+                                            o->jpeg_quality, ss, &jpg, &size, err);
+        if (st != DALLE_OK) return st;
+        dalle_image *img = &out->images[k];
+        img->index = i;
+        img->score = scores ? scores[i] : 0.0f;
+        img->jpeg = malloc(size);
+        if (!img->jpeg) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        memcpy(img->jpeg, jpg, size);
+        img->jpeg_size = size;
+    }
+    return DALLE_OK;
+}
+
+dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const dalle_gen_params *p,
+                            const dalle_output_params *o, dalle_result *out, dalle_error *err) {
+    const dalle_model *m = s->m;
+    memset(out, 0, sizeof *out);
+    dalle_output_params def;
+    if (!o) dalle_output_params_default(m, &def), o = &def;
+    dalle_subsamp ss = DALLE_SUBSAMP_420;
+    dalle_status st = output_check(m, o, &ss, err);
+    if (st == DALLE_OK) st = dalle_gen_params_check(m, p, s->max_images, err);
+    if (st != DALLE_OK) return st;
+
+    const int N = p->n_images, R = m->vqgan.hp.resolution, P = m->cfg.bart.image_length;
+    double t0 = dalle_now_ms();
+    dalle_text text;
+    st = dalle_text_encode(m, prompt, n, &text, err);
+    if (st != DALLE_OK) return st;
+    out->n_images = N;
+    out->width = out->height = R;
+    out->ranked = o->rank;
+    out->codes = malloc((size_t)N * P * sizeof *out->codes);
+    out->images = calloc((size_t)N, sizeof *out->images);
+    float scores[4096];
+    int32_t order[4096];
+    if (!out->codes || !out->images) st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    double t1 = dalle_now_ms();
+    if (st == DALLE_OK) st = dalle_generate_codes_text(s, &text, p, out->codes, &out->timings, err);
+    double t2 = dalle_now_ms();
+    if (st == DALLE_OK) st = dalle_decode_codes(s, out->codes, N, s->rgb, err);
+    double t3 = dalle_now_ms();
+    if (st == DALLE_OK && o->rank) {
+        const uint8_t *rgb[4096];
+        int side[4096];
+        for (int i = 0; i < N; i++) rgb[i] = s->rgb + (size_t)i * R * R * 3, side[i] = R;
+        st = dalle_rank_images(s, text.clip_ids, rgb, side, side, N, scores, order, err);
+    }
+    double t4 = dalle_now_ms();
+    if (st == DALLE_OK)
+        st = encode_images(s, o, ss, o->rank ? order : NULL, o->rank ? scores : NULL, out, err);
+    double t5 = dalle_now_ms();
+    dalle_text_free(&text);
+    if (st != DALLE_OK) {
+        dalle_result_free(out);
+        return st;
+    }
+    dalle_timings *tm = &out->timings;
+    tm->text_ms = t1 - t0;
+    tm->vqgan_ms = t3 - t2;
+    tm->clip_ms = t4 - t3;
+    tm->jpeg_ms = t5 - t4;
+    tm->total_ms = t5 - t0;
+    return DALLE_OK;
+}

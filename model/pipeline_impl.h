@@ -1,0 +1,67 @@
+/* pipeline_impl.h — the model and state structures behind dalle.h, shared by pipeline.c
+ * (loading, text, state) and generate.c (decode batches, images, ranking, results). Not a
+ * public header.
+ *
+ * Model/state split: dalle_model holds the config, the weights (in the model backend),
+ * the tokenizers and the unconditional encoder output; it is never written after load.
+ * dalle_state owns a compute backend and every buffer a generation writes, sized at
+ * creation from max_images and max_prompts. Cross-attention block 0 of every state holds
+ * the unconditional branch (projected once at state creation); blocks 1..max_prompts the
+ * prompts of the current batch.
+ */
+#ifndef DALLE_MODEL_PIPELINE_IMPL_H
+#define DALLE_MODEL_PIPELINE_IMPL_H
+
+#include "common/jpeg.h"
+#include "dalle.h"
+#include "kernels/ops.h"
+#include "model/bart.h"
+#include "model/clip.h"
+#include "model/image_prep.h"
+#include "model/text/bart_tokenizer.h"
+#include "model/text/clip_tokenizer.h"
+#include "model/text/normalize.h"
+#include "model/vqgan.h"
+#include "model_loader/model_config.h"
+
+#define DALLE_UNCOND_BLOCK 0
+
+struct dalle_model {
+    dalle_model_config cfg;
+    dalle_model_params params;
+    dalle_backend *be;              /* owns the weights */
+    dalle_bart bart;
+    int has_vqgan, has_clip;
+    dalle_vqgan vqgan;
+    dalle_clip clip;
+    dalle_normalizer *normalizer;
+    dalle_bart_tokenizer *bpe;
+    dalle_clip_tokenizer *clip_bpe; /* NULL when the model has no CLIP merges */
+    float *uncond_enc;              /* host [T, C] encoder output of <s></s><pad>… */
+    uint8_t *uncond_mask;           /* host [T] */
+};
+
+struct dalle_state {
+    const dalle_model *m;
+    dalle_backend *be;
+    int max_images, max_prompts;
+    dalle_bart_work work;
+    float *enc_out;                      /* backend [max_prompts, T, C] */
+    int32_t *ids;                        /* host [max_prompts, T] */
+    uint8_t *mask;                       /* host [max_prompts, T] */
+    int32_t *token, *pos, *slot, *block; /* host [2·max_images] decoder row arrays */
+    dalle_sample_params *sp;             /* host [max_images] */
+    int32_t *step, *sampled;             /* host [max_images] */
+    dalle_vqgan_work vqgan;              /* when the model has a VQGAN */
+    dalle_clip_work clip;                /* when the model has CLIP */
+    dalle_image_prep prep;               /* VQGAN output → CLIP input */
+    float *clip_pixels;                  /* host [max_images, S, S, 3] */
+    float *clip_img;                     /* host [max_images, E] */
+    float *clip_txt;                     /* host [E] */
+    uint8_t *rgb;                        /* host [max_images, R, R, 3] */
+    dalle_jpeg_encoder *jpeg;
+};
+
+double dalle_now_ms(void);
+
+#endif /* DALLE_MODEL_PIPELINE_IMPL_H */

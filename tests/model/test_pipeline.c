@@ -1,0 +1,209 @@
+/* test_pipeline.c — the public pipeline on the tiny model: reproducibility (same seed →
+ * byte-identical JPEGs), batch independence (image i is the same with n = 1 and n = 4, and
+ * when other prompts share the decode batch), ranking consistency, cancellation and the
+ * errors a caller can cause.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "dalle.h"
+
+#define MODEL_DIR "models/tiny"
+#define PROMPT "a red bicycle leaning against a brick wall"
+
+static dalle_model *m;
+static dalle_model_info info;
+
+static void setup(void) {
+    dalle_error err = {0};
+    cr_assert_eq(dalle_model_load(&m, MODEL_DIR, NULL, &err), DALLE_OK, "%s", err.msg);
+    dalle_model_get_info(m, &info);
+    cr_assert(info.has_vqgan && info.has_clip);
+}
+
+static void teardown(void) {
+    dalle_model_free(m);
+}
+
+TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 300);
+
+static dalle_state *state(int max_images, int max_prompts) {
+    dalle_state *s;
+    dalle_error err = {0};
+    dalle_state_params sp = {.max_images = max_images, .max_prompts = max_prompts};
+    cr_assert_eq(dalle_state_new(&s, m, &sp, &err), DALLE_OK, "%s", err.msg);
+    return s;
+}
+
+static dalle_gen_params params(int n, uint64_t seed) {
+    dalle_gen_params p;
+    dalle_gen_params_default(m, &p);
+    p.n_images = n;
+    p.seed = seed;
+    return p;
+}
+
+static void generate(dalle_state *s, const char *prompt, int n, uint64_t seed, dalle_result *r) {
+    dalle_gen_params p = params(n, seed);
+    dalle_error err = {0};
+    cr_assert_eq(dalle_generate(s, prompt, strlen(prompt), &p, NULL, r, &err), DALLE_OK, "%s",
+                 err.msg);
+}
+
+static const dalle_image *by_index(const dalle_result *r, int index) {
+    for (int k = 0; k < r->n_images; k++)
+        if (r->images[k].index == index) return &r->images[k];
+    cr_assert_fail("image %d missing from the result", index);
+    return NULL;
+}
+
+Test(pipeline, same_seed_gives_byte_identical_jpegs) {
+    dalle_state *s1 = state(4, 1), *s2 = state(4, 1);
+    dalle_result a, b;
+    generate(s1, PROMPT, 4, 42, &a);
+    generate(s2, PROMPT, 4, 42, &b);
+    cr_assert_eq(a.n_images, 4);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(a.images[k].index, b.images[k].index);
+        cr_assert_eq(a.images[k].jpeg_size, b.images[k].jpeg_size);
+        cr_assert_arr_eq(a.images[k].jpeg, b.images[k].jpeg, a.images[k].jpeg_size);
+    }
+    dalle_result c;
+    generate(s1, PROMPT, 4, 43, &c);  // the same state again, another seed
+    cr_assert(memcmp(a.codes, c.codes, sizeof(int32_t) * info.image_length) != 0);
+    dalle_result_free(&a);
+    dalle_result_free(&b);
+    dalle_result_free(&c);
+    dalle_state_free(s1);
+    dalle_state_free(s2);
+}
+
+Test(pipeline, image_zero_is_the_same_with_n1_and_n4) {
+    dalle_state *s = state(4, 1);
+    dalle_result one, four;
+    generate(s, PROMPT, 1, 7, &one);
+    generate(s, PROMPT, 4, 7, &four);
+    const dalle_image *a = by_index(&one, 0), *b = by_index(&four, 0);
+    cr_assert_arr_eq(one.codes, four.codes, sizeof(int32_t) * info.image_length);
+    cr_assert_eq(a->jpeg_size, b->jpeg_size);
+    cr_assert_arr_eq(a->jpeg, b->jpeg, a->jpeg_size);
+    cr_assert_float_eq(a->score, b->score, 1e-5);
+    dalle_result_free(&one);
+    dalle_result_free(&four);
+    dalle_state_free(s);
+}
+
+Test(pipeline, images_are_independent_of_other_prompts_in_the_batch) {
+    dalle_state *s = state(6, 3);
+    const char *prompts[3] = {PROMPT, "a snowy cabin at night", "an old map of the sea"};
+    dalle_text t[3];
+    dalle_gen_params p[3] = {params(2, 11), params(3, 12), params(1, 13)};
+    p[1].top_k = 7;
+    p[2].temperature = 0.7f;
+    dalle_error err = {0};
+    for (int r = 0; r < 3; r++)
+        cr_assert_eq(dalle_text_encode(m, prompts[r], strlen(prompts[r]), &t[r], &err), DALLE_OK);
+    const size_t L = (size_t)info.image_length;
+    int32_t *together[3], *alone = malloc(sizeof(int32_t) * 3 * L);
+    for (int r = 0; r < 3; r++) together[r] = malloc(sizeof(int32_t) * 3 * L);
+    cr_assert_eq(dalle_generate_codes_batch(s, 3, t, p, together, NULL, &err), DALLE_OK, "%s", err.msg);
+    for (int r = 0; r < 3; r++) {
+        cr_assert_eq(dalle_generate_codes_text(s, &t[r], &p[r], alone, NULL, &err), DALLE_OK);
+        cr_assert_arr_eq(alone, together[r], sizeof(int32_t) * L * p[r].n_images,
+                         "request %d changed when batched", r);
+    }
+    /* limits of a batch */
+    dalle_gen_params big[3] = {params(4, 1), params(2, 1), params(1, 1)};
+    cr_assert_eq(dalle_generate_codes_batch(s, 3, t, big, together, NULL, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_not_null(strstr(err.msg, "7 images"));
+    cr_assert_eq(dalle_generate_codes_batch(s, 4, t, p, together, NULL, &err), DALLE_ERR_INVALID_ARG);
+    for (int r = 0; r < 3; r++) free(together[r]), dalle_text_free(&t[r]);
+    free(alone);
+    dalle_state_free(s);
+}
+
+Test(pipeline, ranking_matches_rank_images_and_is_descending) {
+    dalle_state *s = state(4, 1);
+    dalle_result r;
+    generate(s, PROMPT, 4, 5, &r);
+    cr_assert(r.ranked);
+    int seen = 0;
+    for (int k = 0; k < 4; k++) {
+        seen |= 1 << r.images[k].index;
+        if (k) cr_assert_geq(r.images[k - 1].score, r.images[k].score);
+    }
+    cr_assert_eq(seen, 15, "indices must be a permutation of 0..3");
+    /* the same scores from the stage functions */
+    const int R = info.image_size;
+    uint8_t *rgb = malloc((size_t)4 * R * R * 3);
+    dalle_error err = {0};
+    cr_assert_eq(dalle_decode_codes(s, r.codes, 4, rgb, &err), DALLE_OK, "%s", err.msg);
+    dalle_text t;
+    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), &t, &err), DALLE_OK);
+    const uint8_t *imgs[4];
+    int side[4];
+    for (int i = 0; i < 4; i++) imgs[i] = rgb + (size_t)i * R * R * 3, side[i] = R;
+    float scores[4];
+    int32_t order[4];
+    cr_assert_eq(dalle_rank_images(s, t.clip_ids, imgs, side, side, 4, scores, order, &err), DALLE_OK);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(order[k], r.images[k].index);
+        cr_assert_float_eq(scores[order[k]], r.images[k].score, 1e-6);
+    }
+    cr_assert(r.timings.decode_ms > 0 && r.timings.vqgan_ms > 0 && r.timings.clip_ms > 0);
+    cr_assert(r.timings.total_ms >= r.timings.decode_ms + r.timings.vqgan_ms);
+    dalle_text_free(&t);
+    free(rgb);
+    dalle_result_free(&r);
+    dalle_state_free(s);
+}
+
+static int stop_after(void *user) {
+    int *calls = user;
+    return ++*calls > 10;
+}
+
+Test(pipeline, cancellation_between_steps) {
+    dalle_state *s = state(1, 1);
+    dalle_gen_params p = params(1, 1);
+    int calls = 0;
+    p.should_stop = stop_after;
+    p.user = &calls;
+    dalle_result r;
+    dalle_error err = {0};
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, NULL, &r, &err), DALLE_ERR_CANCELLED);
+    cr_assert_eq(calls, 11);
+    cr_assert_null(r.images);
+    /* the state is still usable */
+    generate(s, PROMPT, 1, 1, &r);
+    dalle_result_free(&r);
+    dalle_state_free(s);
+}
+
+Test(pipeline, caller_errors) {
+    dalle_state *s = state(2, 1);
+    dalle_error err = {0};
+    dalle_result r;
+    dalle_gen_params p = params(3, 1);
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, NULL, &r, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_not_null(strstr(err.msg, "n must be"));
+    p = params(1, 1);
+    dalle_output_params o;
+    dalle_output_params_default(m, &o);
+    o.jpeg_quality = 0;
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err), DALLE_ERR_INVALID_ARG);
+    o.jpeg_quality = 90;
+    o.jpeg_subsampling = 411;
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_generate(s, "caf\xc3", 4, &p, NULL, &r, &err), DALLE_ERR_INVALID_ARG);
+    int32_t codes[2 * 4096] = {0};
+    uint8_t rgb[64 * 64 * 3];
+    codes[17] = info.image_vocab_size;  // one past the codebook
+    cr_assert_eq(dalle_decode_codes(s, codes, 1, rgb, &err), DALLE_ERR_INVALID_ARG);
+    codes[17] = -1;
+    cr_assert_eq(dalle_decode_codes(s, codes, 1, rgb, &err), DALLE_ERR_INVALID_ARG);
+    dalle_state_params sp = {.max_images = 2, .max_prompts = 3};
+    dalle_state *bad;
+    cr_assert_eq(dalle_state_new(&bad, m, &sp, &err), DALLE_ERR_INVALID_ARG);
+    dalle_state_free(s);
+}
