@@ -102,4 +102,4 @@ PROMPT ?= a red bicycle leaning against a brick wall
 MODEL  ?= models/tiny
 run: deps
 	$(MAKE) all
-	$(CLI) tokens --model $(MODEL) --prompt "$(PROMPT)" --seed 1
+	$(CLI) generate --model $(MODEL) --prompt "$(PROMPT)" -n 4 --seed 1 --out $(BUILD)/out
