@@ -140,6 +140,36 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
                                         const dalle_gen_params *params, int32_t *const *codes,
                                         dalle_timings *timings, dalle_error *err);
 
+/* ---- iteration-level batching ------------------------------------------------------
+ * A state decodes up to max_images images at once. A job (one prompt, n images) joins the
+ * running batch at any step when the state has n free images and a free prompt block
+ * (max_prompts); each step advances every running image by one code; a job's images leave
+ * the batch when their image_length codes are written, or at once when it is cancelled.
+ * One thread drives a state: job_start / step / cancel are not concurrent. */
+
+/* Start a job; codes[n_images · image_length] receives its codes step by step and must stay
+ * valid until the job is done or cancelled. *job: a handle, ≥ 0. DALLE_ERR_INVALID_ARG for
+ * bad parameters or text; DALLE_ERR_UNSUPPORTED when the state can never hold the job
+ * (n_images > max_images); when it merely has no room now, returns DALLE_OK with *job = -1. */
+dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle_gen_params *p,
+                             int32_t *codes, int *job, dalle_error *err);
+
+/* One decode step of every running image (a no-op when none runs). Polls should_stop of each
+ * running job first and cancels those that ask. */
+void dalle_state_step(dalle_state *s);
+
+/* Steps done by the job's images (0..image_length); image_length when done; -1 for a handle
+ * that is not running or done (cancelled, never started). */
+int dalle_job_progress(const dalle_state *s, int job);
+
+/* Free a done job's handle, or cancel a running one (its rows are free for the next step). */
+void dalle_job_release(dalle_state *s, int job);
+
+/* Images running now, and the free room for new images / prompts. */
+int dalle_state_running_images(const dalle_state *s);
+int dalle_state_free_images(const dalle_state *s);
+int dalle_state_free_prompts(const dalle_state *s);
+
 /* ---- images ------------------------------------------------------------------- */
 
 /* Image codes → pixels: rgb [n, R, R, 3] uint8 HWC (R = the VQGAN resolution), clip(0,1)·255

@@ -1,10 +1,11 @@
-/* generate.c — generation on a dalle_state (dalle.h): prompts → guided decode of image
- * codes (several prompts can share one batch) → VQGAN pixels → CLIP ranking → JPEG files.
+/* generate.c — generation on a dalle_state (dalle.h): jobs join and leave a running decode
+ * batch at any step (iteration-level batching) → VQGAN pixels → CLIP ranking → JPEG files.
  *
- * Decoder rows: image j of the batch owns rows 2j (conditional, cross block 1 + its
- * prompt) and 2j+1 (unconditional, block 0) and KV-cache slots 2j, 2j+1. Image i of a
- * request samples with RNG(seed, i, step) whatever its place in the batch, so batching
- * never changes an image. Nothing here allocates on the device; host allocations are the
+ * Image slot k of a state owns KV-cache slots 2k (conditional) and 2k+1 (unconditional);
+ * a job's prompt owns one cross-attention block (block 0 is the shared unconditional one).
+ * Each step packs the running images into decoder rows 2n, 2n+1, every row at its own
+ * position. Image i of a job samples with RNG(seed, i, step) whatever its place in the
+ * batch, so batching never changes an image. Nothing here allocates on the device; host allocations are the
  * result's own JPEG and code copies.
  */
 #include <math.h>
@@ -14,95 +15,163 @@
 #include "common/error.h"
 #include "model/pipeline_impl.h"
 
-/* Encode the prompts of a batch into blocks 1..n_req. */
-static dalle_status encode_prompts(dalle_state *s, int n_req, const dalle_text *texts,
-                                   dalle_error *err) {
-    const dalle_model *m = s->m;
+/* ---- iteration-level batching ------------------------------------------------------ */
+
+static dalle_status check_text(const dalle_model *m, const dalle_text *t, dalle_error *err) {
     const dalle_bart_hparams *hp = &m->cfg.bart;
-    const int T = hp->text_length, C = hp->d_model;
-    for (int r = 0; r < n_req; r++) {
-        const dalle_text *t = &texts[r];
-        if (t->text_length != T)
-            return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
-                                   "text has %d positions, the model wants %d", t->text_length, T);
-        for (int i = 0; i < T; i++)
-            if (t->ids[i] < 0 || t->ids[i] >= hp->text_vocab_size)
-                return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text id %d out of range [0, %d)",
-                                       t->ids[i], hp->text_vocab_size);
-        if (!t->mask[0])
-            return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text mask hides the first token");
-        memcpy(s->ids + (size_t)r * T, t->ids, (size_t)T * sizeof *t->ids);
-        memcpy(s->mask + (size_t)r * T, t->mask, (size_t)T);
-    }
-    dalle_bart_encode(&m->bart, &s->work, s->ids, s->mask, n_req, s->enc_out);  // [n_req, T, C]
-    for (int r = 0; r < n_req; r++)
-        dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out + (size_t)r * T * C,
-                            s->mask + (size_t)r * T, 1 + r);
+    if (t->text_length != hp->text_length)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text has %d positions, the model wants %d",
+                               t->text_length, hp->text_length);
+    for (int i = 0; i < hp->text_length; i++)
+        if (t->ids[i] < 0 || t->ids[i] >= hp->text_vocab_size)
+            return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text id %d out of range [0, %d)",
+                                   t->ids[i], hp->text_vocab_size);
+    if (!t->mask[0])
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text mask hides the first token");
     return DALLE_OK;
 }
 
-static int any_stop(int n_req, const dalle_gen_params *params) {
-    for (int r = 0; r < n_req; r++)
-        if (params[r].should_stop && params[r].should_stop(params[r].user)) return 1;
-    return 0;
-}
-
-/* All image_length steps for every image of the batch. */
-static dalle_status decode_batch(dalle_state *s, int n_req, const dalle_gen_params *params,
-                                 int32_t *const *codes) {
-    const dalle_bart_hparams *hp = &s->m->cfg.bart;
-    const int P = hp->image_length, V = hp->image_vocab_size;
+int dalle_state_free_images(const dalle_state *s) {
     int n = 0;
-    for (int r = 0; r < n_req; r++)
-        for (int i = 0; i < params[r].n_images; i++, n++) {
-            const dalle_gen_params *p = &params[r];
-            s->sp[n] = (dalle_sample_params){p->cond_scale, p->temperature, p->top_p, p->top_k,
-                                             p->seed, (uint32_t)i};
-            for (int c = 0; c < 2; c++) {
-                s->token[2 * n + c] = hp->start_token;
-                s->slot[2 * n + c] = 2 * n + c;
-                s->block[2 * n + c] = c == 0 ? 1 + r : DALLE_UNCOND_BLOCK;
-            }
+    for (int k = 0; k < s->max_images; k++) n += s->image_job[k] < 0;
+    return n;
+}
+
+int dalle_state_running_images(const dalle_state *s) {
+    return s->max_images - dalle_state_free_images(s);
+}
+
+int dalle_state_free_prompts(const dalle_state *s) {
+    int n = 0;
+    for (int b = 1; b <= s->max_prompts; b++) n += !s->block_used[b];
+    return n;
+}
+
+dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle_gen_params *p,
+                             int32_t *codes, int *job, dalle_error *err) {
+    const dalle_model *m = s->m;
+    const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model;
+    *job = -1;
+    if (p->n_images > s->max_images)
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "%d images in one job; this state takes %d",
+                               p->n_images, s->max_images);
+    dalle_status st = dalle_gen_params_check(m, p, s->max_images, err);
+    if (st == DALLE_OK) st = check_text(m, text, err);
+    if (st != DALLE_OK) return st;
+    if (dalle_state_free_images(s) < p->n_images || dalle_state_free_prompts(s) < 1) return DALLE_OK;
+    int j = 0, b = 1;
+    while (s->jobs[j].state != DALLE_JOB_FREE) j++;   // a free record exists: n_images ≥ 1 each
+    while (s->block_used[b]) b++;
+    float *enc = s->enc_out + (size_t)(b - 1) * T * C;
+    dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, enc);   // [1, T, C]
+    dalle_bart_cross_kv(&m->bart, &s->work, enc, text->mask, b);
+    s->block_used[b] = 1;
+    s->jobs[j] = (dalle_job_rec){DALLE_JOB_RUNNING, b, 0, codes, *p};
+    for (int k = 0, i = 0; i < p->n_images; k++)
+        if (s->image_job[k] < 0) {
+            s->image_job[k] = j;
+            s->image_index[k] = i++;
+            s->image_token[k] = m->cfg.bart.start_token;
         }
-    for (int t = 0; t < P; t++) {
-        if (any_stop(n_req, params)) return DALLE_ERR_CANCELLED;
-        for (int j = 0; j < 2 * n; j++) s->pos[j] = t;
-        for (int j = 0; j < n; j++) s->step[j] = t;
-        dalle_bart_decode_step(&s->m->bart, &s->work, s->token, s->pos, s->slot, s->block, 2 * n, V);
-        s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
-        int j = 0;
-        for (int r = 0; r < n_req; r++)
-            for (int i = 0; i < params[r].n_images; i++, j++) {
-                codes[r][(size_t)i * P + t] = s->sampled[j];
-                s->token[2 * j] = s->token[2 * j + 1] = s->sampled[j];
-            }
-    }
+    *job = j;
     return DALLE_OK;
+}
+
+/* Free the images and the prompt block of job j; the record stays until released. */
+static void job_leave(dalle_state *s, int j, dalle_job_state state) {
+    for (int k = 0; k < s->max_images; k++)
+        if (s->image_job[k] == j) s->image_job[k] = -1;
+    s->block_used[s->jobs[j].block] = 0;
+    s->jobs[j].state = state;
+}
+
+void dalle_job_release(dalle_state *s, int job) {
+    if (job < 0 || job >= s->max_images || s->jobs[job].state == DALLE_JOB_FREE) return;
+    if (s->jobs[job].state == DALLE_JOB_RUNNING) job_leave(s, job, DALLE_JOB_CANCELLED);
+    memset(&s->jobs[job], 0, sizeof s->jobs[job]);
+}
+
+int dalle_job_progress(const dalle_state *s, int job) {
+    if (job < 0 || job >= s->max_images) return -1;
+    const dalle_job_rec *r = &s->jobs[job];
+    return r->state == DALLE_JOB_RUNNING || r->state == DALLE_JOB_DONE ? r->step : -1;
+}
+
+void dalle_state_step(dalle_state *s) {
+    const dalle_model *m = s->m;
+    const int P = m->cfg.bart.image_length, V = m->cfg.bart.image_vocab_size;
+    for (int j = 0; j < s->max_images; j++) {
+        dalle_job_rec *r = &s->jobs[j];
+        if (r->state == DALLE_JOB_RUNNING && r->p.should_stop && r->p.should_stop(r->p.user))
+            job_leave(s, j, DALLE_JOB_CANCELLED);
+    }
+    int n = 0;  // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
+    for (int k = 0; k < s->max_images; k++) {
+        if (s->image_job[k] < 0) continue;
+        const dalle_job_rec *r = &s->jobs[s->image_job[k]];
+        const dalle_gen_params *p = &r->p;
+        s->batch_image[n] = k;
+        s->sp[n] = (dalle_sample_params){p->cond_scale, p->temperature, p->top_p, p->top_k, p->seed,
+                                         (uint32_t)s->image_index[k]};
+        s->step[n] = r->step;
+        for (int c = 0; c < 2; c++) {
+            s->token[2 * n + c] = s->image_token[k];
+            s->pos[2 * n + c] = r->step;
+            s->slot[2 * n + c] = 2 * k + c;
+            s->block[2 * n + c] = c == 0 ? r->block : DALLE_UNCOND_BLOCK;
+        }
+        n++;
+    }
+    if (n == 0) return;
+    dalle_bart_decode_step(&m->bart, &s->work, s->token, s->pos, s->slot, s->block, 2 * n, V);
+    s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
+    for (int i = 0; i < n; i++) {
+        const int k = s->batch_image[i];
+        const dalle_job_rec *r = &s->jobs[s->image_job[k]];
+        r->codes[(size_t)s->image_index[k] * P + r->step] = s->sampled[i];
+        s->image_token[k] = s->sampled[i];
+    }
+    for (int j = 0; j < s->max_images; j++) {
+        dalle_job_rec *r = &s->jobs[j];
+        if (r->state == DALLE_JOB_RUNNING && ++r->step == P) job_leave(s, j, DALLE_JOB_DONE);
+    }
 }
 
 dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
                                         const dalle_gen_params *params, int32_t *const *codes,
                                         dalle_timings *timings, dalle_error *err) {
-    if (n_req < 1 || n_req > s->max_prompts)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "%d prompts in one batch; this state takes 1..%d",
-                               n_req, s->max_prompts);
+    if (n_req < 1 || n_req > dalle_state_free_prompts(s))
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "%d prompts in one batch; this state has room for 1..%d", n_req,
+                               dalle_state_free_prompts(s));
     int images = 0;
     for (int r = 0; r < n_req; r++) {
         dalle_status st = dalle_gen_params_check(s->m, &params[r], s->max_images, err);
+        if (st == DALLE_OK) st = check_text(s->m, &texts[r], err);
         if (st != DALLE_OK) return st;
         images += params[r].n_images;
     }
-    if (images > s->max_images)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "%d images in one batch; this state takes %d",
-                               images, s->max_images);
+    if (images > dalle_state_free_images(s))
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "%d images in one batch; this state has room for %d", images,
+                               dalle_state_free_images(s));
     double t0 = dalle_now_ms();
-    dalle_status st = encode_prompts(s, n_req, texts, err);
-    if (st != DALLE_OK) return st;
+    int jobs[4096];
+    for (int r = 0; r < n_req; r++) {
+        dalle_status st = dalle_job_start(s, &texts[r], &params[r], codes[r], &jobs[r], err);
+        DALLE_ASSERT(st == DALLE_OK && jobs[r] >= 0);  // checked above
+    }
     s->be->ops->sync(s->be);
     double t1 = dalle_now_ms();
-    st = decode_batch(s, n_req, params, codes);
+    const int P = s->m->cfg.bart.image_length;
+    int cancelled = 0;
+    for (int t = 0; t < P && !cancelled; t++) {
+        dalle_state_step(s);
+        for (int r = 0; r < n_req; r++) cancelled |= dalle_job_progress(s, jobs[r]) < 0;
+    }
+    for (int r = 0; r < n_req; r++) dalle_job_release(s, jobs[r]);
     double t2 = dalle_now_ms();
-    if (st == DALLE_ERR_CANCELLED) return dalle_error_set(err, st, "generation cancelled");
+    if (cancelled) return dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
     if (timings) {
         memset(timings, 0, sizeof *timings);
         timings->encode_ms = t1 - t0;

@@ -343,6 +343,14 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
         s->sp = host_alloc((size_t)max_images * sizeof *s->sp, &ok);
         s->step = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->sampled = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->jobs = calloc((size_t)max_images, sizeof *s->jobs);
+        s->image_job = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->image_index = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->image_token = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->batch_image = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->block_used = calloc((size_t)max_prompts + 1, 1);
+        if (!s->jobs || !s->block_used) ok = 0;
+        for (int k = 0; ok && k < max_images; k++) s->image_job[k] = -1;
         if (!ok) st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
     if (st == DALLE_OK) st = state_images(s, err);
@@ -370,8 +378,10 @@ void dalle_state_free(dalle_state *s) {
         if (s->enc_out) s->be->ops->free(s->be, s->enc_out);
         s->be->ops->destroy(s->be);
     }
-    void *host[] = {s->ids,  s->mask, s->token,       s->pos,      s->slot,     s->block, s->sp,
-                    s->step, s->sampled, s->clip_pixels, s->clip_img, s->clip_txt, s->rgb};
+    void *host[] = {s->ids,         s->mask,        s->token,       s->pos,      s->slot,
+                    s->block,       s->sp,          s->step,        s->sampled,  s->clip_pixels,
+                    s->clip_img,    s->clip_txt,    s->rgb,         s->jobs,     s->image_job,
+                    s->image_index, s->image_token, s->batch_image, s->block_used};
     for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
     free(s);
 }

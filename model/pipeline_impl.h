@@ -26,6 +26,17 @@
 
 #define DALLE_UNCOND_BLOCK 0
 
+typedef enum { DALLE_JOB_FREE = 0, DALLE_JOB_RUNNING, DALLE_JOB_DONE, DALLE_JOB_CANCELLED } dalle_job_state;
+
+/* One prompt's images in the running batch (iteration-level batching, generate.c). */
+typedef struct {
+    dalle_job_state state;
+    int block;               /* its cross-attention block, 1..max_prompts */
+    int step;                /* codes written per image */
+    int32_t *codes;          /* the caller's [n_images, image_length] */
+    dalle_gen_params p;
+} dalle_job_rec;
+
 struct dalle_model {
     dalle_model_config cfg;
     dalle_model_params params;
@@ -52,6 +63,12 @@ struct dalle_state {
     int32_t *token, *pos, *slot, *block; /* host [2·max_images] decoder row arrays */
     dalle_sample_params *sp;             /* host [max_images] */
     int32_t *step, *sampled;             /* host [max_images] */
+    dalle_job_rec *jobs;                 /* [max_images]: a job has at least one image */
+    int32_t *image_job;                  /* [max_images]: image slot k → job, -1 free */
+    int32_t *image_index;                /* [max_images]: image slot k → index in its job */
+    int32_t *image_token;                /* [max_images]: the token slot k feeds next */
+    int32_t *batch_image;                /* [max_images]: compact row j → image slot k */
+    uint8_t *block_used;                 /* [1 + max_prompts] */
     dalle_vqgan_work vqgan;              /* when the model has a VQGAN */
     dalle_clip_work clip;                /* when the model has CLIP */
     dalle_image_prep prep;               /* VQGAN output → CLIP input */

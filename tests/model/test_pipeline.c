@@ -207,3 +207,63 @@ Test(pipeline, caller_errors) {
     cr_assert_eq(dalle_state_new(&bad, m, &sp, &err), DALLE_ERR_INVALID_ARG);
     dalle_state_free(s);
 }
+
+/* Iteration-level batching: a job that joins a running batch mid-way, and one that is
+ * cancelled, leave the other jobs' images unchanged. */
+Test(pipeline, jobs_join_and_leave_at_any_step) {
+    const size_t L = (size_t)info.image_length;
+    dalle_state *s = state(3, 2);
+    dalle_error err = {0};
+    dalle_text ta, tb;
+    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), &ta, &err), DALLE_OK);
+    cr_assert_eq(dalle_text_encode(m, "a snowy cabin", 13, &tb, &err), DALLE_OK);
+    dalle_gen_params pa = params(2, 21), pb = params(1, 22);
+    int32_t *alone_a = malloc(sizeof(int32_t) * 2 * L), *alone_b = malloc(sizeof(int32_t) * L);
+    cr_assert_eq(dalle_generate_codes_text(s, &ta, &pa, alone_a, NULL, &err), DALLE_OK);
+    cr_assert_eq(dalle_generate_codes_text(s, &tb, &pb, alone_b, NULL, &err), DALLE_OK);
+
+    int32_t *a = malloc(sizeof(int32_t) * 2 * L), *b = malloc(sizeof(int32_t) * L);
+    int32_t *c = malloc(sizeof(int32_t) * 2 * L);
+    int ja, jb, jc;
+    cr_assert_eq(dalle_job_start(s, &ta, &pa, a, &ja, &err), DALLE_OK);
+    cr_assert_geq(ja, 0);
+    cr_assert_eq(dalle_state_free_images(s), 1);
+    /* no room for two more images now: not an error, just no job */
+    dalle_gen_params pc = params(2, 23);
+    cr_assert_eq(dalle_job_start(s, &tb, &pc, c, &jc, &err), DALLE_OK);
+    cr_assert_eq(jc, -1);
+    /* never fits */
+    dalle_gen_params huge = params(4, 1);
+    cr_assert_eq(dalle_job_start(s, &tb, &huge, c, &jc, &err), DALLE_ERR_UNSUPPORTED);
+    for (int t = 0; t < 100; t++) dalle_state_step(s);
+    cr_assert_eq(dalle_job_progress(s, ja), 100);
+    cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK);   // joins at step 100
+    cr_assert_geq(jb, 0);
+    cr_assert_eq(dalle_state_running_images(s), 3);
+    cr_assert_eq(dalle_state_free_prompts(s), 0);
+    while (dalle_job_progress(s, ja) < (int)L) dalle_state_step(s);
+    cr_assert_eq(dalle_job_progress(s, jb), (int)L - 100, "b joined 100 steps after a");
+    cr_assert_eq(dalle_state_free_images(s), 2, "a's rows are free once it is done");
+    cr_assert_arr_eq(a, alone_a, sizeof(int32_t) * 2 * L, "a changed when b joined mid-way");
+    dalle_job_release(s, ja);
+    cr_assert_eq(dalle_job_progress(s, ja), -1);
+    while (dalle_job_progress(s, jb) < (int)L) dalle_state_step(s);
+    cr_assert_arr_eq(b, alone_b, sizeof(int32_t) * L, "b differs from b alone");
+    dalle_job_release(s, jb);
+
+    /* cancel: rows are free at once, the other job is unaffected */
+    cr_assert_eq(dalle_job_start(s, &tb, &pc, c, &jc, &err), DALLE_OK);
+    cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK);
+    for (int t = 0; t < 10; t++) dalle_state_step(s);
+    dalle_job_release(s, jc);
+    cr_assert_eq(dalle_state_running_images(s), 1);
+    while (dalle_job_progress(s, jb) < (int)L) dalle_state_step(s);
+    cr_assert_arr_eq(b, alone_b, sizeof(int32_t) * L);
+    dalle_job_release(s, jb);
+    cr_assert_eq(dalle_state_running_images(s), 0);
+    dalle_state_step(s);  // nothing running: a no-op
+    free(a), free(b), free(c), free(alone_a), free(alone_b);
+    dalle_text_free(&ta);
+    dalle_text_free(&tb);
+    dalle_state_free(s);
+}
