@@ -38,9 +38,16 @@ EMBED_DATA := $(wildcard model/text/data/*)
 NVCC     ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_SRC := $(wildcard kernels/cuda/*.cu)
 CUDA_ARCH ?= sm_90
+CUDA_SM   = $(CUDA_ARCH:sm_%=%)
+NVCCFLAGS ?= -std=c++17 -O2 -gencode arch=compute_$(CUDA_SM),code=$(CUDA_ARCH) \
+             -gencode arch=compute_$(CUDA_SM),code=compute_$(CUDA_SM) \
+             -Xcompiler -Wall,-Wextra --Werror all-warnings -MMD -MP
 ifneq ($(NVCC),)
 HAVE_CUDA := 1
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+CPPFLAGS  += -DDALLE_WITH_CUDA -I$(CUDA_HOME)/include
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
 .PHONY: all deps test asan run format clean info
@@ -51,7 +58,7 @@ info:
 	@printf '%s openblas   %s\n' "$$(test -e /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h && echo ✓ || echo ✗)" "(CPU GEMM)"
 	@printf '%s nvcc       %s\n' "$$(test -n '$(NVCC)' && echo ✓ || echo ✗)" "$(if $(NVCC),$(NVCC) → $(words $(CUDA_SRC)) CUDA source(s) for $(CUDA_ARCH),CUDA sources skipped)"
 
-$(LIB): $(LIB_OBJ)
+$(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	@mkdir -p $(@D)
 	ar rcs $@ $^
 
@@ -61,7 +68,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) -std=c++17 -O2 -arch=$(CUDA_ARCH) $(CPPFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -c $< -o $@
 
 $(foreach s,$(wildcard model/text/*.c),$(eval $(s:%.c=$(BUILD)/%.o): $(EMBED_DATA)))
 
@@ -96,7 +103,7 @@ format:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(CUDA_OBJ:.o=.d)
 
 PROMPT ?= a red bicycle leaning against a brick wall
 MODEL  ?= models/tiny

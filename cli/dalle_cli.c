@@ -43,6 +43,7 @@ static const char *USAGE =
     "  --model DIR         model directory (config.json, weights, tokenizer files)\n"
     "  --prompt P          UTF-8 prompt, at most 4096 bytes\n"
     "  --threads N         CPU threads, 0 = all cores (default 0)\n"
+    "  --backend B         cpu or cuda (default cpu; cuda weights: DALLE_CUDA_WEIGHTS=f32|f16|bf16)\n"
     "gen:\n"
     "  -n N                images, 1..64 (default 1)\n"
     "  --seed S            0..2^63-1 (default: random, printed in the output)\n"
@@ -57,7 +58,7 @@ static const char *USAGE =
     "  -h, --help          this text\n";
 
 typedef struct {
-    const char *command, *model, *prompt, *out, *tokens;
+    const char *command, *model, *prompt, *out, *tokens, *backend;
     long n, threads, top_k, quality, subsampling;
     uint64_t seed;
     int has_seed, has_top_k, has_top_p, has_temp, has_cond, no_rank;
@@ -144,6 +145,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         if (is(o, "--model")) a->model = v;
         else if (is(o, "--prompt") && !is(a->command, "decode")) a->prompt = v;
         else if (is(o, "--threads")) bad = parse_long(v, 0, 1024, &a->threads);
+        else if (is(o, "--backend")) a->backend = v;
         else if (is(o, "--out") && jpeg) a->out = v;
         else if (is(o, "--tokens") && is(a->command, "decode")) a->tokens = v;
         else if (gen && is(o, "-n")) bad = parse_long(v, 1, MAX_IMAGES, &a->n);
@@ -439,6 +441,7 @@ int main(int argc, char **argv) {
     dalle_model_params mp;
     dalle_model_params_default(&mp);
     mp.threads = (int)a.threads;
+    if (a.backend) mp.backend = a.backend;
     dalle_model *m;
     dalle_error err = {0};
     if (dalle_model_load(&m, a.model, &mp, &err) != DALLE_OK) {

@@ -12,6 +12,9 @@
 
 #include "common/error.h"
 #include "model/pipeline_impl.h"
+#ifdef DALLE_WITH_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 #define CLIP_MERGES 48894 /* merge lines used by the released CLIP models */
 
@@ -27,8 +30,22 @@ static dalle_backend *backend_new(const dalle_model_params *p, dalle_error *err)
         if (!be) dalle_error_set(err, DALLE_ERR_NOMEM, "cannot create the cpu backend");
         return be;
     }
+#ifdef DALLE_WITH_CUDA
+    if (strcmp(p->backend, "cuda") == 0) {
+        const int dt = dalle_cuda_weight_dtype_from_env();
+        if (dt < 0) {
+            dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                            "DALLE_CUDA_WEIGHTS must be f32, f16 or bf16");
+            return NULL;
+        }
+        return dalle_backend_cuda_new(0, (dalle_dtype)dt, err);
+    }
+    dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "unknown backend '%s' (this build has: cpu, cuda)",
+                    p->backend);
+#else
     dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "unknown backend '%s' (this build has: cpu)",
                     p->backend);
+#endif
     return NULL;
 }
 

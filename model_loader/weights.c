@@ -72,6 +72,49 @@ static void conv_to_ohwi(float *dst, const float *src, int64_t cout, int64_t cin
                 dst[(o * kk + t) * cin + i] = src[(o * cin + i) * kk + t];
 }
 
+/* IEEE binary16 from binary32, round to nearest even (overflow → ±inf, NaN kept). */
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);     /* NaN */
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);    /* ≥ 65520: rounds to inf */
+    if (ax < 0x38800000u) {                                      /* below 2^-14: subnormal */
+        if (ax < 0x33000000u) return (uint16_t)sign;             /* < 2^-25: ±0 */
+        const uint32_t m = (ax & 0x7fffffu) | 0x800000u, e = ax >> 23;
+        const uint32_t shift = 126 - e;                           /* 14..24 */
+        uint32_t h = m >> shift;
+        const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((ax - 0x38000000u) >> 13);                     /* rebias exponent 127 → 15 */
+    const uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+/* bfloat16 from binary32, round to nearest even (NaN kept quiet). */
+static uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+/* In place: the first n floats of buf become n 16-bit values of dtype (front to back, so
+ * each float is read before its bytes are overwritten). */
+static void narrow_in_place(void *buf, int64_t n, dalle_dtype dtype) {
+    const float *f = buf;
+    uint16_t *h = buf;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = f[i];
+        h[i] = dtype == DALLE_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+    }
+}
+
 static size_t aligned_size(const dalle_st_tensor *t, dalle_dtype dtype) {
     size_t bytes = (size_t)t->numel * dalle_dtype_size(dtype);
     return (bytes + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
@@ -80,14 +123,14 @@ static size_t aligned_size(const dalle_st_tensor *t, dalle_dtype dtype) {
 dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err) {
     dalle_backend *be = b->be;
     dalle_dtype dtype = be->ops->weight_dtype;
-    if (dtype != DALLE_F32)
+    if (dtype != DALLE_F32 && dtype != DALLE_F16 && dtype != DALLE_BF16)
         return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "backend %s: weight dtype %s not supported",
                                be->ops->name, dalle_dtype_name(dtype));
     size_t total = 0, largest = 0;
     for (size_t i = 0; i < b->n; i++) {
-        size_t sz = aligned_size(b->items[i].src, dtype);
-        total += sz;
-        if (sz > largest) largest = sz;
+        total += aligned_size(b->items[i].src, dtype);
+        const size_t f32_bytes = (size_t)b->items[i].src->numel * sizeof(float); /* staging */
+        if (f32_bytes > largest) largest = f32_bytes;
     }
     *block = NULL;
     if (total == 0) return DALLE_OK;
@@ -110,8 +153,9 @@ dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err
         dalle_st_tensor_to_f32(src, host);
         if (it->conv_k > 0)
             conv_to_ohwi(perm, host, src->shape[0], src->shape[1], it->conv_k);
-        be->ops->to_device(be, mem + off, it->conv_k > 0 ? perm : host,
-                           (size_t)src->numel * sizeof(float));
+        void *out = it->conv_k > 0 ? (void *)perm : (void *)host;
+        if (dtype != DALLE_F32) narrow_in_place(out, src->numel, dtype); /* backend asks 16 bits */
+        be->ops->to_device(be, mem + off, out, (size_t)src->numel * dalle_dtype_size(dtype));
         b->items[i].dst->data = mem + off;
         off += aligned_size(src, dtype);
     }

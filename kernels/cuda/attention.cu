@@ -1,0 +1,118 @@
+/* attention.cu — multi-head attention for every shape the models use (ops.h): encoder and
+ * prefill (Tq = 64, text key mask), decode self-attention (Tq = 1, causal over each image's
+ * KV cache block, kv_index mapping rows to blocks) and cross-attention (kv_index → the
+ * prompt's block, its text mask).
+ *
+ * One block per (row b, query i, head h), 128 threads: warps take keys in turn and reduce
+ * q·k over the head dimension with shuffles; scores of the visible keys sit in shared
+ * memory; max and normaliser are block reductions (fp32, expf); then each thread owns
+ * output channels d and sums p_j·v[j, d] over the keys in order. Visibility is checked on
+ * the host first (every query must see a key), as the CPU backend asserts.
+ * Speed work left (issue 5): flash-decoding (split the keys over blocks and merge partial
+ * softmaxes) so that small decode batches fill 132 SMs, heads of one row sharing a block
+ * so that K/V rows are read once with 16-byte loads, an fp16 KV cache, and a tensor-core
+ * tile kernel for the Tq = 64 prefill.
+ */
+#include <math.h>
+
+#include "kernels/cuda/internal.cuh"
+
+#define ATT_THREADS 128
+
+__device__ float block_max(float v, float *shm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    float t = lane < nw ? shm[lane] : -INFINITY;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
+    if (threadIdx.x == 0) shm[0] = t;
+    __syncthreads();
+    return shm[0];
+}
+
+__global__ void attention_kernel(float *out, const float *q, const float *k, const float *v,
+                                 const int32_t *kv_index, const uint8_t *key_mask,
+                                 const int32_t *causal_pos, int Tq, int Tk, int kv_cap, int H,
+                                 int D, float scale) {
+    extern __shared__ float s[]; /* [Tk] scores, then [32] reduction space */
+    float *red = s + Tk;
+    const int h = blockIdx.x % H, i = (blockIdx.x / H) % Tq, b = blockIdx.x / (H * Tq);
+    const int C = H * D;
+    const int blk = kv_index ? kv_index[b] : b;
+    int n = Tk;
+    if (causal_pos && causal_pos[b] + i + 1 < n) n = causal_pos[b] + i + 1;
+    const uint8_t *mask = key_mask ? key_mask + (size_t)blk * kv_cap : NULL;
+    const size_t row = ((size_t)b * Tq + i) * C + (size_t)h * D; // [B, Tq, C]
+    const float *qr = q + row;
+    const float *kb = k + (size_t)blk * kv_cap * C + (size_t)h * D; // [kv_cap, C]
+    const float *vb = v + (size_t)blk * kv_cap * C + (size_t)h * D;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+    for (int j = warp; j < n; j += nw) {
+        const float *kj = kb + (size_t)j * C;
+        float dot = 0;
+        for (int d = lane; d < D; d += 32) dot += qr[d] * kj[d];
+        dot = dalle_warp_sum(dot);
+        if (lane == 0) s[j] = (mask && !mask[j]) ? -INFINITY : dot * scale;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, s[j]);
+    mx = block_max(mx, red);
+    float z = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
+        s[j] = p;
+        z += p;
+    }
+    z = dalle_block_sum(z, red); /* ends with a barrier: all of s[] is written */
+    const float inv = 1.0f / z;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0;
+        for (int j = 0; j < n; j++)
+            if (s[j] != 0.0f) acc += s[j] * vb[(size_t)j * C + d];
+        out[row + d] = acc * inv;
+    }
+}
+
+extern "C" void dalle_cuda_attention(dalle_backend *be, float *out, const float *q,
+                                     const float *k, const float *v, const int32_t *kv_index,
+                                     const uint8_t *key_mask, const int32_t *causal_pos, int B,
+                                     int Tq, int Tk, int kv_cap, int H, int D) {
+    DALLE_ASSERT(B >= 0 && Tq >= 1 && Tk >= 1 && Tk <= kv_cap && H >= 1 && D >= 1);
+    if (B == 0) return;
+    int nblk = B;
+    if (kv_index) {
+        nblk = 0;
+        for (int b = 0; b < B; b++) {
+            DALLE_ASSERT(kv_index[b] >= 0);
+            if (kv_index[b] + 1 > nblk) nblk = kv_index[b] + 1;
+        }
+    }
+    /* every query must see at least one key (a broken invariant otherwise, as on the CPU) */
+    for (int b = 0; b < B; b++) {
+        const int blk = kv_index ? kv_index[b] : b;
+        int first = 0; /* first key that the mask lets through */
+        if (key_mask)
+            while (first < Tk && !key_mask[(size_t)blk * kv_cap + first]) first++;
+        const int n_min = causal_pos ? (causal_pos[b] + 1 < Tk ? causal_pos[b] + 1 : Tk) : Tk;
+        DALLE_ASSERT(first < n_min); /* the query i = 0 sees the fewest keys */
+    }
+    const void *src[3] = {kv_index, key_mask, causal_pos};
+    const size_t bytes[3] = {kv_index ? (size_t)B * 4 : 0,
+                             key_mask ? (size_t)nblk * kv_cap : 0,
+                             causal_pos ? (size_t)B * 4 : 0};
+    void *dev[3];
+    dalle_cuda_stage(be, 3, src, bytes, dev, "attention");
+    const size_t shm = ((size_t)Tk + 32) * sizeof(float);
+    DALLE_ASSERT(shm <= 48 * 1024);
+    const float scale = 1.0f / sqrtf((float)D);
+    attention_kernel<<<(unsigned)((int64_t)B * Tq * H), ATT_THREADS, shm,
+                       dalle_cuda_of(be)->stream>>>(
+        out, q, k, v, (const int32_t *)dev[0], (const uint8_t *)dev[1], (const int32_t *)dev[2],
+        Tq, Tk, kv_cap, H, D, scale);
+    CUDA_LAUNCHED("attention");
+}

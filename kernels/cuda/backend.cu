@@ -1,0 +1,202 @@
+/* backend.cu — the CUDA backend's ops table and runtime: device selection, stream and cuBLAS
+ * handle, cudaMalloc'd memory, copies on the stream, the parameter staging area and the
+ * device scratch (see internal.cuh). The ops live in linalg.cu, norm.cu, attention.cu,
+ * elementwise.cu, conv.cu and sample.cu.
+ */
+#include <string.h>
+
+#include "kernels/cuda/internal.cuh"
+
+void dalle_cuda_fail(const char *what, const char *detail, const char *op, const char *file,
+                     int line) {
+    fprintf(stderr, "%s:%d: CUDA backend, op %s: %s failed: %s\n", file, line, op, what, detail);
+    fflush(stderr);
+    abort();
+}
+
+static void *cu_alloc(dalle_backend *be, size_t bytes) {
+    CUDA_CHECK(cudaSetDevice(dalle_cuda_of(be)->device), "alloc");
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        (void)cudaGetLastError(); /* out of memory is not sticky: clear it */
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_free(dalle_backend *be, void *p) {
+    (void)be;
+    if (p) CUDA_CHECK(cudaFree(p), "free");
+}
+
+static void cu_to_device(dalle_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, dalle_cuda_of(be)->stream),
+               "to_device");
+}
+
+static void cu_to_host(dalle_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    dalle_cuda *cu = dalle_cuda_of(be);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream), "to_host");
+    CUDA_CHECK(cudaStreamSynchronize(cu->stream), "to_host");
+}
+
+static void cu_sync(dalle_backend *be) {
+    CUDA_CHECK(cudaStreamSynchronize(dalle_cuda_of(be)->stream), "sync");
+}
+
+static void cu_destroy(dalle_backend *be) {
+    if (!be) return;
+    dalle_cuda *cu = dalle_cuda_of(be);
+    if (cu) {
+        cudaSetDevice(cu->device);
+        if (cu->stream) cudaStreamSynchronize(cu->stream);
+        cudaFree(cu->stage);
+        for (int i = 0; i < 2; i++) cudaFree(cu->scratch[i]);
+        free(cu->host_stage);
+        if (cu->blas) cublasDestroy(cu->blas);
+        if (cu->stream) cudaStreamDestroy(cu->stream);
+        free(cu);
+    }
+    free(be);
+}
+
+/* Grow a device buffer to at least `bytes` (contents lost). cudaFree waits for the device,
+ * so kernels still reading the old buffer finish first. */
+static void *grow(void **buf, size_t *have, size_t bytes, const char *op) {
+    if (bytes > *have) {
+        size_t n = bytes < 4096 ? 4096 : bytes + bytes / 4;
+        if (*buf) CUDA_CHECK(cudaFree(*buf), op);
+        *buf = NULL;
+        *have = 0;
+        CUDA_CHECK(cudaMalloc(buf, n), op);
+        *have = n;
+    }
+    return *buf;
+}
+
+void *dalle_cuda_scratch(dalle_backend *be, int which, size_t bytes, const char *op) {
+    dalle_cuda *cu = dalle_cuda_of(be);
+    DALLE_ASSERT(which == 0 || which == 1);
+    return grow(&cu->scratch[which], &cu->scratch_bytes[which], bytes, op);
+}
+
+void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const size_t *bytes,
+                      void **dev, const char *op) {
+    dalle_cuda *cu = dalle_cuda_of(be);
+    size_t off[8], total = 0;
+    DALLE_ASSERT(n >= 0 && n <= 8);
+    for (int i = 0; i < n; i++) {
+        off[i] = total;
+        total += (bytes[i] + 255) / 256 * 256;
+    }
+    if (total == 0) {
+        for (int i = 0; i < n; i++) dev[i] = NULL;
+        return;
+    }
+    if (total > cu->host_stage_bytes) {
+        free(cu->host_stage);
+        cu->host_stage = malloc(total);
+        DALLE_ASSERT(cu->host_stage);
+        cu->host_stage_bytes = total;
+    }
+    for (int i = 0; i < n; i++)
+        if (src[i] && bytes[i]) memcpy((char *)cu->host_stage + off[i], src[i], bytes[i]);
+    char *d = (char *)grow(&cu->stage, &cu->stage_bytes, total, op);
+    CUDA_CHECK(cudaMemcpyAsync(d, cu->host_stage, total, cudaMemcpyHostToDevice, cu->stream), op);
+    for (int i = 0; i < n; i++) dev[i] = src[i] && bytes[i] ? d + off[i] : NULL;
+}
+
+int dalle_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+int dalle_cuda_weight_dtype_from_env(void) {
+    const char *v = getenv("DALLE_CUDA_WEIGHTS");
+    if (!v || !*v || strcmp(v, "f32") == 0) return DALLE_F32;
+    if (strcmp(v, "f16") == 0) return DALLE_F16;
+    if (strcmp(v, "bf16") == 0) return DALLE_BF16;
+    return -1;
+}
+
+static const dalle_backend_ops cuda_ops = {
+    .name = "cuda",
+    .weight_dtype = DALLE_F32,
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .to_device = cu_to_device,
+    .to_host = cu_to_host,
+    .sync = cu_sync,
+    .destroy = cu_destroy,
+    .matmul = dalle_cuda_matmul,
+    .layernorm = dalle_cuda_layernorm,
+    .embed = dalle_cuda_embed,
+    .attention = dalle_cuda_attention,
+    .kv_store = dalle_cuda_kv_store,
+    .gelu_mul = dalle_cuda_gelu_mul,
+    .add = dalle_cuda_add,
+    .sample = dalle_cuda_sample,
+    .conv2d = dalle_cuda_conv2d,
+    .group_norm = dalle_cuda_group_norm,
+    .upsample2x = dalle_cuda_upsample2x,
+    .bias_add = dalle_cuda_bias_add,
+    .quick_gelu = dalle_cuda_quick_gelu,
+    .patchify = dalle_cuda_patchify,
+};
+
+dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dalle_error *err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        dalle_error_set(err, DALLE_ERR_BACKEND, "no CUDA device: %s",
+                        e != cudaSuccess ? cudaGetErrorString(e) : "none visible");
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        dalle_error_set(err, DALLE_ERR_BACKEND, "no CUDA device %d (this machine has %d)", device, n);
+        return NULL;
+    }
+    dalle_backend *be = (dalle_backend *)calloc(1, sizeof *be);
+    dalle_cuda *cu = (dalle_cuda *)calloc(1, sizeof *cu);
+    if (!be || !cu) {
+        free(be);
+        free(cu);
+        dalle_error_set(err, DALLE_ERR_NOMEM, "cannot create the cuda backend");
+        return NULL;
+    }
+    cu->ops = cuda_ops;
+    cu->ops.weight_dtype = weight_dtype;
+    cu->device = device;
+    be->ops = &cu->ops;
+    be->impl = cu;
+    const char *step = NULL;
+    cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
+    if ((e = cudaSetDevice(device)) != cudaSuccess) step = "cudaSetDevice";
+    else if ((e = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        step = "cudaStreamCreate";
+    else if ((bs = cublasCreate(&cu->blas)) != CUBLAS_STATUS_SUCCESS) step = "cublasCreate";
+    else if ((bs = cublasSetStream(cu->blas, cu->stream)) != CUBLAS_STATUS_SUCCESS)
+        step = "cublasSetStream";
+    /* fp32 GEMMs stay fp32 (pedantic: no TF32 even under NVIDIA_TF32_OVERRIDE), so they
+     * compare with the CPU at ~1e-5; 16-bit weights use tensor cores with fp32 accumulation
+     * (cublasGemmEx, CUBLAS_COMPUTE_32F). */
+    else if ((bs = cublasSetMathMode(cu->blas, weight_dtype == DALLE_F32 ? CUBLAS_PEDANTIC_MATH
+                                                                          : CUBLAS_DEFAULT_MATH)) !=
+             CUBLAS_STATUS_SUCCESS)
+        step = "cublasSetMathMode";
+    if (step) {
+        dalle_error_set(err, DALLE_ERR_BACKEND, "CUDA device %d: %s failed: %s", device, step,
+                        e != cudaSuccess ? cudaGetErrorString(e) : cublasGetStatusString(bs));
+        (void)cudaGetLastError();
+        cu_destroy(be);
+        return NULL;
+    }
+    return be;
+}

@@ -1,0 +1,141 @@
+/* internal.cuh — internals shared by the CUDA backend's .cu files (not part of the seam):
+ * the backend state, the error macros, the per-call staging of host parameter arrays, the
+ * device scratch, weight loads in any weight dtype, and the op entry points each family
+ * file defines.
+ *
+ * Error policy (serving.md §9, code-style §3.10): CUDA_CHECK / CUBLAS_CHECK name the
+ * statement, file:line and the op, then abort; CUDA_LAUNCHED(op) checks
+ * cudaGetLastError after every kernel launch. Ops cannot fail on valid arguments, so any
+ * error there is a bug or a sticky device fault, and the process must restart.
+ */
+#ifndef DALLE_KERNELS_CUDA_INTERNAL_CUH
+#define DALLE_KERNELS_CUDA_INTERNAL_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "common/error.h" /* a C header without extern "C" */
+}
+#include "kernels/cuda/cuda.h"
+
+typedef struct {
+    dalle_backend_ops ops; /* a copy of the table, with this instance's weight_dtype */
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *stage;  /* device staging for host parameter arrays, grow-only */
+    size_t stage_bytes;
+    void *host_stage; /* host packing buffer for the same */
+    size_t host_stage_bytes;
+    void *scratch[2]; /* device scratch: [0] im2col / sampler, [1] 16-bit GEMM operand */
+    size_t scratch_bytes[2];
+} dalle_cuda;
+
+static inline dalle_cuda *dalle_cuda_of(dalle_backend *be) {
+    return (dalle_cuda *)be->impl;
+}
+
+void dalle_cuda_fail(const char *what, const char *detail, const char *op, const char *file,
+                     int line);
+
+#define CUDA_CHECK(stmt, op)                                                                  \
+    do {                                                                                      \
+        cudaError_t e_ = (stmt);                                                              \
+        if (e_ != cudaSuccess) dalle_cuda_fail(#stmt, cudaGetErrorString(e_), op, __FILE__, __LINE__); \
+    } while (0)
+
+#define CUBLAS_CHECK(stmt, op)                                                                \
+    do {                                                                                      \
+        cublasStatus_t s_ = (stmt);                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                      \
+            dalle_cuda_fail(#stmt, cublasGetStatusString(s_), op, __FILE__, __LINE__);        \
+    } while (0)
+
+/* After each kernel launch: a bad launch configuration or an earlier sticky fault. */
+#define CUDA_LAUNCHED(op) CUDA_CHECK(cudaGetLastError(), op)
+
+/* Blocks of `threads` covering n items (n ≥ 1), capped for grid-stride loops. */
+static inline unsigned dalle_cuda_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > 65535LL * 32) b = 65535LL * 32;
+    return (unsigned)b;
+}
+
+/* Host parameter arrays → device: pack parts (host pointer, bytes) 256-byte aligned into
+ * one host buffer, copy once on the stream, return the device address of each part in
+ * dev[]. Pageable cudaMemcpyAsync consumes the source before it returns, and the staging
+ * area is reused only by later ops on the same stream, so no synchronisation is needed.
+ * (CUDA graphs will need a pinned, per-step staging area instead.) */
+void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const size_t *bytes,
+                      void **dev, const char *op);
+
+/* Device scratch buffer `which` (0 or 1) of at least bytes, valid until the next op. */
+void *dalle_cuda_scratch(dalle_backend *be, int which, size_t bytes, const char *op);
+
+/* y[M,N] (ld N) = alpha·x[M,K] (ld K) · W[:N,:K]ᵀ + beta·y for a weight in any weight
+ * dtype; 16-bit weights round x into scratch 1 first. */
+void dalle_cuda_gemm_xwt(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                         int M, int N, int K, float beta, const char *op);
+
+/* Weight element i as float, whatever the weight dtype. */
+__device__ __forceinline__ float dalle_ldw(const void *p, int dtype, size_t i) {
+    if (dtype == DALLE_F32) return ((const float *)p)[i];
+    if (dtype == DALLE_F16) return __half2float(((const __half *)p)[i]);
+    return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+}
+
+/* Warp and block reductions (blockDim.x a multiple of 32, ≤ 1024). */
+template <typename T> __device__ __forceinline__ T dalle_warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T> __device__ T dalle_block_sum(T v, T *shm /* [32] */) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = dalle_warp_sum(v);
+    __syncthreads(); /* shm may still be read from a previous call */
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    T t = lane < nw ? shm[lane] : (T)0;
+    if (warp == 0) t = dalle_warp_sum(t);
+    if (threadIdx.x == 0) shm[0] = t;
+    __syncthreads();
+    return shm[0];
+}
+
+extern "C" {
+void dalle_cuda_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
+                       int N, int K, int accumulate);
+void dalle_cuda_layernorm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                          const dalle_tensor *beta, int rows, int C, float eps);
+void dalle_cuda_group_norm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                           const dalle_tensor *beta, int B, int HW, int C, int groups, float eps,
+                           int swish);
+void dalle_cuda_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
+                      const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);
+void dalle_cuda_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                          const float *v, const int32_t *kv_index, const uint8_t *key_mask,
+                          const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
+                          int D);
+void dalle_cuda_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
+                         const int32_t *pos, int B, int T, int C, int cap);
+void dalle_cuda_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
+void dalle_cuda_add(dalle_backend *be, float *y, const float *x, int64_t n);
+void dalle_cuda_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N);
+void dalle_cuda_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n);
+void dalle_cuda_patchify(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
+                         int p);
+void dalle_cuda_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C);
+void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                       const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
+void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,
+                       int ld, const dalle_sample_params *params, const int32_t *step);
+}
+
+#endif /* DALLE_KERNELS_CUDA_INTERNAL_CUH */
