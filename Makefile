@@ -27,6 +27,10 @@ CLI      := $(BUILD)/dalle-cli
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
+SERVER     := $(BUILD)/dalle-server
+SERVER_SRC := $(wildcard server/*.c)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+
 # Each tests/**/test_*.c is one Criterion binary.
 TEST_SRC := $(shell find tests -name 'test_*.c' 2>/dev/null | sort)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
@@ -50,8 +54,8 @@ CPPFLAGS  += -DDALLE_WITH_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-.PHONY: all deps test asan run format clean info
-all: info $(LIB) $(CLI) $(CUDA_OBJ)
+.PHONY: all deps test asan run format clean info gpu-test gpu-check gpu-bundle
+all: info $(LIB) $(CLI) $(SERVER) $(CUDA_OBJ)
 
 info:
 	@printf '%s gcc        %s\n' "$$(command -v $(CC) >/dev/null && echo ✓ || echo ✗)" "$$($(CC) -dumpfullversion 2>/dev/null)"
@@ -75,12 +79,37 @@ $(foreach s,$(wildcard model/text/*.c),$(eval $(s:%.c=$(BUILD)/%.o): $(EMBED_DAT
 $(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
+$(SERVER): $(SERVER_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) $(LDLIBS) -lmicrohttpd -o $@
+
+$(BUILD)/server/http.o: openapi.yaml
+
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-field-initializers $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion -o $@
 
+# GPU programs (plain C, no Criterion; not run by make test): every CUDA op vs the CPU op,
+# the tiny model end to end on both backends, and the benchmark. tools/gpu/check.sh
+# (make gpu-check) builds and runs them on a GPU machine; make gpu-bundle, run on a
+# connected machine, fills .gpu-bundle/ with the .debs that check.sh unpacks there.
+GPU_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/gpu/gpu_*.c tools/gpu/gpu_*.c))
+gpu-test: $(if $(HAVE_CUDA),$(GPU_BIN),no-nvcc)
+$(BUILD)/tests/gpu/gpu_%: tests/gpu/gpu_%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/tools/gpu/gpu_%: tools/gpu/gpu_%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+no-nvcc:
+	@echo "the GPU programs need nvcc (CUDA toolkit) on PATH" >&2; exit 1
+gpu-check:
+	tools/gpu/check.sh
+gpu-bundle:
+	tools/gpu/bundle.sh
+
 DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
-            libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl
+            libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
+            python3-pytest python3-requests python3-yaml
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -103,7 +132,7 @@ format:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(CUDA_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d) $(CUDA_OBJ:.o=.d) $(GPU_BIN:=.d)
 
 PROMPT ?= a red bicycle leaning against a brick wall
 MODEL  ?= models/tiny

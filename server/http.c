@@ -1,0 +1,476 @@
+/* http.c — libmicrohttpd front end: routing, CORS, request bodies, suspend/resume, access
+ * log (http.h).
+ *
+ * DESIGN
+ * ------
+ * MHD runs an internal epoll thread pool (--http-threads) with MHD_ALLOW_SUSPEND_RESUME.
+ * Every request gets a request_ctx on the first handler call (headers only). GET routes,
+ * OPTIONS, 404 and 405 are answered then. POST /generate and /dalle first check the framing
+ * headers (a repeated Content-Length, Content-Length with Transfer-Encoding, a repeated
+ * Transfer-Encoding → 400; a Content-Length over --body-limit → 413 at once), then collect
+ * the body chunk by chunk, counting bytes so chunked bodies are capped as well (the excess
+ * is discarded and answered 413 when the upload ends). On the last call the body is parsed
+ * (request.c); errors are answered at once, a valid request becomes a dalle_job that is
+ * submitted to the scheduler and its connection suspended.
+ *
+ * Suspend/resume race: submit and MHD_suspend_connection happen under ctx->mu, and the
+ * scheduler's done callback takes ctx->mu before MHD_resume_connection, so a job that
+ * finishes at once is never resumed before it was suspended. After the resume MHD calls the
+ * handler again, which queues the prepared response. ctx is freed in the
+ * NOTIFY_COMPLETED callback, which also writes the access log line and the metrics.
+ * `pending` counts submitted requests whose connection has not completed yet, so that
+ * shutdown can wait for their responses to be written before MHD_stop_daemon.
+ */
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model/text/textutil.h"
+#include "server/metrics.h"
+#include "server/scheduler.h"
+
+DALLE_EMBED(openapi_yaml, "openapi.yaml");
+
+struct dalle_http {
+    dalle_server *srv;
+    struct MHD_Daemon *daemon;
+    int listen_fd; /* after quiesce, closed after stop; -1 otherwise */
+    atomic_int pending;
+};
+
+typedef struct {
+    dalle_http *h;
+    dalle_route route;
+    char id[DALLE_REQUEST_ID_MAX + 1];
+    char path[128];   /* printable copy for the log */
+    char method[16];
+    double t0;
+    char *body;
+    size_t len, cap;
+    int too_large, oom;
+    /* job and the suspend/resume hand-off */
+    dalle_job job;
+    pthread_mutex_t mu;
+    int submitted, suspended, ready;
+    struct MHD_Connection *conn;
+    /* for the access log */
+    int status, images;
+} request_ctx;
+
+typedef struct {
+    const char *path;
+    dalle_route route;
+    const char *method; /* the one method allowed besides OPTIONS */
+} route_entry;
+
+static const route_entry ROUTES[] = {
+    {"/generate", DALLE_ROUTE_GENERATE, "POST"}, {"/dalle", DALLE_ROUTE_DALLE, "POST"},
+    {"/", DALLE_ROUTE_ROOT, "GET"},               {"/health", DALLE_ROUTE_HEALTH, "GET"},
+    {"/ready", DALLE_ROUTE_READY, "GET"},         {"/info", DALLE_ROUTE_INFO, "GET"},
+    {"/metrics", DALLE_ROUTE_METRICS, "GET"},     {"/openapi.yaml", DALLE_ROUTE_OPENAPI, "GET"},
+};
+#define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
+
+static const route_entry *find_route(const char *url) {
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (!strcmp(ROUTES[i].path, url)) return &ROUTES[i];
+    return NULL;
+}
+
+/* ---- responses -------------------------------------------------------------------- */
+
+typedef struct {
+    const char *retry_after; /* NULL for none */
+    const char *allow;
+} extra_headers;
+
+static int add_header(struct MHD_Response *r, const char *k, const char *v) {
+    return MHD_add_response_header(r, k, v) == MHD_YES;
+}
+
+/* Queue body (freed here when must_free) with CORS, request id and content type. */
+static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int status,
+                                 const char *type, char *body, size_t len, int must_free,
+                                 const extra_headers *x) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        if (must_free) free(body);
+        return MHD_NO;
+    }
+    int ok = add_header(r, "Access-Control-Allow-Origin", "*") &&
+             add_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After") &&
+             add_header(r, "X-Request-Id", ctx->id) &&
+             (!type || add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type)) &&
+             (!x || !x->retry_after || add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, x->retry_after)) &&
+             (!x || !x->allow || add_header(r, MHD_HTTP_HEADER_ALLOW, x->allow));
+    if (ok && status == MHD_HTTP_NO_CONTENT) {
+        const char *req_h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                        "Access-Control-Request-Headers");
+        ok = add_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS") &&
+             add_header(r, "Access-Control-Allow-Headers",
+                        req_h ? req_h : "Content-Type, Authorization, X-Request-Id") &&
+             add_header(r, "Access-Control-Max-Age", "86400");
+    }
+    enum MHD_Result res = ok ? MHD_queue_response(c, (unsigned)status, r) : MHD_NO;
+    MHD_destroy_response(r);
+    if (res == MHD_YES) ctx->status = status;
+    return res;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, request_ctx *ctx, int status,
+                                 char *body, size_t len, const extra_headers *x) {
+    if (!body) return MHD_NO;
+    return send_body(c, ctx, status, "application/json", body, len, 1, x);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, request_ctx *ctx,
+                                  const dalle_http_error *e, const extra_headers *x) {
+    size_t len = 0;
+    char *body = dalle_error_body(e, &len);
+    return send_json(c, ctx, e->status, body, len, x);
+}
+
+static enum MHD_Result send_jansson(struct MHD_Connection *c, request_ctx *ctx, int status,
+                                    json_t *v, const extra_headers *x) {
+    if (!v) return MHD_NO;
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return send_json(c, ctx, status, s, s ? strlen(s) : 0, x);
+}
+
+/* 503 while the model loads or the server drains. */
+static enum MHD_Result send_unavailable(struct MHD_Connection *c, request_ctx *ctx) {
+    dalle_http_error e;
+    if (atomic_load(&ctx->h->srv->draining))
+        dalle_http_error_set(&e, 503, "shutting_down", NULL, "the server is shutting down");
+    else dalle_http_error_set(&e, 503, "loading", NULL, "the model is loading");
+    return send_error(c, ctx, &e, &(extra_headers){.retry_after = "1"});
+}
+
+/* ---- GET routes ------------------------------------------------------------------- */
+
+static json_t *info_json(const dalle_server *srv) {
+    const dalle_server_config *cfg = &srv->cfg;
+    json_t *model = json_null();
+    if (atomic_load(&srv->sched))
+        model = json_pack("{s:s, s:s, s:i, s:i, s:b}", "name", srv->info.name, "backend",
+                          srv->info.backend, "image_size", srv->info.image_size, "image_length",
+                          srv->info.image_length, "rank", srv->info.has_clip);
+    return json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:s}", "model", model, "limits",
+                     "max_images", (json_int_t)cfg->max_batch, "max_prompt_bytes",
+                     (json_int_t)cfg->max_prompt, "body_limit_bytes", (json_int_t)cfg->body_limit,
+                     "queue_capacity", (json_int_t)cfg->queue, "deadline_s",
+                     (json_int_t)cfg->deadline, "version", DALLE_SERVER_VERSION);
+}
+
+static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
+    dalle_server *srv = ctx->h->srv;
+    switch (ctx->route) {
+    case DALLE_ROUTE_ROOT: return send_jansson(c, ctx, 200, json_pack("{s:b}", "success", 1), NULL);
+    case DALLE_ROUTE_HEALTH:
+        return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ok"), NULL);
+    case DALLE_ROUTE_READY:
+        if (!atomic_load(&srv->ready)) return send_unavailable(c, ctx);
+        return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ready"), NULL);
+    case DALLE_ROUTE_INFO: return send_jansson(c, ctx, 200, info_json(srv), NULL);
+    case DALLE_ROUTE_OPENAPI:
+        return send_body(c, ctx, 200, "application/yaml", (char *)openapi_yaml,
+                         (size_t)(openapi_yaml_end - openapi_yaml), 0, NULL);
+    case DALLE_ROUTE_METRICS: {
+        int queued = 0, capacity = (int)srv->cfg.queue, in_flight = 0;
+        dalle_scheduler *sched = atomic_load(&srv->sched);
+        if (sched) dalle_scheduler_stats(sched, &queued, &capacity, &in_flight);
+        size_t len = 0;
+        char *text = dalle_metrics_render(srv->metrics, queued, capacity, in_flight, &len);
+        if (!text) return MHD_NO;
+        return send_body(c, ctx, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, 1,
+                         NULL);
+    }
+    default: return MHD_NO;
+    }
+}
+
+/* ---- POST /generate ----------------------------------------------------------------- */
+
+typedef struct {
+    int content_length, transfer_encoding;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+    (void)kind, (void)value;
+    framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) f->content_length++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) f->transfer_encoding++;
+    return MHD_YES;
+}
+
+/* Header checks of a POST: 0, or -1 with e. */
+static int check_framing(struct MHD_Connection *c, const dalle_server *srv, dalle_http_error *e) {
+    framing f = {0, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+    if (f.content_length > 1 || f.transfer_encoding > 1 || (f.content_length && f.transfer_encoding))
+        return dalle_http_error_set(e, 400, "bad_framing", NULL,
+                                    "conflicting Content-Length / Transfer-Encoding headers");
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv->cfg.body_limit)
+        return dalle_http_error_set(e, 413, "body_too_large", NULL,
+                                    "the body is larger than %ld bytes", srv->cfg.body_limit);
+    return 0;
+}
+
+static void append_body(request_ctx *ctx, const char *data, size_t n) {
+    const size_t limit = (size_t)ctx->h->srv->cfg.body_limit;
+    if (ctx->too_large || ctx->oom) return;
+    if (n > limit - ctx->len) {
+        ctx->too_large = 1;
+        return;
+    }
+    if (ctx->len + n > ctx->cap) {
+        size_t cap = ctx->cap ? ctx->cap : 1024;
+        while (cap < ctx->len + n) cap *= 2;
+        if (cap > limit) cap = limit;
+        char *p = realloc(ctx->body, cap);
+        if (!p) {
+            ctx->oom = 1;
+            return;
+        }
+        ctx->body = p, ctx->cap = cap;
+    }
+    memcpy(ctx->body + ctx->len, data, n);
+    ctx->len += n;
+}
+
+/* The scheduler finished ctx->job: resume the connection (scheduler thread). */
+static void job_done(dalle_job *job) {
+    request_ctx *ctx = job->user;
+    pthread_mutex_lock(&ctx->mu);
+    ctx->ready = 1;
+    if (ctx->suspended) MHD_resume_connection(ctx->conn);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+static enum MHD_Result send_job_result(struct MHD_Connection *c, request_ctx *ctx) {
+    dalle_job *job = &ctx->job;
+    char retry[16];
+    snprintf(retry, sizeof retry, "%d", job->retry_after);
+    extra_headers x = {.retry_after = job->retry_after ? retry : NULL};
+    ctx->images = job->status == 200 ? job->images : 0;
+    char *body = job->body;
+    job->body = NULL;
+    return send_json(c, ctx, job->status, body, job->body_len, &x);
+}
+
+static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
+    dalle_server *srv = ctx->h->srv;
+    dalle_scheduler *sched = atomic_load(&srv->sched);
+    if (!sched || !atomic_load(&srv->ready)) return send_unavailable(c, ctx);
+    dalle_http_error e;
+    dalle_job *job = &ctx->job;
+    if (dalle_request_parse(srv, ctx->body ? ctx->body : "", ctx->len, &job->req, &e)) {
+        dalle_metrics_failure(srv->metrics, DALLE_FAIL_VALIDATION);
+        return send_error(c, ctx, &e, NULL);
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    job->fd = ci ? ci->connect_fd : -1;
+    memcpy(job->id, ctx->id, sizeof job->id);
+    job->t_submit = dalle_server_now_ms();
+    job->done = job_done;
+    job->user = ctx;
+    pthread_mutex_lock(&ctx->mu);
+    dalle_submit_result r = dalle_scheduler_submit(sched, job);
+    if (r == DALLE_SUBMIT_OK) {
+        ctx->submitted = ctx->suspended = 1;
+        atomic_fetch_add(&ctx->h->pending, 1);
+        MHD_suspend_connection(c);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    if (r == DALLE_SUBMIT_OK) return MHD_YES;
+    if (r == DALLE_SUBMIT_CLOSED) return send_unavailable(c, ctx);
+    dalle_metrics_failure(srv->metrics, DALLE_FAIL_OVERLOADED);
+    dalle_http_error_set(&e, 429, "overloaded", NULL, "the queue is full (%ld requests); retry later",
+                         srv->cfg.queue);
+    return send_error(c, ctx, &e, &(extra_headers){.retry_after = "2"});
+}
+
+static enum MHD_Result serve_post(struct MHD_Connection *c, request_ctx *ctx,
+                                  const char *upload_data, size_t *upload_size) {
+    if (*upload_size) {
+        append_body(ctx, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&ctx->mu);
+    const int submitted = ctx->submitted, ready = ctx->ready;
+    if (ready) ctx->suspended = 0;
+    pthread_mutex_unlock(&ctx->mu);
+    if (ready) return send_job_result(c, ctx);
+    if (submitted) return MHD_YES; /* not expected: MHD calls again only after the resume */
+    dalle_http_error e;
+    if (ctx->too_large) {
+        dalle_http_error_set(&e, 413, "body_too_large", NULL, "the body is larger than %ld bytes",
+                             ctx->h->srv->cfg.body_limit);
+        return send_error(c, ctx, &e, NULL);
+    }
+    if (ctx->oom) {
+        dalle_http_error_set(&e, 500, "out_of_memory", NULL, "out of memory");
+        return send_error(c, ctx, &e, NULL);
+    }
+    return submit(c, ctx);
+}
+
+/* ---- dispatch ----------------------------------------------------------------------- */
+
+static void copy_printable(char *dst, size_t n, const char *src) {
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < n; i++)
+        dst[i] = (src[i] > 0x20 && src[i] < 0x7f) ? src[i] : '?';
+    dst[i] = 0;
+}
+
+static void request_id(struct MHD_Connection *c, char *id) {
+    const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+    int ok = n > 0 && n <= DALLE_REQUEST_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (given[i] >= '0' && given[i] <= '9') || (given[i] >= 'a' && given[i] <= 'z') ||
+             (given[i] >= 'A' && given[i] <= 'Z') || strchr("-_.:", given[i]);
+    if (ok) {
+        memcpy(id, given, n + 1);
+        return;
+    }
+    static atomic_ulong counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(id, DALLE_REQUEST_ID_MAX + 1, "req-%lx-%lx", (unsigned long)ts.tv_sec,
+             (unsigned long)atomic_fetch_add(&counter, 1));
+}
+
+static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, const char *url,
+                                  const char *method) {
+    const route_entry *r = find_route(url);
+    ctx->route = r ? r->route : DALLE_ROUTE_OTHER;
+    dalle_http_error e;
+    if (!strcmp(method, "OPTIONS")) return send_body(c, ctx, 204, NULL, "", 0, 0, NULL);
+    if (!r) {
+        dalle_http_error_set(&e, 404, "not_found", NULL, "no route %s", ctx->path);
+        return send_error(c, ctx, &e, NULL);
+    }
+    const int head_ok = !strcmp(method, "HEAD") && !strcmp(r->method, "GET");
+    if (strcmp(method, r->method) && !head_ok) {
+        char allow[32];
+        snprintf(allow, sizeof allow, "%s, OPTIONS", r->method);
+        dalle_http_error_set(&e, 405, "method_not_allowed", NULL, "%s allows %s", r->path,
+                             allow);
+        return send_error(c, ctx, &e, &(extra_headers){.allow = allow});
+    }
+    if (strcmp(r->method, "POST")) return serve_get(c, ctx);
+    if (check_framing(c, ctx->h->srv, &e)) return send_error(c, ctx, &e, NULL);
+    return MHD_YES; /* the body follows */
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_size, void **req_cls) {
+    (void)version;
+    request_ctx *ctx = *req_cls;
+    if (!ctx) {
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx) return MHD_NO;
+        ctx->h = cls;
+        ctx->conn = c;
+        ctx->t0 = dalle_server_now_ms();
+        pthread_mutex_init(&ctx->mu, NULL);
+        copy_printable(ctx->path, sizeof ctx->path, url);
+        copy_printable(ctx->method, sizeof ctx->method, method);
+        request_id(c, ctx->id);
+        *req_cls = ctx;
+        return first_call(c, ctx, url, method);
+    }
+    if (ctx->status) { /* answered already: discard what MHD still hands over */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return serve_post(c, ctx, upload_data, upload_size);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                      enum MHD_RequestTerminationCode toe) {
+    (void)c;
+    dalle_http *h = cls;
+    request_ctx *ctx = *req_cls;
+    if (!ctx) return;
+    const int status = ctx->status ? ctx->status : 499;
+    const double ms = dalle_server_now_ms() - ctx->t0;
+    fprintf(stderr, "access id=%s method=%s path=%s status=%d images=%d ms=%.1f%s\n", ctx->id,
+            ctx->method, ctx->path, status, ctx->images, ms,
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    dalle_metrics_request(h->srv->metrics, ctx->route, status, ms / 1e3);
+    if (ctx->submitted) atomic_fetch_sub(&h->pending, 1);
+    dalle_request_free(&ctx->job.req);
+    free(ctx->job.body);
+    free(ctx->body);
+    pthread_mutex_destroy(&ctx->mu);
+    free(ctx);
+    *req_cls = NULL;
+}
+
+int dalle_http_start(dalle_http **out, dalle_server *srv, char *msg, size_t msg_size) {
+    const dalle_server_config *cfg = &srv->cfg;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
+    if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
+        snprintf(msg, msg_size, "--host: '%s' is not an IPv4 address", cfg->host);
+        return -1;
+    }
+    dalle_http *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(msg, msg_size, "out of memory");
+        return -1;
+    }
+    h->srv = srv;
+    h->listen_fd = -1;
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                           MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)1 << 20, MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(msg, msg_size, "cannot listen on %s:%ld (address in use or not allowed?)",
+                 cfg->host, cfg->port);
+        free(h);
+        return -1;
+    }
+    *out = h;
+    return 0;
+}
+
+int dalle_http_port(const dalle_http *h) {
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return i ? i->port : -1;
+}
+
+void dalle_http_quiesce(dalle_http *h) {
+    h->listen_fd = MHD_quiesce_daemon(h->daemon);
+}
+
+void dalle_http_stop(dalle_http *h, double wait_s) {
+    const double until = dalle_server_now_ms() + wait_s * 1e3;
+    while (atomic_load(&h->pending) > 0 && dalle_server_now_ms() < until) usleep(10000);
+    MHD_stop_daemon(h->daemon);
+    if (h->listen_fd >= 0) close(h->listen_fd);
+    free(h);
+}

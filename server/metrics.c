@@ -1,0 +1,139 @@
+/* metrics.c — the counters behind GET /metrics (metrics.h).
+ *
+ * Contract: requests are counted by route and status (statuses 100..599), durations go
+ * into fixed buckets in seconds (0.005 … 300), every value is an atomic updated with
+ * relaxed ordering: a scrape sees each value whole, not a snapshot of all of them.
+ */
+#include "server/metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "model/text/textutil.h"
+#include "server/server.h"
+
+static const double BUCKETS[] = {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+#define N_BUCKETS (sizeof BUCKETS / sizeof BUCKETS[0])
+
+typedef struct {
+    atomic_ulong count[N_BUCKETS + 1]; /* last: +Inf */
+    _Atomic double sum;
+} histogram;
+
+struct dalle_metrics {
+    atomic_ulong requests[DALLE_ROUTE_COUNT][600];
+    atomic_ulong failures[DALLE_FAIL_COUNT];
+    atomic_ulong images, image_tokens;
+    histogram request_seconds, queue_seconds;
+};
+
+static const char *const ROUTE_PATH[DALLE_ROUTE_COUNT] = {
+    "/generate", "/dalle",   "/",            "/health", "/ready",
+    "/info",     "/metrics", "/openapi.yaml", "other",
+};
+static const char *const FAILURE_NAME[DALLE_FAIL_COUNT] = {
+    "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown",
+};
+
+const char *dalle_route_path(dalle_route r) {
+    return ROUTE_PATH[r];
+}
+
+dalle_metrics *dalle_metrics_new(void) {
+    return calloc(1, sizeof(dalle_metrics));
+}
+
+void dalle_metrics_free(dalle_metrics *m) {
+    free(m);
+}
+
+static void observe(histogram *h, double x) {
+    size_t b = 0;
+    while (b < N_BUCKETS && x > BUCKETS[b]) b++;
+    atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
+    double old = atomic_load_explicit(&h->sum, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + x, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+void dalle_metrics_request(dalle_metrics *m, dalle_route r, int status, double seconds) {
+    if (status >= 100 && status < 600)
+        atomic_fetch_add_explicit(&m->requests[r][status], 1, memory_order_relaxed);
+    observe(&m->request_seconds, seconds);
+}
+
+void dalle_metrics_failure(dalle_metrics *m, dalle_failure f) {
+    atomic_fetch_add_explicit(&m->failures[f], 1, memory_order_relaxed);
+}
+
+void dalle_metrics_generated(dalle_metrics *m, int images, int image_tokens, double queue_seconds) {
+    atomic_fetch_add_explicit(&m->images, (unsigned long)images, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->image_tokens, (unsigned long)image_tokens, memory_order_relaxed);
+    observe(&m->queue_seconds, queue_seconds);
+}
+
+static void printf_sbuf(dalle_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void printf_sbuf(dalle_sbuf *b, const char *fmt, ...) {
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0) dalle_sbuf_put(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static void render_histogram(dalle_sbuf *b, const char *name, const char *help, histogram *h) {
+    printf_sbuf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long cum = 0;
+    for (size_t i = 0; i <= N_BUCKETS; i++) {
+        cum += atomic_load_explicit(&h->count[i], memory_order_relaxed);
+        if (i < N_BUCKETS) printf_sbuf(b, "%s_bucket{le=\"%g\"} %lu\n", name, BUCKETS[i], cum);
+        else printf_sbuf(b, "%s_bucket{le=\"+Inf\"} %lu\n", name, cum);
+    }
+    printf_sbuf(b, "%s_sum %.6f\n%s_count %lu\n", name, atomic_load(&h->sum), name, cum);
+}
+
+char *dalle_metrics_render(dalle_metrics *m, int queue_size, int queue_capacity, int in_flight,
+                           size_t *len) {
+    dalle_sbuf b = {0};
+    printf_sbuf(&b, "# HELP dalle_queue_size Requests waiting for the scheduler.\n"
+                    "# TYPE dalle_queue_size gauge\ndalle_queue_size %d\n",
+                queue_size);
+    printf_sbuf(&b, "# HELP dalle_queue_capacity Queue length limit.\n"
+                    "# TYPE dalle_queue_capacity gauge\ndalle_queue_capacity %d\n",
+                queue_capacity);
+    printf_sbuf(&b, "# HELP dalle_requests_in_flight Requests being generated.\n"
+                    "# TYPE dalle_requests_in_flight gauge\ndalle_requests_in_flight %d\n",
+                in_flight);
+    printf_sbuf(&b, "# HELP dalle_requests_total HTTP requests by route and status.\n"
+                    "# TYPE dalle_requests_total counter\n");
+    for (int r = 0; r < DALLE_ROUTE_COUNT; r++)
+        for (int s = 100; s < 600; s++) {
+            unsigned long v = atomic_load_explicit(&m->requests[r][s], memory_order_relaxed);
+            if (v)
+                printf_sbuf(&b, "dalle_requests_total{route=\"%s\",status=\"%d\"} %lu\n",
+                            ROUTE_PATH[r], s, v);
+        }
+    printf_sbuf(&b, "# HELP dalle_request_failures_total Failed generation requests by kind.\n"
+                    "# TYPE dalle_request_failures_total counter\n");
+    for (int f = 0; f < DALLE_FAIL_COUNT; f++)
+        printf_sbuf(&b, "dalle_request_failures_total{err=\"%s\"} %lu\n", FAILURE_NAME[f],
+                    atomic_load_explicit(&m->failures[f], memory_order_relaxed));
+    printf_sbuf(&b, "# HELP dalle_images_generated_total Images returned.\n"
+                    "# TYPE dalle_images_generated_total counter\ndalle_images_generated_total %lu\n",
+                atomic_load(&m->images));
+    printf_sbuf(&b, "# HELP dalle_image_tokens_total Image codes decoded for returned images.\n"
+                    "# TYPE dalle_image_tokens_total counter\ndalle_image_tokens_total %lu\n",
+                atomic_load(&m->image_tokens));
+    render_histogram(&b, "dalle_request_duration_seconds", "HTTP request duration.",
+                     &m->request_seconds);
+    render_histogram(&b, "dalle_request_queue_duration_seconds", "Time generation requests queued.",
+                     &m->queue_seconds);
+    printf_sbuf(&b, "# HELP dalle_build_info Build information.\n# TYPE dalle_build_info gauge\n"
+                    "dalle_build_info{version=\"%s\"} 1\n",
+                DALLE_SERVER_VERSION);
+    return dalle_sbuf_finish(&b, len);
+}

@@ -1,0 +1,104 @@
+"""Settings: --help, flags, DALLE_* env vars, the JSON file, precedence, and one clear line
+with exit 2 for every bad setting."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import BIN, MODEL, Server
+
+SETTINGS = ["model", "host", "port", "queue", "max-batch", "threads", "http-threads",
+            "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns"]
+
+
+def run(*args, env=None):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=120,
+                          env=env or {})
+
+
+def test_help_lists_every_setting_with_default():
+    r = run("--help")
+    assert r.returncode == 0
+    for s in SETTINGS:
+        assert f"--{s} " in r.stdout, s
+        assert "DALLE_" + s.upper().replace("-", "_") in r.stdout, s
+    assert "--config FILE" in r.stdout
+    assert "default: 8080" in r.stdout and "default: 127.0.0.1" in r.stdout
+
+
+@pytest.mark.parametrize("args,env,needle", [
+    (["--port", "70000"], {}, "--port: '70000' is not an integer in [0, 65535]"),
+    (["--port", "12x"], {}, "--port: '12x' is not an integer"),
+    (["--queue", "0"], {}, "--queue: '0' is not an integer in [1, 100000]"),
+    (["--max-batch", "-1"], {}, "--max-batch: '-1'"),
+    (["--body-limit", "1"], {}, "--body-limit: '1'"),
+    (["--bogus", "1"], {}, "--bogus: unknown option"),
+    (["--port"], {}, "--port: needs a value"),
+    (["--host", ""], {}, "--host: must not be empty"),
+    ([], {"DALLE_PORT": "abc"}, "DALLE_PORT: 'abc' is not an integer"),
+    ([], {"DALLE_DEADLINE": "0"}, "DALLE_DEADLINE: '0'"),
+], ids=["port range", "port garbage", "queue 0", "max-batch negative", "body-limit small",
+        "unknown flag", "missing value", "empty host", "env garbage", "env range"])
+def test_bad_setting_exits_2(args, env, needle):
+    r = run("--model", str(MODEL), *args, env=env)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_model_required():
+    r = run()
+    assert r.returncode == 2 and "--model: required" in r.stderr
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"port": 1, "port": 2}', "duplicate"),
+    ('{"prot": 1}', "prot: unknown setting"),
+    ('{"port": "80"}', "port: must be an integer"),
+    ('{"model": 3}', "model: must be a string"),
+    ("[1]", "must be a JSON object"),
+    ("{", ""),
+], ids=["duplicate key", "unknown key", "string for int", "int for string", "array", "broken"])
+def test_bad_config_file(tmp_path, content, needle):
+    f = tmp_path / "c.json"
+    f.write_text(content)
+    r = run("--model", str(MODEL), "--config", str(f))
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and needle in r.stderr, r.stderr
+
+
+def test_missing_config_file():
+    r = run("--model", str(MODEL), "--config", "/nonexistent.json")
+    assert r.returncode == 2 and "/nonexistent.json" in r.stderr
+
+
+def test_bad_host_and_bad_model():
+    r = run("--model", str(MODEL), "--host", "not-an-ip")
+    assert r.returncode == 2 and "--host: 'not-an-ip' is not an IPv4 address" in r.stderr
+    r = run("--model", "/nonexistent-model", "--port", "0")
+    assert r.returncode == 1
+    assert r.stderr.startswith("listening on 127.0.0.1:")
+
+
+def test_precedence_file_env_flag(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"queue": 5, "max_batch": 3, "max_prompt": 100, "deadline": 9}))
+    s = Server("--config", str(f), "--max-prompt", "200", env={"DALLE_MAX_BATCH": "2",
+                                                               "DALLE_MAX_PROMPT": "150"})
+    try:
+        limits = s.get("/info").json()["limits"]
+        assert limits["queue_capacity"] == 5      # file
+        assert limits["deadline_s"] == 9          # file
+        assert limits["max_images"] == 2          # env over file
+        assert limits["max_prompt_bytes"] == 200  # flag over env
+    finally:
+        assert s.stop() == 0
+
+
+def test_config_from_env_var_file(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"queue": 7}))
+    s = Server(env={"DALLE_CONFIG": str(f)})
+    try:
+        assert s.get("/info").json()["limits"]["queue_capacity"] == 7
+    finally:
+        assert s.stop() == 0

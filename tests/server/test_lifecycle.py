@@ -1,0 +1,150 @@
+"""Queue bound (429 + Retry-After), queue deadline (503, never run), client disconnects
+(cancelled, slots freed) and SIGTERM drain (nothing accepted is lost, exit 0).
+
+The slow request is n=16 images on a --max-batch 16 server: a few seconds on the tiny model,
+long enough to observe it in flight via /metrics. Waits poll /metrics instead of sleeping."""
+import concurrent.futures
+import json
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import Server
+
+SLOW = {"prompt": "a slow request", "n": 16, "seed": 5}
+
+
+@pytest.fixture
+def small():
+    s = Server("--max-batch", "16", "--queue", "1", "--deadline", "300")
+    yield s
+    assert s.stop() == 0
+
+
+def in_flight(s):
+    return s.wait_metric("dalle_requests_in_flight", lambda v: v == 1)
+
+
+def test_queue_full_gets_429_with_retry_after(small):
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        running = ex.submit(small.post, "/generate", SLOW)
+        in_flight(small)
+        queued = ex.submit(small.post, "/generate", {"prompt": "queued", "seed": 1})
+        small.wait_metric("dalle_queue_size", lambda v: v == 1)
+        r = small.post("/generate", {"prompt": "one too many", "seed": 1})
+        assert r.status_code == 429
+        assert int(r.headers["Retry-After"]) >= 1
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        err = r.json()["error"]
+        assert err["code"] == "overloaded" and err["type"] == "rate_limit_error"
+        assert running.result().status_code == 200
+        assert queued.result().status_code == 200
+    m = small.metrics()
+    assert m['dalle_request_failures_total{err="overloaded"}'] == 1
+    assert m['dalle_requests_total{route="/generate",status="429"}'] == 1
+
+
+def test_deadline_passed_in_queue_gets_503_unrun():
+    s = Server("--max-batch", "16", "--queue", "4", "--deadline", "1")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            running = ex.submit(s.post, "/generate", SLOW)
+            in_flight(s)
+            before = s.metrics()["dalle_images_generated_total"]
+            r = s.post("/generate", {"prompt": "too late", "n": 2, "seed": 1})
+            assert running.result().status_code == 200
+        assert r.status_code == 503
+        assert r.headers["Retry-After"] == "1"
+        assert r.json()["error"]["code"] == "timeout"
+        m = s.metrics()
+        assert m["dalle_images_generated_total"] == before + 16  # only the slow one ran
+        assert m['dalle_request_failures_total{err="timeout"}'] == 1
+    finally:
+        assert s.stop() == 0
+
+
+def post_raw(port, body):
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    data = json.dumps(body).encode()
+    s.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+    return s
+
+
+def test_disconnect_while_running_frees_slots(small):
+    sock = post_raw(small.port, SLOW)
+    in_flight(small)
+    t0 = time.time()
+    sock.close()
+    small.wait_metric('dalle_request_failures_total{err="cancelled"}', lambda v: v == 1)
+    small.wait_metric("dalle_requests_in_flight", lambda v: v == 0)
+    cancel_s = time.time() - t0
+    m = small.metrics()
+    assert m["dalle_images_generated_total"] == 0
+    # the state is free at once: a small request completes right away
+    r = small.post("/generate", {"prompt": "after", "seed": 1})
+    assert r.status_code == 200
+    assert cancel_s < 30
+
+
+def test_disconnect_while_queued_is_never_run(small):
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        running = ex.submit(small.post, "/generate", SLOW)
+        in_flight(small)
+        sock = post_raw(small.port, {"prompt": "queued then gone", "n": 16, "seed": 1})
+        small.wait_metric("dalle_queue_size", lambda v: v == 1)
+        sock.close()
+        assert running.result().status_code == 200
+    small.wait_metric('dalle_request_failures_total{err="cancelled"}', lambda v: v == 1)
+    small.wait_metric("dalle_queue_size", lambda v: v == 0)
+    assert small.metrics()["dalle_images_generated_total"] == 16
+
+
+def test_sigterm_drains_in_flight_and_fails_queued():
+    s = Server("--max-batch", "16", "--queue", "4", "--drain", "120")
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        running = ex.submit(s.post, "/generate", SLOW)
+        in_flight(s)
+        queued = [ex.submit(s.post, "/generate", {"prompt": f"queued {i}", "seed": 1})
+                  for i in range(2)]
+        s.wait_metric("dalle_queue_size", lambda v: v == 2)
+        s.proc.send_signal(signal.SIGTERM)
+        r = running.result()
+        assert r.status_code == 200 and len(r.json()["images"]) == 16
+        for f in queued:
+            q = f.result()
+            assert q.status_code == 503 and q.headers["Retry-After"] == "1"
+            assert q.json()["error"]["code"] == "shutting_down"
+    assert s.stop() == 0
+    assert any(line.startswith("SIGTERM: draining") for line in s.log)
+    assert s.log[-1] == "stopped"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", s.port), timeout=5).close()
+
+
+def test_sigterm_past_drain_deadline_stops_running_job():
+    s = Server("--max-batch", "16", "--queue", "4", "--drain", "0")
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        running = ex.submit(s.post, "/generate", SLOW)
+        in_flight(s)
+        s.proc.send_signal(signal.SIGINT)
+        r = running.result()
+    assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down"
+    assert s.stop() == 0
+    assert any(line.startswith("SIGINT: draining") for line in s.log)
+
+
+def test_ready_is_503_while_loading_then_200():
+    s = Server(wait_ready=False)
+    try:
+        r = s.get("/ready")
+        if r.status_code == 503:  # the tiny model may load before the first request
+            assert r.json()["error"]["code"] == "loading" and r.headers["Retry-After"] == "1"
+            g = s.post("/generate", {"prompt": "early"})
+            assert g.status_code in (200, 503)
+        s.wait_ready()
+        assert s.get("/health").status_code == 200
+    finally:
+        assert s.stop() == 0

@@ -1,0 +1,178 @@
+"""Every route of dalle-server: GET routes, CORS, request ids, 404/405, both dialects of
+POST /generate and its /dalle alias, determinism and concurrency."""
+import concurrent.futures
+import re
+
+import requests
+import yaml
+
+from conftest import ROOT, decode_images, jpeg_size
+
+
+def test_health(server):
+    r = server.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_ready(server):
+    r = server.get("/ready")
+    assert r.status_code == 200 and r.json() == {"status": "ready"}
+
+
+def test_root_is_playground_health(server):
+    r = server.get("/")
+    assert r.status_code == 200 and r.json() == {"success": True}
+
+
+def test_info(server):
+    info = server.get("/info").json()
+    assert info["version"] == "0.1.0"
+    assert info["model"] == {"name": "tiny-random", "backend": "cpu", "image_size": 64,
+                             "image_length": 256, "rank": True}
+    assert info["limits"] == {"max_images": 8, "max_prompt_bytes": 1024,
+                              "body_limit_bytes": 65536, "queue_capacity": 64,
+                              "deadline_s": 300}
+
+
+def test_openapi_embedded_and_lists_routes(server):
+    r = server.get("/openapi.yaml")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/yaml"
+    spec = yaml.safe_load(r.text)
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) == {"/generate", "/dalle", "/", "/health", "/ready", "/info",
+                                  "/metrics", "/openapi.yaml"}
+    assert (ROOT / "openapi.yaml").read_bytes() == r.content
+
+
+def test_metrics_format(server):
+    server.get("/health")
+    r = server.get("/metrics")
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    m = server.metrics()
+    assert m["dalle_queue_capacity"] == 64
+    assert m["dalle_queue_size"] == 0
+    assert m['dalle_requests_total{route="/health",status="200"}'] >= 1
+    assert m['dalle_build_info{version="0.1.0"}'] == 1
+    for line in r.text.splitlines():
+        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? [0-9.e+-]+', line), line
+
+
+def test_options_preflight(server):
+    r = requests.options(server.url("/generate"), timeout=30, headers={
+        "Origin": "http://example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "bypass-tunnel-reminder, content-type"})
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    assert r.headers["Access-Control-Allow-Headers"] == "bypass-tunnel-reminder, content-type"
+    assert r.content == b""
+
+
+def test_options_on_any_path(server):
+    assert requests.options(server.url("/health"), timeout=30).status_code == 204
+
+
+def test_not_found(server):
+    r = server.get("/nope")
+    assert r.status_code == 404
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.json()["error"]["code"] == "not_found"
+
+
+def test_method_not_allowed(server):
+    r = server.get("/generate")
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "POST, OPTIONS"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    r = requests.post(server.url("/health"), timeout=30)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, OPTIONS"
+
+
+def test_request_id_echoed_or_generated(server):
+    r = server.get("/health", headers={"X-Request-Id": "abc-123"})
+    assert r.headers["X-Request-Id"] == "abc-123"
+    r = server.get("/health", headers={"X-Request-Id": "bad id with spaces"})
+    assert r.headers["X-Request-Id"] != "bad id with spaces" and r.headers["X-Request-Id"]
+    a, b = server.get("/health"), server.get("/health")
+    assert a.headers["X-Request-Id"] != b.headers["X-Request-Id"]
+
+
+def test_generate_native(server):
+    r = server.post("/generate", {"prompt": "a red bicycle", "n": 3, "seed": 7},
+                    headers={"X-Request-Id": "native-1"})
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    j = r.json()
+    assert set(j) == {"images", "scores", "indices", "version", "id", "model", "prompt", "seed",
+                      "timings_ms"}
+    assert j["id"] == "native-1" and j["model"] == "tiny-random" and j["seed"] == 7
+    assert j["prompt"] == "a red bicycle" and j["version"] == "0.1.0"
+    assert len(j["images"]) == 3
+    for img in decode_images(j["images"]):
+        assert jpeg_size(img) == (64, 64)
+    assert sorted(j["indices"]) == [0, 1, 2]
+    assert j["scores"] == sorted(j["scores"], reverse=True)
+    assert set(j["timings_ms"]) == {"queue", "text", "decode", "vqgan", "clip", "jpeg", "total"}
+    assert all(v >= 0 for v in j["timings_ms"].values())
+    assert j["timings_ms"]["total"] >= j["timings_ms"]["decode"] > 0
+
+
+def test_generate_defaults_and_random_seed(server):
+    a = server.post("/generate", {"prompt": "a cat"}).json()
+    b = server.post("/generate", {"prompt": "a cat"}).json()
+    assert len(a["images"]) == 1 and a["seed"] != b["seed"]
+
+
+def test_generate_unranked_and_quality(server):
+    j = server.post("/generate", {"prompt": "a cat", "n": 2, "seed": 1, "rank": False,
+                                  "quality": 50}).json()
+    assert j["indices"] == [0, 1] and j["scores"] == [0, 0]
+
+
+def test_playground_dialect(server):
+    for path in ("/generate", "/dalle"):
+        r = server.post(path, {"text": "a dog", "num_images": 2})
+        assert r.status_code == 200, r.text
+        j = r.json()
+        assert set(j) == {"generatedImgs", "generatedImgsFormat"}
+        assert j["generatedImgsFormat"] == "jpeg" and len(j["generatedImgs"]) == 2
+        decode_images(j["generatedImgs"])
+
+
+def test_num_images_in_native_dialect(server):
+    j = server.post("/dalle", {"prompt": "a dog", "num_images": 2, "seed": 1}).json()
+    assert len(j["images"]) == 2
+
+
+def test_same_seed_same_images(server):
+    body = {"prompt": "a lighthouse at dusk", "n": 2, "seed": 42, "temperature": 1.5,
+            "top_k": 100, "top_p": 0.9, "cond_scale": 5}
+    a = server.post("/generate", body).json()
+    b = server.post("/generate", body).json()
+    assert a["images"] == b["images"] and a["scores"] == b["scores"]
+    c = server.post("/generate", {**body, "seed": 43}).json()
+    assert c["images"] != a["images"]
+
+
+def test_parallel_clients_match_solo_runs(server):
+    prompts = [f"prompt number {i}" for i in range(8)]
+    solo = {p: server.post("/generate", {"prompt": p, "n": 2, "seed": 11}).json()["images"]
+            for p in prompts}
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        futs = {p: ex.submit(server.post, "/generate", {"prompt": p, "n": 2, "seed": 11})
+                for p in prompts}
+        for p, f in futs.items():
+            r = f.result()
+            assert r.status_code == 200, r.text
+            assert r.json()["images"] == solo[p], p
+    m = server.metrics()
+    assert m["dalle_requests_in_flight"] == 0 and m["dalle_queue_size"] == 0
+
+
+def test_access_log(server):
+    server.get("/health", headers={"X-Request-Id": "log-me"})
+    server.get("/metrics")  # the access line is written when the connection completes
+    assert any(re.fullmatch(r"access id=log-me method=GET path=/health status=200 images=0 "
+                            r"ms=[0-9.]+", line) for line in server.log), server.log[-5:]
