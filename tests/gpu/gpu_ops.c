@@ -1,0 +1,499 @@
+/* gpu_ops.c — every CUDA op against the CPU op (the reference backend), over a grid of
+ * shapes (odd ones included), fresh random inputs per case, outputs poisoned (NaN) before
+ * each run. Not a Criterion test and not named test_…, so make test skips it: `make gpu-test`
+ * builds it and tools/gpu/check.sh runs it on a GPU machine.
+ *
+ *   gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu]
+ * --cpu-vs-cpu runs the whole grid with a second CPU backend in place of CUDA (a dry run of
+ * this program on a machine without a GPU; fp32 only).
+ *
+ * Metric (as tests/helpers.h): max relative error = max_i |gpu_i − cpu_i| / max_i |cpu_i|.
+ * Tolerances (issue 5 §3):
+ *   - fp32 weights: 1e-5 for every op (cuBLAS SGEMM with TF32 off, double statistics in the
+ *     norms like the CPU, the same fp32 formulas elsewhere);
+ *   - 16-bit weights: the CPU gets the same weights rounded to 16 bits, so only the GEMMs
+ *     differ (the activation operand is rounded too): 1e-2 for matmul and conv2d, 1e-5 for
+ *     the rest;
+ *   - sampler: token for token, zero mismatches allowed (see kernels/cuda/sample.cu).
+ * Prints one line per case and a summary; exit 0 all passed, 1 any failure, 2 no device
+ * ("skipped: no CUDA device").
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda.h"
+#include "kernels/ops.h"
+
+static dalle_backend *cpu, *gpu;
+static dalle_dtype wdt = DALLE_F32;
+static uint64_t rng_state = 1;
+static int n_cases, n_failed;
+static double worst_by_op[32];
+static const char *op_names[32];
+static int n_ops;
+
+/* ---- random numbers ---- */
+static uint64_t next_u64(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float uni(void) { /* [-1, 1) */
+    return (float)((next_u64() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *randv(size_t n, float scale, float offset) {
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) abort();
+    for (size_t i = 0; i < n; i++) v[i] = uni() * scale + offset;
+    return v;
+}
+
+/* ---- 16-bit rounding (the CPU reference sees what the GPU weights hold) ---- */
+static float round_w(float x) {
+    if (wdt == DALLE_F16) return (float)(_Float16)x;
+    if (wdt == DALLE_BF16) {
+        uint32_t u;
+        memcpy(&u, &x, 4);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        u &= 0xffff0000u;
+        memcpy(&x, &u, 4);
+    }
+    return x;
+}
+
+/* ---- device buffers and weights ---- */
+static float *dev_from(const float *h, size_t n) {
+    float *d = gpu->ops->alloc(gpu, (n ? n : 1) * sizeof(float));
+    if (!d) {
+        fprintf(stderr, "gpu_ops: device allocation of %zu floats failed\n", n);
+        exit(1);
+    }
+    if (h) gpu->ops->to_device(gpu, d, h, n * sizeof(float));
+    return d;
+}
+static float *dev_poisoned(size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    float *d = dev_from(h, n);
+    free(h);
+    return d;
+}
+static float *host_of(const float *d, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    gpu->ops->to_host(gpu, h, d, n * sizeof(float));
+    return h;
+}
+static float *poisoned(size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    return h;
+}
+
+typedef struct {
+    dalle_tensor c, g; /* CPU (fp32) and GPU (weight dtype) copies of the same values */
+} wpair;
+
+static wpair weight(int ndim, const int64_t *shape, float scale) {
+    wpair w;
+    memset(&w, 0, sizeof w);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    float *v = randv((size_t)n, scale, 0);
+    for (int64_t i = 0; i < n; i++) v[i] = round_w(v[i]);
+    w.c.data = v;
+    w.c.dtype = DALLE_F32;
+    w.c.ndim = w.g.ndim = ndim;
+    for (int i = 0; i < ndim; i++) w.c.shape[i] = w.g.shape[i] = shape[i];
+    w.g.dtype = wdt;
+    const size_t es = dalle_dtype_size(wdt);
+    w.g.data = gpu->ops->alloc(gpu, (size_t)n * es);
+    if (!w.g.data) abort();
+    if (wdt == DALLE_F32) {
+        gpu->ops->to_device(gpu, w.g.data, v, (size_t)n * 4);
+    } else {
+        uint16_t *h = malloc((size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) {
+            if (wdt == DALLE_F16) {
+                _Float16 f = (_Float16)v[i];
+                memcpy(&h[i], &f, 2);
+            } else {
+                uint32_t u;
+                memcpy(&u, &v[i], 4);
+                h[i] = (uint16_t)(u >> 16); /* already rounded */
+            }
+        }
+        gpu->ops->to_device(gpu, w.g.data, h, (size_t)n * 2);
+        gpu->ops->sync(gpu);
+        free(h);
+    }
+    return w;
+}
+static wpair weight1(int64_t n, float scale) {
+    return weight(1, &n, scale);
+}
+static void wfree(wpair *w) {
+    free(w->c.data);
+    gpu->ops->free(gpu, w->g.data);
+}
+
+/* ---- comparison ---- */
+static void check(const char *op, const char *shape, const float *ref, const float *dev_out,
+                  size_t n, double tol) {
+    float *got = host_of(dev_out, n);
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= diff)) diff = d; /* NaN (poison left behind) fails */
+        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    }
+    const double rel = scale > 0 ? diff / scale : diff;
+    const int ok = rel <= tol;
+    n_cases++;
+    if (!ok) n_failed++;
+    int k = 0;
+    while (k < n_ops && strcmp(op_names[k], op) != 0) k++;
+    if (k == n_ops) {
+        op_names[n_ops++] = op;
+        worst_by_op[k] = 0;
+    }
+    if (!(rel <= worst_by_op[k])) worst_by_op[k] = rel;
+    printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", op, shape, rel, tol);
+    free(got);
+}
+
+static double gemm_tol(void) {
+    return wdt == DALLE_F32 ? 1e-5 : 1e-2;
+}
+
+/* ---- ops ---- */
+static void t_matmul(int M, int N, int Nw, int K, int acc) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "M=%d N=%d/%d K=%d%s", M, N, Nw, K, acc ? " acc" : "");
+    const int64_t ws[2] = {Nw, K};
+    wpair w = weight(2, ws, 0.5f);
+    float *x = randv((size_t)M * K, 1, 0);
+    float *y0 = randv((size_t)M * N, 1, 0);
+    float *yc = acc ? y0 : poisoned((size_t)M * N);
+    float *dx = dev_from(x, (size_t)M * K);
+    float *dy = acc ? dev_from(y0, (size_t)M * N) : dev_poisoned((size_t)M * N);
+    cpu->ops->matmul(cpu, yc, x, &w.c, M, N, K, acc);
+    gpu->ops->matmul(gpu, dy, dx, &w.g, M, N, K, acc);
+    check("matmul", sh, yc, dy, (size_t)M * N, gemm_tol());
+    if (!acc) free(yc);
+    free(y0), free(x), wfree(&w);
+    gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
+static void t_layernorm(int rows, int C, int has_g, int has_b, int inplace) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "rows=%d C=%d%s%s%s", rows, C, has_g ? " g" : "", has_b ? " b" : "",
+             inplace ? " inplace" : "");
+    wpair g = weight1(C, 1), b = weight1(C, 1);
+    float *x = randv((size_t)rows * C, 2, 3.0f);
+    float *yc = inplace ? x : poisoned((size_t)rows * C);
+    float *dx = dev_from(x, (size_t)rows * C);
+    float *dy = inplace ? dx : dev_poisoned((size_t)rows * C);
+    cpu->ops->layernorm(cpu, yc, x, has_g ? &g.c : NULL, has_b ? &b.c : NULL, rows, C, 1e-5f);
+    gpu->ops->layernorm(gpu, dy, dx, has_g ? &g.g : NULL, has_b ? &b.g : NULL, rows, C, 1e-5f);
+    check("layernorm", sh, yc, dy, (size_t)rows * C, 1e-5);
+    if (!inplace) free(yc), gpu->ops->free(gpu, dy);
+    free(x), wfree(&g), wfree(&b), gpu->ops->free(gpu, dx);
+}
+
+static void t_embed(int V, int P, int rows, int C, int with_pos) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "V=%d rows=%d C=%d%s", V, rows, C, with_pos ? " +pos" : "");
+    const int64_t ts[2] = {V, C}, ps[2] = {P, C};
+    wpair t = weight(2, ts, 1), p = weight(2, ps, 1);
+    int32_t *ids = malloc(rows * 4), *pos = malloc(rows * 4);
+    for (int r = 0; r < rows; r++) ids[r] = (int32_t)(next_u64() % V), pos[r] = (int32_t)(next_u64() % P);
+    float *yc = poisoned((size_t)rows * C);
+    float *dy = dev_poisoned((size_t)rows * C);
+    cpu->ops->embed(cpu, yc, &t.c, ids, with_pos ? &p.c : NULL, pos, rows, C);
+    gpu->ops->embed(gpu, dy, &t.g, ids, with_pos ? &p.g : NULL, pos, rows, C);
+    check("embed", sh, yc, dy, (size_t)rows * C, 1e-6);
+    free(ids), free(pos), free(yc), wfree(&t), wfree(&p), gpu->ops->free(gpu, dy);
+}
+
+/* kind: 0 encoder (key mask), 1 decode (causal, kv_index), 2 cross (kv_index + mask) */
+static void t_attention(const char *label, int B, int Tq, int Tk, int cap, int H, int D,
+                        int use_index, int use_mask, int use_causal) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "%s B=%d Tq=%d Tk=%d cap=%d H=%d D=%d", label, B, Tq, Tk, cap, H, D);
+    const int C = H * D;
+    int nblk = B;
+    int32_t *idx = NULL, *cpos = NULL;
+    if (use_index) {
+        nblk = B / 2 + 1;
+        idx = malloc(B * 4);
+        for (int b = 0; b < B; b++) idx[b] = (int32_t)(next_u64() % nblk);
+    }
+    uint8_t *mask = NULL;
+    if (use_mask) {
+        mask = malloc((size_t)nblk * cap);
+        for (size_t i = 0; i < (size_t)nblk * cap; i++) mask[i] = (next_u64() % 3) != 0;
+        for (int b = 0; b < nblk; b++) mask[(size_t)b * cap] = 1; /* every query sees key 0 */
+    }
+    if (use_causal) {
+        cpos = malloc(B * 4);
+        for (int b = 0; b < B; b++) cpos[b] = (int32_t)(next_u64() % (Tk - Tq + 1));
+        if (B) cpos[0] = Tk - Tq; /* one row sees every key */
+    }
+    const size_t nq = (size_t)B * Tq * C, nkv = (size_t)nblk * cap * C;
+    float *q = randv(nq, 2, 0), *k = randv(nkv, 2, 0), *v = randv(nkv, 1, 0);
+    float *oc = poisoned(nq);
+    float *dq = dev_from(q, nq), *dk = dev_from(k, nkv), *dv = dev_from(v, nkv), *dout = dev_poisoned(nq);
+    cpu->ops->attention(cpu, oc, q, k, v, idx, mask, cpos, B, Tq, Tk, cap, H, D);
+    gpu->ops->attention(gpu, dout, dq, dk, dv, idx, mask, cpos, B, Tq, Tk, cap, H, D);
+    check("attention", sh, oc, dout, nq, 1e-5);
+    free(idx), free(mask), free(cpos), free(q), free(k), free(v), free(oc);
+    gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dout);
+}
+
+static void t_kv_store(int B, int T, int C, int cap, int nslots) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d T=%d C=%d cap=%d", B, T, C, cap);
+    const size_t ncache = (size_t)nslots * cap * C, nsrc = (size_t)B * T * C;
+    float *cache = randv(ncache, 1, 0), *src = randv(nsrc, 1, 0);
+    int32_t *slot = malloc(B * 4), *pos = malloc(B * 4);
+    for (int b = 0; b < B; b++) slot[b] = (b * 7 + 3) % nslots, pos[b] = (int32_t)(next_u64() % (cap - T + 1));
+    for (int b = 0; b < B && b < nslots; b++) slot[b] = b; /* distinct slots */
+    float *dc = dev_from(cache, ncache), *ds = dev_from(src, nsrc);
+    cpu->ops->kv_store(cpu, cache, src, slot, pos, B, T, C, cap);
+    gpu->ops->kv_store(gpu, dc, ds, slot, pos, B, T, C, cap);
+    check("kv_store", sh, cache, dc, ncache, 0);
+    free(cache), free(src), free(slot), free(pos), gpu->ops->free(gpu, dc), gpu->ops->free(gpu, ds);
+}
+
+static void t_unary(const char *op, int64_t n) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "n=%lld", (long long)n);
+    float *a = randv((size_t)n, 6, 0), *b = randv((size_t)n, 2, 0);
+    float *da = dev_from(a, (size_t)n), *db = dev_from(b, (size_t)n);
+    float *dy = dev_poisoned((size_t)n);
+    float *yc = poisoned((size_t)n);
+    if (!strcmp(op, "gelu_mul")) {
+        cpu->ops->gelu_mul(cpu, yc, a, b, n);
+        gpu->ops->gelu_mul(gpu, dy, da, db, n);
+    } else if (!strcmp(op, "quick_gelu")) {
+        cpu->ops->quick_gelu(cpu, yc, a, n);
+        gpu->ops->quick_gelu(gpu, dy, da, n);
+    } else { /* add: y += x on a copy of b */
+        memcpy(yc, b, (size_t)n * 4);
+        gpu->ops->to_device(gpu, dy, b, (size_t)n * 4);
+        cpu->ops->add(cpu, yc, a, n);
+        gpu->ops->add(gpu, dy, da, n);
+    }
+    check(op, sh, yc, dy, (size_t)n, 1e-6);
+    free(a), free(b), free(yc), gpu->ops->free(gpu, da), gpu->ops->free(gpu, db), gpu->ops->free(gpu, dy);
+}
+
+static void t_bias_add(int rows, int N) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "rows=%d N=%d", rows, N);
+    wpair bias = weight1(N, 1);
+    float *y = randv((size_t)rows * N, 1, 0);
+    float *dy = dev_from(y, (size_t)rows * N);
+    cpu->ops->bias_add(cpu, y, &bias.c, rows, N);
+    gpu->ops->bias_add(gpu, dy, &bias.g, rows, N);
+    check("bias_add", sh, y, dy, (size_t)rows * N, 1e-6);
+    free(y), wfree(&bias), gpu->ops->free(gpu, dy);
+}
+
+static void t_conv2d(int B, int H, int W, int Cin, int Cout, int k, int with_bias) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d%s", B, H, W, Cin, Cout, k, with_bias ? " +b" : "");
+    const int64_t ws[4] = {Cout, k, k, Cin};
+    wpair w = weight(4, ws, 0.3f), bias = weight1(Cout, 1);
+    const size_t nx = (size_t)B * H * W * Cin, ny = (size_t)B * H * W * Cout;
+    float *x = randv(nx, 1, 0), *yc = poisoned(ny);
+    float *dx = dev_from(x, nx), *dy = dev_poisoned(ny);
+    cpu->ops->conv2d(cpu, yc, x, &w.c, with_bias ? &bias.c : NULL, B, H, W, Cin, Cout, k);
+    gpu->ops->conv2d(gpu, dy, dx, &w.g, with_bias ? &bias.g : NULL, B, H, W, Cin, Cout, k);
+    check("conv2d", sh, yc, dy, ny, gemm_tol());
+    free(x), free(yc), wfree(&w), wfree(&bias), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
+static void t_group_norm(int B, int HW, int C, int groups, int swish) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d HW=%d C=%d G=%d%s", B, HW, C, groups, swish ? " swish" : "");
+    wpair g = weight1(C, 1), b = weight1(C, 1);
+    const size_t n = (size_t)B * HW * C;
+    float *x = randv(n, 3, 50.0f), *yc = poisoned(n); /* large offset: the hi/lo mean path */
+    float *dx = dev_from(x, n), *dy = dev_poisoned(n);
+    cpu->ops->group_norm(cpu, yc, x, &g.c, &b.c, B, HW, C, groups, 1e-6f, swish);
+    gpu->ops->group_norm(gpu, dy, dx, &g.g, &b.g, B, HW, C, groups, 1e-6f, swish);
+    check("group_norm", sh, yc, dy, n, 1e-5);
+    free(x), free(yc), wfree(&g), wfree(&b), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
+static void t_upsample(int B, int H, int W, int C) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d %dx%d C=%d", B, H, W, C);
+    const size_t nx = (size_t)B * H * W * C, ny = nx * 4;
+    float *x = randv(nx, 1, 0), *yc = poisoned(ny);
+    float *dx = dev_from(x, nx), *dy = dev_poisoned(ny);
+    cpu->ops->upsample2x(cpu, yc, x, B, H, W, C);
+    gpu->ops->upsample2x(gpu, dy, dx, B, H, W, C);
+    check("upsample2x", sh, yc, dy, ny, 0);
+    free(x), free(yc), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
+static void t_patchify(int B, int H, int W, int C, int p) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d %dx%d C=%d p=%d", B, H, W, C, p);
+    const size_t n = (size_t)B * H * W * C;
+    float *x = randv(n, 1, 0), *yc = poisoned(n);
+    float *dx = dev_from(x, n), *dy = dev_poisoned(n);
+    cpu->ops->patchify(cpu, yc, x, B, H, W, C, p);
+    gpu->ops->patchify(gpu, dy, dx, B, H, W, C, p);
+    check("patchify", sh, yc, dy, n, 0);
+    free(x), free(yc), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
+/* Token-for-token sampler parity over many seeds and parameter sets. ties: logits on a
+ * coarse grid, so that many candidates are equal and the index order decides. */
+static void t_sample(int B, int V, int ld, int calls, int ties) {
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d V=%d ld=%d calls=%d%s", B, V, ld, calls, ties ? " ties" : "");
+    const size_t n = (size_t)B * 2 * ld;
+    float *l = malloc(n * 4);
+    float *dl = dev_poisoned(n);
+    dalle_sample_params *p = malloc(B * sizeof *p);
+    int32_t *step = malloc(B * 4), *tc = malloc(B * 4), *tg = malloc(B * 4);
+    static const int ks[] = {1, 2, 50, 256, 1 << 30};
+    static const float tps[] = {1.0f, 0.9f, 0.5f}, temps[] = {1.0f, 0.7f, 1.3f}, cs[] = {10.0f, 3.0f, 0.0f};
+    long mism = 0, total = 0;
+    for (int c = 0; c < calls; c++) {
+        for (size_t i = 0; i < n; i++) {
+            const float g = uni() * 4;
+            l[i] = ties ? roundf(g * 2) / 2 : g;
+        }
+        gpu->ops->to_device(gpu, dl, l, n * 4);
+        for (int b = 0; b < B; b++) {
+            p[b].cond_scale = cs[next_u64() % 3];
+            p[b].temperature = temps[next_u64() % 3];
+            p[b].top_p = tps[next_u64() % 3];
+            p[b].top_k = ks[next_u64() % 5];
+            if (p[b].top_k > V && V > 4096) p[b].top_k = 1024; /* k = V is slow on the GPU */
+            p[b].seed = next_u64();
+            p[b].image = (uint32_t)b;
+            step[b] = (int32_t)(next_u64() % 256);
+        }
+        cpu->ops->sample(cpu, tc, l, B, V, ld, p, step);
+        gpu->ops->sample(gpu, tg, dl, B, V, ld, p, step);
+        for (int b = 0; b < B; b++) {
+            total++;
+            if (tc[b] != tg[b]) {
+                if (mism < 5)
+                    printf("     sample mismatch: call %d row %d k=%d p=%.2f T=%.2f s=%.1f: cpu %d gpu %d\n",
+                           c, b, p[b].top_k, p[b].top_p, p[b].temperature, p[b].cond_scale, tc[b], tg[b]);
+                mism++;
+            }
+        }
+    }
+    n_cases++;
+    if (mism) n_failed++;
+    printf("%-4s %-12s %-44s tokens %ld/%ld identical\n", mism ? "FAIL" : "ok", "sample", sh,
+           total - mism, total);
+    free(l), free(p), free(step), free(tc), free(tg), gpu->ops->free(gpu, dl);
+}
+
+int main(int argc, char **argv) {
+    int self = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--cpu-vs-cpu")) {
+            self = 1;
+        } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+            const char *v = argv[++i];
+            wdt = !strcmp(v, "f16") ? DALLE_F16 : !strcmp(v, "bf16") ? DALLE_BF16 : DALLE_F32;
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            rng_state = strtoull(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "usage: gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu]\n");
+            return 2;
+        }
+    }
+    dalle_error err = {0};
+    if (self) wdt = DALLE_F32;
+    gpu = self ? dalle_backend_cpu_new(1) : dalle_backend_cuda_new(0, wdt, &err);
+    if (!gpu) {
+        printf("gpu_ops: skipped: no CUDA device (%s)\n", err.msg);
+        return 2;
+    }
+    cpu = dalle_backend_cpu_new(0);
+    printf("gpu_ops: %s backend vs CPU backend, weights %s, seed %llu\n",
+           self ? "a second CPU (--cpu-vs-cpu)" : "CUDA", dalle_dtype_name(wdt),
+           (unsigned long long)rng_state);
+
+    /* matmul: decode (M = 2 rows per image), prefill, odd sizes, lm_head restricted */
+    t_matmul(1, 7, 7, 5, 0);
+    t_matmul(3, 33, 40, 17, 0);
+    t_matmul(2, 1024, 1024, 1024, 0);
+    t_matmul(2, 1024, 1024, 1024, 1);
+    t_matmul(16, 2730, 2730, 1024, 0);
+    t_matmul(128, 1024, 1024, 2730, 1);
+    t_matmul(2, 16384, 16385, 1024, 0);
+    t_matmul(130, 257, 300, 301, 0);
+    /* layernorm */
+    t_layernorm(1, 1, 1, 1, 0);
+    t_layernorm(3, 1024, 1, 1, 0);
+    t_layernorm(130, 2048, 1, 0, 0);
+    t_layernorm(5, 777, 0, 1, 1);
+    t_layernorm(7, 33, 0, 0, 0);
+    /* embed */
+    t_embed(50, 64, 64, 1024, 1);
+    t_embed(16385, 256, 33, 77, 1);
+    t_embed(100, 1, 5, 31, 0);
+    /* attention: encoder / prefill with text mask, decode (causal, KV blocks), cross */
+    t_attention("enc", 3, 64, 64, 64, 16, 64, 0, 1, 0);
+    t_attention("dec", 5, 1, 257, 257, 16, 64, 1, 0, 1);
+    t_attention("dec", 16, 1, 100, 257, 32, 64, 0, 0, 1);
+    t_attention("cross", 6, 1, 64, 64, 16, 64, 1, 1, 0);
+    t_attention("odd", 2, 7, 11, 13, 3, 5, 1, 1, 1);
+    t_attention("longD", 2, 3, 9, 9, 2, 200, 0, 1, 1);
+    /* kv_store */
+    t_kv_store(4, 1, 1024, 257, 6);
+    t_kv_store(3, 64, 96, 64, 3);
+    t_kv_store(2, 5, 7, 11, 4);
+    /* elementwise */
+    t_unary("gelu_mul", 1);
+    t_unary("gelu_mul", 2 * 2730 * 8 + 3);
+    t_unary("quick_gelu", 100003);
+    t_unary("add", 65537);
+    t_bias_add(1, 1);
+    t_bias_add(77, 1024);
+    t_bias_add(13, 3);
+    /* image side */
+    t_conv2d(2, 7, 5, 3, 4, 3, 1);
+    t_conv2d(1, 16, 16, 256, 512, 3, 1);
+    t_conv2d(1, 9, 9, 8, 3, 1, 1);
+    t_conv2d(1, 32, 32, 128, 128, 3, 0);
+    t_conv2d(2, 11, 6, 5, 7, 5, 1);
+    t_conv2d(1, 64, 64, 128, 3, 3, 1);
+    t_group_norm(2, 49, 64, 32, 1);
+    t_group_norm(1, 4096, 128, 32, 0);
+    t_group_norm(1, 65536, 128, 32, 1);
+    t_group_norm(3, 5, 6, 3, 1);
+    t_upsample(2, 3, 5, 7);
+    t_upsample(1, 64, 64, 128);
+    t_patchify(2, 28, 28, 3, 14);
+    t_patchify(1, 224, 224, 3, 32);
+    t_patchify(1, 6, 4, 5, 2);
+    /* sampler: token for token */
+    t_sample(8, 16384, 16415, 60, 0);
+    t_sample(8, 16384, 16384, 20, 1);
+    t_sample(16, 300, 320, 100, 0);
+    t_sample(16, 300, 320, 100, 1);
+    t_sample(4, 1, 3, 10, 0);
+
+    printf("\nworst max_rel per op (weights %s):\n", dalle_dtype_name(wdt));
+    for (int k = 0; k < n_ops; k++) printf("  %-12s %.3e\n", op_names[k], worst_by_op[k]);
+    printf("gpu_ops: %d cases, %d failed\n", n_cases, n_failed);
+    gpu->ops->destroy(gpu);
+    cpu->ops->destroy(cpu);
+    return n_failed ? 1 : 0;
+}
