@@ -161,6 +161,9 @@ dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err
     }
     free(host);
     free(perm);
+    /* copies may still be in flight on an asynchronous backend (CUDA): weights are shared by
+     * every state, each with its own stream, so they must be complete when this returns */
+    be->ops->sync(be);
     *block = mem;
     return DALLE_OK;
 }

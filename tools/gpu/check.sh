@@ -91,6 +91,10 @@ PY
         done
         export LIBRARY_PATH="$DEPS/cudalink:$LIBRARY_PATH" LDFLAGS
     fi
+    if [ ! -e "$CUDA_HOME/include/cublas_v2.h" ]; then
+        inc=$(python3 -c 'import glob, nvidia; print(":".join(d for r in nvidia.__path__ for d in glob.glob(r + "/*/include")))' 2>/dev/null)
+        [ -n "$inc" ] && export CPATH="$CPATH:$inc" && echo "cuBLAS headers from the pip wheels: $inc"
+    fi
 fi
 
 # ---- 2. build
