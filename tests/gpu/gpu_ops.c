@@ -3,7 +3,9 @@
  * each run. Not a Criterion test and not named test_…, so make test skips it: `make gpu-test`
  * builds it and tools/gpu/check.sh runs it on a GPU machine.
  *
- *   gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu]
+ *   gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu] [--small]
+ * --small skips the cases with more than 2^21 output values or 2^27 multiply-adds (for a
+ * run under compute-sanitizer, which is 10-100× slower).
  * --cpu-vs-cpu runs the whole grid with a second CPU backend in place of CUDA (a dry run of
  * this program on a machine without a GPU; fp32 only).
  *
@@ -33,6 +35,12 @@ static int n_cases, n_failed;
 static double worst_by_op[32];
 static const char *op_names[32];
 static int n_ops;
+static int small_only;
+
+/* --small: skip this case? */
+static int skip(double outputs, double work) {
+    return small_only && (outputs > (double)(1 << 21) || work > (double)(1 << 27));
+}
 
 /* ---- random numbers ---- */
 static uint64_t next_u64(void) {
@@ -170,6 +178,7 @@ static double gemm_tol(void) {
 
 /* ---- ops ---- */
 static void t_matmul(int M, int N, int Nw, int K, int acc) {
+    if (skip((double)M * N, (double)M * N * K + (double)Nw * K)) return;
     char sh[96];
     snprintf(sh, sizeof sh, "M=%d N=%d/%d K=%d%s", M, N, Nw, K, acc ? " acc" : "");
     const int64_t ws[2] = {Nw, K};
@@ -188,6 +197,7 @@ static void t_matmul(int M, int N, int Nw, int K, int acc) {
 }
 
 static void t_layernorm(int rows, int C, int has_g, int has_b, int inplace) {
+    if (skip((double)rows * C, 0)) return;
     char sh[96];
     snprintf(sh, sizeof sh, "rows=%d C=%d%s%s%s", rows, C, has_g ? " g" : "", has_b ? " b" : "",
              inplace ? " inplace" : "");
@@ -221,6 +231,7 @@ static void t_embed(int V, int P, int rows, int C, int with_pos) {
 /* kind: 0 encoder (key mask), 1 decode (causal, kv_index), 2 cross (kv_index + mask) */
 static void t_attention(const char *label, int B, int Tq, int Tk, int cap, int H, int D,
                         int use_index, int use_mask, int use_causal) {
+    if (skip((double)B * Tq * H * D, (double)B * Tq * Tk * H * D)) return;
     char sh[96];
     snprintf(sh, sizeof sh, "%s B=%d Tq=%d Tk=%d cap=%d H=%d D=%d", label, B, Tq, Tk, cap, H, D);
     const int C = H * D;
@@ -304,6 +315,7 @@ static void t_bias_add(int rows, int N) {
 }
 
 static void t_conv2d(int B, int H, int W, int Cin, int Cout, int k, int with_bias) {
+    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin)) return;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d%s", B, H, W, Cin, Cout, k, with_bias ? " +b" : "");
     const int64_t ws[4] = {Cout, k, k, Cin};
@@ -318,6 +330,7 @@ static void t_conv2d(int B, int H, int W, int Cin, int Cout, int k, int with_bia
 }
 
 static void t_group_norm(int B, int HW, int C, int groups, int swish) {
+    if (skip((double)B * HW * C, 0)) return;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d HW=%d C=%d G=%d%s", B, HW, C, groups, swish ? " swish" : "");
     wpair g = weight1(C, 1), b = weight1(C, 1);
@@ -357,6 +370,7 @@ static void t_patchify(int B, int H, int W, int C, int p) {
 /* Token-for-token sampler parity over many seeds and parameter sets. ties: logits on a
  * coarse grid, so that many candidates are equal and the index order decides. */
 static void t_sample(int B, int V, int ld, int calls, int ties) {
+    if (small_only && calls > 3) calls = 3;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d V=%d ld=%d calls=%d%s", B, V, ld, calls, ties ? " ties" : "");
     const size_t n = (size_t)B * 2 * ld;
@@ -379,6 +393,7 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
             p[b].top_p = tps[next_u64() % 3];
             p[b].top_k = ks[next_u64() % 5];
             if (p[b].top_k > V && V > 4096) p[b].top_k = 1024; /* k = V is slow on the GPU */
+            if (small_only && p[b].top_k > 64) p[b].top_k = 64;
             p[b].seed = next_u64();
             p[b].image = (uint32_t)b;
             step[b] = (int32_t)(next_u64() % 256);
@@ -407,13 +422,15 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--cpu-vs-cpu")) {
             self = 1;
+        } else if (!strcmp(argv[i], "--small")) {
+            small_only = 1;
         } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
             const char *v = argv[++i];
             wdt = !strcmp(v, "f16") ? DALLE_F16 : !strcmp(v, "bf16") ? DALLE_BF16 : DALLE_F32;
         } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
             rng_state = strtoull(argv[++i], NULL, 10);
         } else {
-            fprintf(stderr, "usage: gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu]\n");
+            fprintf(stderr, "usage: gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu] [--small]\n");
             return 2;
         }
     }

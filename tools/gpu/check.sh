@@ -5,7 +5,8 @@
 #      ($DALLE_DEPS, default /tmp/deps; never into /) and point gcc at it (CPATH,
 #      LIBRARY_PATH, an RPATH in the binaries — nothing global is changed);
 #   2. build the library, dalle-cli and the GPU programs with nvcc for $CUDA_ARCH (sm_90);
-#   3. tests/gpu/gpu_ops: every CUDA op vs the CPU op, fp32 weights, then f16 and bf16;
+#   3. tests/gpu/gpu_ops: every CUDA op vs the CPU op, fp32 weights, then f16 and bf16, and
+#      the small cases once more under compute-sanitizer memcheck;
 #   4. tests/gpu/gpu_e2e: models/tiny end to end on both backends (fp32, then f16);
 #   5. dalle-cli generate --backend cuda on models/tiny (JPEGs under $OUT);
 #   6. tools/gpu/gpu_bench: decode step at mini / Mega size for 1, 8, 16 images, VQGAN.
@@ -120,6 +121,12 @@ fi
 step ops_f32 120 "$BUILD/tests/gpu/gpu_ops" --weights f32
 step ops_f16 90 "$BUILD/tests/gpu/gpu_ops" --weights f16
 step ops_bf16 90 "$BUILD/tests/gpu/gpu_ops" --weights bf16
+if command -v compute-sanitizer >/dev/null; then
+    step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        "$BUILD/tests/gpu/gpu_ops" --small
+else
+    echo "compute-sanitizer not found: memcheck skipped"
+fi
 step e2e_tiny_f32 120 "$BUILD/tests/gpu/gpu_e2e" models/tiny
 step e2e_tiny_f16 120 env DALLE_CUDA_WEIGHTS=f16 "$BUILD/tests/gpu/gpu_e2e" models/tiny
 step cli_generate 60 "$BUILD/dalle-cli" generate --backend cuda --model models/tiny \
