@@ -5,7 +5,10 @@
  * layout). Printed as a table; the decode rows give the weight bytes streamed per step and
  * the bandwidth that achieves (peak ≈ 3.35 TB/s HBM3 on an H100 SXM).
  *
- *   gpu_bench [--quick]     (--quick: mini only, 3 timed steps; for a smoke test)
+ *   gpu_bench [--quick] [--cpu]
+ *   --quick: mini only, 3 timed steps, batch 1 (a smoke test);
+ *   --cpu: the same op sequences on the CPU backend, fp32 (a dry run of this program on a
+ *   machine without a GPU: every op's argument checks run; timings are the CPU's).
  *
  * The decode step is the op sequence of model/bart.c's decoder at step 128 (self-attention
  * over 129 cached keys, cross-attention over 64 text keys, GLU, final LayerNorm, lm_head
@@ -21,6 +24,21 @@
 
 static dalle_backend *be;
 static uint64_t seed = 1;
+static int use_cpu;
+
+/* n random values of dtype at backend address p */
+static void fill(void *p, int64_t n, dalle_dtype dt, float scale) {
+    if (!use_cpu) {
+        dalle_cuda_fill_random(be, p, n, dt, scale, seed++);
+        return;
+    }
+    float *f = p; /* the CPU backend: host memory, fp32 */
+    uint64_t z = seed++;
+    for (int64_t i = 0; i < n; i++) {
+        z = z * 6364136223846793005ull + 1442695040888963407ull;
+        f[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * scale;
+    }
+}
 
 static double now_ms(void) {
     struct timespec t;
@@ -47,7 +65,7 @@ static dalle_tensor W(int64_t a, int64_t b, float scale, size_t *bytes) {
     t.shape[1] = b;
     const int64_t n = a * (b ? b : 1);
     t.data = dalloc((size_t)n * dalle_dtype_size(t.dtype));
-    dalle_cuda_fill_random(be, t.data, n, t.dtype, scale, seed++);
+    fill(t.data, n, t.dtype, scale);
     if (bytes) *bytes += (size_t)n * dalle_dtype_size(t.dtype);
     return t;
 }
@@ -59,7 +77,7 @@ static dalle_tensor W4(int64_t o, int k, int64_t i, float scale) {
 }
 static float *act(int64_t n) {
     float *p = dalloc((size_t)n * 4);
-    dalle_cuda_fill_random(be, p, n, DALLE_F32, 1.0f, seed++);
+    fill(p, n, DALLE_F32, 1.0f);
     return p;
 }
 
@@ -254,8 +272,20 @@ static double vqgan_ms(double *conv_ms) {
     return best;
 }
 
+static dalle_backend *new_backend(dalle_dtype dt, dalle_error *err) {
+    return use_cpu ? dalle_backend_cpu_new(0) : dalle_backend_cuda_new(0, dt, err);
+}
+
 int main(int argc, char **argv) {
-    const int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--cpu")) use_cpu = 1;
+        else {
+            fprintf(stderr, "usage: gpu_bench [--quick] [--cpu]\n");
+            return 2;
+        }
+    }
     static const bart_size sizes[2] = {
         {"mini", 1024, 12, 16, 2730, 16384, 64, 256},
         {"mega", 2048, 24, 32, 4096, 16384, 64, 256},
@@ -264,17 +294,18 @@ int main(int argc, char **argv) {
     static const dalle_dtype dts[2] = {DALLE_F32, DALLE_F16};
     const double peak = 3.35e12;
     dalle_error err = {0};
-    printf("gpu_bench: decode step (min over timed steps, after 2 warm-up steps)\n");
+    printf("gpu_bench: %s, decode step (min over timed steps, after 2 warm-up steps)\n",
+           use_cpu ? "CPU backend (--cpu dry run)" : "CUDA backend");
     printf("| model | weights | images | step ms | ms/image/step | weight GB | GB/s | %% of 3.35 TB/s |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < (quick ? 1 : 2); si++)
-        for (int di = 0; di < 2; di++) {
-            be = dalle_backend_cuda_new(0, dts[di], &err);
+        for (int di = 0; di < (use_cpu ? 1 : 2); di++) {
+            be = new_backend(dts[di], &err);
             if (!be) {
                 printf("gpu_bench: skipped: %s\n", err.msg);
                 return 2;
             }
-            for (int bi = 0; bi < 3; bi++) {
+            for (int bi = 0; bi < (quick ? 1 : 3); bi++) {
                 size_t wb = 0;
                 const double ms = decode_step_ms(&sizes[si], batches[bi], quick ? 3 : 10, &wb);
                 const double gbs = wb / (ms / 1e3) / 1e9;
@@ -288,8 +319,8 @@ int main(int argc, char **argv) {
     printf("\ngpu_bench: VQGAN decoder, one 16×16 code grid → 256×256 (random weights)\n");
     printf("(sum of op times, each op between syncs; weights made untimed)\n");
     printf("| weights | image ms | of which conv2d ms |\n|---|---|---|\n");
-    for (int di = 0; di < 2; di++) {
-        be = dalle_backend_cuda_new(0, dts[di], &err);
+    for (int di = 0; di < (use_cpu ? 1 : 2); di++) {
+        be = new_backend(dts[di], &err);
         if (!be) return 2;
         double conv_ms;
         const double ms = vqgan_ms(&conv_ms);
