@@ -31,7 +31,8 @@ static const setting SETTINGS[] = {
     STR(host, "127.0.0.1", "bind address (IPv4)"),
     NUM(port, 0, 65535, "8080", "TCP port; 0 picks a free one (printed in the first log line)"),
     NUM(queue, 1, 100000, "16", "requests waiting for the scheduler; more get 429"),
-    NUM(max_batch, 1, 256, "4", "images decoded together; also the largest n of one request"),
+    NUM(max_batch, 1, DALLE_SERVER_MAX_BATCH, "4",
+        "images decoded together; also the largest n of one request"),
     NUM(threads, 0, 1024, "0", "CPU compute threads; 0 = all cores"),
     NUM(http_threads, 1, 64, "2", "HTTP worker threads"),
     NUM(body_limit, 64, 16777216, "65536", "request body bytes; larger bodies get 413"),
@@ -58,8 +59,10 @@ static void env_name(const setting *s, char *buf, size_t n) {
 void dalle_server_config_usage(FILE *f) {
     fprintf(f, "usage: dalle-server --model DIR [options]\n"
                "Every option is also an environment variable (DALLE_<NAME>) and a key of the JSON\n"
-               "file given with --config FILE (DALLE_CONFIG); flags win over env, env over the file.\n\n");
-    fprintf(f, "  %-18s %s\n", "--config FILE", "JSON object of settings (keys as below, '_' for '-')");
+               "file given with --config FILE (DALLE_CONFIG); flags win over env, env over the\n"
+               "file.\n\n");
+    fprintf(f, "  %-18s %s\n", "--config FILE",
+            "JSON object of settings (keys as below, '_' for '-')");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         char flag[64], env[64], arg[80];
         flag_name(&SETTINGS[i], flag, sizeof flag);

@@ -12,6 +12,8 @@
 
 #include <stdio.h>
 
+#define DALLE_SERVER_MAX_BATCH 256 /* the largest --max-batch */
+
 typedef struct {
     char *model;       /* model directory (required) */
     char *host;        /* bind address */

@@ -77,6 +77,8 @@ static const route_entry ROUTES[] = {
     {"/", DALLE_ROUTE_ROOT, "GET"},               {"/health", DALLE_ROUTE_HEALTH, "GET"},
     {"/ready", DALLE_ROUTE_READY, "GET"},         {"/info", DALLE_ROUTE_INFO, "GET"},
     {"/metrics", DALLE_ROUTE_METRICS, "GET"},     {"/openapi.yaml", DALLE_ROUTE_OPENAPI, "GET"},
+    {"/v1/images/generations", DALLE_ROUTE_V1_IMAGES, "POST"},
+    {"/v1/models", DALLE_ROUTE_V1_MODELS, "GET"},
 };
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
@@ -111,7 +113,8 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int
              add_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After") &&
              add_header(r, "X-Request-Id", ctx->id) &&
              (!type || add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type)) &&
-             (!x || !x->retry_after || add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, x->retry_after)) &&
+             (!x || !x->retry_after ||
+              add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, x->retry_after)) &&
              (!x || !x->allow || add_header(r, MHD_HTTP_HEADER_ALLOW, x->allow));
     if (ok && status == MHD_HTTP_NO_CONTENT) {
         const char *req_h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -183,15 +186,24 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
         if (!atomic_load(&srv->ready)) return send_unavailable(c, ctx);
         return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ready"), NULL);
     case DALLE_ROUTE_INFO: return send_jansson(c, ctx, 200, info_json(srv), NULL);
+    case DALLE_ROUTE_V1_MODELS:
+        return send_jansson(c, ctx, 200,
+                            json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data",
+                                      "id", atomic_load(&srv->sched) ? srv->info.name : "loading",
+                                      "object", "model", "created", 0, "owned_by",
+                                      "dalle-server"),
+                            NULL);
     case DALLE_ROUTE_OPENAPI:
         return send_body(c, ctx, 200, "application/yaml", (char *)openapi_yaml,
                          (size_t)(openapi_yaml_end - openapi_yaml), 0, NULL);
     case DALLE_ROUTE_METRICS: {
-        int queued = 0, capacity = (int)srv->cfg.queue, in_flight = 0;
+        dalle_gauges g = {.queue_capacity = (int)srv->cfg.queue};
         dalle_scheduler *sched = atomic_load(&srv->sched);
-        if (sched) dalle_scheduler_stats(sched, &queued, &capacity, &in_flight);
+        if (sched)
+            dalle_scheduler_stats(sched, &g.queue_size, &g.queue_capacity, &g.in_flight,
+                                  &g.batch_images);
         size_t len = 0;
-        char *text = dalle_metrics_render(srv->metrics, queued, capacity, in_flight, &len);
+        char *text = dalle_metrics_render(srv->metrics, &g, &len);
         if (!text) return MHD_NO;
         return send_body(c, ctx, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, 1,
                          NULL);
@@ -219,10 +231,12 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
 static int check_framing(struct MHD_Connection *c, const dalle_server *srv, dalle_http_error *e) {
     framing f = {0, 0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
-    if (f.content_length > 1 || f.transfer_encoding > 1 || (f.content_length && f.transfer_encoding))
+    if (f.content_length > 1 || f.transfer_encoding > 1 ||
+        (f.content_length && f.transfer_encoding))
         return dalle_http_error_set(e, 400, "bad_framing", NULL,
                                     "conflicting Content-Length / Transfer-Encoding headers");
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv->cfg.body_limit)
         return dalle_http_error_set(e, 413, "body_too_large", NULL,
                                     "the body is larger than %ld bytes", srv->cfg.body_limit);
@@ -277,15 +291,28 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     if (!sched || !atomic_load(&srv->ready)) return send_unavailable(c, ctx);
     dalle_http_error e;
     dalle_job *job = &ctx->job;
-    if (dalle_request_parse(srv, ctx->body ? ctx->body : "", ctx->len, &job->req, &e)) {
+    const int openai = ctx->route == DALLE_ROUTE_V1_IMAGES;
+    if (dalle_request_parse(srv, openai, ctx->body ? ctx->body : "", ctx->len, &job->req, &e)) {
         dalle_metrics_failure(srv->metrics, DALLE_FAIL_VALIDATION);
         return send_error(c, ctx, &e, NULL);
     }
+    dalle_error err = {0};
+    const double t0 = dalle_server_now_ms();
+    dalle_status st = dalle_text_encode(srv->model, job->req.prompt, job->req.prompt_len,
+                                        &job->text, &err);
+    if (st != DALLE_OK) {
+        dalle_metrics_failure(srv->metrics, DALLE_FAIL_VALIDATION);
+        if (st == DALLE_ERR_INVALID_ARG)
+            dalle_http_error_set(&e, openai ? 400 : 422, "invalid_prompt", "prompt", "%s", err.msg);
+        else dalle_http_error_set(&e, 500, "generation", NULL, "%s", err.msg);
+        return send_error(c, ctx, &e, NULL);
+    }
+    job->t_submit = dalle_server_now_ms();
+    job->text_ms = job->t_submit - t0;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     job->fd = ci ? ci->connect_fd : -1;
     memcpy(job->id, ctx->id, sizeof job->id);
-    job->t_submit = dalle_server_now_ms();
     job->done = job_done;
     job->user = ctx;
     pthread_mutex_lock(&ctx->mu);
@@ -299,7 +326,8 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     if (r == DALLE_SUBMIT_OK) return MHD_YES;
     if (r == DALLE_SUBMIT_CLOSED) return send_unavailable(c, ctx);
     dalle_metrics_failure(srv->metrics, DALLE_FAIL_OVERLOADED);
-    dalle_http_error_set(&e, 429, "overloaded", NULL, "the queue is full (%ld requests); retry later",
+    dalle_http_error_set(&e, 429, "overloaded", NULL,
+                         "the queue is full (%ld requests); retry later",
                          srv->cfg.queue);
     return send_error(c, ctx, &e, &(extra_headers){.retry_after = "2"});
 }
@@ -419,6 +447,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     dalle_metrics_request(h->srv->metrics, ctx->route, status, ms / 1e3);
     if (ctx->submitted) atomic_fetch_sub(&h->pending, 1);
     dalle_request_free(&ctx->job.req);
+    dalle_text_free(&ctx->job.text);
     free(ctx->job.body);
     free(ctx->body);
     pthread_mutex_destroy(&ctx->mu);

@@ -31,7 +31,7 @@ struct dalle_metrics {
 
 static const char *const ROUTE_PATH[DALLE_ROUTE_COUNT] = {
     "/generate", "/dalle",   "/",            "/health", "/ready",
-    "/info",     "/metrics", "/openapi.yaml", "other",
+    "/info",     "/metrics", "/openapi.yaml", "/v1/images/generations", "/v1/models", "other",
 };
 static const char *const FAILURE_NAME[DALLE_FAIL_COUNT] = {
     "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown",
@@ -96,18 +96,20 @@ static void render_histogram(dalle_sbuf *b, const char *name, const char *help, 
     printf_sbuf(b, "%s_sum %.6f\n%s_count %lu\n", name, atomic_load(&h->sum), name, cum);
 }
 
-char *dalle_metrics_render(dalle_metrics *m, int queue_size, int queue_capacity, int in_flight,
-                           size_t *len) {
+char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len) {
     dalle_sbuf b = {0};
     printf_sbuf(&b, "# HELP dalle_queue_size Requests waiting for the scheduler.\n"
                     "# TYPE dalle_queue_size gauge\ndalle_queue_size %d\n",
-                queue_size);
+                g->queue_size);
     printf_sbuf(&b, "# HELP dalle_queue_capacity Queue length limit.\n"
                     "# TYPE dalle_queue_capacity gauge\ndalle_queue_capacity %d\n",
-                queue_capacity);
+                g->queue_capacity);
     printf_sbuf(&b, "# HELP dalle_requests_in_flight Requests being generated.\n"
                     "# TYPE dalle_requests_in_flight gauge\ndalle_requests_in_flight %d\n",
-                in_flight);
+                g->in_flight);
+    printf_sbuf(&b, "# HELP dalle_batch_images Images in the running decode batch.\n"
+                    "# TYPE dalle_batch_images gauge\ndalle_batch_images %d\n",
+                g->batch_images);
     printf_sbuf(&b, "# HELP dalle_requests_total HTTP requests by route and status.\n"
                     "# TYPE dalle_requests_total counter\n");
     for (int r = 0; r < DALLE_ROUTE_COUNT; r++)
@@ -123,7 +125,8 @@ char *dalle_metrics_render(dalle_metrics *m, int queue_size, int queue_capacity,
         printf_sbuf(&b, "dalle_request_failures_total{err=\"%s\"} %lu\n", FAILURE_NAME[f],
                     atomic_load_explicit(&m->failures[f], memory_order_relaxed));
     printf_sbuf(&b, "# HELP dalle_images_generated_total Images returned.\n"
-                    "# TYPE dalle_images_generated_total counter\ndalle_images_generated_total %lu\n",
+                    "# TYPE dalle_images_generated_total counter\n"
+                    "dalle_images_generated_total %lu\n",
                 atomic_load(&m->images));
     printf_sbuf(&b, "# HELP dalle_image_tokens_total Image codes decoded for returned images.\n"
                     "# TYPE dalle_image_tokens_total counter\ndalle_image_tokens_total %lu\n",

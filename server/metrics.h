@@ -17,6 +17,8 @@ typedef enum {
     DALLE_ROUTE_INFO,
     DALLE_ROUTE_METRICS,
     DALLE_ROUTE_OPENAPI,
+    DALLE_ROUTE_V1_IMAGES,
+    DALLE_ROUTE_V1_MODELS,
     DALLE_ROUTE_OTHER, /* no such route (404) */
     DALLE_ROUTE_COUNT
 } dalle_route;
@@ -43,7 +45,10 @@ void dalle_metrics_failure(dalle_metrics *m, dalle_failure f);
 void dalle_metrics_generated(dalle_metrics *m, int images, int image_tokens, double queue_seconds);
 
 /* Gauges are read from the caller at render time. malloc'ed text, or NULL. */
-char *dalle_metrics_render(dalle_metrics *m, int queue_size, int queue_capacity, int in_flight,
-                           size_t *len);
+typedef struct {
+    int queue_size, queue_capacity, in_flight, batch_images;
+} dalle_gauges;
+
+char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len);
 
 #endif /* DALLE_SERVER_METRICS_H */

@@ -6,6 +6,9 @@
  * data and numbers that do not fit. Status policy: malformed JSON, an unknown field or a
  * conflict → 400; a well-formed value of the wrong type or out of range → 422.
  * The dialect is picked by key: "text" → dalle-playground, otherwise native ("prompt").
+ * The OpenAI route (/v1/images/generations) takes prompt, n (1..10), size ("256x256" or
+ * "auto"), response_format ("b64_json"), model, user, quality, style, and answers every
+ * request error with 400, as OpenAI does.
  */
 #include <ctype.h>
 #include <jansson.h>
@@ -126,7 +129,35 @@ static uint64_t random_seed(void) {
     return x & INT64_MAX;
 }
 
-/* One field of the body into req. */
+#define OPENAI_MAX_N 10
+
+/* One field of an OpenAI body into req. */
+static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
+                            dalle_request *req, dalle_http_error *e) {
+    json_int_t i;
+    if (!strcmp(key, "prompt")) return get_prompt(srv, v, key, req, e);
+    if (!strcmp(key, "n")) {
+        const long max = srv->cfg.max_batch < OPENAI_MAX_N ? srv->cfg.max_batch : OPENAI_MAX_N;
+        if (get_int(v, key, 1, max, &i, e)) return -1;
+        req->gen.n_images = (int)i;
+        return 0;
+    }
+    if (strcmp(key, "size") && strcmp(key, "response_format") && strcmp(key, "model") &&
+        strcmp(key, "user") && strcmp(key, "quality") && strcmp(key, "style"))
+        return dalle_http_error_set(e, 400, "unknown_field", key, "unknown field '%s'", key);
+    if (!json_is_string(v))
+        return dalle_http_error_set(e, 400, "invalid_type", key, "%s must be a string", key);
+    const char *s = json_string_value(v);
+    if (!strcmp(key, "size") && strcmp(s, "256x256") && strcmp(s, "auto"))
+        return dalle_http_error_set(e, 400, "unsupported", key,
+                                    "size must be 256x256 or auto (this model makes 256x256)");
+    if (!strcmp(key, "response_format") && strcmp(s, "b64_json"))
+        return dalle_http_error_set(e, 400, "unsupported", key,
+                                    "response_format must be b64_json (no image URLs are served)");
+    return 0;
+}
+
+/* One field of a /generate body into req. */
 static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_request *req,
                      dalle_http_error *e) {
     json_int_t i;
@@ -167,8 +198,8 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
     return 0;
 }
 
-int dalle_request_parse(const dalle_server *srv, const char *body, size_t len, dalle_request *req,
-                        dalle_http_error *e) {
+int dalle_request_parse(const dalle_server *srv, int openai, const char *body, size_t len,
+                        dalle_request *req, dalle_http_error *e) {
     memset(req, 0, sizeof *req);
     if (json_depth(body, len) > DALLE_JSON_MAX_DEPTH)
         return dalle_http_error_set(e, 400, "invalid_json", NULL, "JSON nesting deeper than %d",
@@ -181,10 +212,11 @@ int dalle_request_parse(const dalle_server *srv, const char *body, size_t len, d
     int rc = 0;
     if (!json_is_object(root)) {
         rc = dalle_http_error_set(e, 422, "invalid_type", NULL, "the body must be a JSON object");
-    } else if (json_object_get(root, "prompt") && json_object_get(root, "text")) {
+    } else if (!openai && json_object_get(root, "prompt") && json_object_get(root, "text")) {
         rc = dalle_http_error_set(e, 400, "conflict", "text", "give prompt or text, not both");
-    } else if (json_object_get(root, "n") && json_object_get(root, "num_images")) {
-        rc = dalle_http_error_set(e, 400, "conflict", "num_images", "give n or num_images, not both");
+    } else if (!openai && json_object_get(root, "n") && json_object_get(root, "num_images")) {
+        rc = dalle_http_error_set(e, 400, "conflict", "num_images",
+                                  "give n or num_images, not both");
     } else {
         dalle_gen_params_default(srv->model, &req->gen);
         req->gen.seed = random_seed();
@@ -192,16 +224,20 @@ int dalle_request_parse(const dalle_server *srv, const char *body, size_t len, d
         dalle_output_params_default(srv->model, &o);
         req->rank = o.rank;
         req->quality = o.jpeg_quality;
-        req->dialect = json_object_get(root, "text") ? DALLE_DIALECT_PLAYGROUND : DALLE_DIALECT_NATIVE;
+        req->dialect = openai                         ? DALLE_DIALECT_OPENAI
+                       : json_object_get(root, "text") ? DALLE_DIALECT_PLAYGROUND
+                                                       : DALLE_DIALECT_NATIVE;
         const char *key;
         json_t *v;
         json_object_foreach(root, key, v) {
-            if ((rc = set_field(srv, key, v, req, e))) break;
+            rc = openai ? set_openai_field(srv, key, v, req, e) : set_field(srv, key, v, req, e);
+            if (rc) break;
         }
         if (!rc && !req->prompt)
             rc = dalle_http_error_set(e, 422, "missing_field", "prompt", "prompt is required");
     }
     json_decref(root);
+    if (rc && openai && e->status == 422) e->status = 400;
     if (rc) dalle_request_free(req);
     return rc;
 }

@@ -2,12 +2,13 @@
  *
  * Contract: native → {images, scores, indices, version, id, model, prompt, seed,
  * timings_ms {queue, text, decode, vqgan, clip, jpeg, total}}; dalle-playground →
- * {generatedImgs, generatedImgsFormat: "jpeg"}. Images are base64 JPEG strings, best first
- * when ranked. Returns NULL on any allocation failure (nothing leaks).
+ * {generatedImgs, generatedImgsFormat: "jpeg"}; OpenAI → {created, data: [{b64_json}]}.
+ * Images are base64 JPEG strings, best first when ranked. Returns NULL on any allocation failure (nothing leaks).
  */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/base64.h"
 #include "server/server.h"
@@ -57,14 +58,33 @@ static json_t *native_body(const dalle_server *srv, const dalle_request *req, co
                      queue_ms + t->total_ms);
 }
 
+static json_t *openai_body(json_t *images) {
+    json_t *data = json_array();
+    size_t i;
+    json_t *img;
+    json_array_foreach(images, i, img) {
+        if (!data || json_array_append_new(data, json_pack("{s:O}", "b64_json", img))) {
+            json_decref(data);
+            data = NULL;
+        }
+    }
+    json_decref(images);
+    if (!data) return NULL;
+    return json_pack("{s:I, s:o}", "created", (json_int_t)time(NULL), "data", data);
+}
+
 char *dalle_response_body(const dalle_server *srv, const dalle_request *req, const char *id,
                           const dalle_result *r, double queue_ms, size_t *len) {
     json_t *images = image_array(r);
     if (!images) return NULL;
-    json_t *root = req->dialect == DALLE_DIALECT_PLAYGROUND
-                       ? json_pack("{s:o, s:s}", "generatedImgs", images, "generatedImgsFormat",
-                                   "jpeg")
-                       : native_body(srv, req, id, r, queue_ms, images);
+    json_t *root;
+    switch (req->dialect) {
+    case DALLE_DIALECT_PLAYGROUND:
+        root = json_pack("{s:o, s:s}", "generatedImgs", images, "generatedImgsFormat", "jpeg");
+        break;
+    case DALLE_DIALECT_OPENAI: root = openai_body(images); break;
+    default: root = native_body(srv, req, id, r, queue_ms, images); break;
+    }
     if (!root) return NULL;
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);

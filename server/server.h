@@ -33,7 +33,7 @@ typedef struct {
 
 /* ---- a validated generation request (request.c) ---------------------------------- */
 
-typedef enum { DALLE_DIALECT_NATIVE, DALLE_DIALECT_PLAYGROUND } dalle_dialect;
+typedef enum { DALLE_DIALECT_NATIVE, DALLE_DIALECT_PLAYGROUND, DALLE_DIALECT_OPENAI } dalle_dialect;
 
 typedef struct {
     dalle_dialect dialect;
@@ -52,9 +52,10 @@ typedef struct {
     char param[64]; /* "" for none */
 } dalle_http_error;
 
-/* Parse and validate a POST /generate body. 0, or -1 with e filled. */
-int dalle_request_parse(const dalle_server *srv, const char *body, size_t len, dalle_request *req,
-                        dalle_http_error *e);
+/* Parse and validate a POST body: openai = 1 for /v1/images/generations, else the
+ * /generate dialects. 0, or -1 with e filled. */
+int dalle_request_parse(const dalle_server *srv, int openai, const char *body, size_t len,
+                        dalle_request *req, dalle_http_error *e);
 void dalle_request_free(dalle_request *req);
 
 /* A JSON error body {"error": {"code", "message", "param", "type"}}; malloc'ed, or NULL. */

@@ -148,3 +148,59 @@ def test_ready_is_503_while_loading_then_200():
         assert s.get("/health").status_code == 200
     finally:
         assert s.stop() == 0
+
+
+@pytest.fixture
+def wide():
+    s = Server("--max-batch", "16", "--queue", "8")
+    yield s
+    assert s.stop() == 0
+
+
+def test_new_request_joins_running_batch_with_same_images(wide):
+    small_body = {"prompt": "a small one", "n": 2, "seed": 3}
+    big_body = {"prompt": "a big one", "n": 8, "seed": 4}
+    small_solo = wide.post("/generate", small_body).json()
+    big_solo = wide.post("/generate", big_body).json()
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        big = ex.submit(wide.post, "/generate", big_body)
+        in_flight(wide)
+        small = ex.submit(wide.post, "/generate", small_body)
+        # both decode in one batch: the small one did not wait for the big one to finish
+        wide.wait_metric("dalle_batch_images", lambda v: v == 10)
+        assert wide.metrics()["dalle_requests_in_flight"] == 2
+        s, b = small.result().json(), big.result().json()
+    assert s["images"] == small_solo["images"] and s["scores"] == small_solo["scores"]
+    assert b["images"] == big_solo["images"]
+    assert s["timings_ms"]["queue"] < b["timings_ms"]["total"]
+    m = wide.metrics()
+    assert m["dalle_batch_images"] == 0 and m["dalle_requests_in_flight"] == 0
+
+
+def test_disconnect_frees_its_slots_while_others_run(wide):
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        keep = ex.submit(wide.post, "/generate", {"prompt": "stays", "n": 8, "seed": 1})
+        in_flight(wide)
+        sock = post_raw(wide.port, {"prompt": "leaves", "n": 8, "seed": 2})
+        wide.wait_metric("dalle_batch_images", lambda v: v == 16)
+        sock.close()
+        wide.wait_metric("dalle_batch_images", lambda v: v == 8)
+        assert wide.metrics()["dalle_requests_in_flight"] == 1
+        r = keep.result()
+    assert r.status_code == 200 and len(r.json()["images"]) == 8
+    m = wide.metrics()
+    assert m['dalle_request_failures_total{err="cancelled"}'] == 1
+    assert m["dalle_images_generated_total"] == 8 and m["dalle_batch_images"] == 0
+
+
+def test_max_batch_1_serves_queued_requests_in_order():
+    s = Server("--max-batch", "1", "--queue", "4")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            futs = [ex.submit(s.post, "/generate", {"prompt": f"p{i}", "seed": i})
+                    for i in range(4)]
+            rs = [f.result() for f in futs]
+        assert all(r.status_code == 200 for r in rs)
+        assert s.metrics()["dalle_images_generated_total"] == 4
+    finally:
+        assert s.stop() == 0

@@ -41,7 +41,8 @@ def test_openapi_embedded_and_lists_routes(server):
     spec = yaml.safe_load(r.text)
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {"/generate", "/dalle", "/", "/health", "/ready", "/info",
-                                  "/metrics", "/openapi.yaml"}
+                                  "/metrics", "/openapi.yaml", "/v1/images/generations",
+                                  "/v1/models"}
     assert (ROOT / "openapi.yaml").read_bytes() == r.content
 
 
