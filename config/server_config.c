@@ -41,6 +41,8 @@ static const setting SETTINGS[] = {
     NUM(deadline, 1, 86400, "300", "seconds a request may wait in the queue before 503"),
     NUM(drain, 0, 3600, "30", "seconds in-flight work may finish after SIGTERM/SIGINT"),
     NUM(max_conns, 4, 100000, "256", "open connections; more are refused"),
+    NUM(per_ip_conns, 0, 100000, "0", "open connections per client address; 0 = no limit"),
+    STR(api_key, NULL, "if set, POST routes need 'Authorization: Bearer KEY' (else 401); prefer the env var"),
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 

@@ -28,6 +28,8 @@ typedef struct {
     long deadline;     /* a request still queued after this many seconds gets 503 */
     long drain;        /* seconds in-flight work may run on after SIGTERM */
     long max_conns;    /* open connections */
+    long per_ip_conns; /* open connections per client address, 0 = no limit */
+    char *api_key;     /* inference routes need "Authorization: Bearer KEY"; NULL = open */
 } dalle_server_config;
 
 typedef enum { DALLE_CONFIG_OK = 0, DALLE_CONFIG_HELP, DALLE_CONFIG_BAD } dalle_config_result;

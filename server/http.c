@@ -13,6 +13,9 @@
  * (request.c); errors are answered at once, a valid request becomes a dalle_job that is
  * submitted to the scheduler and its connection suspended.
  *
+ * With --api-key the POST routes answer 401 unless "Authorization: Bearer KEY" matches
+ * (checked before the body is read); GET routes and OPTIONS stay open.
+ *
  * Suspend/resume race: submit and MHD_suspend_connection happen under ctx->mu, and the
  * scheduler's done callback takes ctx->mu before MHD_resume_connection, so a job that
  * finishes at once is never resumed before it was suspended. After the resume MHD calls the
@@ -93,6 +96,7 @@ static const route_entry *find_route(const char *url) {
 typedef struct {
     const char *retry_after; /* NULL for none */
     const char *allow;
+    const char *www_authenticate;
 } extra_headers;
 
 static int add_header(struct MHD_Response *r, const char *k, const char *v) {
@@ -115,7 +119,9 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int
              (!type || add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type)) &&
              (!x || !x->retry_after ||
               add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, x->retry_after)) &&
-             (!x || !x->allow || add_header(r, MHD_HTTP_HEADER_ALLOW, x->allow));
+             (!x || !x->allow || add_header(r, MHD_HTTP_HEADER_ALLOW, x->allow)) &&
+             (!x || !x->www_authenticate ||
+              add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, x->www_authenticate));
     if (ok && status == MHD_HTTP_NO_CONTENT) {
         const char *req_h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                         "Access-Control-Request-Headers");
@@ -385,6 +391,20 @@ static void request_id(struct MHD_Connection *c, char *id) {
              (unsigned long)atomic_fetch_add(&counter, 1));
 }
 
+/* The API key check of the generation routes; constant time in the key's length. */
+static int authorized(struct MHD_Connection *c, const dalle_server *srv) {
+    const char *key = srv->cfg.api_key;
+    if (!key) return 1;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncmp(auth, "Bearer ", 7)) return 0;
+    auth += 7;
+    const size_t n = strlen(key);
+    if (strlen(auth) != n) return 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(auth[i] ^ key[i]);
+    return diff == 0;
+}
+
 static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, const char *url,
                                   const char *method) {
     const route_entry *r = find_route(url);
@@ -404,6 +424,11 @@ static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, co
         return send_error(c, ctx, &e, &(extra_headers){.allow = allow});
     }
     if (strcmp(r->method, "POST")) return serve_get(c, ctx);
+    if (!authorized(c, ctx->h->srv)) {
+        dalle_http_error_set(&e, 401, "invalid_api_key", NULL,
+                             "missing or wrong API key (Authorization: Bearer KEY)");
+        return send_error(c, ctx, &e, &(extra_headers){.www_authenticate = "Bearer"});
+    }
     if (check_framing(c, ctx->h->srv, &e)) return send_error(c, ctx, &e, NULL);
     return MHD_YES; /* the body follows */
 }
@@ -475,6 +500,7 @@ int dalle_http_start(dalle_http **out, dalle_server *srv, char *msg, size_t msg_
         flags, (uint16_t)cfg->port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_conns,
         MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_STRICT_FOR_CLIENT, 1,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)1 << 20, MHD_OPTION_END);
     if (!h->daemon) {

@@ -8,7 +8,8 @@ import pytest
 from conftest import BIN, MODEL, Server
 
 SETTINGS = ["model", "host", "port", "queue", "max-batch", "threads", "http-threads",
-            "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns"]
+            "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns",
+            "per-ip-conns", "api-key"]
 
 
 def run(*args, env=None):
