@@ -14,10 +14,14 @@
 #include "model/text/textutil.h"
 #include "server/server.h"
 
-static const double BUCKETS[] = {0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
-#define N_BUCKETS (sizeof BUCKETS / sizeof BUCKETS[0])
+/* Bucket bounds: seconds for durations, images for the batch size (13 each). */
+#define N_BUCKETS 13
+static const double SECONDS[N_BUCKETS] = {0.005, 0.025, 0.1, 0.25, 0.5, 1,  2.5,
+                                          5,     10,    30,  60,   120, 300};
+static const double IMAGES[N_BUCKETS] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256};
 
 typedef struct {
+    const double *bounds;
     atomic_ulong count[N_BUCKETS + 1]; /* last: +Inf */
     _Atomic double sum;
 } histogram;
@@ -26,12 +30,15 @@ struct dalle_metrics {
     atomic_ulong requests[DALLE_ROUTE_COUNT][600];
     atomic_ulong failures[DALLE_FAIL_COUNT];
     atomic_ulong images, image_tokens;
-    histogram request_seconds, queue_seconds;
+    histogram request_seconds, queue_seconds, batch_size, stage_seconds[DALLE_STAGE_COUNT];
 };
 
 static const char *const ROUTE_PATH[DALLE_ROUTE_COUNT] = {
     "/generate", "/dalle",   "/",            "/health", "/ready",
     "/info",     "/metrics", "/openapi.yaml", "/v1/images/generations", "/v1/models", "other",
+};
+static const char *const STAGE_NAME[DALLE_STAGE_COUNT] = {
+    "text_encode", "decode", "vqgan", "clip", "jpeg",
 };
 static const char *const FAILURE_NAME[DALLE_FAIL_COUNT] = {
     "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown",
@@ -42,7 +49,12 @@ const char *dalle_route_path(dalle_route r) {
 }
 
 dalle_metrics *dalle_metrics_new(void) {
-    return calloc(1, sizeof(dalle_metrics));
+    dalle_metrics *m = calloc(1, sizeof(dalle_metrics));
+    if (!m) return NULL;
+    m->request_seconds.bounds = m->queue_seconds.bounds = SECONDS;
+    m->batch_size.bounds = IMAGES;
+    for (int s = 0; s < DALLE_STAGE_COUNT; s++) m->stage_seconds[s].bounds = SECONDS;
+    return m;
 }
 
 void dalle_metrics_free(dalle_metrics *m) {
@@ -51,7 +63,7 @@ void dalle_metrics_free(dalle_metrics *m) {
 
 static void observe(histogram *h, double x) {
     size_t b = 0;
-    while (b < N_BUCKETS && x > BUCKETS[b]) b++;
+    while (b < N_BUCKETS && x > h->bounds[b]) b++;
     atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
     double old = atomic_load_explicit(&h->sum, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + x, memory_order_relaxed,
@@ -67,6 +79,14 @@ void dalle_metrics_request(dalle_metrics *m, dalle_route r, int status, double s
 
 void dalle_metrics_failure(dalle_metrics *m, dalle_failure f) {
     atomic_fetch_add_explicit(&m->failures[f], 1, memory_order_relaxed);
+}
+
+void dalle_metrics_stage(dalle_metrics *m, dalle_stage s, double seconds) {
+    observe(&m->stage_seconds[s], seconds);
+}
+
+void dalle_metrics_batch(dalle_metrics *m, int images) {
+    observe(&m->batch_size, images);
 }
 
 void dalle_metrics_generated(dalle_metrics *m, int images, int image_tokens, double queue_seconds) {
@@ -85,15 +105,21 @@ static void printf_sbuf(dalle_sbuf *b, const char *fmt, ...) {
     if (n > 0) dalle_sbuf_put(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-static void render_histogram(dalle_sbuf *b, const char *name, const char *help, histogram *h) {
-    printf_sbuf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+/* One histogram's lines; label: "" or "stage=\"decode\"" (then HELP/TYPE are not repeated). */
+static void render_histogram(dalle_sbuf *b, const char *name, const char *help, const char *label,
+                             histogram *h) {
+    if (help) printf_sbuf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    const char *sep = *label ? "," : "";
     unsigned long cum = 0;
     for (size_t i = 0; i <= N_BUCKETS; i++) {
         cum += atomic_load_explicit(&h->count[i], memory_order_relaxed);
-        if (i < N_BUCKETS) printf_sbuf(b, "%s_bucket{le=\"%g\"} %lu\n", name, BUCKETS[i], cum);
-        else printf_sbuf(b, "%s_bucket{le=\"+Inf\"} %lu\n", name, cum);
+        if (i < N_BUCKETS)
+            printf_sbuf(b, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, label, sep, h->bounds[i], cum);
+        else printf_sbuf(b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, label, sep, cum);
     }
-    printf_sbuf(b, "%s_sum %.6f\n%s_count %lu\n", name, atomic_load(&h->sum), name, cum);
+    const char *open = *label ? "{" : "", *close = *label ? "}" : "";
+    printf_sbuf(b, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %lu\n", name, open, label, close,
+                atomic_load(&h->sum), name, open, label, close, cum);
 }
 
 char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len) {
@@ -131,10 +157,18 @@ char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len)
     printf_sbuf(&b, "# HELP dalle_image_tokens_total Image codes decoded for returned images.\n"
                     "# TYPE dalle_image_tokens_total counter\ndalle_image_tokens_total %lu\n",
                 atomic_load(&m->image_tokens));
-    render_histogram(&b, "dalle_request_duration_seconds", "HTTP request duration.",
+    render_histogram(&b, "dalle_request_duration_seconds", "HTTP request duration.", "",
                      &m->request_seconds);
     render_histogram(&b, "dalle_request_queue_duration_seconds", "Time generation requests queued.",
-                     &m->queue_seconds);
+                     "", &m->queue_seconds);
+    render_histogram(&b, "dalle_batch_size", "Images in each decode step.", "", &m->batch_size);
+    for (int s = 0; s < DALLE_STAGE_COUNT; s++) {
+        char label[32];
+        snprintf(label, sizeof label, "stage=\"%s\"", STAGE_NAME[s]);
+        render_histogram(&b, "dalle_batch_duration_seconds",
+                         s ? NULL : "Per-request stage time (decode: wall time in the batch).",
+                         label, &m->stage_seconds[s]);
+    }
     printf_sbuf(&b, "# HELP dalle_build_info Build information.\n# TYPE dalle_build_info gauge\n"
                     "dalle_build_info{version=\"%s\"} 1\n",
                 DALLE_SERVER_VERSION);

@@ -33,6 +33,15 @@ typedef enum {
     DALLE_FAIL_COUNT
 } dalle_failure;
 
+typedef enum {
+    DALLE_STAGE_TEXT,
+    DALLE_STAGE_DECODE,
+    DALLE_STAGE_VQGAN,
+    DALLE_STAGE_CLIP,
+    DALLE_STAGE_JPEG,
+    DALLE_STAGE_COUNT
+} dalle_stage;
+
 typedef struct dalle_metrics dalle_metrics;
 
 const char *dalle_route_path(dalle_route r);
@@ -42,6 +51,8 @@ void dalle_metrics_free(dalle_metrics *m);
 
 void dalle_metrics_request(dalle_metrics *m, dalle_route r, int status, double seconds);
 void dalle_metrics_failure(dalle_metrics *m, dalle_failure f);
+void dalle_metrics_stage(dalle_metrics *m, dalle_stage s, double seconds);
+void dalle_metrics_batch(dalle_metrics *m, int images); /* one decode step of `images` */
 void dalle_metrics_generated(dalle_metrics *m, int images, int image_tokens, double queue_seconds);
 
 /* Gauges are read from the caller at render time. malloc'ed text, or NULL. */

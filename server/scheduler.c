@@ -222,6 +222,11 @@ static void complete(dalle_scheduler *s, dalle_job *job) {
         job->images = n;
         job->body = dalle_response_body(srv, &job->req, job->id, &r, queue_ms, &job->body_len);
         dalle_metrics_generated(srv->metrics, n, n * srv->info.image_length, queue_ms / 1e3);
+        const double stage_ms[DALLE_STAGE_COUNT] = {r.timings.text_ms, r.timings.decode_ms,
+                                                    r.timings.vqgan_ms, r.timings.clip_ms,
+                                                    r.timings.jpeg_ms};
+        for (int k = 0; k < DALLE_STAGE_COUNT; k++)
+            dalle_metrics_stage(srv->metrics, (dalle_stage)k, stage_ms[k] / 1e3);
         if (!job->body)
             fail(s, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
     } else {
@@ -280,6 +285,7 @@ static void *scheduler_main(void *arg) {
             start(s, job);
         }
         if (s->n_running) {
+            dalle_metrics_batch(s->srv->metrics, atomic_load(&s->batch_images));
             dalle_state_step(s->state);
             collect(s);
         }

@@ -175,6 +175,7 @@ def test_new_request_joins_running_batch_with_same_images(wide):
     assert s["timings_ms"]["queue"] < b["timings_ms"]["total"]
     m = wide.metrics()
     assert m["dalle_batch_images"] == 0 and m["dalle_requests_in_flight"] == 0
+    assert m['dalle_batch_size_bucket{le="8"}'] < m["dalle_batch_size_count"]  # steps of 10
 
 
 def test_disconnect_frees_its_slots_while_others_run(wide):

@@ -177,3 +177,16 @@ def test_access_log(server):
     server.get("/metrics")  # the access line is written when the connection completes
     assert any(re.fullmatch(r"access id=log-me method=GET path=/health status=200 images=0 "
                             r"ms=[0-9.]+", line) for line in server.log), server.log[-5:]
+
+
+def test_stage_and_batch_histograms(server):
+    server.post("/generate", {"prompt": "histograms", "n": 3, "seed": 2})
+    m = server.metrics()
+    ok = sum(v for k, v in m.items()
+             if k.startswith("dalle_requests_total{") and 'status="200"' in k
+             and ("/generate" in k or "/dalle" in k or "/v1/images" in k))
+    for stage in ("text_encode", "decode", "vqgan", "clip", "jpeg"):
+        assert m[f'dalle_batch_duration_seconds_count{{stage="{stage}"}}'] == ok, stage
+    assert m['dalle_batch_duration_seconds_sum{stage="decode"}'] > 0
+    assert m["dalle_batch_size_count"] >= 256  # one observation per decode step
+    assert m['dalle_batch_size_bucket{le="+Inf"}'] == m["dalle_batch_size_count"]
