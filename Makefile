@@ -82,7 +82,7 @@ $(CLI): $(CLI_OBJ) $(LIB)
 $(SERVER): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(SERVER_OBJ) $(LIB) $(LDLIBS) -lmicrohttpd -o $@
 
-$(BUILD)/server/http.o: openapi.yaml
+$(BUILD)/server/http.o: openapi.yaml web/index.html
 
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(@D)

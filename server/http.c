@@ -42,6 +42,7 @@
 #include "server/scheduler.h"
 
 DALLE_EMBED(openapi_yaml, "openapi.yaml");
+DALLE_EMBED(index_html, "web/index.html");
 
 struct dalle_http {
     dalle_server *srv;
@@ -185,7 +186,13 @@ static json_t *info_json(const dalle_server *srv) {
 static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
     dalle_server *srv = ctx->h->srv;
     switch (ctx->route) {
-    case DALLE_ROUTE_ROOT: return send_jansson(c, ctx, 200, json_pack("{s:b}", "success", 1), NULL);
+    case DALLE_ROUTE_ROOT: { /* the web page for browsers, the playground's health check else */
+        const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+        if (accept && strstr(accept, "text/html"))
+            return send_body(c, ctx, 200, "text/html; charset=utf-8", (char *)index_html,
+                             (size_t)(index_html_end - index_html), 0, NULL);
+        return send_jansson(c, ctx, 200, json_pack("{s:b}", "success", 1), NULL);
+    }
     case DALLE_ROUTE_HEALTH:
         return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ok"), NULL);
     case DALLE_ROUTE_READY:

@@ -20,8 +20,16 @@ def test_ready(server):
 
 
 def test_root_is_playground_health(server):
-    r = server.get("/")
+    r = server.get("/", headers={"Accept": "*/*"})
     assert r.status_code == 200 and r.json() == {"success": True}
+
+
+def test_root_is_the_web_page_for_browsers(server):
+    r = server.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert r.content == (ROOT / "web" / "index.html").read_bytes()
+    assert '<form id="form">' in r.text and 'fetch("/generate"' in r.text
 
 
 def test_info(server):
