@@ -23,6 +23,15 @@
  * NOTIFY_COMPLETED callback, which also writes the access log line and the metrics.
  * `pending` counts submitted requests whose connection has not completed yet, so that
  * shutdown can wait for their responses to be written before MHD_stop_daemon.
+ *
+ * Streaming ("stream": true): the event-stream response is queued right after the submit
+ * and the connection is not suspended by the handler; the content reader suspends it when
+ * no event is pending, and the scheduler's progress/done callbacks append an event and
+ * resume it (all under ctx->mu, with `suspended` telling whether a resume is due). Such a
+ * connection can complete while its job still runs (the client left during a write), so
+ * ctx is refcounted (MHD + scheduler): NOTIFY_COMPLETED marks the job abandoned (the
+ * scheduler then stops polling a possibly reused fd and cancels it) and drops one
+ * reference, the done callback drops the other.
  */
 #include "server/http.h"
 
@@ -66,6 +75,12 @@ typedef struct {
     pthread_mutex_t mu;
     int submitted, suspended, ready;
     struct MHD_Connection *conn;
+    /* streaming: SSE bytes not yet handed to MHD; refs = 2 while MHD and the scheduler
+     * both hold ctx (the connection may complete before the job when the client leaves) */
+    char *ev;
+    size_t ev_len, ev_off, ev_cap;
+    int finished, ev_oom;
+    atomic_int refs;
     /* for the access log */
     int status, images;
 } request_ctx;
@@ -104,16 +119,10 @@ static int add_header(struct MHD_Response *r, const char *k, const char *v) {
     return MHD_add_response_header(r, k, v) == MHD_YES;
 }
 
-/* Queue body (freed here when must_free) with CORS, request id and content type. */
-static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int status,
-                                 const char *type, char *body, size_t len, int must_free,
-                                 const extra_headers *x) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        if (must_free) free(body);
-        return MHD_NO;
-    }
+/* Add CORS, request id, content type and x to r, queue it and drop our reference. */
+static enum MHD_Result queue_response(struct MHD_Connection *c, request_ctx *ctx, int status,
+                                      const char *type, struct MHD_Response *r,
+                                      const extra_headers *x) {
     int ok = add_header(r, "Access-Control-Allow-Origin", "*") &&
              add_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After") &&
              add_header(r, "X-Request-Id", ctx->id) &&
@@ -135,6 +144,19 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int
     MHD_destroy_response(r);
     if (res == MHD_YES) ctx->status = status;
     return res;
+}
+
+/* Queue body (freed here when must_free). */
+static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int status,
+                                 const char *type, char *body, size_t len, int must_free,
+                                 const extra_headers *x) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        if (must_free) free(body);
+        return MHD_NO;
+    }
+    return queue_response(c, ctx, status, type, r, x);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, request_ctx *ctx, int status,
@@ -298,6 +320,111 @@ static enum MHD_Result send_job_result(struct MHD_Connection *c, request_ctx *ct
     return send_json(c, ctx, job->status, body, job->body_len, &x);
 }
 
+/* ---- streaming (text/event-stream) ------------------------------------------------------
+ * The response is queued at once with a content reader. The reader hands over the pending
+ * event bytes; with none pending it suspends the connection (under ctx->mu), and the
+ * scheduler's progress/done callbacks append an event and resume it. */
+
+static void ctx_free(request_ctx *ctx) {
+    dalle_request_free(&ctx->job.req);
+    dalle_text_free(&ctx->job.text);
+    free(ctx->job.body);
+    free(ctx->body);
+    free(ctx->ev);
+    pthread_mutex_destroy(&ctx->mu);
+    free(ctx);
+}
+
+static void ctx_unref(request_ctx *ctx) {
+    if (atomic_fetch_sub(&ctx->refs, 1) == 1) ctx_free(ctx);
+}
+
+/* Append "event: name\ndata: data\n\n" (ctx->mu held) and wake the reader. */
+static void push_event(request_ctx *ctx, const char *name, const char *data, size_t len) {
+    const size_t need = ctx->ev_len + len + strlen(name) + 16;
+    if (need > ctx->ev_cap) {
+        char *p = realloc(ctx->ev, need * 2);
+        if (!p) {
+            ctx->ev_oom = 1;
+            return;
+        }
+        ctx->ev = p, ctx->ev_cap = need * 2;
+    }
+    ctx->ev_len += (size_t)sprintf(ctx->ev + ctx->ev_len, "event: %s\ndata: ", name);
+    memcpy(ctx->ev + ctx->ev_len, data, len);
+    ctx->ev_len += len;
+    memcpy(ctx->ev + ctx->ev_len, "\n\n", 2);
+    ctx->ev_len += 2;
+    if (ctx->suspended) {
+        ctx->suspended = 0;
+        MHD_resume_connection(ctx->conn);
+    }
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    request_ctx *ctx = cls;
+    ssize_t n = 0;
+    pthread_mutex_lock(&ctx->mu);
+    if (ctx->ev_oom) {
+        n = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (ctx->ev_off < ctx->ev_len) {
+        const size_t k = ctx->ev_len - ctx->ev_off < max ? ctx->ev_len - ctx->ev_off : max;
+        memcpy(buf, ctx->ev + ctx->ev_off, k);
+        ctx->ev_off += k;
+        if (ctx->ev_off == ctx->ev_len) ctx->ev_off = ctx->ev_len = 0;
+        n = (ssize_t)k;
+    } else if (ctx->finished) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        ctx->suspended = 1;
+        MHD_suspend_connection(ctx->conn);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return n;
+}
+
+static void stream_progress(dalle_job *job, int step, int steps) {
+    request_ctx *ctx = job->user;
+    char data[64];
+    const int n = snprintf(data, sizeof data, "{\"step\":%d,\"steps\":%d}", step, steps);
+    pthread_mutex_lock(&ctx->mu);
+    push_event(ctx, "progress", data, (size_t)n);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+static void stream_done(dalle_job *job) {
+    request_ctx *ctx = job->user;
+    pthread_mutex_lock(&ctx->mu);
+    if (!job->body) ctx->ev_oom = 1;
+    else push_event(ctx, job->status == 200 ? "result" : "error", job->body, job->body_len);
+    ctx->images = job->status == 200 ? job->images : 0;
+    ctx->finished = 1;
+    if (ctx->suspended) { /* push_event did not run */
+        ctx->suspended = 0;
+        MHD_resume_connection(ctx->conn);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    ctx_unref(ctx);
+}
+
+/* Queue the event-stream response of a submitted job, with its first event. */
+static enum MHD_Result start_stream(struct MHD_Connection *c, request_ctx *ctx, int queued) {
+    char data[64];
+    const int n = snprintf(data, sizeof data, "{\"position\":%d}", queued);
+    pthread_mutex_lock(&ctx->mu);
+    push_event(ctx, "queued", data, (size_t)n);
+    pthread_mutex_unlock(&ctx->mu);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, ctx, NULL);
+    if (!r) return MHD_NO;
+    if (!add_header(r, "Cache-Control", "no-cache")) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
+    return queue_response(c, ctx, 200, "text/event-stream", r, NULL);
+}
+
 static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     dalle_server *srv = ctx->h->srv;
     dalle_scheduler *sched = atomic_load(&srv->sched);
@@ -326,17 +453,29 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     job->fd = ci ? ci->connect_fd : -1;
     memcpy(job->id, ctx->id, sizeof job->id);
-    job->done = job_done;
+    const int stream = job->req.stream;
+    job->done = stream ? stream_done : job_done;
+    job->progress = stream ? stream_progress : NULL;
     job->user = ctx;
+    atomic_store(&ctx->refs, stream ? 2 : 1);
     pthread_mutex_lock(&ctx->mu);
     dalle_submit_result r = dalle_scheduler_submit(sched, job);
     if (r == DALLE_SUBMIT_OK) {
-        ctx->submitted = ctx->suspended = 1;
+        ctx->submitted = 1;
         atomic_fetch_add(&ctx->h->pending, 1);
-        MHD_suspend_connection(c);
+        if (!stream) {
+            ctx->suspended = 1;
+            MHD_suspend_connection(c);
+        }
     }
     pthread_mutex_unlock(&ctx->mu);
+    if (r == DALLE_SUBMIT_OK && stream) {
+        int queued, capacity, in_flight, images;
+        dalle_scheduler_stats(sched, &queued, &capacity, &in_flight, &images);
+        return start_stream(c, ctx, queued);
+    }
     if (r == DALLE_SUBMIT_OK) return MHD_YES;
+    atomic_store(&ctx->refs, 1);
     if (r == DALLE_SUBMIT_CLOSED) return send_unavailable(c, ctx);
     dalle_metrics_failure(srv->metrics, DALLE_FAIL_OVERLOADED);
     dalle_http_error_set(&e, 429, "overloaded", NULL,
@@ -450,6 +589,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (!ctx) return MHD_NO;
         ctx->h = cls;
         ctx->conn = c;
+        atomic_store(&ctx->refs, 1);
         ctx->t0 = dalle_server_now_ms();
         pthread_mutex_init(&ctx->mu, NULL);
         copy_printable(ctx->path, sizeof ctx->path, url);
@@ -471,20 +611,19 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     dalle_http *h = cls;
     request_ctx *ctx = *req_cls;
     if (!ctx) return;
+    pthread_mutex_lock(&ctx->mu);
+    if (!ctx->finished) atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
+    const int images = ctx->images;
+    pthread_mutex_unlock(&ctx->mu);
     const int status = ctx->status ? ctx->status : 499;
     const double ms = dalle_server_now_ms() - ctx->t0;
     fprintf(stderr, "access id=%s method=%s path=%s status=%d images=%d ms=%.1f%s\n", ctx->id,
-            ctx->method, ctx->path, status, ctx->images, ms,
+            ctx->method, ctx->path, status, images, ms,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     dalle_metrics_request(h->srv->metrics, ctx->route, status, ms / 1e3);
     if (ctx->submitted) atomic_fetch_sub(&h->pending, 1);
-    dalle_request_free(&ctx->job.req);
-    dalle_text_free(&ctx->job.text);
-    free(ctx->job.body);
-    free(ctx->body);
-    pthread_mutex_destroy(&ctx->mu);
-    free(ctx);
     *req_cls = NULL;
+    ctx_unref(ctx);
 }
 
 int dalle_http_start(dalle_http **out, dalle_server *srv, char *msg, size_t msg_size) {

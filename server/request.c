@@ -185,6 +185,10 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
     } else if (!strcmp(key, "quality")) {
         if (get_int(v, key, 1, 100, &i, e)) return -1;
         req->quality = (int)i;
+    } else if (!strcmp(key, "stream")) {
+        if (!json_is_boolean(v))
+            return dalle_http_error_set(e, 422, "invalid_type", key, "stream must be a boolean");
+        req->stream = json_is_true(v);
     } else if (!strcmp(key, "rank")) {
         if (!json_is_boolean(v))
             return dalle_http_error_set(e, 422, "invalid_type", key, "rank must be a boolean");

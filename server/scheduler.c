@@ -76,7 +76,7 @@ static int should_stop(void *user) {
     dalle_job *job = user;
     const double at = atomic_load(&job->sched->stop_at_ms);
     if (at > 0 && dalle_server_now_ms() > at) return 1;
-    return job->gone = client_gone(job->fd);
+    return job->gone = atomic_load(&job->abandoned) || client_gone(job->fd);
 }
 
 /* Give the job an error body. */
@@ -92,7 +92,7 @@ static void fail(dalle_scheduler *s, dalle_job *job, dalle_failure kind, int sta
 
 /* The reason a queued job must not run, or 0 (fails it). */
 static int reject_queued(dalle_scheduler *s, dalle_job *job) {
-    if (client_gone(job->fd)) {
+    if (atomic_load(&job->abandoned) || client_gone(job->fd)) {
         fail(s, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0, "the client closed the connection");
         return 1;
     }
@@ -244,6 +244,8 @@ static void collect(dalle_scheduler *s) {
         const int progress = dalle_job_progress(s->state, job->handle);
         if (progress >= 0 && progress < P) {
             s->running[kept++] = job;
+            if (job->progress && progress % DALLE_PROGRESS_EVERY == 0)
+                job->progress(job, progress, P);
             continue;
         }
         dalle_job_release(s->state, job->handle);

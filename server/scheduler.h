@@ -11,6 +11,8 @@
 
 #include "server/server.h"
 
+#define DALLE_PROGRESS_EVERY 16
+
 typedef struct dalle_job dalle_job;
 struct dalle_job {
     /* in */
@@ -21,7 +23,10 @@ struct dalle_job {
     int fd;          /* the client's socket, polled for hang-up; -1 for none */
     double t_submit; /* dalle_server_now_ms() at submission (after the text encoding) */
     void (*done)(dalle_job *job);
+    /* optional: called from the scheduler thread every DALLE_PROGRESS_EVERY decode steps */
+    void (*progress)(dalle_job *job, int step, int steps);
     void *user;
+    atomic_int abandoned; /* set by the submitter when the client is gone (stop polling fd) */
     /* out */
     int status;      /* HTTP status */
     char *body;      /* malloc'ed JSON (NULL only when out of memory) */

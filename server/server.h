@@ -42,6 +42,7 @@ typedef struct {
     dalle_gen_params gen; /* n_images, seed and sampling, range-checked */
     int rank;
     int quality;
+    int stream; /* answer as text/event-stream: queued, progress…, result | error */
 } dalle_request;
 
 /* An HTTP error: status, machine code, message, the offending field or NULL. */

@@ -77,7 +77,7 @@ CASES = {
     "quality 101": ('{"prompt": "a", "quality": 101}', 422, "out_of_range", "quality"),
     "rank string": ('{"prompt": "a", "rank": "yes"}', 422, "invalid_type", "rank"),
     "unknown field": ('{"prompt": "a", "tempreature": 1}', 400, "unknown_field", "tempreature"),
-    "stream not supported": ('{"prompt": "a", "stream": true}', 400, "unknown_field", "stream"),
+    "stream string": ('{"prompt": "a", "stream": "yes"}', 422, "invalid_type", "stream"),
 }
 
 

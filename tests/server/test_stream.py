@@ -1,0 +1,114 @@
+"""Streaming ("stream": true → text/event-stream): queued, progress every 16 steps, then the
+result (the same body as without streaming) or an error event; a client that leaves
+mid-stream is cancelled."""
+import concurrent.futures
+import json
+import shutil
+import signal
+import socket
+import subprocess
+
+import pytest
+import requests
+
+from conftest import REQ_TIMEOUT, ROOT, Server
+from test_lifecycle import in_flight
+
+
+def events(resp):
+    """[(event, data)] of an SSE response."""
+    out, name = [], None
+    for line in resp.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            out.append((name, json.loads(line[6:])))
+    return out
+
+
+def stream(server, body):
+    return requests.post(server.url("/generate"), data=json.dumps({**body, "stream": True}),
+                         stream=True, timeout=REQ_TIMEOUT)
+
+
+def test_stream_events_and_same_result(server):
+    body = {"prompt": "a streamed lighthouse", "n": 2, "seed": 9}
+    plain = server.post("/generate", body).json()
+    r = stream(server, body)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "text/event-stream"
+    assert r.headers["Access-Control-Allow-Origin"] == "*" and r.headers["Cache-Control"] == "no-cache"
+    ev = events(r)
+    assert ev[0][0] == "queued" and ev[0][1]["position"] >= 0
+    steps = [d["step"] for name, d in ev if name == "progress"]
+    assert steps == list(range(16, 256, 16)), steps
+    assert all(d["steps"] == 256 for name, d in ev if name == "progress")
+    name, result = ev[-1]
+    assert name == "result"
+    assert result["images"] == plain["images"] and result["scores"] == plain["scores"]
+    assert result["seed"] == 9 and result["id"] == r.headers["X-Request-Id"]
+
+
+def test_stream_playground_dialect(server):
+    ev = events(stream(server, {"text": "a dog", "num_images": 1}))
+    assert ev[-1][0] == "result" and set(ev[-1][1]) == {"generatedImgs", "generatedImgsFormat"}
+
+
+def test_stream_validation_errors_are_plain_json(server):
+    r = server.post("/generate", {"prompt": "", "stream": True})
+    assert r.status_code == 422 and r.headers["Content-Type"] == "application/json"
+
+
+def test_stream_client_leaving_is_cancelled():
+    s = Server("--max-batch", "16", "--queue", "4")
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+        data = json.dumps({"prompt": "leaving", "n": 16, "seed": 1, "stream": True}).encode()
+        sock.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(data), data))
+        got = b""
+        while b"event: progress" not in got:
+            got += sock.recv(4096)
+        sock.close()
+        s.wait_metric('dalle_request_failures_total{err="cancelled"}', lambda v: v == 1)
+        s.wait_metric("dalle_batch_images", lambda v: v == 0)
+        m = s.metrics()
+        assert m["dalle_images_generated_total"] == 0 and m["dalle_requests_in_flight"] == 0
+        assert s.post("/generate", {"prompt": "after", "seed": 1}).status_code == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_stream_gets_error_event_when_drain_stops_it():
+    s = Server("--max-batch", "16", "--queue", "4", "--drain", "0")
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(lambda: events(stream(s, {"prompt": "stopped", "n": 16, "seed": 1})))
+        in_flight(s)
+        s.proc.send_signal(signal.SIGTERM)
+        ev = fut.result()
+    assert ev[0][0] == "queued"
+    name, err = ev[-1]
+    assert name == "error" and err["error"]["code"] == "shutting_down"
+    assert s.stop() == 0
+
+
+def run_page(server, prompt):
+    """The page's own script (web/index.html) in node with a DOM stand-in."""
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    out = subprocess.run([node, str(ROOT / "tests" / "server" / "page_driver.js"), server.base,
+                          prompt], capture_output=True, text=True, timeout=REQ_TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_web_page_script_moves_progress_bar_and_shows_images(server):
+    r = run_page(server, "a red bicycle")
+    assert not r["error"] and r["images"] == 2 and r["status"].startswith("seed ")
+    assert r["progress"] == [0] + list(range(16, 256, 16))
+
+
+def test_web_page_script_shows_errors(server):
+    r = run_page(server, "   ")
+    assert r["error"] and r["status"] == "Error 422. prompt must not be empty"
