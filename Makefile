@@ -54,7 +54,7 @@ CPPFLAGS  += -DDALLE_WITH_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-.PHONY: all deps test asan run format clean info gpu-test gpu-check gpu-bundle
+.PHONY: all deps test asan run demo format clean info gpu-test gpu-check gpu-bundle
 all: info $(LIB) $(CLI) $(SERVER) $(CUDA_OBJ)
 
 info:
@@ -136,6 +136,12 @@ clean:
 
 PROMPT ?= a red bicycle leaning against a brick wall
 MODEL  ?= models/tiny
+PORT   ?= 8080
+# run: the server on the bundled model (Ctrl-C stops it); demo: one CLI generation
 run: deps
+	$(MAKE) all
+	$(SERVER) --model $(MODEL) --port $(PORT)
+
+demo: deps
 	$(MAKE) all
 	$(CLI) generate --model $(MODEL) --prompt "$(PROMPT)" -n 4 --seed 1 --out $(BUILD)/out
