@@ -46,11 +46,16 @@ def test_queue_full_gets_429_with_retry_after(small):
     assert m['dalle_requests_total{route="/generate",status="429"}'] == 1
 
 
+# A batch-filling request long enough to outlast the 1 s queue deadline with a wide margin:
+# 64 images take ≈ 3.6 s on an idle 2-core machine (16 took 0.9 s, which made this flaky).
+VERY_SLOW = {"prompt": "a slow request", "n": 64, "seed": 5}
+
+
 def test_deadline_passed_in_queue_gets_503_unrun():
-    s = Server("--max-batch", "16", "--queue", "4", "--deadline", "1")
+    s = Server("--max-batch", "64", "--queue", "4", "--deadline", "1")
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
-            running = ex.submit(s.post, "/generate", SLOW)
+            running = ex.submit(s.post, "/generate", VERY_SLOW)
             in_flight(s)
             before = s.metrics()["dalle_images_generated_total"]
             r = s.post("/generate", {"prompt": "too late", "n": 2, "seed": 1})
@@ -59,7 +64,7 @@ def test_deadline_passed_in_queue_gets_503_unrun():
         assert r.headers["Retry-After"] == "1"
         assert r.json()["error"]["code"] == "timeout"
         m = s.metrics()
-        assert m["dalle_images_generated_total"] == before + 16  # only the slow one ran
+        assert m["dalle_images_generated_total"] == before + 64  # only the slow one ran
         assert m['dalle_request_failures_total{err="timeout"}'] == 1
     finally:
         assert s.stop() == 0
