@@ -24,29 +24,36 @@ double dalle_now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static dalle_backend *backend_new(const dalle_model_params *p, dalle_error *err) {
+/* A backend by name. The status is right even when the caller passes no dalle_error. */
+static dalle_status backend_new(const dalle_model_params *p, dalle_backend **out,
+                                dalle_error *err) {
+    dalle_error e = {0};
+    *out = NULL;
     if (p->backend == NULL || strcmp(p->backend, "cpu") == 0) {
-        dalle_backend *be = dalle_backend_cpu_new(p->threads);
-        if (!be) dalle_error_set(err, DALLE_ERR_NOMEM, "cannot create the cpu backend");
-        return be;
+        if ((*out = dalle_backend_cpu_new(p->threads))) return DALLE_OK;
+        dalle_error_set(&e, DALLE_ERR_NOMEM, "cannot create the cpu backend");
     }
 #ifdef DALLE_WITH_CUDA
-    if (strcmp(p->backend, "cuda") == 0) {
+    else if (strcmp(p->backend, "cuda") == 0) {
         const int dt = dalle_cuda_weight_dtype_from_env();
-        if (dt < 0) {
-            dalle_error_set(err, DALLE_ERR_INVALID_ARG,
-                            "DALLE_CUDA_WEIGHTS must be f32, f16 or bf16");
-            return NULL;
-        }
-        return dalle_backend_cuda_new(0, (dalle_dtype)dt, err);
+        if (dt < 0)
+            dalle_error_set(&e, DALLE_ERR_INVALID_ARG, "DALLE_CUDA_WEIGHTS must be f32, f16 or bf16");
+        else if ((*out = dalle_backend_cuda_new(0, (dalle_dtype)dt, &e)))
+            return DALLE_OK;
+        else if (e.status == DALLE_OK)
+            dalle_error_set(&e, DALLE_ERR_BACKEND, "cannot create the cuda backend");
+    } else {
+        dalle_error_set(&e, DALLE_ERR_UNSUPPORTED,
+                        "unknown backend '%s' (this build has: cpu, cuda)", p->backend);
     }
-    dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "unknown backend '%s' (this build has: cpu, cuda)",
-                    p->backend);
 #else
-    dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "unknown backend '%s' (this build has: cpu)",
-                    p->backend);
+    else {
+        dalle_error_set(&e, DALLE_ERR_UNSUPPORTED, "unknown backend '%s' (this build has: cpu)",
+                        p->backend);
+    }
 #endif
-    return NULL;
+    if (err) *err = e;
+    return e.status;
 }
 
 void dalle_model_params_default(dalle_model_params *p) {
@@ -174,7 +181,7 @@ dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_mo
     char enc[PATH_MAX], dec[PATH_MAX];
     dalle_status s = dalle_model_config_load(&m->cfg, dir, err);
     if (s == DALLE_OK) s = load_text(m, dir, err);
-    if (s == DALLE_OK && !(m->be = backend_new(&m->params, err))) s = err ? err->status : DALLE_ERR_NOMEM;
+    if (s == DALLE_OK) s = backend_new(&m->params, &m->be, err);
     if (s == DALLE_OK)
         s = dalle_bart_load(&m->bart, m->be, &m->cfg.bart,
                             model_path(enc, sizeof enc, dir, m->cfg.encoder_file),
@@ -343,8 +350,7 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
     s->m = m;
     s->max_images = max_images;
     s->max_prompts = max_prompts;
-    dalle_status st = DALLE_OK;
-    if (!(s->be = backend_new(&m->params, err))) st = err ? err->status : DALLE_ERR_NOMEM;
+    dalle_status st = backend_new(&m->params, &s->be, err);
     if (st == DALLE_OK)
         st = dalle_bart_work_new(&s->work, &m->bart, s->be, max_prompts, R, 1 + max_prompts, err);
     if (st == DALLE_OK) {
