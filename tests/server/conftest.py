@@ -87,6 +87,17 @@ class Server:
             time.sleep(0.02)
         raise AssertionError(f"{key} never satisfied the condition (last {v})")
 
+    def wait_log(self, pattern, timeout=30):
+        """The first log line matching the regex (the log is read by a thread, and MHD writes
+        an access line when the connection's request completes, possibly after the reply)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for line in list(self.log):
+                if re.fullmatch(pattern, line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matches {pattern!r}; last lines {self.log[-5:]}")
+
     def stop(self, sig=signal.SIGTERM, timeout=120):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

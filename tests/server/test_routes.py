@@ -182,9 +182,7 @@ def test_parallel_clients_match_solo_runs(server):
 
 def test_access_log(server):
     server.get("/health", headers={"X-Request-Id": "log-me"})
-    server.get("/metrics")  # the access line is written when the connection completes
-    assert any(re.fullmatch(r"access id=log-me method=GET path=/health status=200 images=0 "
-                            r"ms=[0-9.]+", line) for line in server.log), server.log[-5:]
+    server.wait_log(r"access id=log-me method=GET path=/health status=200 images=0 ms=[0-9.]+")
 
 
 def test_stage_and_batch_histograms(server):
