@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh BIN… — runs each Criterion test binary from the repository root, then the
-# shell tests under tests/cli/, then the dalle-server end-to-end tests (pytest, tests/server/,
-# with Debian's /usr/bin/python3), and prints one closing line "N passed, N failed".
+# shell tests under tests/cli/, then every tests/<dir>/ holding test_*.py with pytest (one run per directory,
+# each has its own conftest; Debian's /usr/bin/python3), and prints one closing line "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 2
 passed=0; failed=0
@@ -21,14 +21,18 @@ for t in tests/cli/*.sh; do
     echo "== $t"
     if BUILD="${BUILD:-build}" bash "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "!! $t failed"; fi
 done
-echo "== tests/server (pytest)"
-out=$(BUILD="${BUILD:-build}" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/server 2>&1); rc=$?
-printf '%s\n' "$out" | tail -40
-summary=$(printf '%s\n' "$out" | grep -E '^(=+ )?[0-9]+ (passed|failed)' | tail -1)
-p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+'); p=${p:-0}
-f=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+'); f=${f:-0}
-e=$(grep -oE '[0-9]+ error' <<<"$summary" | grep -oE '[0-9]+'); e=${e:-0}
-passed=$((passed + p)); failed=$((failed + f + e))
-if [ "$rc" -ne 0 ] && [ $((f + e)) -eq 0 ]; then failed=$((failed + 1)); echo "!! pytest exited $rc"; fi
+for dir in tests/*/; do
+    dir=${dir%/}
+    compgen -G "$dir/test_*.py" >/dev/null || continue
+    echo "== $dir (pytest)"
+    out=$(BUILD="${BUILD:-build}" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$dir" 2>&1); rc=$?
+    printf '%s\n' "$out" | tail -40
+    summary=$(printf '%s\n' "$out" | grep -E '^(=+ )?[0-9]+ (passed|failed|skipped)' | tail -1)
+    p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+'); p=${p:-0}
+    f=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+'); f=${f:-0}
+    e=$(grep -oE '[0-9]+ error' <<<"$summary" | grep -oE '[0-9]+'); e=${e:-0}
+    passed=$((passed + p)); failed=$((failed + f + e))
+    if [ "$rc" -ne 0 ] && [ $((f + e)) -eq 0 ]; then failed=$((failed + 1)); echo "!! pytest $dir exited $rc"; fi
+done
 echo "Tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
