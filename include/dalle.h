@@ -40,11 +40,16 @@ typedef struct dalle_model dalle_model;  /* read-only after load; share freely *
 typedef struct dalle_state dalle_state;  /* one per worker thread */
 
 typedef struct {
-    const char *backend; /* "cpu" */
+    const char *backend; /* "cpu" or "cuda" (builds with CUDA) */
     int threads;         /* CPU threads; <= 0: all cores */
+    int device;          /* device ordinal of the backend (the GPU for "cuda"); 0 for "cpu" */
 } dalle_model_params;
 
 void dalle_model_params_default(dalle_model_params *p);
+
+/* Devices a backend can run on: 1 for "cpu"; the visible GPUs for "cuda" (0 without a
+ * driver or a device, and in builds without CUDA); 0 for an unknown name. Never fails. */
+int dalle_backend_device_count(const char *backend);
 
 /* Load a model directory (config.json, safetensors weights, tokenizer files). The
  * unconditional text branch is encoded once here. */
@@ -64,6 +69,17 @@ typedef struct {
 } dalle_model_info;
 
 void dalle_model_get_info(const dalle_model *m, dalle_model_info *info);
+
+/* ---- device faults ------------------------------------------------------------------
+ * A fatal device fault (a sticky CUDA error: nothing more can run on that device in this
+ * process) is reported from inside the failing backend call, on the thread that made it.
+ * Without a handler the engine prints the message and aborts. With one (one per process)
+ * the handler is called instead and must not return: it may park the calling thread,
+ * answer clients and end the process, but must not call into the engine again.
+ * Testing: DALLE_FAULT_INJECT=step:N makes every backend created afterwards report such a
+ * fault in its N-th decode step (the sampling call), through the same path. */
+typedef void (*dalle_fault_handler)(const char *msg, void *user);
+void dalle_set_fault_handler(dalle_fault_handler fn, void *user);
 
 /* ---- text --------------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "kernels/fault.h"
 #include "model/pipeline_impl.h"
 #ifdef DALLE_WITH_CUDA
 #include "kernels/cuda/cuda.h"
@@ -24,22 +25,35 @@ double dalle_now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* A backend by name. The status is right even when the caller passes no dalle_error. */
+int dalle_backend_device_count(const char *backend) {
+    if (!backend || strcmp(backend, "cpu") == 0) return 1;
+#ifdef DALLE_WITH_CUDA
+    if (strcmp(backend, "cuda") == 0) return dalle_cuda_device_count();
+#endif
+    return 0;
+}
+
+/* A backend by name and device, with fault injection armed when DALLE_FAULT_INJECT asks.
+ * The status is right even when the caller passes no dalle_error. */
 static dalle_status backend_new(const dalle_model_params *p, dalle_backend **out,
                                 dalle_error *err) {
     dalle_error e = {0};
     *out = NULL;
     if (p->backend == NULL || strcmp(p->backend, "cpu") == 0) {
-        if ((*out = dalle_backend_cpu_new(p->threads))) return DALLE_OK;
-        dalle_error_set(&e, DALLE_ERR_NOMEM, "cannot create the cpu backend");
+        if (p->device != 0)
+            dalle_error_set(&e, DALLE_ERR_INVALID_ARG, "the cpu backend has device 0 only");
+        else if ((*out = dalle_backend_cpu_new(p->threads)))
+            e.status = DALLE_OK;
+        else
+            dalle_error_set(&e, DALLE_ERR_NOMEM, "cannot create the cpu backend");
     }
 #ifdef DALLE_WITH_CUDA
     else if (strcmp(p->backend, "cuda") == 0) {
         const int dt = dalle_cuda_weight_dtype_from_env();
         if (dt < 0)
             dalle_error_set(&e, DALLE_ERR_INVALID_ARG, "DALLE_CUDA_WEIGHTS must be f32, f16 or bf16");
-        else if ((*out = dalle_backend_cuda_new(0, (dalle_dtype)dt, &e)))
-            return DALLE_OK;
+        else if ((*out = dalle_backend_cuda_new(p->device, (dalle_dtype)dt, &e)))
+            e.status = DALLE_OK;
         else if (e.status == DALLE_OK)
             dalle_error_set(&e, DALLE_ERR_BACKEND, "cannot create the cuda backend");
     } else {
@@ -52,13 +66,18 @@ static dalle_status backend_new(const dalle_model_params *p, dalle_backend **out
                         p->backend);
     }
 #endif
-    if (err) *err = e;
+    if (*out && dalle_fault_inject_arm(*out, &e) != DALLE_OK) {
+        (*out)->ops->destroy(*out);
+        *out = NULL;
+    }
+    if (err && e.status != DALLE_OK) *err = e;
     return e.status;
 }
 
 void dalle_model_params_default(dalle_model_params *p) {
     p->backend = "cpu";
     p->threads = 0;
+    p->device = 0;
 }
 
 /* DIR/name into buf; names were validated by the config parser (no '/'). */

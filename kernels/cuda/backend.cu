@@ -6,12 +6,11 @@
 #include <string.h>
 
 #include "kernels/cuda/internal.cuh"
+#include "kernels/fault.h"
 
 void dalle_cuda_fail(const char *what, const char *detail, const char *op, const char *file,
                      int line) {
-    fprintf(stderr, "%s:%d: CUDA backend, op %s: %s failed: %s\n", file, line, op, what, detail);
-    fflush(stderr);
-    abort();
+    dalle_fault("%s:%d: CUDA backend, op %s: %s failed: %s", file, line, op, what, detail);
 }
 
 static void *cu_alloc(dalle_backend *be, size_t bytes) {

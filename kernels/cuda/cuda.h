@@ -11,8 +11,10 @@
  *  - alloc = cudaMalloc (never managed memory); NULL on failure. to_device / to_host copy on
  *    the stream; to_host waits for the copy (the caller reads host memory next).
  *  - Errors: a failing CUDA or cuBLAS call inside an op is a broken invariant or a sticky
- *    device fault: it prints the statement, file:line and the op, then aborts (the server
- *    restarts the process). Only creation and allocation report failure to the caller.
+ *    device fault: it names the statement, file:line and the op in dalle_fault
+ *    (kernels/fault.h), which calls the process's fault handler (the server fails its
+ *    requests with 503 and exits non-zero) or aborts. Only creation and allocation report
+ *    failure to the caller.
  */
 #ifndef DALLE_KERNELS_CUDA_CUDA_H
 #define DALLE_KERNELS_CUDA_CUDA_H

@@ -4,7 +4,8 @@
  * file defines.
  *
  * Error policy (serving.md §9, code-style §3.10): CUDA_CHECK / CUBLAS_CHECK name the
- * statement, file:line and the op, then abort; CUDA_LAUNCHED(op) checks
+ * statement, file:line and the op in a device fault (kernels/fault.h: the process's fault
+ * handler, else abort); CUDA_LAUNCHED(op) checks
  * cudaGetLastError after every kernel launch. Ops cannot fail on valid arguments, so any
  * error there is a bug or a sticky device fault, and the process must restart.
  */
