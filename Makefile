@@ -110,6 +110,9 @@ gpu-bundle:
 DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
             libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
             python3-pytest python3-requests python3-yaml
+# tests/deploy: nginx for the loopback scale-out test, docker-compose for `compose config`
+# (no daemon needed), python3-kubernetes for the manifests' schema check
+DEB_PKGS += nginx docker-compose python3-kubernetes
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
