@@ -147,6 +147,50 @@ typedef struct {
      * in raster order, each patch flattened as (dy, dx, c). H and W are multiples of p. */
     void (*patchify)(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
                      int p);
+
+    /* ---- cached decode step with device-resident indices (optional slots: NULL = the
+     * backend lacks them and model code uses the ops above). Unlike the ops above, the
+     * index arrays of these ops (ids, pos, slot, block, key_mask) live in BACKEND memory,
+     * so a recorded step (graph_* below) replays with new values written there. ---- */
+
+    /* Element type of the decode self-attention cache used by decode_attention (DALLE_F32
+     * on the CPU; DALLE_F16 / DALLE_BF16 halve the cache on the GPU, math stays fp32). */
+    dalle_dtype kv_dtype;
+
+    /* embed with ids, pos in backend memory (same contract otherwise). */
+    void (*embed_dev)(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
+                      const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);
+
+    /* Decode self-attention fused with the cache append, one query per row, H heads of D:
+     *   kc[slot[b], pos[b], :] = k[b, :];  vc[slot[b], pos[b], :] = v[b, :]  (kv_dtype)
+     *   out[b, h] = Σ_{j ≤ pos[b]} softmax_j(q[b,h]·kc[slot[b],j,h] / sqrt(D)) · vc[slot[b],j,h]
+     * q, k, v, out: [B, C] fp32; kc, vc: [slots, cap, C] in kv_dtype; slot, pos: backend
+     * int32 [B] with 0 ≤ pos[b] < cap (each row attends over its own length pos[b] + 1).
+     * Rows must use distinct slots, except rows that write identical k, v. */
+    void (*decode_attention)(dalle_backend *be, float *out, const float *q, const float *k,
+                             const float *v, void *kc, void *vc, const int32_t *slot,
+                             const int32_t *pos, int B, int cap, int H, int D);
+
+    /* Cross-attention, one query per row: out[b] = attention(q[b], k[blk], v[blk]) over the
+     * keys j < T with key_mask[blk·T + j], blk = block[b]; k, v: [blocks, T, C] fp32;
+     * block: backend int32 [B]; key_mask: backend uint8 [blocks, T]. A row whose block has
+     * no visible key gets zeros (the CPU asserts instead; model code never does that). */
+    void (*cross_attention)(dalle_backend *be, float *out, const float *q, const float *k,
+                            const float *v, const int32_t *block, const uint8_t *key_mask, int B,
+                            int T, int H, int D);
+
+    /* Recording (CUDA graphs). graph_begin: the ops that follow are recorded, not run;
+     * returns 0 when the backend will not record (then nothing changes). graph_end: stops
+     * recording, returns a replayable handle or NULL (recording failed; the recorded ops
+     * did not run — run them again eagerly). graph_launch: replays the ops with the values
+     * the backend-memory index arrays hold at that moment; returns 0, launching nothing,
+     * when the handle went stale (a scratch buffer it uses was reallocated): free it and
+     * run eagerly. While recording only device-index ops (and matmul, layernorm, add,
+     * gelu_mul) may be called, and nothing may be allocated or copied. */
+    int (*graph_begin)(dalle_backend *be);
+    void *(*graph_end)(dalle_backend *be);
+    int (*graph_launch)(dalle_backend *be, void *graph);
+    void (*graph_free)(dalle_backend *be, void *graph);
 } dalle_backend_ops;
 
 struct dalle_backend {

@@ -122,6 +122,23 @@ static float **layer_alloc(dalle_backend *be, int L, size_t n_floats, int *ok) {
     return v;
 }
 
+/* L buffers of `bytes` each (the KV cache, in the backend's kv_dtype). */
+static void **layer_alloc_bytes(dalle_backend *be, int L, size_t bytes, int *ok) {
+    void **v = calloc((size_t)L, sizeof *v);
+    if (!v) {
+        *ok = 0;
+        return NULL;
+    }
+    for (int l = 0; l < L; l++)
+        if (!(v[l] = be->ops->alloc(be, bytes))) *ok = 0;
+    return v;
+}
+
+/* The backend runs the decode step from device-resident indices (ops.h). */
+static int has_dev_ops(const dalle_backend *be) {
+    return be->ops->embed_dev && be->ops->decode_attention && be->ops->cross_attention;
+}
+
 dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_backend *be,
                                  int max_seqs, int max_rows, int max_blocks, dalle_error *err) {
     const dalle_bart_hparams *hp = &m->hp;
@@ -131,8 +148,10 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     w->max_seqs = max_seqs;
     w->max_rows = max_rows;
     w->max_blocks = max_blocks;
+    w->rows_cap = 2;
+    while (w->rows_cap < max_rows) w->rows_cap *= 2;
     size_t rows = (size_t)max_seqs * hp->text_length;
-    if ((size_t)max_rows > rows) rows = (size_t)max_rows;
+    if ((size_t)w->rows_cap > rows) rows = (size_t)w->rows_cap;
     const size_t C = (size_t)hp->d_model, F = (size_t)hp->glu_dim, L = (size_t)hp->decoder_layers;
     int ok = 1;
     w->x = work_alloc(be, rows * C, &ok);
@@ -143,16 +162,23 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     w->a = work_alloc(be, rows * C, &ok);
     w->g = work_alloc(be, rows * F, &ok);
     w->u = work_alloc(be, rows * F, &ok);
-    w->logits = work_alloc(be, (size_t)max_rows * hp->lm_head_size, &ok);
-    const size_t self_sz = (size_t)max_rows * hp->image_length * C;
+    w->logits = work_alloc(be, (size_t)w->rows_cap * hp->lm_head_size, &ok);
+    /* one more slot than rows: the padding rows of a recorded step write there */
+    const size_t kv_es = has_dev_ops(be) ? dalle_dtype_size(be->ops->kv_dtype) : sizeof(float);
+    const size_t self_sz = (size_t)(max_rows + 1) * hp->image_length * C;
     const size_t cross_sz = (size_t)max_blocks * hp->text_length * C;
-    w->self_k = layer_alloc(be, (int)L, self_sz, &ok);
-    w->self_v = layer_alloc(be, (int)L, self_sz, &ok);
+    w->self_k = layer_alloc_bytes(be, (int)L, self_sz * kv_es, &ok);
+    w->self_v = layer_alloc_bytes(be, (int)L, self_sz * kv_es, &ok);
     w->cross_k = layer_alloc(be, (int)L, cross_sz, &ok);
     w->cross_v = layer_alloc(be, (int)L, cross_sz, &ok);
     w->cross_mask = calloc((size_t)max_blocks * hp->text_length, 1);
     w->pos_host = malloc((size_t)max_seqs * hp->text_length * sizeof *w->pos_host);
-    if (!ok || !w->cross_mask || !w->pos_host) {
+    w->step_host = calloc((size_t)4 * w->rows_cap, sizeof *w->step_host);
+    w->cross_mask_dev = be->ops->alloc(be, (size_t)max_blocks * hp->text_length);
+    w->step_dev = be->ops->alloc(be, (size_t)4 * w->rows_cap * sizeof *w->step_dev);
+    if (!w->cross_mask_dev || !w->step_dev) ok = 0;
+    if (ok) be->ops->to_device(be, w->cross_mask_dev, w->cross_mask, (size_t)max_blocks * hp->text_length);
+    if (!ok || !w->cross_mask || !w->pos_host || !w->step_host) {
         w->n_layers_ = (int)L;
         dalle_bart_work_free(w);
         return dalle_error_set(err, DALLE_ERR_NOMEM,
@@ -163,7 +189,8 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     return DALLE_OK;
 }
 
-static void layer_free(dalle_backend *be, float **v, int L) {
+static void layer_free(dalle_backend *be, void *vv, int L) {
+    void **v = vv;
     if (!v) return;
     for (int l = 0; l < L; l++)
         if (v[l]) be->ops->free(be, v[l]);
@@ -180,8 +207,13 @@ void dalle_bart_work_free(dalle_bart_work *w) {
     layer_free(be, w->self_v, w->n_layers_);
     layer_free(be, w->cross_k, w->n_layers_);
     layer_free(be, w->cross_v, w->n_layers_);
+    for (int i = 0; i < DALLE_BART_GRAPHS; i++)
+        if (w->graph[i]) be->ops->graph_free(be, w->graph[i]);
+    if (w->cross_mask_dev) be->ops->free(be, w->cross_mask_dev);
+    if (w->step_dev) be->ops->free(be, w->step_dev);
     free(w->cross_mask);
     free(w->pos_host);
+    free(w->step_host);
     memset(w, 0, sizeof *w);
 }
 
@@ -253,6 +285,84 @@ void dalle_bart_cross_kv(const dalle_bart *m, dalle_bart_work *w, const float *e
         w->be->ops->matmul(w->be, w->cross_v[l] + off, enc_out, &L->cv, T, C, C, 0);
     }
     memcpy(w->cross_mask + (size_t)block * T, mask, (size_t)T);
+    w->be->ops->to_device(w->be, w->cross_mask_dev + (size_t)block * T, mask, (size_t)T);
+}
+
+/* The decoder step on R rows from the indices in w->step_dev (token, pos, slot, block at
+ * offsets 0, rows_cap, 2·rows_cap, 3·rows_cap): only device-index ops, matmul, layernorm,
+ * add and gelu_mul, so that the backend can record it. */
+static void decode_step_dev(const dalle_bart *m, dalle_bart_work *w, int R, int n_logits) {
+    const dalle_bart_hparams *hp = &m->hp;
+    const dalle_backend_ops *op = w->be->ops;
+    dalle_backend *be = w->be;
+    const int C = hp->d_model, H = hp->heads, D = C / H, P = hp->image_length;
+    const int T = hp->text_length, rc = w->rows_cap;
+    const float eps = hp->layer_norm_eps;
+    const int32_t *tok = w->step_dev, *pos = tok + rc, *slot = pos + rc, *block = slot + rc;
+    op->embed_dev(be, w->x, &m->dec.embed, tok, &m->dec.pos, pos, R, C);   // [R, C]
+    op->layernorm(be, w->x, w->x, &m->dec.emb_ln_g, &m->dec.emb_ln_b, R, C, eps);
+    for (int l = 0; l < m->dec.n_layers; l++) {
+        const dalle_bart_layer *L = &m->dec.layers[l];
+        // causal self-attention over the slot's cache, K/V appended at pos
+        op->layernorm(be, w->h, w->x, NULL, &L->pre_self_ln_b, R, C, eps);
+        op->matmul(be, w->q, w->h, &L->q, R, C, C, 0);                     // [R, C]
+        op->matmul(be, w->k, w->h, &L->k, R, C, C, 0);
+        op->matmul(be, w->v, w->h, &L->v, R, C, C, 0);
+        op->decode_attention(be, w->a, w->q, w->k, w->v, w->self_k[l], w->self_v[l], slot, pos,
+                             R, P, H, D);
+        attn_out(m, w, &L->o, &L->self_ln_g, &L->self_ln_b, R);
+        // cross-attention over the row's prompt block
+        op->layernorm(be, w->h, w->x, NULL, &L->pre_cross_ln_b, R, C, eps);
+        op->matmul(be, w->q, w->h, &L->cq, R, C, C, 0);
+        op->cross_attention(be, w->a, w->q, w->cross_k[l], w->cross_v[l], block,
+                            w->cross_mask_dev, R, T, H, D);
+        attn_out(m, w, &L->co, &L->cross_ln_g, &L->cross_ln_b, R);
+        glu_block(m, w, L, R);
+    }
+    op->layernorm(be, w->h, w->x, NULL, &m->dec.final_ln_b, R, C, eps);
+    op->matmul(be, w->logits, w->h, &m->lm_head, R, n_logits, C, 0);       // [R, n_logits]
+}
+
+/* Replay or record the step for bucket `rows` (a power of two); 1 when it ran. */
+static int decode_step_graph(const dalle_bart *m, dalle_bart_work *w, int rows, int n_logits) {
+    const dalle_backend_ops *op = w->be->ops;
+    dalle_backend *be = w->be;
+    int gi = 0;
+    while ((1 << gi) < rows) gi++;
+    DALLE_ASSERT(gi < DALLE_BART_GRAPHS);
+    void **g = &w->graph[gi];
+    if (*g && (w->graph_rows[gi] != rows || w->graph_logits[gi] != n_logits)) {
+        op->graph_free(be, *g);
+        *g = NULL;
+        w->graph_warm[gi] = 0;
+    }
+    if (*g) {
+        if (op->graph_launch(be, *g)) return 1;
+        op->graph_free(be, *g); /* stale: a scratch buffer moved; warm up and record again */
+        *g = NULL;
+        w->graph_warm[gi] = 0;
+    }
+    if (!w->graph_warm[gi]) { /* first run of this bucket: eager, grows the backend scratch */
+        w->graph_warm[gi] = 1;
+        return 0;
+    }
+    if (!op->graph_begin(be)) {
+        w->no_graph = 1;
+        return 0;
+    }
+    decode_step_dev(m, w, rows, n_logits);
+    *g = op->graph_end(be);
+    if (!*g) {
+        w->no_graph = 1; /* recording failed (the backend said why): stay eager */
+        return 0;
+    }
+    w->graph_rows[gi] = rows;
+    w->graph_logits[gi] = n_logits;
+    if (op->graph_launch(be, *g)) return 1;
+    op->graph_free(be, *g);
+    *g = NULL;
+    w->graph_warm[gi] = 0;
+    return 0;
 }
 
 void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32_t *token,
@@ -273,6 +383,28 @@ void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32
         DALLE_ASSERT(slot[r] >= 0 && slot[r] < w->max_rows);
         DALLE_ASSERT(block[r] >= 0 && block[r] < w->max_blocks);
         if (pos[r] > max_pos) max_pos = pos[r];
+    }
+    if (has_dev_ops(be)) {
+        const int record = op->graph_begin && !w->no_graph;
+        int rows = R; /* recorded steps run a power-of-two bucket of rows */
+        if (record) {
+            rows = 2;
+            while (rows < R) rows *= 2;
+        }
+        DALLE_ASSERT(rows <= w->rows_cap);
+        const int rc = w->rows_cap;
+        int32_t *sh = w->step_host;
+        for (int r = 0; r < rows; r++) {
+            const int pad = r >= R; /* padding: start token at 0 into the spare slot, block 0 */
+            sh[r] = pad ? hp->start_token : token[r];
+            sh[rc + r] = pad ? 0 : pos[r];
+            sh[2 * rc + r] = pad ? w->max_rows : slot[r];
+            sh[3 * rc + r] = pad ? 0 : block[r];
+        }
+        op->to_device(be, w->step_dev, sh, (size_t)4 * rc * sizeof *sh);
+        if (record && decode_step_graph(m, w, rows, n_logits)) return;
+        decode_step_dev(m, w, rows, n_logits);
+        return;
     }
     op->embed(be, w->x, &m->dec.embed, token, &m->dec.pos, pos, R, C);     // [R, C]
     op->layernorm(be, w->x, w->x, &m->dec.emb_ln_g, &m->dec.emb_ln_b, R, C, eps);

@@ -52,16 +52,26 @@ dalle_status dalle_bart_load(dalle_bart *m, dalle_backend *be, const dalle_bart_
                              const char *encoder_path, const char *decoder_path, dalle_error *err);
 void dalle_bart_free(dalle_bart *m);
 
+#define DALLE_BART_GRAPHS 24 /* recorded decode steps: one per power-of-two row bucket */
+
 typedef struct {
     int max_seqs, max_rows, max_blocks;
+    int rows_cap;                  // decoder rows the buffers hold: max_rows rounded up to 2^k
     dalle_backend *be;
-    float *x, *h, *q, *k, *v, *a;  // [max(S·T, R), C]
-    float *g, *u;                  // [max(S·T, R), F]
-    float *logits;                 // [R, lm_head_size]
-    float **self_k, **self_v;      // per decoder layer: [max_rows, image_length, C]
+    float *x, *h, *q, *k, *v, *a;  // [max(S·T, rows_cap), C]
+    float *g, *u;                  // [max(S·T, rows_cap), F]
+    float *logits;                 // [rows_cap, lm_head_size]
+    void **self_k, **self_v;       // per decoder layer: [max_rows + 1, image_length, C] of
+                                   // kv_dtype; slot max_rows takes the padding rows' K/V
     float **cross_k, **cross_v;    // per decoder layer: [max_blocks, text_length, C]
     uint8_t *cross_mask;           // host [max_blocks, text_length]
+    uint8_t *cross_mask_dev;       // backend copy of cross_mask
     int32_t *pos_host;             // host [max_seqs·T] encoder positions
+    int32_t *step_host, *step_dev; // host / backend [4, rows_cap]: token, pos, slot, block
+    void *graph[DALLE_BART_GRAPHS];// recorded decode step per bucket (backend handle)
+    int graph_rows[DALLE_BART_GRAPHS], graph_logits[DALLE_BART_GRAPHS];
+    uint8_t graph_warm[DALLE_BART_GRAPHS]; // bucket ran eagerly once (scratch grown)
+    int no_graph;                  // the backend records nothing (or recording failed)
     int n_layers_;                 // decoder layers the per-layer arrays hold
 } dalle_bart_work;
 
@@ -82,7 +92,12 @@ void dalle_bart_cross_kv(const dalle_bart *m, dalle_bart_work *w, const float *e
 /* One decoder step for R ≤ max_rows rows: row r feeds token[r] at position pos[r], uses
  * self-attention cache slot slot[r] (positions 0..pos[r] must already be filled for
  * 0..pos[r]-1) and cross block block[r]. Writes logits for the first n_logits columns to
- * w->logits ([R, n_logits]). All arrays are host [R]. */
+ * w->logits ([R, n_logits]). All arrays are host [R].
+ * On a backend with the device-index ops (ops.h embed_dev, decode_attention,
+ * cross_attention) the step reads its indices from w->step_dev, uploaded once per step;
+ * on one that also records (graph_*), R is padded to a power of two (padding rows use
+ * KV slot max_rows and block 0, their logits are ignored) and the step is recorded once
+ * per bucket after one eager run, then replayed. */
 void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32_t *token,
                             const int32_t *pos, const int32_t *slot, const int32_t *block, int R,
                             int n_logits);

@@ -84,6 +84,11 @@ static const dalle_backend_ops cpu_ops = {
     .bias_add = dalle_cpu_bias_add,
     .quick_gelu = dalle_cpu_quick_gelu,
     .patchify = dalle_cpu_patchify,
+    .kv_dtype = DALLE_F32,
+    .embed_dev = dalle_cpu_embed,       /* host memory is backend memory */
+    .decode_attention = dalle_cpu_decode_attention,
+    .cross_attention = dalle_cpu_cross_attention,
+    /* no recording: graph_* stay NULL */
 };
 
 dalle_backend *dalle_backend_cpu_new(int threads) {

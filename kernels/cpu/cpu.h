@@ -44,6 +44,12 @@ void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const fl
                          const float *v, const int32_t *kv_index, const uint8_t *key_mask,
                          const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
                          int D);
+void dalle_cpu_decode_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                                const float *v, void *kc, void *vc, const int32_t *slot,
+                                const int32_t *pos, int B, int cap, int H, int D);
+void dalle_cpu_cross_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                               const float *v, const int32_t *block, const uint8_t *key_mask,
+                               int B, int T, int H, int D);
 void dalle_cpu_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
                         const int32_t *pos, int B, int T, int C, int cap);
 void dalle_cpu_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);

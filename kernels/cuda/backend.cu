@@ -1,7 +1,15 @@
 /* backend.cu — the CUDA backend's ops table and runtime: device selection, stream and cuBLAS
- * handle, cudaMalloc'd memory, copies on the stream, the parameter staging area and the
- * device scratch (see internal.cuh). The ops live in linalg.cu, norm.cu, attention.cu,
- * elementwise.cu, conv.cu and sample.cu.
+ * handle (with its own workspace), cudaMalloc'd memory, copies on the stream, the parameter
+ * staging area, the device scratch (see internal.cuh) and recording (CUDA graphs). The ops
+ * live in linalg.cu, norm.cu, attention.cu, decode.cu, elementwise.cu, conv.cu, sample.cu.
+ *
+ * Recording (ops.h graph_*): graph_begin starts a thread-local stream capture; the ops
+ * called next are recorded, not run; graph_end instantiates the graph. A handle remembers
+ * the scratch generation at capture and refuses to launch once any scratch buffer moved
+ * (its recorded addresses would be freed memory). Ops that would allocate (a scratch that
+ * must grow) or copy host arrays during a capture mark it failed instead, and graph_end
+ * then returns NULL (the caller runs the step eagerly, which grows the buffer).
+ * DALLE_CUDA_GRAPHS=0 turns recording off (graph_begin returns 0).
  */
 #include <string.h>
 
@@ -52,7 +60,8 @@ static void cu_destroy(dalle_backend *be) {
         cudaSetDevice(cu->device);
         if (cu->stream) cudaStreamSynchronize(cu->stream);
         cudaFree(cu->stage);
-        for (int i = 0; i < 2; i++) cudaFree(cu->scratch[i]);
+        for (int i = 0; i < 3; i++) cudaFree(cu->scratch[i]);
+        cudaFree(cu->blas_ws);
         free(cu->host_stage);
         if (cu->blas) cublasDestroy(cu->blas);
         if (cu->stream) cudaStreamDestroy(cu->stream);
@@ -62,9 +71,15 @@ static void cu_destroy(dalle_backend *be) {
 }
 
 /* Grow a device buffer to at least `bytes` (contents lost). cudaFree waits for the device,
- * so kernels still reading the old buffer finish first. */
-static void *grow(void **buf, size_t *have, size_t bytes, const char *op) {
+ * so kernels still reading the old buffer finish first. During a capture nothing may be
+ * allocated: the capture is marked failed and the old buffer returned (never run). */
+static void *grow(dalle_cuda *cu, void **buf, size_t *have, size_t bytes, const char *op) {
+    if (bytes > *have && cu->capturing) {
+        cu->capture_failed = 1;
+        return *buf;
+    }
     if (bytes > *have) {
+        cu->generation++;
         size_t n = bytes < 4096 ? 4096 : bytes + bytes / 4;
         if (*buf) CUDA_CHECK(cudaFree(*buf), op);
         *buf = NULL;
@@ -77,8 +92,8 @@ static void *grow(void **buf, size_t *have, size_t bytes, const char *op) {
 
 void *dalle_cuda_scratch(dalle_backend *be, int which, size_t bytes, const char *op) {
     dalle_cuda *cu = dalle_cuda_of(be);
-    DALLE_ASSERT(which == 0 || which == 1);
-    return grow(&cu->scratch[which], &cu->scratch_bytes[which], bytes, op);
+    DALLE_ASSERT(which >= 0 && which <= 2);
+    return grow(cu, &cu->scratch[which], &cu->scratch_bytes[which], bytes, op);
 }
 
 void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const size_t *bytes,
@@ -94,6 +109,11 @@ void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const si
         for (int i = 0; i < n; i++) dev[i] = NULL;
         return;
     }
+    if (cu->capturing) { /* a host-array op inside a recording: not recordable */
+        cu->capture_failed = 1;
+        for (int i = 0; i < n; i++) dev[i] = cu->stage;
+        return;
+    }
     if (total > cu->host_stage_bytes) {
         free(cu->host_stage);
         cu->host_stage = malloc(total);
@@ -102,7 +122,7 @@ void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const si
     }
     for (int i = 0; i < n; i++)
         if (src[i] && bytes[i]) memcpy((char *)cu->host_stage + off[i], src[i], bytes[i]);
-    char *d = (char *)grow(&cu->stage, &cu->stage_bytes, total, op);
+    char *d = (char *)grow(cu, &cu->stage, &cu->stage_bytes, total, op);
     CUDA_CHECK(cudaMemcpyAsync(d, cu->host_stage, total, cudaMemcpyHostToDevice, cu->stream), op);
     for (int i = 0; i < n; i++) dev[i] = src[i] && bytes[i] ? d + off[i] : NULL;
 }
@@ -122,6 +142,78 @@ int dalle_cuda_weight_dtype_from_env(void) {
     if (strcmp(v, "f16") == 0) return DALLE_F16;
     if (strcmp(v, "bf16") == 0) return DALLE_BF16;
     return -1;
+}
+
+int dalle_cuda_kv_dtype_from_env(dalle_dtype weight_dtype) {
+    const char *v = getenv("DALLE_CUDA_KV");
+    if (!v || !*v) return weight_dtype;
+    if (strcmp(v, "f32") == 0) return DALLE_F32;
+    if (strcmp(v, "f16") == 0) return DALLE_F16;
+    if (strcmp(v, "bf16") == 0) return DALLE_BF16;
+    return -1;
+}
+
+/* ---- recording ------------------------------------------------------------------- */
+
+typedef struct {
+    cudaGraphExec_t exec;
+    unsigned generation;
+} cu_graph;
+
+static int cu_graph_begin(dalle_backend *be) {
+    dalle_cuda *cu = dalle_cuda_of(be);
+    const char *env = getenv("DALLE_CUDA_GRAPHS");
+    if ((env && strcmp(env, "0") == 0) || cu->capturing) return 0;
+    CUDA_CHECK(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal), "graph_begin");
+    cu->capturing = 1;
+    cu->capture_failed = 0;
+    return 1;
+}
+
+static void *cu_graph_end(dalle_backend *be) {
+    dalle_cuda *cu = dalle_cuda_of(be);
+    DALLE_ASSERT(cu->capturing);
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(cu->stream, &graph);
+    cu->capturing = 0;
+    if (e != cudaSuccess || cu->capture_failed || !graph) {
+        if (e != cudaSuccess) {
+            fprintf(stderr, "CUDA backend: recording the decode step failed (%s); running it eagerly\n",
+                    cudaGetErrorString(e));
+            (void)cudaGetLastError();
+        }
+        if (graph) cudaGraphDestroy(graph);
+        return NULL;
+    }
+    cu_graph *g = (cu_graph *)calloc(1, sizeof *g);
+    DALLE_ASSERT(g);
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "CUDA backend: cudaGraphInstantiate failed (%s); running eagerly\n",
+                cudaGetErrorString(e));
+        (void)cudaGetLastError();
+        free(g);
+        return NULL;
+    }
+    g->generation = cu->generation;
+    return g;
+}
+
+static int cu_graph_launch(dalle_backend *be, void *graph) {
+    dalle_cuda *cu = dalle_cuda_of(be);
+    cu_graph *g = (cu_graph *)graph;
+    if (g->generation != cu->generation) return 0;
+    CUDA_CHECK(cudaGraphLaunch(g->exec, cu->stream), "graph_launch");
+    return 1;
+}
+
+static void cu_graph_free(dalle_backend *be, void *graph) {
+    (void)be;
+    cu_graph *g = (cu_graph *)graph;
+    if (!g) return;
+    CUDA_CHECK(cudaGraphExecDestroy(g->exec), "graph_free");
+    free(g);
 }
 
 static const dalle_backend_ops cuda_ops = {
@@ -147,6 +239,14 @@ static const dalle_backend_ops cuda_ops = {
     .bias_add = dalle_cuda_bias_add,
     .quick_gelu = dalle_cuda_quick_gelu,
     .patchify = dalle_cuda_patchify,
+    .kv_dtype = DALLE_F32,
+    .embed_dev = dalle_cuda_embed_dev,
+    .decode_attention = dalle_cuda_decode_attention,
+    .cross_attention = dalle_cuda_cross_attention,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
+    .graph_launch = cu_graph_launch,
+    .graph_free = cu_graph_free,
 };
 
 dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dalle_error *err) {
@@ -172,6 +272,15 @@ dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dall
     }
     cu->ops = cuda_ops;
     cu->ops.weight_dtype = weight_dtype;
+    const int kv = dalle_cuda_kv_dtype_from_env(weight_dtype);
+    if (kv < 0) {
+        free(be);
+        free(cu);
+        dalle_error_set(err, DALLE_ERR_BACKEND, "DALLE_CUDA_KV must be f32, f16 or bf16, got '%s'",
+                        getenv("DALLE_CUDA_KV"));
+        return NULL;
+    }
+    cu->ops.kv_dtype = (dalle_dtype)kv;
     cu->device = device;
     be->ops = &cu->ops;
     be->impl = cu;
@@ -183,6 +292,16 @@ dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dall
     else if ((bs = cublasCreate(&cu->blas)) != CUBLAS_STATUS_SUCCESS) step = "cublasCreate";
     else if ((bs = cublasSetStream(cu->blas, cu->stream)) != CUBLAS_STATUS_SUCCESS)
         step = "cublasSetStream";
+    /* after cublasSetStream, which resets the workspace to cuBLAS's own pool: a workspace of
+     * ours, so that GEMMs recorded in a graph never allocate (cuBLAS graph-capture notes) */
+    else if ((e = cudaMalloc(&cu->blas_ws, DALLE_CUDA_BLAS_WS)) != cudaSuccess)
+        step = "cudaMalloc (cuBLAS workspace)";
+    else if ((bs = cublasSetWorkspace(cu->blas, cu->blas_ws, DALLE_CUDA_BLAS_WS)) !=
+             CUBLAS_STATUS_SUCCESS)
+        step = "cublasSetWorkspace";
+    else if ((e = cudaDeviceGetAttribute(&cu->sms, cudaDevAttrMultiProcessorCount, device)) !=
+             cudaSuccess)
+        step = "cudaDeviceGetAttribute";
     /* fp32 GEMMs stay fp32 (pedantic: no TF32 even under NVIDIA_TF32_OVERRIDE), so they
      * compare with the CPU at ~1e-5; 16-bit weights use tensor cores with fp32 accumulation
      * (cublasGemmEx, CUBLAS_COMPUTE_32F). */

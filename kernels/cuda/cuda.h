@@ -36,6 +36,10 @@ int dalle_cuda_device_count(void);
  * "f16" or "bf16"); -1 for any other value. */
 int dalle_cuda_weight_dtype_from_env(void);
 
+/* KV cache dtype named by DALLE_CUDA_KV ("f32", "f16", "bf16"); unset or empty = the weight
+ * dtype (so fp32 runs keep an fp32 cache and match the CPU); -1 for any other value. */
+int dalle_cuda_kv_dtype_from_env(dalle_dtype weight_dtype);
+
 /* Benchmarks: n uniform values in [−scale, scale) of dtype at device address p, made on the
  * device from seed (no host copy), queued on the backend's stream. */
 void dalle_cuda_fill_random(dalle_backend *be, void *p, int64_t n, dalle_dtype dtype, float scale,

@@ -46,6 +46,22 @@ extern "C" void dalle_cuda_embed(dalle_backend *be, float *y, const dalle_tensor
     CUDA_LAUNCHED("embed");
 }
 
+/* embed with ids and pos already in device memory (ops.h embed_dev): no host checks, no
+ * staging, so it can be recorded; ids and pos are trusted like every device index. */
+extern "C" void dalle_cuda_embed_dev(dalle_backend *be, float *y, const dalle_tensor *table,
+                                     const int32_t *ids, const dalle_tensor *pos_table,
+                                     const int32_t *pos, int rows, int C) {
+    DALLE_ASSERT(table->ndim == 2 && table->shape[1] == C);
+    DALLE_ASSERT(!pos_table || (pos_table->ndim == 2 && pos_table->shape[1] == C));
+    DALLE_ASSERT(rows >= 0 && C >= 1);
+    if (rows == 0) return;
+    const int64_t n = (int64_t)rows * C;
+    embed_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dalle_cuda_of(be)->stream>>>(
+        y, table->data, pos_table ? pos_table->data : NULL, dalle_cuda_of(be)->ops.weight_dtype,
+        ids, pos_table ? pos : NULL, rows, C);
+    CUDA_LAUNCHED("embed_dev");
+}
+
 __global__ void kv_store_kernel(float *cache, const float *src, const int32_t *slot,
                                 const int32_t *pos, int B, int T, int C, int cap) {
     GRID_STRIDE(i, (int64_t)B * T * C) {

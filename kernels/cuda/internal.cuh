@@ -24,6 +24,8 @@ extern "C" {
 }
 #include "kernels/cuda/cuda.h"
 
+#define DALLE_CUDA_BLAS_WS ((size_t)32 << 20) /* cuBLAS workspace bytes */
+
 typedef struct {
     dalle_backend_ops ops; /* a copy of the table, with this instance's weight_dtype */
     int device;
@@ -33,8 +35,17 @@ typedef struct {
     size_t stage_bytes;
     void *host_stage; /* host packing buffer for the same */
     size_t host_stage_bytes;
-    void *scratch[2]; /* device scratch: [0] im2col / sampler, [1] 16-bit GEMM operand */
-    size_t scratch_bytes[2];
+    void *scratch[3]; /* device scratch: [0] im2col / sampler, [1] 16-bit GEMM operand,
+                       * [2] decode_attention partials */
+    size_t scratch_bytes[3];
+    int sms;          /* streaming multiprocessors of the device */
+    void *blas_ws;    /* cuBLAS workspace (set explicitly so that recording allocates nothing) */
+    /* Recording (graph_* in backend.cu): while `capturing`, ops are recorded on the stream;
+     * an op that would allocate or copy from the host sets `capture_failed` instead.
+     * `generation` counts scratch reallocations: a recorded step holds scratch addresses,
+     * so a handle made in an older generation is stale. */
+    int capturing, capture_failed;
+    unsigned generation;
 } dalle_cuda;
 
 static inline dalle_cuda *dalle_cuda_of(dalle_backend *be) {
@@ -76,7 +87,8 @@ static inline unsigned dalle_cuda_blocks(int64_t n, int threads) {
 void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const size_t *bytes,
                       void **dev, const char *op);
 
-/* Device scratch buffer `which` (0 or 1) of at least bytes, valid until the next op. */
+/* Device scratch buffer `which` (0, 1 or 2) of at least bytes, valid until the next op
+ * that asks for the same buffer with more bytes (then it moves: generation + 1). */
 void *dalle_cuda_scratch(dalle_backend *be, int which, size_t bytes, const char *op);
 
 /* y[M,N] (ld N) = alpha·x[M,K] (ld K) · W[:N,:K]ᵀ + beta·y for a weight in any weight
@@ -120,6 +132,15 @@ void dalle_cuda_group_norm(dalle_backend *be, float *y, const float *x, const da
                            int swish);
 void dalle_cuda_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
                       const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);
+void dalle_cuda_embed_dev(dalle_backend *be, float *y, const dalle_tensor *table,
+                          const int32_t *ids, const dalle_tensor *pos_table, const int32_t *pos,
+                          int rows, int C);
+void dalle_cuda_decode_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                                 const float *v, void *kc, void *vc, const int32_t *slot,
+                                 const int32_t *pos, int B, int cap, int H, int D);
+void dalle_cuda_cross_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                                const float *v, const int32_t *block, const uint8_t *key_mask,
+                                int B, int T, int H, int D);
 void dalle_cuda_attention(dalle_backend *be, float *out, const float *q, const float *k,
                           const float *v, const int32_t *kv_index, const uint8_t *key_mask,
                           const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
