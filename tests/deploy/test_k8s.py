@@ -166,3 +166,23 @@ def test_configmap_keys_are_server_settings():
     assert known, usage
     data = by_kind()["ConfigMap"]["data"]
     assert set(data) <= known, f"not dalle-server settings: {set(data) - known}"
+
+
+def test_alert_rules_use_exported_metrics():
+    """docker/prometheus/alerts.yaml: valid rule-file shape, and every dalle_* series it reads
+    is one that server/metrics.c exports (histograms as _bucket/_sum/_count)."""
+    rules = yaml.safe_load((DOCKER / "prometheus" / "alerts.yaml").read_text())
+    metrics_c = (DOCKER.parent / "server" / "metrics.c").read_text()
+    exported = set(re.findall(r"\b(dalle_[a-z_]+)", metrics_c))
+    names = set()
+    for group in rules["groups"]:
+        assert group["name"] and group["rules"]
+        for r in group["rules"]:
+            assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, r
+            assert r["alert"] not in names
+            names.add(r["alert"])
+            assert re.fullmatch(r"\d+[smh]", r["for"]), r["for"]
+            assert r["expr"].count("(") == r["expr"].count(")"), r["expr"]
+            for m in re.findall(r"\b(dalle_[a-z_]+)", r["expr"]):
+                base = re.sub(r"_(bucket|sum|count)$", "", m)
+                assert m in exported or base in exported, f"{r['alert']}: {m} is not exported"
