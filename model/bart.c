@@ -352,8 +352,9 @@ static int decode_step_graph(const dalle_bart *m, dalle_bart_work *w, int rows, 
     }
     decode_step_dev(m, w, rows, n_logits);
     *g = op->graph_end(be);
-    if (!*g) {
-        w->no_graph = 1; /* recording failed (the backend said why): stay eager */
+    if (!*g) { /* recording failed (a scratch had to grow, or the backend said why) */
+        w->graph_warm[gi] = 0;
+        if (++w->graph_failures >= 3) w->no_graph = 1; /* persistent: stay eager */
         return 0;
     }
     w->graph_rows[gi] = rows;

@@ -71,7 +71,8 @@ typedef struct {
     void *graph[DALLE_BART_GRAPHS];// recorded decode step per bucket (backend handle)
     int graph_rows[DALLE_BART_GRAPHS], graph_logits[DALLE_BART_GRAPHS];
     uint8_t graph_warm[DALLE_BART_GRAPHS]; // bucket ran eagerly once (scratch grown)
-    int no_graph;                  // the backend records nothing (or recording failed)
+    int no_graph;                  // the backend records nothing (or recording kept failing)
+    int graph_failures;            // recordings that failed
     int n_layers_;                 // decoder layers the per-layer arrays hold
 } dalle_bart_work;
 

@@ -73,13 +73,14 @@ static void cu_destroy(dalle_backend *be) {
 /* Grow a device buffer to at least `bytes` (contents lost). cudaFree waits for the device,
  * so kernels still reading the old buffer finish first. During a capture nothing may be
  * allocated: the capture is marked failed and the old buffer returned (never run). */
-static void *grow(dalle_cuda *cu, void **buf, size_t *have, size_t bytes, const char *op) {
+static void *grow(dalle_cuda *cu, void **buf, size_t *have, size_t bytes, int recorded,
+                  const char *op) {
     if (bytes > *have && cu->capturing) {
         cu->capture_failed = 1;
         return *buf;
     }
     if (bytes > *have) {
-        cu->generation++;
+        if (recorded) cu->generation++; /* recorded steps may hold its address */
         size_t n = bytes < 4096 ? 4096 : bytes + bytes / 4;
         if (*buf) CUDA_CHECK(cudaFree(*buf), op);
         *buf = NULL;
@@ -93,7 +94,8 @@ static void *grow(dalle_cuda *cu, void **buf, size_t *have, size_t bytes, const 
 void *dalle_cuda_scratch(dalle_backend *be, int which, size_t bytes, const char *op) {
     dalle_cuda *cu = dalle_cuda_of(be);
     DALLE_ASSERT(which >= 0 && which <= 2);
-    return grow(cu, &cu->scratch[which], &cu->scratch_bytes[which], bytes, op);
+    /* scratch 0 (im2col, sampler) is never used by recordable ops */
+    return grow(cu, &cu->scratch[which], &cu->scratch_bytes[which], bytes, which != 0, op);
 }
 
 void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const size_t *bytes,
@@ -122,7 +124,7 @@ void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const si
     }
     for (int i = 0; i < n; i++)
         if (src[i] && bytes[i]) memcpy((char *)cu->host_stage + off[i], src[i], bytes[i]);
-    char *d = (char *)grow(cu, &cu->stage, &cu->stage_bytes, total, op);
+    char *d = (char *)grow(cu, &cu->stage, &cu->stage_bytes, total, 0, op);
     CUDA_CHECK(cudaMemcpyAsync(d, cu->host_stage, total, cudaMemcpyHostToDevice, cu->stream), op);
     for (int i = 0; i < n; i++) dev[i] = src[i] && bytes[i] ? d + off[i] : NULL;
 }

@@ -42,8 +42,8 @@ typedef struct {
     void *blas_ws;    /* cuBLAS workspace (set explicitly so that recording allocates nothing) */
     /* Recording (graph_* in backend.cu): while `capturing`, ops are recorded on the stream;
      * an op that would allocate or copy from the host sets `capture_failed` instead.
-     * `generation` counts scratch reallocations: a recorded step holds scratch addresses,
-     * so a handle made in an older generation is stale. */
+     * `generation` counts reallocations of scratch 1 and 2 (the ones recordable ops use):
+     * a recorded step holds their addresses, so a handle of an older generation is stale. */
     int capturing, capture_failed;
     unsigned generation;
 } dalle_cuda;

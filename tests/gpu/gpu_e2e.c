@@ -11,6 +11,8 @@
  *      (fp32), 2e-2 (16-bit).
  * With 16-bit weights the codes are reported, not required to match.
  *
+ * The decode step runs recorded in CUDA graphs unless DALLE_CUDA_GRAPHS=0; its KV cache is
+ * in the weight dtype unless DALLE_CUDA_KV=f32|f16|bf16 (a 16-bit cache = 16-bit mode).
  *   gpu_e2e [MODEL_DIR [BACKEND]]   (default models/tiny and cuda; DALLE_CUDA_WEIGHTS=f16|bf16
  *   for 16-bit weights; BACKEND cpu is a dry run of this program without a GPU)
  * Exit 0 pass, 1 fail, 2 no CUDA device ("skipped: no CUDA device").
@@ -67,7 +69,9 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "models/tiny";
     const char *backend = argc > 2 ? argv[2] : "cuda";
     const char *wenv = getenv("DALLE_CUDA_WEIGHTS");
-    const int f32 = !wenv || !*wenv || !strcmp(wenv, "f32");
+    const char *kenv = getenv("DALLE_CUDA_KV"); /* a 16-bit KV cache counts as 16-bit mode */
+    const int f32 = (!wenv || !*wenv || !strcmp(wenv, "f32")) &&
+                    (!kenv || !*kenv || !strcmp(kenv, "f32"));
     dalle_error err = {0};
     side cpu = {0}, gpu = {0};
     if (!open_side(&gpu, dir, backend, &err)) {

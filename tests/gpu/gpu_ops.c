@@ -16,7 +16,13 @@
  *   - 16-bit weights: the CPU gets the same weights rounded to 16 bits, so only the GEMMs
  *     differ (the activation operand is rounded too): 1e-2 for matmul and conv2d, 1e-5 for
  *     the rest;
- *   - sampler: token for token, zero mismatches allowed (see kernels/cuda/sample.cu).
+ *   - sampler: token for token, zero mismatches allowed (see kernels/cuda/sample.cu);
+ *   - decode_attention (flash-decoding, KV cache in the backend's kv_dtype = the weight
+ *     dtype unless DALLE_CUDA_KV says otherwise): 1e-5 with an fp32 cache; with a 16-bit
+ *     cache the reference gets the same rounded cache, bound 1e-2; the appended cache
+ *     values exact; cross_attention 1e-5; embed_dev 1e-6;
+ *   - graph: a recorded mini step (device-index ops + GEMM + LayerNorm) replayed with new
+ *     indices each step, vs the CPU eagerly, every step within the KV bound.
  * Prints one line per case and a summary; exit 0 all passed, 1 any failure, 2 no device
  * ("skipped: no CUDA device").
  */
@@ -264,6 +270,250 @@ static void t_attention(const char *label, int B, int Tq, int Tk, int cap, int H
     gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dout);
 }
 
+/* ---- decode step ops with device-resident indices (ops.h embed_dev, decode_attention,
+ * cross_attention, graph_*) ---- */
+
+/* x rounded to dtype t (what a 16-bit KV cache holds) */
+static float round_to(dalle_dtype t, float x) {
+    const dalle_dtype keep = wdt;
+    wdt = t;
+    x = round_w(x);
+    wdt = keep;
+    return x;
+}
+
+/* n floats (already representable in t) uploaded to the GPU as dtype t */
+static void *dev_as(dalle_dtype t, const float *v, size_t n) {
+    void *d = gpu->ops->alloc(gpu, (n ? n : 1) * dalle_dtype_size(t));
+    if (!d) abort();
+    if (t == DALLE_F32) {
+        gpu->ops->to_device(gpu, d, v, n * 4);
+        return d;
+    }
+    uint16_t *h = malloc((n ? n : 1) * 2);
+    for (size_t i = 0; i < n; i++) {
+        if (t == DALLE_F16) {
+            _Float16 f = (_Float16)v[i];
+            memcpy(&h[i], &f, 2);
+        } else {
+            uint32_t u;
+            memcpy(&u, &v[i], 4);
+            h[i] = (uint16_t)(u >> 16);
+        }
+    }
+    gpu->ops->to_device(gpu, d, h, n * 2);
+    gpu->ops->sync(gpu);
+    free(h);
+    return d;
+}
+
+/* a device copy of host int32 / uint8 index arrays */
+static void *dev_bytes(const void *h, size_t bytes) {
+    void *d = gpu->ops->alloc(gpu, bytes ? bytes : 1);
+    if (!d) abort();
+    if (bytes) gpu->ops->to_device(gpu, d, h, bytes);
+    return d;
+}
+
+/* the K (or V) cache back on the host as floats */
+static float *cache_host(dalle_dtype t, const void *d, size_t n) {
+    if (t == DALLE_F32) return host_of(d, n);
+    uint16_t *h = malloc((n ? n : 1) * 2);
+    gpu->ops->to_host(gpu, h, d, n * 2);
+    float *f = malloc((n ? n : 1) * 4);
+    for (size_t i = 0; i < n; i++) {
+        if (t == DALLE_F16) {
+            _Float16 x;
+            memcpy(&x, &h[i], 2);
+            f[i] = (float)x;
+        } else {
+            const uint32_t u = (uint32_t)h[i] << 16;
+            memcpy(&f[i], &u, 4);
+        }
+    }
+    free(h);
+    return f;
+}
+
+/* KV tolerance: the reference sees the cache (and the new K/V) rounded as the GPU stores
+ * them, so only summation order differs; 16-bit caches get the 16-bit bound anyway. */
+static double kv_tol(void) {
+    return gpu->ops->kv_dtype == DALLE_F32 ? 1e-5 : 1e-2;
+}
+
+/* decode_attention: B rows over distinct slots of a cache of `slots` × cap, random
+ * lengths (one row at cap − 1, one at 0); checks the output and the appended cache. */
+static void t_decode_attention(int B, int slots, int cap, int H, int D) {
+    if (!gpu->ops->decode_attention) return;
+    if (skip((double)B * H * D, (double)B * cap * H * D)) return;
+    const dalle_dtype kt = gpu->ops->kv_dtype;
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d slots=%d cap=%d H=%d D=%d kv=%s", B, slots, cap, H, D,
+             dalle_dtype_name(kt));
+    const int C = H * D;
+    const size_t nc = (size_t)slots * cap * C, nq = (size_t)B * C;
+    float *kc = randv(nc, 2, 0), *vc = randv(nc, 1, 0);
+    float *q = randv(nq, 2, 0), *k = randv(nq, 2, 0), *v = randv(nq, 1, 0);
+    for (size_t i = 0; i < nc; i++) kc[i] = round_to(kt, kc[i]), vc[i] = round_to(kt, vc[i]);
+    float *kr = malloc(nq * 4), *vr = malloc(nq * 4); /* the new K/V as the cache stores them */
+    for (size_t i = 0; i < nq; i++) kr[i] = round_to(kt, k[i]), vr[i] = round_to(kt, v[i]);
+    int32_t *slot = malloc(B * 4), *pos = malloc(B * 4);
+    for (int b = 0; b < B; b++) {
+        slot[b] = (int32_t)((b * 7 + 1) % slots); /* distinct: B ≤ slots, gcd(7, slots) = 1 */
+        pos[b] = (int32_t)(next_u64() % cap);
+    }
+    pos[0] = cap - 1;
+    if (B > 1) pos[1] = 0;
+    void *dkc = dev_as(kt, kc, nc), *dvc = dev_as(kt, vc, nc);
+    float *dq = dev_from(q, nq), *dk = dev_from(k, nq), *dv = dev_from(v, nq);
+    float *dout = dev_poisoned(nq);
+    int32_t *dslot = dev_bytes(slot, (size_t)B * 4), *dpos = dev_bytes(pos, (size_t)B * 4);
+    float *oc = poisoned(nq);
+    cpu->ops->decode_attention(cpu, oc, q, kr, vr, kc, vc, slot, pos, B, cap, H, D);
+    gpu->ops->decode_attention(gpu, dout, dq, dk, dv, dkc, dvc, dslot, dpos, B, cap, H, D);
+    check("decode_attn", sh, oc, dout, nq, kv_tol());
+    float *gk = cache_host(kt, dkc, nc), *gv = cache_host(kt, dvc, nc);
+    int bad = 0;
+    for (size_t i = 0; i < nc; i++) bad += gk[i] != kc[i] || gv[i] != vc[i];
+    n_cases++;
+    if (bad) n_failed++;
+    printf("%-4s %-12s %-44s %d cache values differ\n", bad ? "FAIL" : "ok", "decode_append", sh, bad);
+    free(kc), free(vc), free(q), free(k), free(v), free(kr), free(vr), free(slot), free(pos);
+    free(oc), free(gk), free(gv);
+    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc), gpu->ops->free(gpu, dq);
+    gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dout);
+    gpu->ops->free(gpu, dslot), gpu->ops->free(gpu, dpos);
+}
+
+static void t_cross_attention(int B, int blocks, int T, int H, int D) {
+    if (!gpu->ops->cross_attention) return;
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d blocks=%d T=%d H=%d D=%d", B, blocks, T, H, D);
+    const int C = H * D;
+    const size_t nkv = (size_t)blocks * T * C, nq = (size_t)B * C;
+    float *k = randv(nkv, 2, 0), *v = randv(nkv, 1, 0), *q = randv(nq, 2, 0);
+    int32_t *blk = malloc(B * 4);
+    uint8_t *mask = malloc((size_t)blocks * T);
+    for (int b = 0; b < B; b++) blk[b] = (int32_t)(next_u64() % blocks);
+    for (size_t i = 0; i < (size_t)blocks * T; i++) mask[i] = (next_u64() % 4) == 0;
+    for (int b = 0; b < blocks; b++) mask[(size_t)b * T] = 1;
+    float *dk = dev_from(k, nkv), *dv = dev_from(v, nkv), *dq = dev_from(q, nq), *dout = dev_poisoned(nq);
+    int32_t *dblk = dev_bytes(blk, (size_t)B * 4);
+    uint8_t *dmask = dev_bytes(mask, (size_t)blocks * T);
+    float *oc = poisoned(nq);
+    cpu->ops->cross_attention(cpu, oc, q, k, v, blk, mask, B, T, H, D);
+    gpu->ops->cross_attention(gpu, dout, dq, dk, dv, dblk, dmask, B, T, H, D);
+    check("cross_attn", sh, oc, dout, nq, 1e-5);
+    free(k), free(v), free(q), free(blk), free(mask), free(oc);
+    gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dout);
+    gpu->ops->free(gpu, dblk), gpu->ops->free(gpu, dmask);
+}
+
+static void t_embed_dev(int V, int P, int rows, int C) {
+    if (!gpu->ops->embed_dev) return;
+    char sh[96];
+    snprintf(sh, sizeof sh, "V=%d rows=%d C=%d +pos", V, rows, C);
+    const int64_t ts[2] = {V, C}, ps[2] = {P, C};
+    wpair t = weight(2, ts, 1), p = weight(2, ps, 1);
+    int32_t *ids = malloc(rows * 4), *pos = malloc(rows * 4);
+    for (int r = 0; r < rows; r++) ids[r] = (int32_t)(next_u64() % V), pos[r] = (int32_t)(next_u64() % P);
+    int32_t *dids = dev_bytes(ids, (size_t)rows * 4), *dpos = dev_bytes(pos, (size_t)rows * 4);
+    float *yc = poisoned((size_t)rows * C), *dy = dev_poisoned((size_t)rows * C);
+    cpu->ops->embed_dev(cpu, yc, &t.c, ids, &p.c, pos, rows, C);
+    gpu->ops->embed_dev(gpu, dy, &t.g, dids, &p.g, dpos, rows, C);
+    check("embed_dev", sh, yc, dy, (size_t)rows * C, 1e-6);
+    free(ids), free(pos), free(yc), wfree(&t), wfree(&p);
+    gpu->ops->free(gpu, dids), gpu->ops->free(gpu, dpos), gpu->ops->free(gpu, dy);
+}
+
+/* A recorded mini decode step (embed_dev → layernorm → matmul → decode_attention →
+ * cross_attention → add), replayed `steps` times with new token / position values written
+ * into the same device index arrays, against the CPU running the same ops eagerly; the
+ * KV caches evolve on both sides. Checks the output after every replay. */
+static void t_graph(int R, int steps, int C, int H, int cap, int T) {
+    if (!gpu->ops->graph_begin) {
+        printf("skip graph        (backend records nothing)\n");
+        return;
+    }
+    const dalle_dtype kt = gpu->ops->kv_dtype;
+    const int D = C / H, V = 97;
+    char sh[96];
+    snprintf(sh, sizeof sh, "R=%d steps=%d C=%d H=%d kv=%s", R, steps, C, H, dalle_dtype_name(kt));
+    const int64_t es[2] = {V, C}, ps[2] = {cap, C}, ws[2] = {C, C};
+    wpair emb = weight(2, es, 1), pe = weight(2, ps, 1), wq = weight(2, ws, 0.2f), ln = weight1(C, 1);
+    const size_t nc = (size_t)R * cap * C, nx = (size_t)R * C, nkv = (size_t)R * T * C;
+    float *kc = calloc(nc, 4), *vc = calloc(nc, 4); /* zero caches: exact in every dtype */
+    float *ck = randv(nkv, 1, 0), *cv = randv(nkv, 1, 0);
+    uint8_t *mask = malloc((size_t)R * T);
+    for (size_t i = 0; i < (size_t)R * T; i++) mask[i] = (i % T) < 1 + (i / T) % T;
+    int32_t idx[4][64]; /* token, pos, slot, block */
+    if (R > 64) abort();
+    for (int r = 0; r < R; r++) idx[2][r] = R - 1 - r, idx[3][r] = r;
+    void *dkc = dev_as(kt, kc, nc), *dvc = dev_as(kt, vc, nc);
+    float *dck = dev_from(ck, nkv), *dcv = dev_from(cv, nkv);
+    uint8_t *dmask = dev_bytes(mask, (size_t)R * T);
+    int32_t *didx = dev_bytes(idx, sizeof idx);
+    float *x = malloc(nx * 4), *h = malloc(nx * 4), *a = malloc(nx * 4), *o = malloc(nx * 4);
+    float *dx = dev_poisoned(nx), *dh = dev_poisoned(nx), *da = dev_poisoned(nx), *dout = dev_poisoned(nx);
+    /* the step, on either backend; i: index arrays (host for the CPU, device for the GPU) */
+#define GRAPH_STEP(be, W, i, X, Hh, A, O, KC, VC, CK, CV, MASK)                                      do {                                                                                              (be)->ops->embed_dev(be, X, &emb.W, (i)[0], &pe.W, (i)[1], R, C);                             (be)->ops->layernorm(be, Hh, X, &ln.W, NULL, R, C, 1e-5f);                                    (be)->ops->matmul(be, A, Hh, &wq.W, R, C, C, 0);                                               (be)->ops->decode_attention(be, O, A, Hh, X, KC, VC, (i)[2], (i)[1], R, cap, H, D);           (be)->ops->cross_attention(be, A, O, CK, CV, (i)[3], MASK, R, T, H, D);                       (be)->ops->add(be, O, A, (int64_t)R * C);                                                  } while (0)
+    const int32_t *hi[4] = {idx[0], idx[1], idx[2], idx[3]};
+    const int32_t *di[4] = {didx, didx + 64, didx + 128, didx + 192};
+    void *g = NULL;
+    double worst = 0;
+    int ok = 1;
+    for (int s = 0; s < steps && ok; s++) {
+        for (int r = 0; r < R; r++) idx[0][r] = (int32_t)(next_u64() % V), idx[1][r] = s;
+        gpu->ops->to_device(gpu, didx, idx, sizeof idx);
+        /* with a 16-bit cache the GPU rounds the appended K/V and the CPU does not, so the
+         * states drift apart within the 16-bit bound (kv_tol) */
+        GRAPH_STEP(cpu, c, hi, x, h, a, o, kc, vc, ck, cv, mask);
+        if (s == 0) { /* eager warm-up step (grows scratch), then record */
+            GRAPH_STEP(gpu, g, di, dx, dh, da, dout, dkc, dvc, dck, dcv, dmask);
+        } else {
+            if (!g) {
+                if (!gpu->ops->graph_begin(gpu)) {
+                    printf("skip graph        (DALLE_CUDA_GRAPHS=0)\n");
+                    break;
+                }
+                GRAPH_STEP(gpu, g, di, dx, dh, da, dout, dkc, dvc, dck, dcv, dmask);
+                g = gpu->ops->graph_end(gpu);
+                if (!g) {
+                    ok = 0;
+                    printf("FAIL graph        %-44s recording failed\n", sh);
+                    break;
+                }
+            }
+            if (!gpu->ops->graph_launch(gpu, g)) {
+                ok = 0;
+                printf("FAIL graph        %-44s handle stale at step %d\n", sh, s);
+                break;
+            }
+        }
+        float *got = host_of(dout, nx);
+        double diff = 0, scale = 0;
+        for (size_t i = 0; i < nx; i++) {
+            const double d = fabs((double)got[i] - o[i]);
+            if (!(d <= diff)) diff = d;
+            if (fabs(o[i]) > scale) scale = fabs(o[i]);
+        }
+        free(got);
+        const double rel = scale > 0 ? diff / scale : diff;
+        if (!(rel <= worst)) worst = rel;
+        if (!(rel <= kv_tol())) ok = 0;
+    }
+#undef GRAPH_STEP
+    n_cases++;
+    if (!ok) n_failed++;
+    printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", "graph", sh, worst, kv_tol());
+    if (g) gpu->ops->graph_free(gpu, g);
+    free(kc), free(vc), free(ck), free(cv), free(mask), free(x), free(h), free(a), free(o);
+    wfree(&emb), wfree(&pe), wfree(&wq), wfree(&ln);
+    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc), gpu->ops->free(gpu, dck), gpu->ops->free(gpu, dcv);
+    gpu->ops->free(gpu, dmask), gpu->ops->free(gpu, didx), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dh);
+    gpu->ops->free(gpu, da), gpu->ops->free(gpu, dout);
+}
+
 static void t_kv_store(int B, int T, int C, int cap, int nslots) {
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d T=%d C=%d cap=%d", B, T, C, cap);
@@ -472,6 +722,18 @@ int main(int argc, char **argv) {
     t_attention("cross", 6, 1, 64, 64, 16, 64, 1, 1, 0);
     t_attention("odd", 2, 7, 11, 13, 3, 5, 1, 1, 1);
     t_attention("longD", 2, 3, 9, 9, 2, 200, 0, 1, 1);
+    /* decode step with device indices: flash-decoding over the KV cache (kv dtype = the
+     * backend's), cross-attention, embed, and a recorded step replayed */
+    t_decode_attention(2, 3, 256, 16, 64);   /* mini, batch 1: 32 row·heads → splits */
+    t_decode_attention(4, 5, 256, 32, 64);   /* Mega, batch 2 */
+    t_decode_attention(64, 67, 256, 16, 64); /* large batch: one split */
+    t_decode_attention(3, 4, 37, 3, 5);      /* odd */
+    t_decode_attention(2, 3, 9, 2, 200);     /* long head */
+    t_cross_attention(6, 4, 64, 16, 64);
+    t_cross_attention(5, 3, 7, 3, 5);
+    t_embed_dev(16385, 256, 33, 77);
+    t_graph(4, 6, 64, 4, 16, 8);
+    t_graph(2, 5, 256, 4, 256, 64);
     /* kv_store */
     t_kv_store(4, 1, 1024, 257, 6);
     t_kv_store(3, 64, 96, 64, 3);
