@@ -2,7 +2,8 @@
 #   make          build build/libdalle.a and build/dalle-cli (CUDA sources too when nvcc is found)
 #   make test     install missing packages (make deps), build, run every test
 #   make asan     the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make deps     apt-get install the Debian packages the build and tests need, if missing
+#   make deps     apt-get install the Debian packages the build and tests need, if missing, and
+#                 pip install tests/requirements.txt into .venv-test when it changed
 #   make format   clang-format every C source in place
 
 BUILD   ?= build
@@ -110,6 +111,9 @@ gpu-bundle:
 DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
             libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
             python3-pytest python3-requests python3-yaml
+# tests/server: headless Chromium + selenium for the page test, node for the page-script test,
+# venv for the pinned PyPI test packages (tests/requirements.txt → .venv-test); wrk for bench/
+DEB_PKGS += chromium chromium-driver python3-selenium nodejs python3-venv wrk
 # tests/deploy: nginx for the loopback scale-out test, docker-compose for `compose config`
 # (no daemon needed), python3-kubernetes for the manifests' schema check
 DEB_PKGS += nginx docker-compose python3-kubernetes
@@ -121,6 +125,14 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "✓ Debian packages present"; fi
+	@if [ -x .venv-test/bin/python ] && cmp -s tests/requirements.txt .venv-test/requirements.txt; then \
+	  echo "✓ test venv .venv-test up to date"; \
+	else \
+	  echo "make deps: pip installing tests/requirements.txt into .venv-test"; \
+	  /usr/bin/python3 -m venv --system-site-packages .venv-test && \
+	  .venv-test/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt && \
+	  cp tests/requirements.txt .venv-test/requirements.txt; \
+	fi
 
 test: deps
 	$(MAKE) all $(TEST_BIN)

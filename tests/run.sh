@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/run.sh BIN… — runs each Criterion test binary from the repository root, then the
 # shell tests under tests/cli/, then every tests/<dir>/ holding test_*.py with pytest (one run per directory,
-# each has its own conftest; Debian's /usr/bin/python3), and prints one closing line "N passed, N failed".
+# each has its own conftest; Python: .venv-test/bin/python when `make deps` made it (Debian's
+# python3 with the pinned tests/requirements.txt on top), else Debian's /usr/bin/python3), and
+# prints one closing line "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 2
 passed=0; failed=0
@@ -21,11 +23,13 @@ for t in tests/cli/*.sh; do
     echo "== $t"
     if BUILD="${BUILD:-build}" bash "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "!! $t failed"; fi
 done
+PY=/usr/bin/python3
+[ -x .venv-test/bin/python ] && PY=.venv-test/bin/python
 for dir in tests/*/; do
     dir=${dir%/}
     compgen -G "$dir/test_*.py" >/dev/null || continue
-    echo "== $dir (pytest)"
-    out=$(BUILD="${BUILD:-build}" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$dir" 2>&1); rc=$?
+    echo "== $dir (pytest, $PY)"
+    out=$(BUILD="${BUILD:-build}" "$PY" -m pytest -q -p no:cacheprovider "$dir" 2>&1); rc=$?
     printf '%s\n' "$out" | tail -40
     summary=$(printf '%s\n' "$out" | grep -E '^(=+ )?[0-9]+ (passed|failed|skipped)' | tail -1)
     p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+'); p=${p:-0}
