@@ -64,11 +64,3 @@ def test_generations_bad_json_is_400(server):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = server.post("/v1/images/generations", data=b"[]")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_type"
-
-
-def test_openai_client_if_installed(server):
-    openai = pytest.importorskip("openai")
-    client = openai.OpenAI(base_url=server.url("/v1"), api_key="sk-test")
-    resp = client.images.generate(prompt="a red bicycle", n=2, size="256x256",
-                                  response_format="b64_json")
-    assert len(resp.data) == 2 and base64.b64decode(resp.data[0].b64_json)[:2] == b"\xff\xd8"
