@@ -43,6 +43,10 @@ static const setting SETTINGS[] = {
     NUM(max_conns, 4, 100000, "256", "open connections; more are refused"),
     NUM(per_ip_conns, 0, 100000, "0", "open connections per client address; 0 = no limit"),
     STR(api_key, NULL, "if set, POST routes need 'Authorization: Bearer KEY' (else 401); prefer the env var"),
+    NUM(jpeg_threads, 1, 64, "2", "threads that JPEG-encode and base64 the images"),
+    STR(device, "auto",
+        "auto (every visible GPU, else the CPU), cpu, cuda (every visible GPU) or cuda:I,J,...; "
+        "one scheduler per GPU"),
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -158,6 +162,40 @@ void dalle_server_config_free(dalle_server_config *c) {
         }
 }
 
+/* c->device → device_kind, n_gpus, gpus; 0 or -1 with msg. */
+static int parse_device(dalle_server_config *c, char *msg, size_t msg_size) {
+    const char *d = c->device;
+    c->n_gpus = 0;
+    if (!strcmp(d, "auto")) c->device_kind = DALLE_DEVICE_AUTO;
+    else if (!strcmp(d, "cpu")) c->device_kind = DALLE_DEVICE_CPU;
+    else if (!strcmp(d, "cuda")) c->device_kind = DALLE_DEVICE_CUDA;
+    else if (!strncmp(d, "cuda:", 5)) {
+        c->device_kind = DALLE_DEVICE_CUDA;
+        for (const char *p = d + 5;; p++) {
+            char *end;
+            errno = 0;
+            const long k = strtol(p, &end, 10);
+            int dup = 0;
+            for (int i = 0; i < c->n_gpus; i++) dup |= c->gpus[i] == k;
+            if (end == p || *p == '-' || *p == '+' || errno || k > 1023 || dup ||
+                (*end && *end != ',') || c->n_gpus == DALLE_SERVER_MAX_DEVICES) {
+                snprintf(msg, msg_size,
+                         "--device: '%s' must be cuda:I,J,... with up to %d distinct GPU "
+                         "numbers",
+                         d, DALLE_SERVER_MAX_DEVICES);
+                return -1;
+            }
+            c->gpus[c->n_gpus++] = (int)k;
+            if (!*end) break;
+            p = end;
+        }
+    } else {
+        snprintf(msg, msg_size, "--device: '%s' is not auto, cpu, cuda or cuda:I,J,...", d);
+        return -1;
+    }
+    return 0;
+}
+
 dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, char **argv,
                                              char *msg, size_t msg_size) {
     memset(c, 0, sizeof *c);
@@ -213,6 +251,7 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
         snprintf(msg, msg_size, "--host: '%s' is not an IPv4 address", c->host);
         goto bad;
     }
+    if (parse_device(c, msg, msg_size)) goto bad;
     return DALLE_CONFIG_OK;
 bad:
     dalle_server_config_free(c);

@@ -13,6 +13,11 @@
 #include <stdio.h>
 
 #define DALLE_SERVER_MAX_BATCH 256 /* the largest --max-batch */
+#define DALLE_SERVER_MAX_DEVICES 16 /* GPUs one server drives */
+
+/* --device: auto (every visible GPU, else the CPU), cpu, cuda (every visible GPU) or
+ * cuda:I,J,… (those GPUs). Resolved against the visible devices by the server. */
+typedef enum { DALLE_DEVICE_AUTO = 0, DALLE_DEVICE_CPU, DALLE_DEVICE_CUDA } dalle_device_kind;
 
 typedef struct {
     char *model;       /* model directory (required) */
@@ -30,6 +35,12 @@ typedef struct {
     long max_conns;    /* open connections */
     long per_ip_conns; /* open connections per client address, 0 = no limit */
     char *api_key;     /* inference routes need "Authorization: Bearer KEY"; NULL = open */
+    long jpeg_threads; /* threads that JPEG-encode and base64 the images */
+    char *device;      /* the --device text */
+    /* parsed from device: kind, and for cuda:I,J,… the ordinals (n_gpus = 0: every GPU) */
+    dalle_device_kind device_kind;
+    int n_gpus;
+    int gpus[DALLE_SERVER_MAX_DEVICES];
 } dalle_server_config;
 
 typedef enum { DALLE_CONFIG_OK = 0, DALLE_CONFIG_HELP, DALLE_CONFIG_BAD } dalle_config_result;

@@ -11,7 +11,10 @@
  * the body chunk by chunk, counting bytes so chunked bodies are capped as well (the excess
  * is discarded and answered 413 when the upload ends). On the last call the body is parsed
  * (request.c); errors are answered at once, a valid request becomes a dalle_job that is
- * submitted to the scheduler and its connection suspended.
+ * dispatched to the least-loaded scheduler and its connection suspended.
+ *
+ * After a device fault (srv->faulted) /health, /ready and the POST routes answer 503
+ * device_error until the process exits.
  *
  * With --api-key the POST routes answer 401 unless "Authorization: Bearer KEY" matches
  * (checked before the body is read); GET routes and OPTIONS stay open.
@@ -26,8 +29,9 @@
  *
  * Streaming ("stream": true): the event-stream response is queued right after the submit
  * and the connection is not suspended by the handler; the content reader suspends it when
- * no event is pending, and the scheduler's progress/done callbacks append an event and
- * resume it (all under ctx->mu, with `suspended` telling whether a resume is due). Such a
+ * no event is pending, and the job's progress (scheduler thread), preview and done (encode
+ * pool) callbacks append an event and resume it (all under ctx->mu, with `suspended`
+ * telling whether a resume is due). Such a
  * connection can complete while its job still runs (the client left during a write), so
  * ctx is refcounted (MHD + scheduler): NOTIFY_COMPLETED marks the job abandoned (the
  * scheduler then stops polling a possibly reused fd and cancels it) and drops one
@@ -180,10 +184,13 @@ static enum MHD_Result send_jansson(struct MHD_Connection *c, request_ctx *ctx, 
     return send_json(c, ctx, status, s, s ? strlen(s) : 0, x);
 }
 
-/* 503 while the model loads or the server drains. */
+/* 503 while the model loads, after a device fault, or while the server drains. */
 static enum MHD_Result send_unavailable(struct MHD_Connection *c, request_ctx *ctx) {
     dalle_http_error e;
-    if (atomic_load(&ctx->h->srv->draining))
+    if (atomic_load(&ctx->h->srv->faulted))
+        dalle_http_error_set(&e, 503, "device_error", NULL,
+                             "a compute device failed; the server is restarting");
+    else if (atomic_load(&ctx->h->srv->draining))
         dalle_http_error_set(&e, 503, "shutting_down", NULL, "the server is shutting down");
     else dalle_http_error_set(&e, 503, "loading", NULL, "the model is loading");
     return send_error(c, ctx, &e, &(extra_headers){.retry_after = "1"});
@@ -191,18 +198,40 @@ static enum MHD_Result send_unavailable(struct MHD_Connection *c, request_ctx *c
 
 /* ---- GET routes ------------------------------------------------------------------- */
 
+/* The devices, each with its scheduler's load once they run. */
+static json_t *devices_json(const dalle_server *srv) {
+    const int loaded = atomic_load(&srv->n_sched);
+    json_t *a = json_array();
+    for (int i = 0; a && i < srv->n_devices; i++) {
+        const dalle_device *d = &srv->devices[i];
+        int queued = 0, capacity = 0, in_flight = 0, images = 0;
+        if (loaded) dalle_scheduler_stats(srv->sched[i], &queued, &capacity, &in_flight, &images);
+        if (json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", d->name,
+                                               "backend", d->backend, "queued", queued,
+                                               "in_flight", in_flight, "batch_images",
+                                               images))) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return a;
+}
+
 static json_t *info_json(const dalle_server *srv) {
     const dalle_server_config *cfg = &srv->cfg;
     json_t *model = json_null();
-    if (atomic_load(&srv->sched))
+    if (atomic_load(&srv->n_sched))
         model = json_pack("{s:s, s:s, s:i, s:i, s:b}", "name", srv->info.name, "backend",
                           srv->info.backend, "image_size", srv->info.image_size, "image_length",
                           srv->info.image_length, "rank", srv->info.has_clip);
-    return json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:s}", "model", model, "limits",
+    return json_pack("{s:o, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model",
+                     model, "device", cfg->device, "devices", devices_json(srv), "limits",
                      "max_images", (json_int_t)cfg->max_batch, "max_prompt_bytes",
                      (json_int_t)cfg->max_prompt, "body_limit_bytes", (json_int_t)cfg->body_limit,
                      "queue_capacity", (json_int_t)cfg->queue, "deadline_s",
-                     (json_int_t)cfg->deadline, "version", DALLE_SERVER_VERSION);
+                     (json_int_t)cfg->deadline, "preview_min_every", DALLE_PREVIEW_MIN_EVERY,
+                     "jpeg_threads", (json_int_t)cfg->jpeg_threads, "version",
+                     DALLE_SERVER_VERSION);
 }
 
 static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
@@ -216,6 +245,7 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
         return send_jansson(c, ctx, 200, json_pack("{s:b}", "success", 1), NULL);
     }
     case DALLE_ROUTE_HEALTH:
+        if (atomic_load(&srv->faulted)) return send_unavailable(c, ctx);
         return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ok"), NULL);
     case DALLE_ROUTE_READY:
         if (!atomic_load(&srv->ready)) return send_unavailable(c, ctx);
@@ -224,7 +254,7 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
     case DALLE_ROUTE_V1_MODELS:
         return send_jansson(c, ctx, 200,
                             json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data",
-                                      "id", atomic_load(&srv->sched) ? srv->info.name : "loading",
+                                      "id", atomic_load(&srv->n_sched) ? srv->info.name : "loading",
                                       "object", "model", "created", 0, "owned_by",
                                       "dalle-server"),
                             NULL);
@@ -232,11 +262,12 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
         return send_body(c, ctx, 200, "application/yaml", (char *)openapi_yaml,
                          (size_t)(openapi_yaml_end - openapi_yaml), 0, NULL);
     case DALLE_ROUTE_METRICS: {
-        dalle_gauges g = {.queue_capacity = (int)srv->cfg.queue};
-        dalle_scheduler *sched = atomic_load(&srv->sched);
-        if (sched)
-            dalle_scheduler_stats(sched, &g.queue_size, &g.queue_capacity, &g.in_flight,
-                                  &g.batch_images);
+        dalle_gauges g = {.queue_capacity = (int)srv->cfg.queue * srv->n_devices};
+        for (int i = 0, n = atomic_load(&srv->n_sched); i < n; i++) {
+            int q, cap, fl, im;
+            dalle_scheduler_stats(srv->sched[i], &q, &cap, &fl, &im);
+            g.queue_size += q, g.in_flight += fl, g.batch_images += im;
+        }
         size_t len = 0;
         char *text = dalle_metrics_render(srv->metrics, &g, &len);
         if (!text) return MHD_NO;
@@ -300,7 +331,7 @@ static void append_body(request_ctx *ctx, const char *data, size_t n) {
     ctx->len += n;
 }
 
-/* The scheduler finished ctx->job: resume the connection (scheduler thread). */
+/* The scheduler finished ctx->job: resume the connection (encode pool thread). */
 static void job_done(dalle_job *job) {
     request_ctx *ctx = job->user;
     pthread_mutex_lock(&ctx->mu);
@@ -393,6 +424,13 @@ static void stream_progress(dalle_job *job, int step, int steps) {
     pthread_mutex_unlock(&ctx->mu);
 }
 
+static void stream_preview(dalle_job *job, const char *json, size_t len) {
+    request_ctx *ctx = job->user;
+    pthread_mutex_lock(&ctx->mu);
+    push_event(ctx, "preview", json, len);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
 static void stream_done(dalle_job *job) {
     request_ctx *ctx = job->user;
     pthread_mutex_lock(&ctx->mu);
@@ -427,8 +465,8 @@ static enum MHD_Result start_stream(struct MHD_Connection *c, request_ctx *ctx, 
 
 static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     dalle_server *srv = ctx->h->srv;
-    dalle_scheduler *sched = atomic_load(&srv->sched);
-    if (!sched || !atomic_load(&srv->ready)) return send_unavailable(c, ctx);
+    if (!atomic_load(&srv->n_sched) || !atomic_load(&srv->ready))
+        return send_unavailable(c, ctx);
     dalle_http_error e;
     dalle_job *job = &ctx->job;
     const int openai = ctx->route == DALLE_ROUTE_V1_IMAGES;
@@ -456,10 +494,12 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     const int stream = job->req.stream;
     job->done = stream ? stream_done : job_done;
     job->progress = stream ? stream_progress : NULL;
+    job->preview = stream ? stream_preview : NULL;
     job->user = ctx;
     atomic_store(&ctx->refs, stream ? 2 : 1);
     pthread_mutex_lock(&ctx->mu);
-    dalle_submit_result r = dalle_scheduler_submit(sched, job);
+    int position = 0;
+    dalle_submit_result r = dalle_scheduler_dispatch(srv, job, &position);
     if (r == DALLE_SUBMIT_OK) {
         ctx->submitted = 1;
         atomic_fetch_add(&ctx->h->pending, 1);
@@ -469,11 +509,7 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
         }
     }
     pthread_mutex_unlock(&ctx->mu);
-    if (r == DALLE_SUBMIT_OK && stream) {
-        int queued, capacity, in_flight, images;
-        dalle_scheduler_stats(sched, &queued, &capacity, &in_flight, &images);
-        return start_stream(c, ctx, queued);
-    }
+    if (r == DALLE_SUBMIT_OK && stream) return start_stream(c, ctx, position);
     if (r == DALLE_SUBMIT_OK) return MHD_YES;
     atomic_store(&ctx->refs, 1);
     if (r == DALLE_SUBMIT_CLOSED) return send_unavailable(c, ctx);

@@ -41,7 +41,7 @@ static const char *const STAGE_NAME[DALLE_STAGE_COUNT] = {
     "text_encode", "decode", "vqgan", "clip", "jpeg",
 };
 static const char *const FAILURE_NAME[DALLE_FAIL_COUNT] = {
-    "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown",
+    "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown", "device",
 };
 
 const char *dalle_route_path(dalle_route r) {

@@ -30,6 +30,7 @@ typedef enum {
     DALLE_FAIL_TIMEOUT,
     DALLE_FAIL_CANCELLED,
     DALLE_FAIL_SHUTDOWN,
+    DALLE_FAIL_DEVICE, /* failed by a fatal device fault */
     DALLE_FAIL_COUNT
 } dalle_failure;
 

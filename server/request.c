@@ -4,7 +4,8 @@
  * DALLE_JSON_MAX_DEPTH is refused before jansson sees it; jansson (json_loadb with
  * JSON_REJECT_DUPLICATES) refuses bad syntax, bad UTF-8, \u0000, duplicate keys, trailing
  * data and numbers that do not fit. Status policy: malformed JSON, an unknown field or a
- * conflict → 400; a well-formed value of the wrong type or out of range → 422.
+ * conflict (preview_every without "stream": true) → 400; a well-formed value of the wrong
+ * type or out of range (preview_every outside [16, image_length]) → 422.
  * The dialect is picked by key: "text" → dalle-playground, otherwise native ("prompt").
  * The OpenAI route (/v1/images/generations) takes prompt, n (1..10), size ("256x256" or
  * "auto"), response_format ("b64_json"), model, user, quality, style, and answers every
@@ -189,6 +190,9 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
         if (!json_is_boolean(v))
             return dalle_http_error_set(e, 422, "invalid_type", key, "stream must be a boolean");
         req->stream = json_is_true(v);
+    } else if (!strcmp(key, "preview_every")) {
+        if (get_int(v, key, DALLE_PREVIEW_MIN_EVERY, srv->info.image_length, &i, e)) return -1;
+        req->preview_every = (int)i;
     } else if (!strcmp(key, "rank")) {
         if (!json_is_boolean(v))
             return dalle_http_error_set(e, 422, "invalid_type", key, "rank must be a boolean");
@@ -239,6 +243,9 @@ int dalle_request_parse(const dalle_server *srv, int openai, const char *body, s
         }
         if (!rc && !req->prompt)
             rc = dalle_http_error_set(e, 422, "missing_field", "prompt", "prompt is required");
+        if (!rc && req->preview_every && !req->stream)
+            rc = dalle_http_error_set(e, 400, "conflict", "preview_every",
+                                      "preview_every needs \"stream\": true");
     }
     json_decref(root);
     if (rc && openai && e->status == 422) e->status = 400;

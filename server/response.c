@@ -3,7 +3,8 @@
  * Contract: native → {images, scores, indices, version, id, model, prompt, seed,
  * timings_ms {queue, text, decode, vqgan, clip, jpeg, total}}; dalle-playground →
  * {generatedImgs, generatedImgsFormat: "jpeg"}; OpenAI → {created, data: [{b64_json}]}.
- * Images are base64 JPEG strings, best first when ranked. Returns NULL on any allocation failure (nothing leaks).
+ * Images are base64 JPEG strings, best first when ranked. A preview event's data is
+ * {step, steps, images}. Returns NULL on any allocation failure (nothing leaks).
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -73,6 +74,20 @@ static json_t *openai_body(json_t *images) {
     return json_pack("{s:I, s:o}", "created", (json_int_t)time(NULL), "data", data);
 }
 
+static char *dump(json_t *root, size_t *len) {
+    if (!root) return NULL;
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (s) *len = strlen(s);
+    return s;
+}
+
+char *dalle_preview_body(const dalle_result *r, int step, int steps, size_t *len) {
+    json_t *images = image_array(r);
+    if (!images) return NULL;
+    return dump(json_pack("{s:i, s:i, s:o}", "step", step, "steps", steps, "images", images), len);
+}
+
 char *dalle_response_body(const dalle_server *srv, const dalle_request *req, const char *id,
                           const dalle_result *r, double queue_ms, size_t *len) {
     json_t *images = image_array(r);
@@ -85,9 +100,5 @@ char *dalle_response_body(const dalle_server *srv, const dalle_request *req, con
     case DALLE_DIALECT_OPENAI: root = openai_body(images); break;
     default: root = native_body(srv, req, id, r, queue_ms, images); break;
     }
-    if (!root) return NULL;
-    char *s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    if (s) *len = strlen(s);
-    return s;
+    return dump(root, len);
 }

@@ -1,21 +1,33 @@
-/* scheduler.c — bounded FIFO of generation jobs and the thread that runs them with
- * iteration-level batching (scheduler.h).
+/* scheduler.c — per device: a bounded FIFO of generation jobs and the thread that runs them
+ * with iteration-level batching; dispatch over the devices (scheduler.h).
  *
  * DESIGN
  * ------
- * HTTP threads validate a request, encode its text and call dalle_scheduler_submit, which
- * appends the job to a FIFO under `mu` if fewer than `capacity` jobs wait (check and
- * append are one critical section, so bursts cannot overshoot the bound).
+ * HTTP threads validate a request, encode its text and call dalle_scheduler_dispatch, which
+ * picks the least-loaded scheduler (images queued + images running) and appends the job to
+ * its FIFO under `mu` if fewer than `capacity` jobs wait there (check and append are one
+ * critical section, so bursts cannot overshoot the bound).
  *
- * One scheduler thread owns the dalle_state (max_images = max_prompts = --max-batch) and
- * loops: (1) sweep the queue, failing jobs whose client hung up (499, never run) or that
- * waited past --deadline (503 timeout, never run); (2) admit queued jobs in FIFO order while
- * the state has room for the head job's n images and a prompt block (dalle_job_start runs
- * its BART encoder; a job that does not fit yet blocks the ones behind it, so large
- * requests are not starved); (3) one decode step of every running image
- * (dalle_state_step); (4) collect the jobs whose images are done: VQGAN (dalle_decode_codes),
- * CLIP ranking, JPEG + base64, JSON; then job->done resumes the suspended connection.
- * A new request therefore waits at most one step for free room, never for a whole batch.
+ * One scheduler thread per device owns a dalle_state (max_images = max_prompts =
+ * --max-batch) on that device's model and loops: (1) sweep the queue, failing jobs whose
+ * client hung up (499, never run) or that waited past --deadline (503 timeout, never run);
+ * (2) admit queued jobs in FIFO order while the state has room for the head job's n images
+ * and a prompt block (dalle_job_start runs its BART encoder; a job that does not fit yet
+ * blocks the ones behind it, so large requests are not starved); (3) one decode step of
+ * every running image (dalle_state_step); (4) progress callbacks and previews of the
+ * running jobs; (5) the jobs whose images are done: VQGAN (dalle_decode_codes) into the
+ * job's own buffer and CLIP ranking, then the job goes to the encode pool, which JPEG-
+ * encodes, base64s and builds the JSON (and fails it with 503 if a device fault happened
+ * meanwhile) and calls job->done. A new request therefore waits at most one step for free
+ * room, never for a whole batch, and JPEG work never delays a decode step.
+ *
+ * Previews ("preview_every": k): every k steps the job's codes so far are completed
+ * deterministically — each code not yet generated copies the code one row above it (the
+ * last generated row repeats downward; in an unfinished first row, the last generated code)
+ * — and decoded by the VQGAN on this thread; the pool encodes them (quality ≤
+ * DALLE_PREVIEW_MAX_QUALITY) and hands them to job->preview. All tasks of one job use one
+ * pool lane, so its previews are delivered before its final result. Previews only read the
+ * codes: the result is the same with or without them.
  *
  * Cancellation: dalle_state_step polls each running job's should_stop, which polls the
  * client's socket for POLLRDHUP/POLLHUP (suspended MHD connections do not notice hang-ups)
@@ -24,14 +36,21 @@
  *
  * Shutdown (dalle_scheduler_drain): `closing` makes submit refuse; the queued jobs are taken
  * out and failed with 503 by the caller; running jobs may finish until the drain deadline,
- * after which should_stop cancels them (503); then the thread exits and is joined.
+ * after which should_stop cancels them (503); then the thread exits and is joined (or, when
+ * a device fault parked it, left alone).
  *
- * Threads: `mu` guards the queue, its counters and `closing`; the state, the running list,
- * the RGB buffer and the JPEG encoder are the scheduler thread's alone; the gauges read by
- * /metrics are atomics.
+ * Device faults: the fault handler runs on the thread whose backend call failed and never
+ * returns into the engine; dalle_scheduler_fault_here (that thread) fails every job the
+ * scheduler holds — queued, `starting`, `running`, and `finishing` from `finish_next` on —
+ * without touching the device. Every job is always in exactly one of these places, or
+ * already handed to the pool.
+ *
+ * Threads: `mu` guards the queue, its counters and `closing`; the state and the job lists
+ * are the scheduler thread's alone; the gauges read by /metrics are atomics.
  */
 #include "server/scheduler.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -46,19 +65,26 @@
 struct dalle_scheduler {
     dalle_server *srv;
     dalle_state *state;
-    dalle_jpeg_encoder *jpeg;
-    uint8_t *rgb; /* [max_batch, R, R, 3] */
-    dalle_job **running;
+    int32_t *preview_codes; /* [max_batch, image_length] */
+    int latent_side;        /* codes per row */
+    dalle_job **running;    /* [max_batch] decoding */
     int n_running;
+    dalle_job **finishing; /* [max_batch] decoded or cancelled, being answered */
+    int n_finishing, finish_next;
+    dalle_job *starting; /* inside dalle_job_start */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    dalle_job *head, *tail; /* guarded by mu */
-    int queued, capacity;   /* guarded by mu */
-    int closing;            /* guarded by mu */
+    dalle_job *head, *tail;              /* guarded by mu */
+    int queued, queued_images, capacity; /* guarded by mu */
+    int closing;                         /* guarded by mu */
     atomic_int in_flight, batch_images;
     _Atomic double stop_at_ms; /* drain deadline; 0 = none */
+    atomic_int stop_fault;     /* the drain is for a device fault */
+    atomic_int parked;         /* the thread hit a device fault and will never return */
 };
+
+static _Thread_local dalle_scheduler *this_scheduler;
 
 double dalle_server_now_ms(void) {
     struct timespec ts;
@@ -80,28 +106,185 @@ static int should_stop(void *user) {
 }
 
 /* Give the job an error body. */
-static void fail(dalle_scheduler *s, dalle_job *job, dalle_failure kind, int status,
+static void fail(const dalle_server *srv, dalle_job *job, dalle_failure kind, int status,
                  const char *code, int retry_after, const char *msg) {
     dalle_http_error e;
     dalle_http_error_set(&e, status, code, NULL, "%s", msg);
     job->status = status;
     job->retry_after = retry_after;
+    free(job->body);
     job->body = dalle_error_body(&e, &job->body_len);
-    dalle_metrics_failure(s->srv->metrics, kind);
+    dalle_metrics_failure(srv->metrics, kind);
 }
+
+static void fail_device(const dalle_server *srv, dalle_job *job) {
+    fail(srv, job, DALLE_FAIL_DEVICE, 503, "device_error", 0,
+         "a compute device failed; the server is restarting");
+}
+
+/* A job stopped by the drain deadline or a device fault (never a client's doing). */
+static void fail_stopped(dalle_scheduler *s, dalle_job *job, int ran) {
+    if (atomic_load(&s->stop_fault)) fail_device(s->srv, job);
+    else
+        fail(s->srv, job, DALLE_FAIL_SHUTDOWN, 503, "shutting_down", 1,
+             ran ? "the server is shutting down; the generation was stopped"
+                 : "the server is shutting down; the request was not run");
+}
+
+/* JPEG-encode images order[k] (or k) of rgb into out[k]; out[k].jpeg malloc'ed. */
+static dalle_status encode_jpegs(dalle_jpeg_encoder *enc, const uint8_t *rgb, int n, int R,
+                                 const int32_t *order, const float *scores, int quality,
+                                 dalle_image *out, dalle_error *err) {
+    for (int k = 0; k < n; k++) {
+        const int i = order ? order[k] : k;
+        const uint8_t *jpg;
+        size_t size;
+        dalle_status st = dalle_jpeg_encode(enc, rgb + (size_t)i * R * R * 3, R, R, quality,
+                                            DALLE_SUBSAMP_420, &jpg, &size, err);
+        if (st == DALLE_OK && !(out[k].jpeg = malloc(size)))
+            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        if (st != DALLE_OK) return st;
+        memcpy(out[k].jpeg, jpg, size);
+        out[k].jpeg_size = size;
+        out[k].index = i;
+        out[k].score = scores ? scores[i] : 0.0f;
+    }
+    return DALLE_OK;
+}
+
+/* Pool: JPEG + base64 + JSON of a decoded job (status still 0). */
+static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
+    const dalle_server *srv = job->sched->srv;
+    if (atomic_load(&srv->faulted)) { /* never a 200 after a device fault */
+        fail_device(srv, job);
+        return;
+    }
+    const int n = job->req.gen.n_images, R = srv->info.image_size;
+    dalle_error err = {0};
+    dalle_result r = {.n_images = n, .width = R, .height = R, .ranked = job->req.rank};
+    r.timings = (dalle_timings){.text_ms = job->text_ms, .decode_ms = job->decode_ms,
+                                .vqgan_ms = job->vqgan_ms, .clip_ms = job->clip_ms};
+    const double t0 = dalle_server_now_ms();
+    r.images = calloc((size_t)n, sizeof *r.images);
+    dalle_status st = r.images ? encode_jpegs(enc, job->rgb, n, R, job->order, job->scores,
+                                              job->req.quality, r.images, &err)
+                               : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
+    const double t1 = dalle_server_now_ms();
+    r.timings.jpeg_ms = t1 - t0;
+    r.timings.total_ms = job->text_ms + (t1 - job->t_start);
+    const double queue_ms = job->t_admit - job->t_submit;
+    if (st == DALLE_OK) {
+        job->status = 200;
+        job->images = n;
+        job->body = dalle_response_body(srv, &job->req, job->id, &r, queue_ms, &job->body_len);
+        dalle_metrics_generated(srv->metrics, n, n * srv->info.image_length, queue_ms / 1e3);
+        const double stage_ms[DALLE_STAGE_COUNT] = {r.timings.text_ms, r.timings.decode_ms,
+                                                    r.timings.vqgan_ms, r.timings.clip_ms,
+                                                    r.timings.jpeg_ms};
+        for (int k = 0; k < DALLE_STAGE_COUNT; k++)
+            dalle_metrics_stage(srv->metrics, (dalle_stage)k, stage_ms[k] / 1e3);
+        if (!job->body)
+            fail(srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
+    } else {
+        fail(srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
+    }
+    dalle_result_free(&r);
+}
+
+/* Pool: the last task of a job. */
+static void finish_task(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
+    dalle_job *job = (dalle_job *)((char *)t - offsetof(dalle_job, task));
+    if (job->status == 0) encode_result(job, enc);
+    free(job->codes);
+    free(job->rgb);
+    job->codes = NULL;
+    job->rgb = NULL;
+    job->done(job);
+}
+
+/* Hand the job to its pool lane: status 0 = decoded, to encode; else answered already. */
+static void finish(dalle_scheduler *s, dalle_job *job) {
+    job->task.run = finish_task;
+    dalle_encode_pool_submit(s->srv->pool, job->lane, &job->task);
+}
+
+/* ---- previews ------------------------------------------------------------------------ */
+
+typedef struct {
+    dalle_pool_task task; /* first */
+    dalle_job *job;
+    int step, steps;
+    uint8_t rgb[]; /* [n_images, R, R, 3] */
+} preview_task;
+
+static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
+    preview_task *p = (preview_task *)t;
+    dalle_job *job = p->job;
+    const dalle_server *srv = job->sched->srv;
+    const int n = job->req.gen.n_images, R = srv->info.image_size;
+    const int quality = job->req.quality < DALLE_PREVIEW_MAX_QUALITY ? job->req.quality
+                                                                     : DALLE_PREVIEW_MAX_QUALITY;
+    dalle_result r = {.n_images = n, .width = R, .height = R};
+    r.images = calloc((size_t)n, sizeof *r.images);
+    dalle_error err = {0};
+    if (r.images && !atomic_load(&job->abandoned) &&
+        encode_jpegs(enc, p->rgb, n, R, NULL, NULL, quality, r.images, &err) == DALLE_OK) {
+        size_t len = 0;
+        char *body = dalle_preview_body(&r, p->step, p->steps, &len);
+        if (body) job->preview(job, body, len);
+        free(body);
+    }
+    dalle_result_free(&r);
+    free(p);
+}
+
+/* Decode the job's codes so far (the rest filled as described above) for a preview. A
+ * preview is optional: when memory or the VQGAN fails, it is skipped. */
+static void preview(dalle_scheduler *s, dalle_job *job, int step) {
+    const int P = s->srv->info.image_length, R = s->srv->info.image_size, W = s->latent_side;
+    const int n = job->req.gen.n_images;
+    preview_task *p = malloc(sizeof *p + (size_t)n * R * R * 3);
+    if (!p) return;
+    for (int i = 0; i < n; i++) {
+        const int32_t *src = job->codes + (size_t)i * P;
+        int32_t *dst = s->preview_codes + (size_t)i * P;
+        memcpy(dst, src, (size_t)step * sizeof *dst);
+        for (int k = step; k < P; k++) dst[k] = k >= W ? dst[k - W] : dst[step - 1];
+    }
+    dalle_error err = {0};
+    if (dalle_decode_codes(s->state, s->preview_codes, n, p->rgb, &err) != DALLE_OK) {
+        fprintf(stderr, "preview id=%s step=%d skipped: %s\n", job->id, step, err.msg);
+        free(p);
+        return;
+    }
+    p->task.run = preview_run;
+    p->job = job;
+    p->step = step;
+    p->steps = P;
+    dalle_encode_pool_submit(s->srv->pool, job->lane, &p->task);
+}
+
+/* ---- the queue ------------------------------------------------------------------------ */
 
 /* The reason a queued job must not run, or 0 (fails it). */
 static int reject_queued(dalle_scheduler *s, dalle_job *job) {
     if (atomic_load(&job->abandoned) || client_gone(job->fd)) {
-        fail(s, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0, "the client closed the connection");
+        fail(s->srv, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0,
+             "the client closed the connection");
         return 1;
     }
     if (dalle_server_now_ms() - job->t_submit > (double)s->srv->cfg.deadline * 1e3) {
-        fail(s, job, DALLE_FAIL_TIMEOUT, 503, "timeout",
-             1, "the request waited in the queue past its deadline");
+        fail(s->srv, job, DALLE_FAIL_TIMEOUT, 503, "timeout", 1,
+             "the request waited in the queue past its deadline");
         return 1;
     }
     return 0;
+}
+
+/* Take the job out of the queue's counters. Called with mu held. */
+static void dequeued(dalle_scheduler *s, dalle_job *job) {
+    s->queued--;
+    s->queued_images -= job->req.gen.n_images;
 }
 
 /* Remove queued jobs that must not run; returns them as a list. Called with mu held. */
@@ -114,7 +297,7 @@ static dalle_job *sweep_queue(dalle_scheduler *s) {
             *link = job->next;
             job->next = dropped;
             dropped = job;
-            s->queued--;
+            dequeued(s, job);
         } else {
             s->tail = job;
             link = &job->next;
@@ -131,41 +314,52 @@ static dalle_job *pop_if_fits(dalle_scheduler *s) {
         return NULL;
     s->head = job->next;
     if (!s->head) s->tail = NULL;
-    s->queued--;
+    dequeued(s, job);
     return job;
 }
 
-static void finish(dalle_job *job) {
-    free(job->codes);
-    job->codes = NULL;
-    job->done(job);
+/* Empty the queue and refuse new jobs; returns the jobs that were queued. */
+static dalle_job *close_queue(dalle_scheduler *s) {
+    pthread_mutex_lock(&s->mu);
+    s->closing = 1;
+    dalle_job *job = s->head;
+    s->head = s->tail = NULL;
+    s->queued = s->queued_images = 0;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return job;
 }
+
+/* ---- the scheduler thread --------------------------------------------------------------- */
 
 /* dalle_job_start; the job runs, or is finished with an error. */
 static void start(dalle_scheduler *s, dalle_job *job) {
-    const int P = s->srv->info.image_length, n = job->req.gen.n_images;
+    const int P = s->srv->info.image_length, R = s->srv->info.image_size;
+    const int n = job->req.gen.n_images;
     dalle_error err = {0};
     dalle_gen_params gen = job->req.gen;
     gen.should_stop = should_stop;
     gen.user = job;
-    job->sched = s;
     job->codes = malloc((size_t)n * P * sizeof *job->codes);
-    if (!job->codes) {
-        fail(s, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
-        finish(job);
+    job->rgb = malloc((size_t)n * R * R * 3);
+    if (!job->codes || !job->rgb) {
+        fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
+        finish(s, job);
         return;
     }
     const double t0 = job->t_admit = dalle_server_now_ms();
+    s->starting = job;
     dalle_status st = dalle_job_start(s->state, &job->text, &gen, job->codes, &job->handle, &err);
+    s->starting = NULL;
     job->t_start = dalle_server_now_ms();
     job->text_ms += job->t_start - t0;
     if (st == DALLE_OK && job->handle < 0)
         st = dalle_error_set(&err, DALLE_ERR_BACKEND, "the state had no room for an admitted job");
     if (st != DALLE_OK) {
         if (st == DALLE_ERR_INVALID_ARG)
-            fail(s, job, DALLE_FAIL_VALIDATION, 422, "invalid_prompt", 0, err.msg);
-        else fail(s, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
-        finish(job);
+            fail(s->srv, job, DALLE_FAIL_VALIDATION, 422, "invalid_prompt", 0, err.msg);
+        else fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
+        finish(s, job);
         return;
     }
     s->running[s->n_running++] = job;
@@ -173,69 +367,29 @@ static void start(dalle_scheduler *s, dalle_job *job) {
     atomic_fetch_add(&s->batch_images, n);
 }
 
-/* Codes → VQGAN → CLIP → JPEG → JSON for a job whose decode is done. */
+/* VQGAN and CLIP of a job whose decode is done; the pool does the rest. */
 static void complete(dalle_scheduler *s, dalle_job *job) {
-    const dalle_server *srv = s->srv;
-    const int n = job->req.gen.n_images, R = srv->info.image_size;
+    const int n = job->req.gen.n_images, R = s->srv->info.image_size;
     dalle_error err = {0};
-    dalle_result r = {.n_images = n, .width = R, .height = R, .ranked = job->req.rank};
-    r.timings.text_ms = job->text_ms;
     const double t0 = dalle_server_now_ms();
-    r.timings.decode_ms = t0 - job->t_start;
-    float scores[DALLE_SERVER_MAX_BATCH] = {0};
-    int32_t order[DALLE_SERVER_MAX_BATCH];
-    for (int i = 0; i < n; i++) order[i] = i;
-    dalle_status st = dalle_decode_codes(s->state, job->codes, n, s->rgb, &err);
+    job->decode_ms = t0 - job->t_start;
+    for (int i = 0; i < n; i++) job->order[i] = i, job->scores[i] = 0;
+    dalle_status st = dalle_decode_codes(s->state, job->codes, n, job->rgb, &err);
     const double t1 = dalle_server_now_ms();
     if (st == DALLE_OK && job->req.rank) {
         const uint8_t *rgb[DALLE_SERVER_MAX_BATCH];
         int side[DALLE_SERVER_MAX_BATCH];
-        for (int i = 0; i < n; i++) rgb[i] = s->rgb + (size_t)i * R * R * 3, side[i] = R;
-        st = dalle_rank_images(s->state, job->text.clip_ids, rgb, side, side, n, scores, order,
-                               &err);
+        for (int i = 0; i < n; i++) rgb[i] = job->rgb + (size_t)i * R * R * 3, side[i] = R;
+        st = dalle_rank_images(s->state, job->text.clip_ids, rgb, side, side, n, job->scores,
+                               job->order, &err);
     }
-    const double t2 = dalle_server_now_ms();
-    r.images = calloc((size_t)n, sizeof *r.images);
-    if (st == DALLE_OK && !r.images) st = dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
-    for (int k = 0; st == DALLE_OK && k < n; k++) {
-        const uint8_t *jpg;
-        size_t size;
-        st = dalle_jpeg_encode(s->jpeg, s->rgb + (size_t)order[k] * R * R * 3, R, R,
-                               job->req.quality, DALLE_SUBSAMP_420, &jpg, &size, &err);
-        dalle_image *im = &r.images[k];
-        if (st == DALLE_OK && !(im->jpeg = malloc(size)))
-            st = dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
-        if (st != DALLE_OK) break;
-        memcpy(im->jpeg, jpg, size);
-        im->jpeg_size = size;
-        im->index = order[k];
-        im->score = scores[order[k]];
-    }
-    const double t3 = dalle_server_now_ms();
-    r.timings.vqgan_ms = t1 - t0;
-    r.timings.clip_ms = t2 - t1;
-    r.timings.jpeg_ms = t3 - t2;
-    r.timings.total_ms = job->text_ms + (t3 - job->t_start);
-    const double queue_ms = job->t_admit - job->t_submit;
-    if (st == DALLE_OK) {
-        job->status = 200;
-        job->images = n;
-        job->body = dalle_response_body(srv, &job->req, job->id, &r, queue_ms, &job->body_len);
-        dalle_metrics_generated(srv->metrics, n, n * srv->info.image_length, queue_ms / 1e3);
-        const double stage_ms[DALLE_STAGE_COUNT] = {r.timings.text_ms, r.timings.decode_ms,
-                                                    r.timings.vqgan_ms, r.timings.clip_ms,
-                                                    r.timings.jpeg_ms};
-        for (int k = 0; k < DALLE_STAGE_COUNT; k++)
-            dalle_metrics_stage(srv->metrics, (dalle_stage)k, stage_ms[k] / 1e3);
-        if (!job->body)
-            fail(s, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
-    } else {
-        fail(s, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
-    }
-    dalle_result_free(&r);
+    job->vqgan_ms = t1 - t0;
+    job->clip_ms = dalle_server_now_ms() - t1;
+    if (st != DALLE_OK) fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
 }
 
-/* After a step: answer and release the jobs that are done or were cancelled. */
+/* After a step: progress and previews of the running jobs; answer and release the jobs
+ * that are done or were cancelled. */
 static void collect(dalle_scheduler *s) {
     const int P = s->srv->info.image_length;
     int kept = 0;
@@ -244,27 +398,37 @@ static void collect(dalle_scheduler *s) {
         const int progress = dalle_job_progress(s->state, job->handle);
         if (progress >= 0 && progress < P) {
             s->running[kept++] = job;
-            if (job->progress && progress % DALLE_PROGRESS_EVERY == 0)
-                job->progress(job, progress, P);
             continue;
         }
         dalle_job_release(s->state, job->handle);
+        job->decoded = progress == P;
         atomic_fetch_sub(&s->in_flight, 1);
         atomic_fetch_sub(&s->batch_images, job->req.gen.n_images);
-        if (progress == P) complete(s, job);
-        else if (job->gone)
-            fail(s, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0,
-                 "the client closed the connection");
-        else
-            fail(s, job, DALLE_FAIL_SHUTDOWN, 503, "shutting_down", 1,
-                 "the server is shutting down; the generation was stopped");
-        finish(job);
+        s->finishing[s->n_finishing++] = job;
     }
     s->n_running = kept;
+    for (int i = 0; i < s->n_running; i++) {
+        dalle_job *job = s->running[i];
+        const int progress = dalle_job_progress(s->state, job->handle);
+        if (job->progress && progress % DALLE_PROGRESS_EVERY == 0) job->progress(job, progress, P);
+        if (job->req.preview_every && progress % job->req.preview_every == 0)
+            preview(s, job, progress);
+    }
+    for (; s->finish_next < s->n_finishing; s->finish_next++) {
+        dalle_job *job = s->finishing[s->finish_next];
+        if (job->decoded) complete(s, job);
+        else if (job->gone)
+            fail(s->srv, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0,
+                 "the client closed the connection");
+        else fail_stopped(s, job, 1);
+        finish(s, job);
+    }
+    s->n_finishing = s->finish_next = 0;
 }
 
 static void *scheduler_main(void *arg) {
     dalle_scheduler *s = arg;
+    this_scheduler = s;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->head && !s->n_running && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
@@ -276,7 +440,7 @@ static void *scheduler_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
         while (dropped) {
             dalle_job *next = dropped->next;
-            finish(dropped);
+            finish(s, dropped);
             dropped = next;
         }
         for (;;) {
@@ -295,29 +459,34 @@ static void *scheduler_main(void *arg) {
 }
 
 static void destroy(dalle_scheduler *s) {
-    dalle_jpeg_encoder_free(s->jpeg);
     dalle_state_free(s->state);
-    free(s->rgb);
+    free(s->preview_codes);
     free(s->running);
+    free(s->finishing);
     free(s);
 }
 
-dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle_error *err) {
+dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle_model *model,
+                                 dalle_error *err) {
     dalle_scheduler *s = calloc(1, sizeof *s);
     if (!s) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     s->srv = srv;
     s->capacity = (int)srv->cfg.queue;
-    const int B = (int)srv->cfg.max_batch, R = srv->info.image_size;
+    dalle_model_info info;
+    dalle_model_get_info(model, &info);
+    const int B = (int)srv->cfg.max_batch;
+    while ((s->latent_side + 1) * (s->latent_side + 1) <= info.image_length) s->latent_side++;
     dalle_state_params sp = {.max_images = B, .max_prompts = B};
     dalle_status st = DALLE_OK;
-    if (!srv->info.has_vqgan)
+    if (!info.has_vqgan)
         st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "the model has no VQGAN (files.vqgan)");
-    if (st == DALLE_OK) st = dalle_state_new(&s->state, srv->model, &sp, err);
-    if (st == DALLE_OK) st = dalle_jpeg_encoder_new(&s->jpeg, err);
+    if (st == DALLE_OK) st = dalle_state_new(&s->state, model, &sp, err);
     if (st == DALLE_OK) {
-        s->rgb = malloc((size_t)B * R * R * 3);
+        s->preview_codes = malloc((size_t)B * info.image_length * sizeof *s->preview_codes);
         s->running = calloc((size_t)B, sizeof *s->running);
-        if (!s->rgb || !s->running) st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        s->finishing = calloc((size_t)B, sizeof *s->finishing);
+        if (!s->preview_codes || !s->running || !s->finishing)
+            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
     if (st != DALLE_OK) {
         destroy(s);
@@ -333,9 +502,11 @@ dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle
     return DALLE_OK;
 }
 
-dalle_submit_result dalle_scheduler_submit(dalle_scheduler *s, dalle_job *job) {
+dalle_submit_result dalle_scheduler_submit(dalle_scheduler *s, dalle_job *job, int *position) {
     dalle_submit_result r = DALLE_SUBMIT_OK;
     job->next = NULL;
+    job->sched = s;
+    job->lane = dalle_encode_pool_lane(s->srv->pool);
     pthread_mutex_lock(&s->mu);
     if (s->closing) r = DALLE_SUBMIT_CLOSED;
     else if (s->queued >= s->capacity) r = DALLE_SUBMIT_FULL;
@@ -344,10 +515,39 @@ dalle_submit_result dalle_scheduler_submit(dalle_scheduler *s, dalle_job *job) {
         else s->head = job;
         s->tail = job;
         s->queued++;
+        s->queued_images += job->req.gen.n_images;
+        *position = s->queued;
         pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
     return r;
+}
+
+dalle_submit_result dalle_scheduler_dispatch(dalle_server *srv, dalle_job *job, int *position) {
+    const int n = atomic_load(&srv->n_sched);
+    int load[DALLE_SERVER_MAX_DEVICES], queued[DALLE_SERVER_MAX_DEVICES];
+    int tried[DALLE_SERVER_MAX_DEVICES] = {0};
+    for (int i = 0; i < n; i++) {
+        dalle_scheduler *s = srv->sched[i];
+        pthread_mutex_lock(&s->mu);
+        load[i] = s->queued_images;
+        queued[i] = s->queued;
+        pthread_mutex_unlock(&s->mu);
+        load[i] += atomic_load(&s->batch_images);
+    }
+    int full = 0;
+    for (int k = 0; k < n; k++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (!tried[i] && (best < 0 || load[i] < load[best] ||
+                              (load[i] == load[best] && queued[i] < queued[best])))
+                best = i;
+        tried[best] = 1;
+        const dalle_submit_result r = dalle_scheduler_submit(srv->sched[best], job, position);
+        if (r == DALLE_SUBMIT_OK) return r;
+        full |= r == DALLE_SUBMIT_FULL;
+    }
+    return full ? DALLE_SUBMIT_FULL : DALLE_SUBMIT_CLOSED;
 }
 
 void dalle_scheduler_stats(dalle_scheduler *s, int *queued, int *capacity, int *in_flight,
@@ -360,23 +560,49 @@ void dalle_scheduler_stats(dalle_scheduler *s, int *queued, int *capacity, int *
     *batch_images = atomic_load(&s->batch_images);
 }
 
-void dalle_scheduler_drain(dalle_scheduler *s, double drain_s) {
+void dalle_scheduler_drain(dalle_scheduler *s, double drain_s, int fault) {
+    atomic_store(&s->stop_fault, fault);
     atomic_store(&s->stop_at_ms, dalle_server_now_ms() + drain_s * 1e3 + 1);
-    pthread_mutex_lock(&s->mu);
-    s->closing = 1;
-    dalle_job *job = s->head;
-    s->head = s->tail = NULL;
-    s->queued = 0;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    while (job) {
-        dalle_job *next = job->next;
-        fail(s, job, DALLE_FAIL_SHUTDOWN, 503, "shutting_down", 1,
-             "the server is shutting down; the request was not run");
-        job->done(job);
-        job = next;
+    for (dalle_job *job = close_queue(s), *next; job; job = next) {
+        next = job->next;
+        fail_stopped(s, job, 0);
+        finish(s, job);
     }
-    pthread_join(s->thread, NULL);
+    for (;;) { /* join, unless the thread is parked by a device fault (now or meanwhile) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        if (pthread_timedjoin_np(s->thread, NULL, &ts) != ETIMEDOUT) return;
+        if (atomic_load(&s->parked)) return;
+    }
+}
+
+int dalle_scheduler_fault_here(void) {
+    dalle_scheduler *s = this_scheduler;
+    if (!s) return 0;
+    this_scheduler = NULL;
+    atomic_store(&s->stop_fault, 1);
+    for (dalle_job *job = close_queue(s), *next; job; job = next) {
+        next = job->next;
+        fail_device(s->srv, job);
+        finish(s, job);
+    }
+    dalle_job *held[1 + 2 * DALLE_SERVER_MAX_BATCH];
+    int n = 0;
+    if (s->starting) held[n++] = s->starting;
+    for (int i = 0; i < s->n_running; i++) held[n++] = s->running[i];
+    for (int i = s->finish_next; i < s->n_finishing; i++) held[n++] = s->finishing[i];
+    s->starting = NULL;
+    s->n_running = s->n_finishing = s->finish_next = 0;
+    atomic_store(&s->in_flight, 0);
+    atomic_store(&s->batch_images, 0);
+    for (int i = 0; i < n; i++) {
+        fail_device(s->srv, held[i]);
+        finish(s, held[i]);
+    }
+    atomic_store(&s->parked, 1); /* the caller parks the thread: it submits nothing more */
+    return 1;
 }
 
 void dalle_scheduler_free(dalle_scheduler *s) {

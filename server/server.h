@@ -1,9 +1,11 @@
 /* server.h — the parts of dalle-server and the state they share.
  *
- * Contract: main.c fills a dalle_server (settings, then the model once it is loaded, then
- * the scheduler) and starts the HTTP front end (http.c) before loading, so /health and
- * /ready answer while the model loads. `ready` is 1 once the scheduler runs and 0 again
- * when draining starts; handlers read it (and `sched`) with atomic loads.
+ * Contract: main.c fills a dalle_server (settings, the encode pool, then per device a model
+ * and a scheduler) and starts the HTTP front end (http.c) before loading, so /health and
+ * /ready answer while the models load. `n_sched` turns from 0 to the number of schedulers
+ * once all run (models[] and sched[] are complete before; `model` and `info` are device
+ * 0's, used for text encoding and limits); `ready` is 1 from then until draining starts or
+ * a device fails (`faulted`: /health 503 too). Handlers read these with atomic loads.
  */
 #ifndef DALLE_SERVER_SERVER_H
 #define DALLE_SERVER_SERVER_H
@@ -20,15 +22,29 @@
 
 typedef struct dalle_scheduler dalle_scheduler;
 typedef struct dalle_metrics dalle_metrics;
+typedef struct dalle_encode_pool dalle_encode_pool;
+
+/* A compute device the server drives: "cpu" or "cuda:I". */
+typedef struct {
+    char name[24];
+    const char *backend; /* "cpu" or "cuda" */
+    int ordinal;
+} dalle_device;
 
 typedef struct {
     dalle_server_config cfg;
-    dalle_model *model;              /* NULL until loaded */
-    dalle_model_info info;           /* valid once model is set */
-    _Atomic(dalle_scheduler *) sched; /* NULL until loaded */
+    dalle_device devices[DALLE_SERVER_MAX_DEVICES]; /* resolved from cfg.device */
+    int n_devices;
+    dalle_model *models[DALLE_SERVER_MAX_DEVICES];  /* one per device */
+    dalle_scheduler *sched[DALLE_SERVER_MAX_DEVICES];
+    atomic_int n_sched;     /* 0 until every scheduler runs */
+    dalle_model *model;     /* models[0] once n_sched > 0 */
+    dalle_model_info info;  /* of models[0] */
+    dalle_encode_pool *pool; /* JPEG + base64, finished jobs */
     dalle_metrics *metrics;
-    atomic_int ready;    /* model loaded and not draining */
+    atomic_int ready;    /* loaded, not draining, no device fault */
     atomic_int draining; /* SIGTERM/SIGINT seen */
+    atomic_int faulted;  /* a device reported a fatal fault: unhealthy, exiting */
 } dalle_server;
 
 /* ---- a validated generation request (request.c) ---------------------------------- */
@@ -43,7 +59,13 @@ typedef struct {
     int rank;
     int quality;
     int stream; /* answer as text/event-stream: queued, progress…, result | error */
+    int preview_every; /* stream a preview event every k decode steps; 0 = none */
 } dalle_request;
+
+/* Previews: every k ≥ DALLE_PREVIEW_MIN_EVERY steps (so at most image_length / 16 − 1 per
+ * request), JPEG quality at most DALLE_PREVIEW_MAX_QUALITY. */
+#define DALLE_PREVIEW_MIN_EVERY 16
+#define DALLE_PREVIEW_MAX_QUALITY 75
 
 /* An HTTP error: status, machine code, message, the offending field or NULL. */
 typedef struct {
@@ -71,5 +93,9 @@ int dalle_http_error_set(dalle_http_error *e, int status, const char *code, cons
 /* Encode a result as the request's dialect; malloc'ed JSON, or NULL when out of memory. */
 char *dalle_response_body(const dalle_server *srv, const dalle_request *req, const char *id,
                           const dalle_result *r, double queue_ms, size_t *len);
+
+/* A preview event's data {"step", "steps", "images": [base64 JPEG, by index]}; malloc'ed
+ * JSON, or NULL when out of memory. */
+char *dalle_preview_body(const dalle_result *r, int step, int steps, size_t *len);
 
 #endif /* DALLE_SERVER_SERVER_H */

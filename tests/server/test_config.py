@@ -9,7 +9,7 @@ from conftest import BIN, MODEL, Server
 
 SETTINGS = ["model", "host", "port", "queue", "max-batch", "threads", "http-threads",
             "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns",
-            "per-ip-conns", "api-key"]
+            "per-ip-conns", "api-key", "jpeg-threads", "device"]
 
 
 def run(*args, env=None):
@@ -38,8 +38,18 @@ def test_help_lists_every_setting_with_default():
     (["--host", ""], {}, "--host: must not be empty"),
     ([], {"DALLE_PORT": "abc"}, "DALLE_PORT: 'abc' is not an integer"),
     ([], {"DALLE_DEADLINE": "0"}, "DALLE_DEADLINE: '0'"),
+    (["--jpeg-threads", "0"], {}, "--jpeg-threads: '0' is not an integer in [1, 64]"),
+    (["--jpeg-threads", "65"], {}, "--jpeg-threads: '65'"),
+    (["--device", "gpu"], {}, "--device: 'gpu' is not auto, cpu, cuda or cuda:I,J,..."),
+    (["--device", "cuda:"], {}, "--device: 'cuda:' must be cuda:I,J,..."),
+    (["--device", "cuda:0,0"], {}, "--device: 'cuda:0,0' must be cuda:I,J,..."),
+    (["--device", "cuda:-1"], {}, "--device: 'cuda:-1' must be cuda:I,J,..."),
+    (["--device", "cuda:0,x"], {}, "--device: 'cuda:0,x' must be cuda:I,J,..."),
+    ([], {"DALLE_DEVICE": "CPU"}, "--device: 'CPU' is not auto, cpu, cuda"),
 ], ids=["port range", "port garbage", "queue 0", "max-batch negative", "body-limit small",
-        "unknown flag", "missing value", "empty host", "env garbage", "env range"])
+        "unknown flag", "missing value", "empty host", "env garbage", "env range",
+        "jpeg-threads 0", "jpeg-threads 65", "device name", "device no ordinal",
+        "device repeated", "device negative", "device garbage", "device env case"])
 def test_bad_setting_exits_2(args, env, needle):
     r = run("--model", str(MODEL), *args, env=env)
     assert r.returncode == 2
@@ -78,6 +88,40 @@ def test_bad_host_and_bad_model():
     r = run("--model", "/nonexistent-model", "--port", "0")
     assert r.returncode == 1
     assert r.stderr.startswith("listening on 127.0.0.1:")
+
+
+def gpus_visible():
+    """Whether this machine has a CUDA device: `--device cuda` starts (or exits 2 if not)."""
+    return "no CUDA device" not in run("--model", "/nonexistent-model", "--port", "0",
+                                       "--device", "cuda").stderr
+
+
+def test_device_cuda_without_gpu_exits_2_with_one_line():
+    if gpus_visible():
+        pytest.skip("this machine has a CUDA device")
+    for dev in ("cuda", "cuda:0", "cuda:0,1"):
+        r = run("--model", str(MODEL), "--port", "0", "--device", dev)
+        assert r.returncode == 2, (dev, r.stderr)
+        assert r.stderr == f"dalle-server: --device {dev}: no CUDA device is visible (use auto or cpu)\n"
+
+
+def test_device_auto_falls_back_to_cpu_and_cpu_is_one_scheduler(tmp_path):
+    if gpus_visible():
+        pytest.skip("this machine has a CUDA device: auto takes it")
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"device": "cuda", "jpeg_threads": 1}))
+    for args, env, device in ([], {}, "auto"), (["--config", str(f)], {"DALLE_DEVICE": "cpu"}, "cpu"):
+        s = Server(*args, env=env)
+        try:
+            info = s.get("/info").json()
+            assert info["device"] == device
+            assert [d["name"] for d in info["devices"]] == ["cpu"]
+            assert info["model"]["backend"] == "cpu"
+            assert info["limits"]["jpeg_threads"] == (1 if args else 2)  # file / default
+            s.wait_log(r"ready: model tiny-random on cpu, max batch 4, queue 16, jpeg threads [12]")
+            assert s.post("/generate", {"prompt": "on the cpu", "seed": 1}).status_code == 200
+        finally:
+            assert s.stop() == 0
 
 
 def test_precedence_file_env_flag(tmp_path):

@@ -1,5 +1,6 @@
 """Queue bound (429 + Retry-After), queue deadline (503, never run), client disconnects
-(cancelled, slots freed) and SIGTERM drain (nothing accepted is lost, exit 0).
+(cancelled, slots freed), SIGTERM drain (nothing accepted is lost, exit 0) and a device fault
+(every request 503, unhealthy, exit 3).
 
 The slow request is n=16 images on a --max-batch 16 server: a few seconds on the tiny model,
 long enough to observe it in flight via /metrics. Waits poll /metrics instead of sleeping."""
@@ -7,9 +8,11 @@ import concurrent.futures
 import json
 import signal
 import socket
+import threading
 import time
 
 import pytest
+import requests
 
 from conftest import Server
 
@@ -210,3 +213,75 @@ def test_max_batch_1_serves_queued_requests_in_order():
         assert s.metrics()["dalle_images_generated_total"] == 4
     finally:
         assert s.stop() == 0
+
+
+def test_device_fault_fails_every_request_with_503_and_exits_3():
+    """A fatal device fault: DALLE_FAULT_INJECT=step:N makes the backend report it from inside
+    its N-th decode step, through the same handler a sticky CUDA error reaches. The running,
+    queued and streaming requests all get 503 device_error (never a 200), /health stops
+    answering 200, and the process exits 3 after sending the answers."""
+    s = Server("--max-batch", "16", "--queue", "8", env={"DALLE_FAULT_INJECT": "step:200"})
+    session = requests.Session()
+    health, stop = [], threading.Event()
+
+    def poll_health():
+        while not stop.is_set():
+            try:
+                health.append(session.get(s.url("/health"), timeout=10).status_code)
+            except requests.RequestException:
+                health.append(None)
+            time.sleep(0.005)
+
+    def stream_events():
+        r = requests.post(s.url("/generate"), stream=True, timeout=60,
+                          data=json.dumps({"prompt": "streamed", "seed": 2, "stream": True}))
+        return [json.loads(line[6:]) for line in r.iter_lines(decode_unicode=True)
+                if line.startswith("data: ")]
+
+    with concurrent.futures.ThreadPoolExecutor(5) as ex:
+        poller = ex.submit(poll_health)
+        running = ex.submit(s.post, "/generate", SLOW)
+        in_flight(s)
+        queued = [ex.submit(s.post, "/generate", {"prompt": f"queued {i}", "seed": 1})
+                  for i in range(2)]
+        streamed = ex.submit(stream_events)
+        s.wait_metric("dalle_queue_size", lambda v: v == 3)
+        for f in [running, *queued]:
+            r = f.result()
+            assert r.status_code == 503 and r.headers["Content-Type"] == "application/json"
+            assert r.json()["error"]["code"] == "device_error", r.text
+        assert streamed.result()[-1]["error"]["code"] == "device_error"
+        assert s.proc.wait(timeout=30) == 3
+        stop.set()
+        poller.result()
+    assert health[0] == 200
+    first_bad = next(i for i, h in enumerate(health) if h != 200)
+    assert all(h != 200 for h in health[first_bad:]), health
+    s.wait_log(r"device fault: cpu backend: injected fault at decode step 200 "
+               r"\(DALLE_FAULT_INJECT\)")
+    s.wait_log(r"stopped after a device fault \(exit 3\)")
+    assert s.stop() == 3
+
+
+def test_device_fault_answers_health_and_ready_503():
+    """The fault handler marks the server unhealthy before it fails any request, so a client
+    that got its 503 sees /health and /ready answer 503 on a kept-alive connection until the
+    process is gone."""
+    s = Server("--max-batch", "16", "--queue", "8", env={"DALLE_FAULT_INJECT": "step:30"})
+    session = requests.Session()
+    assert session.get(s.url("/ready")).status_code == 200
+    r = s.post("/generate", SLOW)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "device_error"
+    for path in ("/health", "/ready"):
+        try:
+            h = session.get(s.url(path), timeout=10)
+        except requests.RequestException:
+            continue  # already exited
+        assert h.status_code == 503 and h.json()["error"]["code"] == "device_error"
+    assert s.stop() == 3
+
+
+def test_bad_fault_injection_setting_fails_the_load():
+    s = Server(env={"DALLE_FAULT_INJECT": "step:x"}, wait_ready=False)
+    assert s.proc.wait(timeout=60) == 1
+    s.wait_log(r"dalle-server: cpu: DALLE_FAULT_INJECT must be step:N with N >= 1, got 'step:x'")

@@ -2,11 +2,12 @@
 POST /generate and its /dalle alias, determinism and concurrency."""
 import concurrent.futures
 import re
+import subprocess
 
 import requests
 import yaml
 
-from conftest import ROOT, decode_images, jpeg_size
+from conftest import BIN, MODEL, REQ_TIMEOUT, ROOT, Server, decode_images, jpeg_size
 
 
 def test_health(server):
@@ -39,7 +40,11 @@ def test_info(server):
                              "image_length": 256, "rank": True}
     assert info["limits"] == {"max_images": 8, "max_prompt_bytes": 1024,
                               "body_limit_bytes": 65536, "queue_capacity": 64,
-                              "deadline_s": 300}
+                              "deadline_s": 300, "preview_min_every": 16, "jpeg_threads": 2}
+    # no GPU in CI: --device auto (the default) falls back to the one CPU scheduler
+    assert info["device"] == "auto"
+    assert info["devices"] == [{"name": "cpu", "backend": "cpu", "queued": 0, "in_flight": 0,
+                                "batch_images": 0}]
 
 
 def test_openapi_embedded_and_lists_routes(server):
@@ -178,6 +183,31 @@ def test_parallel_clients_match_solo_runs(server):
             assert r.json()["images"] == solo[p], p
     m = server.metrics()
     assert m["dalle_requests_in_flight"] == 0 and m["dalle_queue_size"] == 0
+
+
+def test_jpeg_pool_answers_equal_the_engine_without_pool(tmp_path):
+    """JPEG + base64 run on --jpeg-threads pool threads: concurrent requests all complete,
+    and their images are byte for byte the files dalle-cli generate writes for the same
+    prompt and seed (the engine encodes those itself, on its own thread)."""
+    s = Server("--max-batch", "8", "--jpeg-threads", "3")
+    try:
+        prompts = [f"pool prompt {i}" for i in range(6)]
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            futs = {p: ex.submit(s.post, "/generate", {"prompt": p, "n": 2, "seed": 5})
+                    for p in prompts}
+            got = {p: f.result() for p, f in futs.items()}
+        assert all(r.status_code == 200 for r in got.values())
+        for p in prompts[:2]:
+            out = tmp_path / p.replace(" ", "_")
+            cli = subprocess.run([str(BIN.parent / "dalle-cli"), "generate", "--model",
+                                  str(MODEL), "--prompt", p, "-n", "2", "--seed", "5",
+                                  "--out", str(out)], capture_output=True, timeout=REQ_TIMEOUT)
+            assert cli.returncode == 0, cli.stderr
+            files = [(out / f"{k}.jpg").read_bytes() for k in range(2)]
+            assert decode_images(got[p].json()["images"]) == files, p
+        assert s.get("/info").json()["limits"]["jpeg_threads"] == 3
+    finally:
+        assert s.stop() == 0
 
 
 def test_access_log(server):

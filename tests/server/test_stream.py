@@ -1,6 +1,6 @@
-"""Streaming ("stream": true → text/event-stream): queued, progress every 16 steps, then the
-result (the same body as without streaming) or an error event; a client that leaves
-mid-stream is cancelled."""
+"""Streaming ("stream": true → text/event-stream): queued, progress every 16 steps, optional
+previews every k steps (JPEGs of the codes so far), then the result (the same body as without
+streaming or previews) or an error event; a client that leaves mid-stream is cancelled."""
 import concurrent.futures
 import json
 import shutil
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import REQ_TIMEOUT, ROOT, Server
+from conftest import REQ_TIMEOUT, ROOT, Server, decode_images, jpeg_size
 from test_lifecycle import in_flight
 
 
@@ -47,6 +47,45 @@ def test_stream_events_and_same_result(server):
     assert name == "result"
     assert result["images"] == plain["images"] and result["scores"] == plain["scores"]
     assert result["seed"] == 9 and result["id"] == r.headers["X-Request-Id"]
+
+
+def test_preview_events_are_jpegs_and_leave_the_result_unchanged(server):
+    body = {"prompt": "a previewed lighthouse", "n": 2, "seed": 21}
+    plain = server.post("/generate", body).json()
+    ev = events(stream(server, {**body, "preview_every": 64}))
+    previews = [d for name, d in ev if name == "preview"]
+    assert [d["step"] for d in previews] == [64, 128, 192]
+    for d in previews:
+        assert d["steps"] == 256 and len(d["images"]) == 2
+        for jpg in decode_images(d["images"]):
+            assert jpeg_size(jpg) == (64, 64)
+    assert previews[0]["images"] != previews[-1]["images"]  # the picture fills in
+    assert [d["step"] for name, d in ev if name == "progress"] == list(range(16, 256, 16))
+    name, result = ev[-1]
+    assert name == "result" and result["images"] == plain["images"]
+    assert result["scores"] == plain["scores"]
+
+
+def test_preview_every_smallest_gives_the_most_previews(server):
+    ev = events(stream(server, {"prompt": "many previews", "seed": 3, "preview_every": 16}))
+    assert [d["step"] for name, d in ev if name == "preview"] == list(range(16, 256, 16))
+    assert ev[-1][0] == "result"
+
+
+@pytest.mark.parametrize("extra,status,code", [
+    ({"stream": True, "preview_every": 15}, 422, "out_of_range"),
+    ({"stream": True, "preview_every": 257}, 422, "out_of_range"),
+    ({"stream": True, "preview_every": 0}, 422, "out_of_range"),
+    ({"stream": True, "preview_every": "32"}, 422, "invalid_type"),
+    ({"stream": True, "preview_every": 32.5}, 422, "invalid_type"),
+    ({"preview_every": 32}, 400, "conflict"),
+    ({"stream": False, "preview_every": 32}, 400, "conflict"),
+], ids=["below 16", "above 256", "zero", "string", "float", "without stream", "stream false"])
+def test_preview_every_bounds(server, extra, status, code):
+    r = server.post("/generate", {"prompt": "bounded", **extra})
+    assert r.status_code == status and r.headers["Content-Type"] == "application/json"
+    err = r.json()["error"]
+    assert err["code"] == code and err["param"] == "preview_every", err
 
 
 def test_stream_playground_dialect(server):
