@@ -23,7 +23,9 @@ request = function()
 end
 
 function done(summary, latency, requests)
-    io.write(string.format("requests %d, p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n",
-        summary.requests, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-        latency:percentile(99) / 1000))
+    local e = summary.errors
+    io.write(string.format("requests %d, p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, non-2xx %d, " ..
+        "socket errors %d\n", summary.requests, latency:percentile(50) / 1000,
+        latency:percentile(90) / 1000, latency:percentile(99) / 1000, e.status,
+        e.connect + e.read + e.write + e.timeout))
 end
