@@ -4,7 +4,8 @@
 # bare GPU machine (CUDA toolkit and gcc present, no network, none of our libraries):
 # the runtime and -dev packages of OpenBLAS (+ libgfortran), jansson, utf8proc, TurboJPEG,
 # libmicrohttpd, Criterion (+ its runtime deps, so `make test` can run there too) and GNU
-# make. The device call carries the folder: carry [".gpu-bundle"], 64 MiB for the whole
+# make; and min-dalle 0.4.11's source (py/, for bench/gpu's side-by-side run). The device
+# call carries the folder: carry [".gpu-bundle"], 64 MiB for the whole
 # tree, so the script prints the size and fails above 40 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,7 +27,14 @@ shopt -s nullglob
 for f in "$dir"/*%3a*.deb; do mv "$f" "${f//%3a/_}"; done  # plain file names
 n=$(ls "$dir"/*.deb | wc -l)
 [ "$n" -eq "${#pkgs[@]}" ] || { echo "gpu-bundle: got $n of ${#pkgs[@]} packages" >&2; exit 1; }
-ls -1 "$dir"/*.deb | sed 's|.*/||' > "$dir/MANIFEST"
+# min-dalle for bench/gpu (its source distribution: pure Python, unpacked on PYTHONPATH there)
+mkdir -p "$dir/py"
+rm -f "$dir"/py/*
+pip=(python3 -m pip)
+"${pip[@]}" --version >/dev/null 2>&1 || pip=(pip3)
+"${pip[@]}" download --no-deps --no-binary :all: -d "$dir/py" min-dalle==0.4.11 >/dev/null ||
+  { echo "gpu-bundle: cannot download min-dalle 0.4.11 (pip)" >&2; exit 1; }
+ls -1 "$dir"/*.deb "$dir"/py/* | sed 's|^\.gpu-bundle/||' > "$dir/MANIFEST"
 kib=$(du -sk "$dir" | cut -f1)
 echo "gpu-bundle: $(ls "$dir"/*.deb | wc -l) packages, $((kib / 1024)) MiB in $dir"
 if [ "$kib" -gt $((40 * 1024)) ]; then

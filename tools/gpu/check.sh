@@ -7,9 +7,13 @@
 #   2. build the library, dalle-cli and the GPU programs with nvcc for $CUDA_ARCH (sm_90);
 #   3. tests/gpu/gpu_ops: every CUDA op vs the CPU op, fp32 weights, then f16 and bf16, and
 #      the small cases once more under compute-sanitizer memcheck;
-#   4. tests/gpu/gpu_e2e: models/tiny end to end on both backends (fp32, then f16);
+#   4. tests/gpu/gpu_e2e: models/tiny end to end on both backends (fp32 with recorded decode
+#      steps, fp32 eager — DALLE_CUDA_GRAPHS=0 —, f16 weights + f16 KV cache);
 #   5. dalle-cli generate --backend cuda on models/tiny (JPEGs under $OUT);
-#   6. tools/gpu/gpu_bench: decode step at mini / Mega size for 1, 8, 16 images, VQGAN.
+#   6. tools/gpu/gpu_bench --quick (op-sequence smoke test), then bench/gpu/run.sh: ours vs
+#      min-dalle (PyTorch fp16, from the bundle) at mini / Mega size, batch 1, 8, 32, 64,
+#      with ratios to the H100 floor — capped so that the whole check stays under ~5 min
+#      (BENCH_S overrides the cap in seconds).
 # Prints a summary table; everything is also written under $OUT/gpu-check/ when OUT is set.
 # Exit 0: all passed. 1: something failed (the table says what). 2: no CUDA device (a dry
 # run: steps 1-2 only).
@@ -128,10 +132,18 @@ else
     echo "compute-sanitizer not found: memcheck skipped"
 fi
 step e2e_tiny_f32 120 "$BUILD/tests/gpu/gpu_e2e" models/tiny
+step e2e_tiny_f32_eager 120 env DALLE_CUDA_GRAPHS=0 "$BUILD/tests/gpu/gpu_e2e" models/tiny
 step e2e_tiny_f16 120 env DALLE_CUDA_WEIGHTS=f16 "$BUILD/tests/gpu/gpu_e2e" models/tiny
 step cli_generate 60 "$BUILD/dalle-cli" generate --backend cuda --model models/tiny \
     --prompt "a red bicycle leaning against a brick wall" -n 4 --seed 1 --out "$LOGDIR/images"
-step bench 240 "$BUILD/tools/gpu/gpu_bench"
+step bench 60 "$BUILD/tools/gpu/gpu_bench" --quick
+# the side-by-side benchmark gets what is left of ~290 s (at least 90 s); each side is
+# capped inside run.sh in proportion
+left=$(( 290 - ($(date +%s) - t_start) ))
+[ "$left" -lt 90 ] && left=90
+BENCH_S=${BENCH_S:-$left}
+step bench_vs_min_dalle $((BENCH_S + 15)) env BUILD="$BUILD" OUT_DIR="$LOGDIR/bench-gpu" \
+    OURS_S=$((BENCH_S * 2 / 5)) PEER_S=$((BENCH_S * 3 / 5)) PEER_BUDGET_S=3 bash bench/gpu/run.sh
 
 echo
 echo "=== gpu-check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(( $(date +%s) - t_start ))s)"
@@ -144,5 +156,7 @@ done
 grep -h '^FAIL' "$LOGDIR"/ops_*.log "$LOGDIR"/e2e_*.log 2>/dev/null | sed 's/^/mismatch: /'
 echo
 grep -A40 '^gpu_bench: decode' "$LOGDIR/bench.log" 2>/dev/null
+echo
+cat "$LOGDIR/bench-gpu/table.md" 2>/dev/null || echo "bench/gpu: no table"
 if [ "$failed" -ne 0 ]; then echo "GPU CHECK FAILED"; exit 1; fi
 echo "GPU CHECK PASSED"

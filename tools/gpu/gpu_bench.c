@@ -5,10 +5,18 @@
  * layout). Printed as a table; the decode rows give the weight bytes streamed per step and
  * the bandwidth that achieves (peak ≈ 3.35 TB/s HBM3 on an H100 SXM).
  *
- *   gpu_bench [--quick] [--cpu]
+ *   gpu_bench [--quick] [--cpu] [--e2e FILE [--sizes mini,mega] [--batches 1,8,32,64]
+ *             [--steps N]]
  *   --quick: mini only, 3 timed steps, batch 1 (a smoke test);
  *   --cpu: the same op sequences on the CPU backend, fp32 (a dry run of this program on a
  *   machine without a GPU: every op's argument checks run; timings are the CPU's).
+ *   --e2e FILE: instead of the tables, whole generations through model/bart.c with random
+ *   weights (f16 weights and KV cache on CUDA — DALLE_CUDA_WEIGHTS / DALLE_CUDA_KV
+ *   override —, recorded decode steps unless DALLE_CUDA_GRAPHS=0): per size and batch,
+ *   encoder + cross K/V for the prompt and the unconditional prompt, N decode steps (256;
+ *   fewer with --steps, then scaled to 256) each with guided top-k 256 sampling and the
+ *   tokens fed back through the host, and the VQGAN op sequence per image; one JSON line
+ *   per (size, batch) appended to FILE for bench/gpu/compare.py.
  *
  * The decode step is the op sequence of model/bart.c's decoder at step 128 (self-attention
  * over 129 cached keys, cross-attention over 64 text keys, GLU, final LayerNorm, lm_head
@@ -21,6 +29,7 @@
 #include <time.h>
 
 #include "kernels/cuda/cuda.h"
+#include "model/bart.h"
 
 static dalle_backend *be;
 static uint64_t seed = 1;
@@ -272,20 +281,220 @@ static double vqgan_ms(double *conv_ms) {
     return best;
 }
 
+/* ---- whole generations through model/bart.c (--e2e) ------------------------------ */
+
+static dalle_backend *new_backend(dalle_dtype dt, dalle_error *err);
+
+/* A DalleBart of size z with random weights made on the device. */
+static void rand_stack(dalle_bart_stack *S, const bart_size *z, int vocab, int P, int n_layers,
+                       int decoder) {
+    const int d = z->d, F = z->F;
+    S->embed = W(vocab, d, 1, NULL);
+    S->pos = W(P, d, 1, NULL);
+    S->emb_ln_g = W(d, 0, 1, NULL), S->emb_ln_b = W(d, 0, 0.1f, NULL);
+    S->final_ln_b = W(d, 0, 0.1f, NULL);
+    S->n_layers = n_layers;
+    S->layers = calloc((size_t)n_layers, sizeof *S->layers);
+    for (int l = 0; l < n_layers; l++) {
+        dalle_bart_layer *L = &S->layers[l];
+        L->pre_self_ln_b = W(d, 0, 0.1f, NULL);
+        L->q = W(d, d, 0.03f, NULL), L->k = W(d, d, 0.03f, NULL);
+        L->v = W(d, d, 0.03f, NULL), L->o = W(d, d, 0.03f, NULL);
+        L->self_ln_g = W(d, 0, 1, NULL), L->self_ln_b = W(d, 0, 0.1f, NULL);
+        if (decoder) {
+            L->pre_cross_ln_b = W(d, 0, 0.1f, NULL);
+            L->cq = W(d, d, 0.03f, NULL), L->ck = W(d, d, 0.03f, NULL);
+            L->cv = W(d, d, 0.03f, NULL), L->co = W(d, d, 0.03f, NULL);
+            L->cross_ln_g = W(d, 0, 1, NULL), L->cross_ln_b = W(d, 0, 0.1f, NULL);
+        }
+        L->glu_ln0_b = W(d, 0, 0.1f, NULL);
+        L->fc0 = W(F, d, 0.03f, NULL), L->fc1 = W(F, d, 0.03f, NULL);
+        L->glu_ln1_b = W(F, 0, 0.1f, NULL);
+        L->fc2 = W(d, F, 0.02f, NULL);
+    }
+}
+
+static void free_t(dalle_tensor *t) {
+    if (t->data) be->ops->free(be, t->data);
+    t->data = NULL;
+}
+
+static void free_stack(dalle_bart_stack *S) {
+    free_t(&S->embed), free_t(&S->pos), free_t(&S->emb_ln_g), free_t(&S->emb_ln_b);
+    free_t(&S->final_ln_b);
+    for (int l = 0; l < S->n_layers; l++) {
+        dalle_bart_layer *L = &S->layers[l];
+        dalle_tensor *ts[] = {&L->pre_self_ln_b, &L->q, &L->k, &L->v, &L->o, &L->self_ln_g,
+                              &L->self_ln_b, &L->pre_cross_ln_b, &L->cq, &L->ck, &L->cv, &L->co,
+                              &L->cross_ln_g, &L->cross_ln_b, &L->glu_ln0_b, &L->fc0, &L->fc1,
+                              &L->glu_ln1_b, &L->fc2};
+        for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) free_t(ts[i]);
+    }
+    free(S->layers);
+}
+
+/* One generation of B images at size z on work w (kept between generations, like a
+ * server's state, so recorded steps are reused): returns encode and decode ms (decode
+ * scaled to 256 steps). */
+static void e2e_generate(const dalle_bart *m, dalle_bart_work *wp, int B, int steps,
+                         double *enc_ms, double *dec_ms) {
+    const dalle_bart_hparams *hp = &m->hp;
+    const int T = hp->text_length, C = hp->d_model, R = 2 * B, V = hp->image_vocab_size;
+    dalle_bart_work w = *wp;
+    float *enc = dalloc((size_t)T * C * sizeof(float));
+    int32_t ids[64], tok[128], pos[128], slot[128], blk[128], step[64], sampled[64];
+    uint8_t mask[64];
+    dalle_sample_params sp[64];
+    if (T > 64 || B > 64) {
+        fprintf(stderr, "gpu_bench: --e2e takes text_length ≤ 64 and batches ≤ 64\n");
+        exit(2);
+    }
+    /* unconditional prompt into block 0 (as at state creation, untimed), the prompt into 1 */
+    for (int i = 0; i < T; i++) ids[i] = i < 2 ? i : 1, mask[i] = i < 2;
+    dalle_bart_encode(m, &w, ids, mask, 1, enc);
+    dalle_bart_cross_kv(m, &w, enc, mask, 0);
+    be->ops->sync(be);
+    double t0 = now_ms();
+    for (int i = 0; i < T; i++) ids[i] = i < 12 ? 100 + 37 * i : 1, mask[i] = i < 12;
+    dalle_bart_encode(m, &w, ids, mask, 1, enc);
+    dalle_bart_cross_kv(m, &w, enc, mask, 1);
+    be->ops->sync(be);
+    *enc_ms = now_ms() - t0;
+    for (int b = 0; b < B; b++) {
+        sp[b] = (dalle_sample_params){10.0f, 1.0f, 1.0f, 256, 7, (uint32_t)b};
+        sampled[b] = hp->start_token;
+    }
+    t0 = now_ms();
+    for (int t = 0; t < steps; t++) {
+        for (int b = 0; b < B; b++) {
+            step[b] = t;
+            for (int c = 0; c < 2; c++) {
+                tok[2 * b + c] = sampled[b], pos[2 * b + c] = t;
+                slot[2 * b + c] = 2 * b + c, blk[2 * b + c] = c == 0 ? 1 : 0;
+            }
+        }
+        dalle_bart_decode_step(m, &w, tok, pos, slot, blk, R, V);
+        be->ops->sample(be, sampled, w.logits, B, V, V, sp, step); /* tokens to the host */
+    }
+    *dec_ms = (now_ms() - t0) * hp->image_length / steps;
+    be->ops->free(be, enc);
+    *wp = w;
+}
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        out[n++] = atoi(s);
+        while (*s && *s != ',') s++;
+        if (*s == ',') s++;
+    }
+    return n;
+}
+
+static int run_e2e(const char *file, const char *sizes_arg, const char *batches_arg, int steps) {
+    static const bart_size sizes[2] = {
+        {"mini", 1024, 12, 16, 2730, 16384, 64, 256},
+        {"mega", 2048, 24, 32, 4096, 16384, 64, 256},
+    };
+    const int text_vocab[2] = {50264, 50272}, lm_head[2] = {16385, 16416};
+    int batches[16];
+    const int nb = parse_list(batches_arg, batches, 16);
+    int wdt = use_cpu ? DALLE_F32 : DALLE_F16;
+    const char *wenv = getenv("DALLE_CUDA_WEIGHTS");
+    if (!use_cpu && wenv && *wenv) wdt = dalle_cuda_weight_dtype_from_env();
+    if (wdt < 0) {
+        fprintf(stderr, "gpu_bench: bad DALLE_CUDA_WEIGHTS\n");
+        return 2;
+    }
+    dalle_error err = {0};
+    be = new_backend((dalle_dtype)wdt, &err);
+    if (!be) {
+        printf("gpu_bench: skipped: %s\n", err.msg);
+        return 2;
+    }
+    FILE *f = fopen(file, "a");
+    if (!f) {
+        perror(file);
+        return 1;
+    }
+    double vq_img = 0, vq_conv = 0;
+    if (!use_cpu) vq_img = vqgan_ms(&vq_conv); /* per image, batch 1 */
+    printf("gpu_bench --e2e: %s backend, weights %s, kv %s, VQGAN %.2f ms/image\n",
+           be->ops->name, dalle_dtype_name(be->ops->weight_dtype),
+           dalle_dtype_name(be->ops->kv_dtype), vq_img);
+    for (int si = 0; si < 2; si++) {
+        if (!strstr(sizes_arg, sizes[si].name)) continue;
+        const bart_size *z = &sizes[si];
+        dalle_bart m;
+        memset(&m, 0, sizeof m);
+        m.hp = (dalle_bart_hparams){.d_model = z->d, .encoder_layers = z->layers,
+                                    .decoder_layers = z->layers, .heads = z->heads,
+                                    .glu_dim = z->F, .text_vocab_size = text_vocab[si],
+                                    .text_length = z->text_len, .image_vocab_size = z->V,
+                                    .image_length = z->cap, .lm_head_size = lm_head[si],
+                                    .start_token = 16384, .layer_norm_eps = 1e-5f};
+        m.be = be;
+        rand_stack(&m.enc, z, text_vocab[si], z->text_len, z->layers, 0);
+        rand_stack(&m.dec, z, lm_head[si], z->cap, z->layers, 1);
+        m.lm_head = W(lm_head[si], z->d, 0.03f, NULL);
+        for (int bi = 0; bi < nb; bi++) {
+            const int B = batches[bi];
+            double enc_ms, dec_ms;
+            dalle_bart_work w;
+            if (dalle_bart_work_new(&w, &m, be, 1, 2 * B, 2, &err) != DALLE_OK) {
+                fprintf(stderr, "gpu_bench: %s\n", err.msg);
+                return 1;
+            }
+            e2e_generate(&m, &w, B, 3, &enc_ms, &dec_ms); /* warm-up: eager, then recording */
+            e2e_generate(&m, &w, B, steps, &enc_ms, &dec_ms);
+            dalle_bart_work_free(&w);
+            const double total = enc_ms + dec_ms + B * vq_img;
+            const double ips = B / (total / 1e3);
+            printf("| %s | %d | encode %.1f ms | decode %.1f ms (%.3f ms/step) | vqgan %.1f ms | %.2f images/s | %.1f ms |\n",
+                   z->name, B, enc_ms, dec_ms, dec_ms / z->cap, B * vq_img, ips, total);
+            fprintf(f,
+                    "{\"impl\": \"ours\", \"model\": \"%s\", \"batch\": %d, \"weights\": \"%s\", "
+                    "\"kv\": \"%s\", \"graphs\": %d, \"steps_timed\": %d, \"encode_ms\": %.3f, "
+                    "\"decode_ms\": %.3f, \"vqgan_ms\": %.3f, \"total_ms\": %.3f, "
+                    "\"images_per_s\": %.4f}\n",
+                    z->name, B, dalle_dtype_name(be->ops->weight_dtype),
+                    dalle_dtype_name(be->ops->kv_dtype), be->ops->graph_begin != NULL, steps,
+                    enc_ms, dec_ms, B * vq_img, total, ips);
+            fflush(f);
+            fflush(stdout);
+        }
+        free_stack(&m.enc), free_stack(&m.dec), free_t(&m.lm_head);
+    }
+    fclose(f);
+    be->ops->destroy(be);
+    return 0;
+}
+
 static dalle_backend *new_backend(dalle_dtype dt, dalle_error *err) {
     return use_cpu ? dalle_backend_cpu_new(0) : dalle_backend_cuda_new(0, dt, err);
 }
 
 int main(int argc, char **argv) {
-    int quick = 0;
+    int quick = 0, steps = 256;
+    const char *e2e = NULL, *sizes_arg = "mini,mega", *batches_arg = "1,8,32,64";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--cpu")) use_cpu = 1;
+        else if (!strcmp(argv[i], "--e2e") && i + 1 < argc) e2e = argv[++i];
+        else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes_arg = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches_arg = argv[++i];
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: gpu_bench [--quick] [--cpu]\n");
+            fprintf(stderr, "usage: gpu_bench [--quick] [--cpu] [--e2e FILE [--sizes mini,mega] "
+                            "[--batches 1,8,32,64] [--steps N]]\n");
             return 2;
         }
     }
+    if (steps < 1 || steps > 256) {
+        fprintf(stderr, "gpu_bench: --steps must be in [1, 256]\n");
+        return 2;
+    }
+    if (e2e) return run_e2e(e2e, sizes_arg, batches_arg, steps);
     static const bart_size sizes[2] = {
         {"mini", 1024, 12, 16, 2730, 16384, 64, 256},
         {"mega", 2048, 24, 32, 4096, 16384, 64, 256},
