@@ -1,0 +1,1 @@
+"""Checkpoint converter package (entry point: tools/convert.py; see convert.cli)."""
