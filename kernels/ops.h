@@ -191,6 +191,17 @@ typedef struct {
     void *(*graph_end)(dalle_backend *be);
     int (*graph_launch)(dalle_backend *be, void *graph);
     void (*graph_free)(dalle_backend *be, void *graph);
+
+    /* ---- image side, fused (optional slots: NULL = use the unfused ops) ---- */
+
+    /* y[B,H,W,Cout] = conv2d(upsample2x(x)) + bias for x [B, H/2, W/2, Cin] (H, W even): the
+     * values of upsample2x followed by conv2d, without the upsampled map in memory. */
+    void (*conv2d_up2x)(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                        const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
+
+    /* Pixels: y[i] = (uint8_t)(clamp(x[i], 0, 1) · 255) with NaN → 0, one fp32 multiply then
+     * truncation (model/vqgan.c dalle_vqgan_to_u8); y in backend memory. */
+    void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
 } dalle_backend_ops;
 
 struct dalle_backend {

@@ -89,6 +89,8 @@ static const dalle_backend_ops cpu_ops = {
     .decode_attention = dalle_cpu_decode_attention,
     .cross_attention = dalle_cpu_cross_attention,
     /* no recording: graph_* stay NULL */
+    .conv2d_up2x = dalle_cpu_conv2d_up2x,
+    .to_rgb8 = dalle_cpu_to_rgb8,
 };
 
 dalle_backend *dalle_backend_cpu_new(int threads) {

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/conv.h"
@@ -195,5 +196,27 @@ void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, in
             memcpy(dst + (size_t)(2 * w + 1) * C, src + (size_t)w * C, px);
         }
         memcpy(dst + out_row, dst, out_row * sizeof(float));
+    }
+}
+
+void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                           const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
+                           int k) {
+    DALLE_ASSERT(B >= 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0 && Cin >= 1);
+    if (B == 0) return;
+    /* the conv uses the backend scratch, so the upsampled map gets its own buffer */
+    float *u = malloc((size_t)B * H * W * Cin * sizeof *u); // [B, H, W, Cin]
+    DALLE_ASSERT(u);
+    dalle_cpu_upsample2x(be, u, x, B, H / 2, W / 2, Cin);
+    dalle_cpu_conv2d(be, y, u, w, bias, B, H, W, Cin, Cout, k);
+    free(u);
+}
+
+void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n) {
+    (void)be;
+    DALLE_ASSERT(n >= 0);
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i] > 0 ? (x[i] < 1 ? x[i] : 1.0f) : 0.0f; // NaN → 0
+        y[i] = (uint8_t)(v * 255.0f);
     }
 }

@@ -20,4 +20,12 @@ void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dal
 
 void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C);
 
+/* ops.h conv2d_up2x: upsample2x into a temporary map, then conv2d (the same values). */
+void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                           const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
+                           int k);
+
+/* ops.h to_rgb8 (model/vqgan.c dalle_vqgan_to_u8). */
+void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
+
 #endif /* DALLE_KERNELS_CPU_CONV_H */

@@ -249,6 +249,8 @@ static const dalle_backend_ops cuda_ops = {
     .graph_end = cu_graph_end,
     .graph_launch = cu_graph_launch,
     .graph_free = cu_graph_free,
+    .conv2d_up2x = dalle_cuda_conv2d_up2x,
+    .to_rgb8 = dalle_cuda_to_rgb8,
 };
 
 dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dalle_error *err) {

@@ -1,11 +1,10 @@
 /* conv.cu — conv2d on NHWC maps: y[B·H·W, Cout] = patches[B·H·W, k·k·Cin] · w[Cout, k·k·Cin]ᵀ
- * + bias. A 1×1 kernel is one GEMM on x itself; for k > 1 an im2col kernel builds the patch
- * matrix (zero padding, each patch (dy, dx, c) like the weight) in scratch 0 for a band of
- * whole output rows (≤ CONV_BAND_BYTES), then cuBLAS multiplies it straight into y, whose
- * rows were first filled with the bias (GEMM beta = 1), as on the CPU.
- * Speed work left (issue 5): implicit GEMM on tensor cores (no im2col round trip through
- * device memory), the GroupNorm + swish and the ×2 upsample folded into the operand load,
- * fp16/bf16 activations, and the final uint8 conversion on the device.
+ * + bias. A 1×1 kernel is one GEMM on x itself. For k > 1: with 16-bit weights, the
+ * implicit GEMM on tensor cores of conv_igemm.cu; with fp32 weights (the exact path) an
+ * im2col kernel builds the patch matrix (zero padding, each patch (dy, dx, c) like the
+ * weight) in scratch 0 for a band of whole output rows (≤ CONV_BAND_BYTES), then cuBLAS
+ * multiplies it straight into y, whose rows were first filled with the bias (GEMM beta = 1),
+ * as on the CPU. conv2d_up2x (the ×2 upsample folded into the conv) is at the end.
  */
 #include <limits.h>
 
@@ -60,6 +59,10 @@ extern "C" void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x,
     const int64_t K = (int64_t)k * k * Cin;
     DALLE_ASSERT(rows * W <= INT_MAX && K <= INT_MAX);
     if (rows == 0) return;
+    if (k > 1 && w->dtype != DALLE_F32) { /* tensor cores, no im2col (conv_igemm.cu) */
+        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, "conv2d");
+        return;
+    }
     /* the GEMM sees w as [Cout, K] */
     dalle_tensor w2 = *w;
     w2.ndim = 2;
@@ -87,4 +90,26 @@ extern "C" void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x,
         const float beta = bias_rows(be, yb, bias, M, Cout);
         dalle_cuda_gemm_xwt(be, yb, cols, &w2, M, Cout, (int)K, beta, "conv2d");
     }
+}
+
+/* conv2d of the ×2 nearest upsample of x [B, H/2, W/2, Cin] (ops.h conv2d_up2x): 16-bit
+ * weights read x through the upsample inside the implicit GEMM; fp32 weights (the exact
+ * path) upsample into scratch 1 and run conv2d. */
+extern "C" void dalle_cuda_conv2d_up2x(dalle_backend *be, float *y, const float *x,
+                                       const dalle_tensor *w, const dalle_tensor *bias, int B,
+                                       int H, int W, int Cin, int Cout, int k) {
+    DALLE_ASSERT(B >= 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0 && k % 2 == 1);
+    DALLE_ASSERT(w->ndim == 4 && w->shape[0] == Cout && w->shape[1] == k && w->shape[2] == k &&
+                 w->shape[3] == Cin);
+    DALLE_ASSERT(!bias || dalle_tensor_numel(bias) == Cout);
+    DALLE_ASSERT(y != x);
+    if (B == 0) return;
+    if (w->dtype != DALLE_F32) {
+        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 1, "conv2d_up2x");
+        return;
+    }
+    float *u = (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float),
+                                           "conv2d_up2x");
+    dalle_cuda_upsample2x(be, u, x, B, H / 2, W / 2, Cin);
+    dalle_cuda_conv2d(be, y, u, w, bias, B, H, W, Cin, Cout, k);
 }

@@ -156,6 +156,13 @@ void dalle_cuda_patchify(dalle_backend *be, float *y, const float *x, int B, int
 void dalle_cuda_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C);
 void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                        const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
+void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                           const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k,
+                           int up, const char *op);
+void dalle_cuda_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
+                            int k);
+void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
 void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,
                        int ld, const dalle_sample_params *params, const int32_t *step);
 }

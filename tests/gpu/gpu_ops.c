@@ -579,6 +579,46 @@ static void t_conv2d(int B, int H, int W, int Cin, int Cout, int k, int with_bia
     free(x), free(yc), wfree(&w), wfree(&bias), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
 }
 
+/* conv of the ×2 nearest upsample (16-bit weights: the implicit GEMM reads x through the
+ * upsample); H, W are the output size */
+static void t_conv2d_up2x(int B, int H, int W, int Cin, int Cout, int k) {
+    if (!gpu->ops->conv2d_up2x) return;
+    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin)) return;
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d", B, H, W, Cin, Cout, k);
+    const int64_t ws[4] = {Cout, k, k, Cin};
+    wpair w = weight(4, ws, 0.3f), bias = weight1(Cout, 1);
+    const size_t nx = (size_t)B * (H / 2) * (W / 2) * Cin, ny = (size_t)B * H * W * Cout;
+    float *x = randv(nx, 1, 0), *yc = poisoned(ny);
+    float *dx = dev_from(x, nx), *dy = dev_poisoned(ny);
+    cpu->ops->conv2d_up2x(cpu, yc, x, &w.c, &bias.c, B, H, W, Cin, Cout, k);
+    gpu->ops->conv2d_up2x(gpu, dy, dx, &w.g, &bias.g, B, H, W, Cin, Cout, k);
+    check("conv2d_up2x", sh, yc, dy, ny, gemm_tol());
+    free(x), free(yc), wfree(&w), wfree(&bias), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
+/* pixels to uint8 on the device: exact, boundary values and NaN included */
+static void t_to_rgb8(int64_t n) {
+    if (!gpu->ops->to_rgb8) return;
+    char sh[96];
+    snprintf(sh, sizeof sh, "n=%lld", (long long)n);
+    float *x = randv((size_t)n, 0.75f, 0.5f); /* [-0.25, 1.25): both clamps */
+    static const float edge[] = {0.0f, 1.0f, -0.0f, 0.5f, 1.0f / 255.0f, 254.5f / 255.0f, NAN, 2.0f};
+    for (int i = 0; i < 8 && i < n; i++) x[i] = edge[i];
+    uint8_t *yc = malloc((size_t)n), *yg = malloc((size_t)n);
+    float *dx = dev_from(x, (size_t)n);
+    uint8_t *dy = gpu->ops->alloc(gpu, (size_t)n);
+    cpu->ops->to_rgb8(cpu, yc, x, n);
+    gpu->ops->to_rgb8(gpu, dy, dx, n);
+    gpu->ops->to_host(gpu, yg, dy, (size_t)n);
+    long bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += yc[i] != yg[i];
+    n_cases++;
+    if (bad) n_failed++;
+    printf("%-4s %-12s %-44s %ld bytes differ\n", bad ? "FAIL" : "ok", "to_rgb8", sh, bad);
+    free(x), free(yc), free(yg), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
 static void t_group_norm(int B, int HW, int C, int groups, int swish) {
     if (skip((double)B * HW * C, 0)) return;
     char sh[96];
@@ -753,6 +793,11 @@ int main(int argc, char **argv) {
     t_conv2d(1, 32, 32, 128, 128, 3, 0);
     t_conv2d(2, 11, 6, 5, 7, 5, 1);
     t_conv2d(1, 64, 64, 128, 3, 3, 1);
+    t_conv2d(2, 32, 32, 256, 256, 3, 1); /* several 64×64 tiles, K = 2304 */
+    t_conv2d_up2x(1, 32, 32, 512, 512, 3); /* VQGAN L4 → L3 upsample conv */
+    t_conv2d_up2x(2, 14, 10, 5, 7, 3);     /* odd tails */
+    t_conv2d_up2x(1, 8, 8, 6, 3, 1);
+    t_to_rgb8(256 * 256 * 3 + 5);
     t_group_norm(2, 49, 64, 32, 1);
     t_group_norm(1, 4096, 128, 32, 0);
     t_group_norm(1, 65536, 128, 32, 1);
