@@ -76,8 +76,11 @@ class Replica:
     def __init__(self, binary, model, args=()):
         env = {k: v for k, v in os.environ.items() if not k.startswith("DALLE_")}
         cmd = [str(binary), "--model", str(model), "--port", "0", *args]
+        # own session: like separate containers, each replica is its own scheduling group
+        # where the kernel groups CPU time by session (autogroup), not one group shared with
+        # the clients
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+                                     text=True, env=env, start_new_session=True)
         first = self.proc.stderr.readline()
         m = re.fullmatch(r"listening on (\S+):(\d+)\n", first)
         if not m:
@@ -188,6 +191,18 @@ http {{
             self.proc.wait()
 
 
+def cpu_seconds(procs):
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    total = 0
+    for p in procs:
+        try:
+            f = pathlib.Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -265,7 +280,10 @@ def drive(addr, count, clients, ref, tag, hang_s, on_progress=None):
                 if i >= count:
                     return
                 nxt[0] += 1
-            r = one(i)
+            try:
+                r = one(i)
+            except Exception as e:  # never lose a request to a bug in this harness
+                r = {"rid": f"{tag}-{i}", "kind": "bad", "why": f"client exception {e!r}"}
             with lock:
                 results[i] = r
                 done[0] += 1
@@ -301,15 +319,21 @@ def run(binary, model, replicas=3, requests_=200, clients=16, tput_requests=48,
         for n in ((1, replicas) if tput_requests > 0 else ()):
             lb = Nginx([r.addr for r in reps[:n]], work, f"tput{n}")
             lbs.append(lb)
+            cpu0 = cpu_seconds([r.proc for r in reps[:n]])
             res, secs = drive(lb.addr, tput_requests, clients, ref, f"t{n}", hang_s)
+            cpu = cpu_seconds([r.proc for r in reps[:n]]) - cpu0
             lb.stop()
             kinds = [r["kind"] for r in res]
             if kinds.count("served") != tput_requests:
                 raise AssertionError(f"throughput run with {n} replica(s) not all served: "
                                      f"{[r for r in res if r['kind'] != 'served'][:3]}")
             report[f"images_per_s_{n}"] = round(tput_requests / secs, 3)
+            # CPU the replicas got: tells "more work per image" from "no more CPU to be had"
+            report[f"replica_cpu_s_per_image_{n}"] = round(cpu / tput_requests, 3)
+            report[f"replica_cpu_use_{n}"] = round(cpu / secs, 2)
             log(f"throughput {n} replica(s): {tput_requests} images in {secs:.1f} s = "
-                f"{tput_requests / secs:.2f} images/s")
+                f"{tput_requests / secs:.2f} images/s; replicas used {cpu / secs:.2f} CPUs, "
+                f"{cpu / tput_requests:.3f} CPU s per image")
         if tput_requests > 0:
             report["throughput_ratio"] = round(report[f"images_per_s_{replicas}"] /
                                                report["images_per_s_1"], 2)
@@ -356,6 +380,8 @@ def run(binary, model, replicas=3, requests_=200, clients=16, tput_requests=48,
             "bad_examples": [r for r in res if r["kind"] == "bad"][:5],
             "survivor_ready": request(reps[2].addr, "GET", "/ready")[0] if replicas > 2 else None,
         }
+        if replicas > 2:  # the survivor still drains and exits cleanly
+            report["failover"]["survivor_exit"] = reps[2].stop(timeout=120)
         log("failover: " + json.dumps(report["failover"]))
         return report
     finally:

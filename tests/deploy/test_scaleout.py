@@ -5,8 +5,8 @@ the same nginx.conf as the compose setup: 200 generation requests from 16 concur
 after 30 % of the answers one replica is killed with SIGKILL, after 60 % another gets SIGTERM.
 Every request must be served with the right image (retried on another replica where needed)
 or get a clear 5xx/429 JSON error; none may hang or get a broken answer. The same run first
-measures images/s through nginx with 1 replica and with 3 (reported, not asserted: CI has 2
-cores shared with everything else).
+measures images/s through nginx with 1 replica and with 3, and the CPU time the replicas used
+per image (reported, not asserted: CI has 2 cores shared with everything else).
 
 Under ASan (BUILD contains "asan") a generation is >10× slower: the failover runs 48 requests
 and the throughput runs are skipped. DALLE_SCALEOUT_REQUESTS overrides the request count.
@@ -66,3 +66,4 @@ def test_scaleout_and_failover():
     assert f["retried"] >= 1, "killing a busy replica must make nginx retry elsewhere: " + msg
     assert f["sigterm_exit"] == 0, msg
     assert f["survivor_ready"] == 200, msg
+    assert f["survivor_exit"] == 0, msg
