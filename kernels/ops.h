@@ -53,6 +53,22 @@ typedef struct {
     uint32_t image;     /* image index inside its request: RNG counter word 0 */
 } dalle_sample_params;
 
+/* A CLIP image preprocessing plan (model/image_prep.c computes the numbers): Pillow's
+ * 8-bit bicubic resize of in_w×in_h RGB to out_w×out_h as separable fixed-point passes —
+ * output i of an axis is Σ_j src[first[i] + j]·coef[i, j] over j < count[i], the sum
+ * starting at 2^21, then >> 22 and clipped to [0, 255] (a negative sum gives 0) — the
+ * horizontal pass first unless vertical_first, an axis resampled only when its flag is set;
+ * then the size×size crop at (top, left) of the resized image, v = float(u · (1/255) in
+ * double) and (v − mean[c]) / std[c] in float. */
+typedef struct {
+    int in_w, in_h, out_w, out_h, size, top, left;
+    int horizontal, vertical, vertical_first;
+    int taps_x, taps_y;
+    const int32_t *first_x, *count_x, *coef_x; /* backend memory: [out_w], [out_w], [out_w, taps_x] */
+    const int32_t *first_y, *count_y, *coef_y; /* backend memory: [out_h], [out_h], [out_h, taps_y] */
+    float mean[3], std[3];
+} dalle_clip_prep_plan;
+
 typedef struct dalle_backend dalle_backend;
 
 typedef struct {
@@ -202,6 +218,11 @@ typedef struct {
     /* Pixels: y[i] = (uint8_t)(clamp(x[i], 0, 1) · 255) with NaN → 0, one fp32 multiply then
      * truncation (model/vqgan.c dalle_vqgan_to_u8); y in backend memory. */
     void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
+
+    /* CLIP preprocessing: pixels [B, size, size, 3] fp32 from rgb [B, in_h, in_w, 3] uint8,
+     * both in backend memory, by the plan (above), byte-exact with model/image_prep.c. */
+    void (*clip_prep)(dalle_backend *be, float *pixels, const uint8_t *rgb,
+                      const dalle_clip_prep_plan *plan, int B);
 } dalle_backend_ops;
 
 struct dalle_backend {

@@ -91,6 +91,7 @@ static const dalle_backend_ops cpu_ops = {
     /* no recording: graph_* stay NULL */
     .conv2d_up2x = dalle_cpu_conv2d_up2x,
     .to_rgb8 = dalle_cpu_to_rgb8,
+    .clip_prep = dalle_cpu_clip_prep,
 };
 
 dalle_backend *dalle_backend_cpu_new(int threads) {

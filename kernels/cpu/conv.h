@@ -25,6 +25,10 @@ void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const da
                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                            int k);
 
+/* ops.h clip_prep (kernels/cpu/image.c). */
+void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
+                         const dalle_clip_prep_plan *plan, int B);
+
 /* ops.h to_rgb8 (model/vqgan.c dalle_vqgan_to_u8). */
 void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
 

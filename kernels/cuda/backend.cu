@@ -1,7 +1,8 @@
 /* backend.cu — the CUDA backend's ops table and runtime: device selection, stream and cuBLAS
  * handle (with its own workspace), cudaMalloc'd memory, copies on the stream, the parameter
  * staging area, the device scratch (see internal.cuh) and recording (CUDA graphs). The ops
- * live in linalg.cu, norm.cu, attention.cu, decode.cu, elementwise.cu, conv.cu, sample.cu.
+ * live in linalg.cu, norm.cu, attention.cu, decode.cu, elementwise.cu, conv.cu,
+ * conv_igemm.cu, image.cu and sample.cu.
  *
  * Recording (ops.h graph_*): graph_begin starts a thread-local stream capture; the ops
  * called next are recorded, not run; graph_end instantiates the graph. A handle remembers
@@ -251,6 +252,7 @@ static const dalle_backend_ops cuda_ops = {
     .graph_free = cu_graph_free,
     .conv2d_up2x = dalle_cuda_conv2d_up2x,
     .to_rgb8 = dalle_cuda_to_rgb8,
+    .clip_prep = dalle_cuda_clip_prep,
 };
 
 dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dalle_error *err) {

@@ -33,6 +33,7 @@
 
 #include "kernels/cuda/cuda.h"
 #include "kernels/ops.h"
+#include "model/image_prep.h"
 
 static dalle_backend *cpu, *gpu;
 static dalle_dtype wdt = DALLE_F32;
@@ -619,6 +620,81 @@ static void t_to_rgb8(int64_t n) {
     free(x), free(yc), free(yg), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
 }
 
+/* CLIP preprocessing by a plan (ops.h clip_prep) vs model/image_prep.c, the Pillow-exact
+ * host implementation: bit for bit, on the device and with the CPU twin. prep = 1: the full
+ * CLIP plan of in_w×in_h → size (dalle_image_prep); prep = 0: a bare resize to
+ * out_w×out_h (one axis may stay), cropped to size at (0, 0). */
+static void t_clip_prep(int prep, int in_w, int in_h, int out_w, int out_h, int size, int B) {
+    if (!gpu->ops->clip_prep) return;
+    static const double mean_d[3] = {0.48145466, 0.4578275, 0.40821073};
+    static const double std_d[3] = {0.26862954, 0.26130258, 0.27577711};
+    dalle_error err = {0};
+    dalle_image_prep ip;
+    dalle_bicubic bare;
+    const dalle_bicubic *r;
+    int top = 0, left = 0;
+    if (prep) {
+        if (dalle_image_prep_init(&ip, in_w, in_h, size, &err) != DALLE_OK) abort();
+        r = &ip.bicubic, top = ip.top, left = ip.left;
+    } else {
+        if (dalle_bicubic_init(&bare, in_w, in_h, out_w, out_h, 3, &err) != DALLE_OK) abort();
+        r = &bare;
+    }
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d %dx%d -> %dx%d crop %d%s", B, in_w, in_h, r->out_w, r->out_h,
+             size, r->vertical_first ? " vfirst" : "");
+    const size_t nin = (size_t)B * in_h * in_w * 3, nout = (size_t)B * size * size * 3;
+    uint8_t *rgb = malloc(nin);
+    for (size_t i = 0; i < nin; i++) rgb[i] = (uint8_t)(next_u64() % 7 == 0 ? 255 * (i & 1) : next_u64());
+    float *ref = poisoned(nout);
+    if (prep) {
+        dalle_image_prep_run(&ip, rgb, B, ref);
+    } else { /* the same crop and normalisation as image_prep.c */
+        uint8_t *res = malloc((size_t)r->out_w * r->out_h * 3);
+        for (int b = 0; b < B; b++) {
+            dalle_bicubic_run(&bare, rgb + (size_t)b * in_h * in_w * 3, res);
+            for (int y = 0; y < size; y++)
+                for (int i = 0; i < size * 3; i++) {
+                    const float v = (float)(res[(size_t)y * r->out_w * 3 + i] * (1.0 / 255.0));
+                    ref[((size_t)b * size + y) * size * 3 + i] =
+                        (v - (float)mean_d[i % 3]) / (float)std_d[i % 3];
+                }
+        }
+        free(res);
+    }
+    dalle_clip_prep_plan pl = {.in_w = in_w, .in_h = in_h, .out_w = r->out_w, .out_h = r->out_h,
+                               .size = size, .top = top, .left = left,
+                               .horizontal = in_w != r->out_w, .vertical = in_h != r->out_h,
+                               .vertical_first = r->vertical_first, .taps_x = r->x.taps,
+                               .taps_y = r->y.taps};
+    for (int c = 0; c < 3; c++) pl.mean[c] = (float)mean_d[c], pl.std[c] = (float)std_d[c];
+    dalle_clip_prep_plan hp = pl; /* host arrays, for the CPU twin */
+    hp.first_x = r->x.first, hp.count_x = r->x.count, hp.coef_x = r->x.coef;
+    hp.first_y = r->y.first, hp.count_y = r->y.count, hp.coef_y = r->y.coef;
+    void *d[6] = {dev_bytes(r->x.first, (size_t)r->out_w * 4), dev_bytes(r->x.count, (size_t)r->out_w * 4),
+                  dev_bytes(r->x.coef, (size_t)r->out_w * r->x.taps * 4),
+                  dev_bytes(r->y.first, (size_t)r->out_h * 4), dev_bytes(r->y.count, (size_t)r->out_h * 4),
+                  dev_bytes(r->y.coef, (size_t)r->out_h * r->y.taps * 4)};
+    pl.first_x = d[0], pl.count_x = d[1], pl.coef_x = d[2];
+    pl.first_y = d[3], pl.count_y = d[4], pl.coef_y = d[5];
+    uint8_t *drgb = dev_bytes(rgb, nin);
+    float *dout = dev_poisoned(nout), *twin = poisoned(nout);
+    gpu->ops->clip_prep(gpu, dout, drgb, &pl, B);
+    check("clip_prep", sh, ref, dout, nout, 0);
+    cpu->ops->clip_prep(cpu, twin, rgb, &hp, B);
+    long bad = 0;
+    for (size_t i = 0; i < nout; i++) bad += memcmp(&twin[i], &ref[i], 4) != 0;
+    n_cases++;
+    if (bad) n_failed++;
+    printf("%-4s %-12s %-44s %ld values differ (CPU twin vs image_prep.c)\n", bad ? "FAIL" : "ok",
+           "clip_prep_cpu", sh, bad);
+    for (int i = 0; i < 6; i++) gpu->ops->free(gpu, d[i]);
+    gpu->ops->free(gpu, drgb), gpu->ops->free(gpu, dout);
+    free(rgb), free(ref), free(twin);
+    if (prep) dalle_image_prep_free(&ip);
+    else dalle_bicubic_free(&bare);
+}
+
 static void t_group_norm(int B, int HW, int C, int groups, int swish) {
     if (skip((double)B * HW * C, 0)) return;
     char sh[96];
@@ -798,6 +874,15 @@ int main(int argc, char **argv) {
     t_conv2d_up2x(2, 14, 10, 5, 7, 3);     /* odd tails */
     t_conv2d_up2x(1, 8, 8, 6, 3, 1);
     t_to_rgb8(256 * 256 * 3 + 5);
+    /* CLIP preprocessing (Pillow-exact): VQGAN 256² → 224, both axes up, down with the
+     * vertical pass first, one axis only, nothing to resize */
+    t_clip_prep(1, 256, 256, 0, 0, 224, 3);
+    t_clip_prep(1, 300, 200, 0, 0, 224, 2);
+    t_clip_prep(1, 640, 480, 0, 0, 224, 1);
+    t_clip_prep(1, 230, 1000, 0, 0, 224, 1);
+    t_clip_prep(1, 224, 224, 0, 0, 224, 2);
+    t_clip_prep(0, 100, 80, 100, 50, 50, 2);
+    t_clip_prep(0, 90, 70, 37, 70, 37, 1);
     t_group_norm(2, 49, 64, 32, 1);
     t_group_norm(1, 4096, 128, 32, 0);
     t_group_norm(1, 65536, 128, 32, 1);
