@@ -110,7 +110,7 @@ gpu-bundle:
 
 DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
             libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
-            python3-pytest python3-requests python3-yaml
+            python3-pytest python3-requests python3-yaml python3-numpy python3-pil
 # tests/server: headless Chromium + selenium for the page test, node for the page-script test,
 # venv for the pinned PyPI test packages (tests/requirements.txt → .venv-test); wrk for bench/
 DEB_PKGS += chromium chromium-driver python3-selenium nodejs python3-venv wrk
