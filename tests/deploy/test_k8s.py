@@ -4,8 +4,8 @@ Schema: every object is checked against the Kubernetes API types of Debian's
 python3-kubernetes (OpenAPI-generated models): unknown fields, wrong types and missing
 required fields fail. That package is the Kubernetes 1.22 API, which has no autoscaling/v2
 models yet: the HPA is checked against autoscaling/v2beta2, whose fields are the same as
-v2's for everything hpa.yaml uses. When kubernetes-validate (PyPI) is importable it runs too,
-against a current Kubernetes schema.
+v2's for everything hpa.yaml uses. kubernetes-validate (PyPI, pinned in tests/requirements.txt,
+installed into .venv-test by make deps) also checks them strictly against its newest schema.
 """
 import re
 import subprocess
@@ -101,11 +101,18 @@ def test_schema_checker_catches_mistakes():
             "V1Deployment")
 
 
-def test_kubernetes_validate_if_installed():
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (PyPI) not installed")
-    for path in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            kv.validate(doc, kv.latest_version(), strict=True)
+def test_kubernetes_validate():
+    """kubernetes-validate (PyPI, pinned in tests/requirements.txt, in .venv-test) checks every
+    object strictly (unexpected properties rejected) against its newest bundled Kubernetes
+    schema, and rejects a misspelt field."""
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (tests/requirements.txt) not installed")
+    version = kv.latest_version()
+    for name, doc in objects():
+        kv.validate(doc, version, strict=True)
+    print(f"kubernetes-validate {version} --strict: {len(objects())} objects passed")
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"portz": []}}
+    with pytest.raises(Exception, match="portz"):
+        kv.validate(bad, version, strict=True)
 
 
 def by_kind():
