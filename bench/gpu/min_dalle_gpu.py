@@ -52,6 +52,11 @@ def build(size, dev):
     s = SIZES[size]
     dt = torch.float16 if dev == "cuda" else torch.float32  # CPU dry run: no autocast there
     torch.manual_seed(0)
+    with torch.device(dev):  # parameters made on the GPU (PyTorch's CPU init of Mega takes long)
+        return build_on(s, dev, dt)
+
+
+def build_on(s, dev, dt):
     enc = DalleBartEncoder(layer_count=s["layers"], embed_count=s["d"], attention_head_count=s["heads"],
                            text_vocab_count=s["text_vocab"], text_token_count=64, glu_embed_count=s["glu"],
                            device=dev).to(dt).eval().to(dev)
@@ -136,7 +141,8 @@ def main():
         return 2
     print("min_dalle_gpu: torch %s on %s" % (torch.__version__,
                                             torch.cuda.get_device_name(0) if dev == "cuda" else "cpu"))
-    det = VQGanDetokenizer().eval().to(dev)  # fp32, random (default init)
+    with torch.device(dev):
+        det = VQGanDetokenizer().eval().to(dev)  # fp32, random (default init)
     batches = [int(b) for b in a.batches.split(",") if b]
     with open(a.out, "a") as f:
         for size in [x for x in a.sizes.split(",") if x]:

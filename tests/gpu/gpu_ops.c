@@ -22,7 +22,8 @@
  *     cache the reference gets the same rounded cache, bound 1e-2; the appended cache
  *     values exact; cross_attention 1e-5; embed_dev 1e-6;
  *   - graph: a recorded mini step (device-index ops + GEMM + LayerNorm) replayed with new
- *     indices each step, vs the CPU eagerly, every step within the KV bound.
+ *     indices each step, vs the CPU eagerly: a chain of six ops with evolving caches, so
+ *     1e-4 in fp32 and 1e-2 with 16-bit weights or cache, at every step.
  * Prints one line per case and a summary; exit 0 all passed, 1 any failure, 2 no device
  * ("skipped: no CUDA device").
  */
@@ -342,6 +343,12 @@ static double kv_tol(void) {
     return gpu->ops->kv_dtype == DALLE_F32 ? 1e-5 : 1e-2;
 }
 
+/* a recorded chain of six ops over several steps (caches evolving): 10× the op bound with
+ * fp32 weights and cache, the 16-bit bound otherwise */
+static double graph_tol(void) {
+    return wdt == DALLE_F32 && gpu->ops->kv_dtype == DALLE_F32 ? 1e-4 : 1e-2;
+}
+
 /* decode_attention: B rows over distinct slots of a cache of `slots` × cap, random
  * lengths (one row at cap − 1, one at 0); checks the output and the appended cache. */
 static void t_decode_attention(int B, int slots, int cap, int H, int D) {
@@ -501,12 +508,12 @@ static void t_graph(int R, int steps, int C, int H, int cap, int T) {
         free(got);
         const double rel = scale > 0 ? diff / scale : diff;
         if (!(rel <= worst)) worst = rel;
-        if (!(rel <= kv_tol())) ok = 0;
+        if (!(rel <= graph_tol())) ok = 0;
     }
 #undef GRAPH_STEP
     n_cases++;
     if (!ok) n_failed++;
-    printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", "graph", sh, worst, kv_tol());
+    printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", "graph", sh, worst, graph_tol());
     if (g) gpu->ops->graph_free(gpu, g);
     free(kc), free(vc), free(ck), free(cv), free(mask), free(x), free(h), free(a), free(o);
     wfree(&emb), wfree(&pe), wfree(&wq), wfree(&ln);
