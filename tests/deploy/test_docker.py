@@ -72,6 +72,7 @@ def test_dockerfile_properties(name):
     env = " ".join(a for i, a in fins if i == "ENV")
     assert "DALLE_HOST=0.0.0.0" in env, "bind every interface inside the container"
     assert "DALLE_MODEL=/models" in env, "model directory is the /models mount point"
+    assert ("DALLE_DEVICE=cuda" if name == "Dockerfile" else "DALLE_DEVICE=cpu") in env
     assert any(i == "EXPOSE" and "8080" in a for i, a in fins)
     ep = [a for i, a in fins if i == "ENTRYPOINT"]
     assert ep and ep[-1].startswith("["), "exec form, so SIGTERM reaches the server (drain)"
@@ -160,6 +161,7 @@ def test_compose_config(profile):
     else:
         assert not devices
     assert srv["environment"]["DALLE_HOST"] == "0.0.0.0"
+    assert srv["environment"]["DALLE_DEVICE"] == ("cuda" if profile == "gpu" else "cpu")
     assert "dalle" in srv["networks"]["default"]["aliases"]
     assert lb["environment"]["DALLE_BACKEND"] == "dalle:8080"
     (vol,) = lb["volumes"]
