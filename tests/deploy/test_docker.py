@@ -182,3 +182,58 @@ def test_compose_file_shape():
     assert s["dalle-cpu"]["build"]["dockerfile"] == "docker/Dockerfile.cpu"
     grace = s["dalle-gpu"]["stop_grace_period"]
     assert int(grace.rstrip("s")) > int(s["dalle-gpu"]["environment"]["DALLE_DRAIN"])
+
+
+def dockerignore_regexes():
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        neg = line.startswith("!")
+        pat = line[1:] if neg else line
+        rx = ""
+        i = 0
+        while i < len(pat):
+            if pat.startswith("**", i):
+                rx, i = rx + ".*", i + 2
+            elif pat[i] == "*":
+                rx, i = rx + "[^/]*", i + 1
+            elif pat[i] == "?":
+                rx, i = rx + "[^/]", i + 1
+            else:
+                rx, i = rx + re.escape(pat[i]), i + 1
+        rules.append((neg, re.compile(rx.strip("/"))))
+    return rules
+
+
+def in_context(path, rules):
+    """Docker's rule: the last pattern matching the path or one of its parent folders wins."""
+    parts = path.split("/")
+    keep = True
+    for neg, rx in rules:
+        if any(rx.fullmatch("/".join(parts[:k])) for k in range(1, len(parts) + 1)):
+            keep = neg
+    return keep
+
+
+def test_build_context_has_what_make_needs(tmp_path):
+    """The files of a clean checkout that .dockerignore lets into the build context are enough
+    for the Dockerfiles' `make … build/dalle-server` (make -n: every prerequisite exists),
+    and no model but models/demo gets in."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    rules = dockerignore_regexes()
+    ctx = [f for f in files if in_context(f, rules)]
+    assert "docker/runtime-packages.sh" in ctx and "Makefile" in ctx
+    assert not [f for f in ctx if f.startswith("models/") and not f.startswith("models/demo/")]
+    assert not [f for f in ctx if f.startswith(("build", ".git/", "tests/"))]
+    for f in ctx:
+        dst = tmp_path / f
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / f).is_file():
+            shutil.copy2(ROOT / f, dst)
+    r = subprocess.run(["make", "-n", "BUILD=build", "NVCC=", "build/dalle-server"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "-o build/dalle-server" in r.stdout
