@@ -215,6 +215,14 @@ typedef struct {
     void (*conv2d_up2x)(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                         const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
 
+    /* y[B,H,W,Cout] = conv2d(group_norm(x) [+ swish]) + bias: the group_norm op (gamma,
+     * beta [Cin], `groups` groups, eps, swish) followed by conv2d, without the normalised map
+     * in memory. x [B, H, W, Cin]; y must not alias x. */
+    void (*conv2d_gn)(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                      const dalle_tensor *beta, int groups, float eps, int swish,
+                      const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
+                      int Cin, int Cout, int k);
+
     /* Pixels: y[i] = (uint8_t)(clamp(x[i], 0, 1) · 255) with NaN → 0, one fp32 multiply then
      * truncation (model/vqgan.c dalle_vqgan_to_u8); y in backend memory. */
     void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n);

@@ -90,6 +90,7 @@ static const dalle_backend_ops cpu_ops = {
     .cross_attention = dalle_cpu_cross_attention,
     /* no recording: graph_* stay NULL */
     .conv2d_up2x = dalle_cpu_conv2d_up2x,
+    .conv2d_gn = dalle_cpu_conv2d_gn,
     .to_rgb8 = dalle_cpu_to_rgb8,
     .clip_prep = dalle_cpu_clip_prep,
 };

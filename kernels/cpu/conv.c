@@ -220,3 +220,16 @@ void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n)
         y[i] = (uint8_t)(v * 255.0f);
     }
 }
+
+void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                         const dalle_tensor *beta, int groups, float eps, int swish,
+                         const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
+                         int Cin, int Cout, int k) {
+    DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && Cin >= 1);
+    if (B == 0) return;
+    float *t = malloc((size_t)B * H * W * Cin * sizeof *t); // [B, H, W, Cin]
+    DALLE_ASSERT(t);
+    dalle_cpu_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);
+    dalle_cpu_conv2d(be, y, t, w, bias, B, H, W, Cin, Cout, k);
+    free(t);
+}

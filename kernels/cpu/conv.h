@@ -25,6 +25,12 @@ void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const da
                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                            int k);
 
+/* ops.h conv2d_gn: group_norm into a temporary map, then conv2d (the same values). */
+void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                         const dalle_tensor *beta, int groups, float eps, int swish,
+                         const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
+                         int Cin, int Cout, int k);
+
 /* ops.h clip_prep (kernels/cpu/image.c). */
 void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                          const dalle_clip_prep_plan *plan, int B);

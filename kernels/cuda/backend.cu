@@ -251,6 +251,7 @@ static const dalle_backend_ops cuda_ops = {
     .graph_launch = cu_graph_launch,
     .graph_free = cu_graph_free,
     .conv2d_up2x = dalle_cuda_conv2d_up2x,
+    .conv2d_gn = dalle_cuda_conv2d_gn,
     .to_rgb8 = dalle_cuda_to_rgb8,
     .clip_prep = dalle_cuda_clip_prep,
 };

@@ -60,7 +60,8 @@ extern "C" void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x,
     DALLE_ASSERT(rows * W <= INT_MAX && K <= INT_MAX);
     if (rows == 0) return;
     if (k > 1 && w->dtype != DALLE_F32) { /* tensor cores, no im2col (conv_igemm.cu) */
-        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, "conv2d");
+        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, NULL, NULL, 0, 0, 0,
+                              "conv2d");
         return;
     }
     /* the GEMM sees w as [Cout, K] */
@@ -105,11 +106,39 @@ extern "C" void dalle_cuda_conv2d_up2x(dalle_backend *be, float *y, const float 
     DALLE_ASSERT(y != x);
     if (B == 0) return;
     if (w->dtype != DALLE_F32) {
-        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 1, "conv2d_up2x");
+        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 1, NULL, NULL, 0, 0, 0,
+                              "conv2d_up2x");
         return;
     }
     float *u = (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float),
                                            "conv2d_up2x");
     dalle_cuda_upsample2x(be, u, x, B, H / 2, W / 2, Cin);
     dalle_cuda_conv2d(be, y, u, w, bias, B, H, W, Cin, Cout, k);
+}
+
+/* conv2d of GroupNorm(x) (+ swish) (ops.h conv2d_gn): 16-bit weights (any k) normalise
+ * while staging the implicit GEMM's input; fp32 weights run group_norm into scratch 1, then
+ * conv2d (SGEMM, which does not use scratch 1). */
+extern "C" void dalle_cuda_conv2d_gn(dalle_backend *be, float *y, const float *x,
+                                     const dalle_tensor *gamma, const dalle_tensor *beta,
+                                     int groups, float eps, int swish, const dalle_tensor *w,
+                                     const dalle_tensor *bias, int B, int H, int W, int Cin,
+                                     int Cout, int k) {
+    DALLE_ASSERT(gamma && beta && dalle_tensor_numel(gamma) == Cin &&
+                 dalle_tensor_numel(beta) == Cin);
+    DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && groups >= 1 && Cin % groups == 0 && k % 2 == 1);
+    DALLE_ASSERT(w->ndim == 4 && w->shape[0] == Cout && w->shape[1] == k && w->shape[2] == k &&
+                 w->shape[3] == Cin);
+    DALLE_ASSERT(!bias || dalle_tensor_numel(bias) == Cout);
+    DALLE_ASSERT(y != x);
+    if (B == 0) return;
+    if (w->dtype != DALLE_F32) {
+        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, gamma, beta, groups,
+                              eps, swish, "conv2d_gn");
+        return;
+    }
+    float *t = (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float),
+                                           "conv2d_gn");
+    dalle_cuda_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);
+    dalle_cuda_conv2d(be, y, t, w, bias, B, H, W, Cin, Cout, k);
 }

@@ -13,8 +13,11 @@
  * m16n16k16 fragments with fp16 or bf16 inputs (the weight dtype; activations rounded to it
  * while staging) and fp32 accumulators. Epilogue: accumulators → shared (fp32) → + bias →
  * y fp32, bounds checked. Shapes of any size (M, N, K tails zero-filled).
+ * conv2d_gn (ops.h): GroupNorm (+ swish) folded into the same staging — a statistics
+ * kernel per (image, group) first (norm.cu's arithmetic: double sums, the mean as hi + lo
+ * floats), then each staged in-bounds value is normalised exactly as group_norm_kernel
+ * would have written it, so the normalised map never goes through memory.
  * Speed work left: cp.async double buffering, 16-byte staging loads when Cin % 8 == 0,
- * GroupNorm + swish applied while staging A (the statistics are a separate pass),
  * the residual add in the epilogue, NHWC bf16 activations kept between layers.
  *
  * rgb8 (ops.h to_rgb8): y[i] = (uint8)(clamp(x[i], 0, 1) · 255), NaN → 0 — the CPU's
@@ -41,10 +44,47 @@ template <> __device__ __forceinline__ __nv_bfloat16 ig_cvt<__nv_bfloat16>(float
     return __float2bfloat16_rn(v);
 }
 
+/* GroupNorm statistics of x [B, HW, C] per (b, group): st[3·(b·groups + g) + {0,1,2}] =
+ * (hi, lo, rstd), the mean split into two floats — norm.cu's group_norm_kernel's arithmetic,
+ * so that normalising while staging gives the values that kernel writes. */
+__global__ void gn_stats_kernel(float *st, const float *x, int HW, int C, int groups, float eps) {
+    __shared__ double shm[32];
+    const int b = blockIdx.x / groups, g = blockIdx.x % groups, cg = C / groups;
+    const float *xb = x + (size_t)b * HW * C + (size_t)g * cg; // [HW, C] from channel g·cg
+    const int64_t n = (int64_t)HW * cg;
+    double s = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += xb[(i / cg) * C + i % cg];
+    const double mean = dalle_block_sum(s, shm) / (double)n;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const double d = xb[(i / cg) * C + i % cg] - mean;
+        ss += d * d;
+    }
+    const double var = dalle_block_sum(ss, shm) / (double)n;
+    if (threadIdx.x == 0) {
+        const float hi = (float)mean;
+        st[3 * blockIdx.x] = hi;
+        st[3 * blockIdx.x + 1] = (float)(mean - hi);
+        st[3 * blockIdx.x + 2] = (float)(1.0 / sqrt(var + eps));
+    }
+}
+
+/* the GroupNorm (+ swish) of one input value of channel c of image b */
+__device__ __forceinline__ float gn_apply(float v, const float *st, const void *g, const void *be,
+                                          int dt, int b, int c, int cg, int groups, int swish) {
+    const float *s = st + 3 * ((size_t)b * groups + c / cg);
+    const float scale = __fmul_rn(s[2], dalle_ldw(g, dt, (size_t)c));
+    float t = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(v, s[0]), s[1]), scale),
+                        dalle_ldw(be, dt, (size_t)c));
+    if (swish) t = t / (1.0f + expf(-t));
+    return t;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(IG_THREADS)
     conv_igemm_kernel(float *y, const float *x, const T *w, const void *bias, int bias_dt, int B,
-                      int H, int W, int Cin, int Cout, int k, int up) {
+                      int H, int W, int Cin, int Cout, int k, int up, const float *gn_st,
+                      const void *gn_g, const void *gn_b, int groups, int swish) {
     __shared__ __align__(32) T As[IG_BM * IG_LDS]; /* [m][kk] */
     __shared__ __align__(32) T Bs[IG_BN * IG_LDS]; /* [n][kk] */
     __shared__ __align__(32) float Cs[IG_BM * IG_BN];
@@ -79,6 +119,9 @@ __global__ void __launch_bounds__(IG_THREADS)
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
                     if (up) iy >>= 1, ix >>= 1;
                     v = x[(((size_t)rb[r] * Hx + iy) * Wx + ix) * Cin + ci];
+                    if (gn_st) /* GroupNorm (+ swish) in the prologue; padding stays 0 */
+                        v = gn_apply(v, gn_st, gn_g, gn_b, bias_dt, rb[r], ci, Cin / groups,
+                                     groups, swish);
                 }
             }
             As[r * IG_LDS + c] = ig_cvt<T>(v);
@@ -116,11 +159,14 @@ __global__ void __launch_bounds__(IG_THREADS)
 }
 
 /* y[B,H,W,Cout] = conv(x) + bias on tensor cores; x is [B,H,W,Cin], or [B,H/2,W/2,Cin]
- * read through the ×2 nearest upsample when up. Weights F16 or BF16. */
+ * read through the ×2 nearest upsample when up; with gn_gamma, x goes through GroupNorm
+ * (groups, eps; + swish) while staged, its statistics computed first into scratch 0.
+ * Weights F16 or BF16. */
 extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *x,
                                       const dalle_tensor *w, const dalle_tensor *bias, int B,
                                       int H, int W, int Cin, int Cout, int k, int up,
-                                      const char *op) {
+                                      const dalle_tensor *gn_gamma, const dalle_tensor *gn_beta,
+                                      int groups, float eps, int swish, const char *op) {
     dalle_cuda *cu = dalle_cuda_of(be);
     DALLE_ASSERT(w->dtype == DALLE_F16 || w->dtype == DALLE_BF16);
     DALLE_ASSERT(!up || (H % 2 == 0 && W % 2 == 0));
@@ -131,13 +177,22 @@ extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *
     DALLE_ASSERT(mb <= INT_MAX);
     const dim3 grid((unsigned)mb, (unsigned)((Cout + IG_BN - 1) / IG_BN));
     const void *bd = bias ? bias->data : NULL;
+    float *st = NULL;
+    if (gn_gamma) {
+        DALLE_ASSERT(gn_beta && !up && groups >= 1 && Cin % groups == 0);
+        st = (float *)dalle_cuda_scratch(be, 0, (size_t)B * groups * 3 * sizeof(float), op);
+        gn_stats_kernel<<<B * groups, 1024, 0, cu->stream>>>(st, x, H * W, Cin, groups, eps);
+        CUDA_LAUNCHED(op);
+    }
+    const void *gg = gn_gamma ? gn_gamma->data : NULL, *gb = gn_beta ? gn_beta->data : NULL;
     if (w->dtype == DALLE_F16)
         conv_igemm_kernel<__half><<<grid, IG_THREADS, 0, cu->stream>>>(
-            y, x, (const __half *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up);
+            y, x, (const __half *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up,
+            st, gg, gb, groups, swish);
     else
         conv_igemm_kernel<__nv_bfloat16><<<grid, IG_THREADS, 0, cu->stream>>>(
             y, x, (const __nv_bfloat16 *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k,
-            up);
+            up, st, gg, gb, groups, swish);
     CUDA_LAUNCHED(op);
 }
 

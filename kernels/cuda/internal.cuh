@@ -158,7 +158,12 @@ void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x, const dalle_
                        const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
 void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k,
-                           int up, const char *op);
+                           int up, const dalle_tensor *gn_gamma, const dalle_tensor *gn_beta,
+                           int groups, float eps, int swish, const char *op);
+void dalle_cuda_conv2d_gn(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
+                          const dalle_tensor *beta, int groups, float eps, int swish,
+                          const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
+                          int Cin, int Cout, int k);
 void dalle_cuda_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                             const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                             int k);

@@ -605,6 +605,27 @@ static void t_conv2d_up2x(int B, int H, int W, int Cin, int Cout, int k) {
     free(x), free(yc), wfree(&w), wfree(&bias), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
 }
 
+/* conv of GroupNorm(x) (+ swish): 16-bit weights normalise while staging the implicit GEMM */
+static void t_conv2d_gn(int B, int H, int W, int Cin, int Cout, int k, int groups, int swish) {
+    if (!gpu->ops->conv2d_gn) return;
+    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin)) return;
+    char sh[96];
+    snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d G=%d%s", B, H, W, Cin, Cout, k, groups,
+             swish ? " swish" : "");
+    const int64_t ws[4] = {Cout, k, k, Cin};
+    wpair w = weight(4, ws, 0.3f), bias = weight1(Cout, 1), g = weight1(Cin, 1), b = weight1(Cin, 1);
+    const size_t nx = (size_t)B * H * W * Cin, ny = (size_t)B * H * W * Cout;
+    float *x = randv(nx, 3, 20.0f), *yc = poisoned(ny); /* offset: the hi/lo mean path */
+    float *dx = dev_from(x, nx), *dy = dev_poisoned(ny);
+    cpu->ops->conv2d_gn(cpu, yc, x, &g.c, &b.c, groups, 1e-6f, swish, &w.c, &bias.c, B, H, W, Cin,
+                        Cout, k);
+    gpu->ops->conv2d_gn(gpu, dy, dx, &g.g, &b.g, groups, 1e-6f, swish, &w.g, &bias.g, B, H, W, Cin,
+                        Cout, k);
+    check("conv2d_gn", sh, yc, dy, ny, gemm_tol());
+    free(x), free(yc), wfree(&w), wfree(&bias), wfree(&g), wfree(&b);
+    gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+}
+
 /* pixels to uint8 on the device: exact, boundary values and NaN included */
 static void t_to_rgb8(int64_t n) {
     if (!gpu->ops->to_rgb8) return;
@@ -880,6 +901,9 @@ int main(int argc, char **argv) {
     t_conv2d_up2x(1, 32, 32, 512, 512, 3); /* VQGAN L4 → L3 upsample conv */
     t_conv2d_up2x(2, 14, 10, 5, 7, 3);     /* odd tails */
     t_conv2d_up2x(1, 8, 8, 6, 3, 1);
+    t_conv2d_gn(2, 16, 16, 128, 256, 3, 32, 1); /* VQGAN resblock conv1 */
+    t_conv2d_gn(1, 9, 7, 12, 5, 3, 3, 0);
+    t_conv2d_gn(1, 8, 8, 64, 32, 1, 32, 1);     /* 1×1 (attention q/k/v after GN) */
     t_to_rgb8(256 * 256 * 3 + 5);
     /* CLIP preprocessing (Pillow-exact): VQGAN 256² → 224, both axes up, down with the
      * vertical pass first, one axis only, nothing to resize */
