@@ -16,7 +16,8 @@ were timed). One JSON line per (size, batch) appended to --out.
 usage: python3 bench/gpu/min_dalle_gpu.py --out FILE [--sizes mini,mega] [--batches 1,8,32,64]
        [--budget-s 6] [--min-steps 8]
 min-dalle's package must be importable (bench/gpu/run.sh puts the bundled copy on
-PYTHONPATH); its tokenizer's optional imports (emoji, requests) are stubbed when missing.
+PYTHONPATH); the imports its package pulls in that this script never uses (emoji, requests,
+numpy, PIL) are stubbed when missing.
 """
 import argparse
 import json
@@ -37,6 +38,8 @@ def stub_missing(name, **attrs):
 
 stub_missing("emoji", demojize=lambda s, **k: s)
 stub_missing("requests", get=None)
+stub_missing("PIL", Image=types.ModuleType("PIL.Image"))  # min_dalle.py imports it; unused here
+stub_missing("numpy")
 
 import torch  # noqa: E402
 from min_dalle.models import DalleBartDecoder, DalleBartEncoder, VQGanDetokenizer  # noqa: E402
