@@ -39,9 +39,10 @@ def stub_missing(name, **attrs):
 stub_missing("emoji", demojize=lambda s, **k: s)
 stub_missing("requests", get=None)
 stub_missing("PIL", Image=types.ModuleType("PIL.Image"))  # min_dalle.py imports it; unused here
-stub_missing("numpy")
 
 import torch  # noqa: E402
+
+stub_missing("numpy")  # after torch, which handles a missing numpy itself
 from min_dalle.models import DalleBartDecoder, DalleBartEncoder, VQGanDetokenizer  # noqa: E402
 
 SIZES = {  # min_dalle.py MinDalle.__init__
