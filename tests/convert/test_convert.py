@@ -460,3 +460,51 @@ def test_refuse_clip_config_mismatch(tmp_path, bart_models):
     r = convert("--clip", d, "--out", out)
     assert r.returncode == 1 and "only quick_gelu" in r.stderr
     del write_safetensors
+
+
+# ---------------------------------------------------------------------------------------------
+# file names, presets, re-conversion
+
+def test_min_dalle_mini_file_names(tmp_path):
+    """kuprel/min-dalle's mini files: encoder_mini.pt, decoder_mini.pt, vocab_mini.json, merges_mini.txt."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in ("encoder", "decoder"):
+        (src / f"{n}_mini.pt").symlink_to(FIX / "bart" / "min-dalle" / f"{n}.pt")
+    (src / "vocab_mini.json").symlink_to(TINY / "vocab.json")
+    (src / "merges_mini.txt").symlink_to(TINY / "merges.txt")
+    r = convert_ok("--from", "min-dalle", "--src", src, "--heads", 2, "--out", tmp_path / "out")
+    assert "vocab.json: copied" in r.stdout and (tmp_path / "out" / "merges.txt").exists()
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["bart"]["attention_heads"] == 2
+
+
+def test_refuse_preset_mismatch(tmp_path):
+    err = refuse(tmp_path / "out", "--from", "flax", "--src", bart_src(tmp_path, "flax"), "--mega")
+    assert "--mega: the checkpoint does not have the published shapes" in err and "d_model: published 2048, found 32" in err
+
+
+def test_refuse_legacy_torch_file(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "encoder.pt").write_bytes(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.")
+    (src / "decoder.pt").symlink_to(FIX / "bart" / "min-dalle" / "decoder.pt")
+    for n in ("vocab.json", "merges.txt"):
+        (src / n).symlink_to(TINY / n)
+    err = refuse(tmp_path / "out", "--from", "min-dalle", "--src", src)
+    assert "legacy (pre-1.6, non-zip) torch.save format" in err
+
+
+def test_reconversion_keeps_generation_settings(tmp_path):
+    """Re-converting the weights into an existing folder keeps its generation section unless --defaults."""
+    out = tmp_path / "out"
+    src = bart_src(tmp_path, "flax")
+    convert_ok("--from", "flax", "--src", src, "--out", out)
+    c = json.loads((out / "config.json").read_text())
+    c["generation"]["top_k"] = 7
+    (out / "config.json").write_text(json.dumps(c))
+    convert_ok("--from", "flax", "--src", src, "--out", out)
+    assert json.loads((out / "config.json").read_text())["generation"]["top_k"] == 7
+    convert_ok("--from", "flax", "--src", src, "--defaults", "min-dalle", "--out", out)
+    c = json.loads((out / "config.json").read_text())
+    assert c["generation"]["top_k"] == 256 and c["generation"]["cond_scale"] == 16.0
+    assert c["bart"]["start_token"] == 511  # the min-dalle start: the last code

@@ -34,7 +34,8 @@ the checkpoint (and config.json when given): an unknown key, a missing tensor or
 stops the conversion with a message naming it; nothing is written to MODEL_DIR/config.json then.
 
 If MODEL_DIR/config.json exists, the sections this run does not convert are kept (--fresh drops
-them), so the parts can be converted one at a time.
+them), so the parts can be converted one at a time; its "generation" section (a user setting) is
+kept too unless --defaults is given.
 """
 import argparse
 import json
@@ -241,7 +242,8 @@ def convert(args):
         for which in ("encoder", "decoder"):
             files[which] = f"{which}.safetensors"
             jobs.append((which, files[which], plans[which], args.dtype,
-                         {"converted_from": src_label, "source": sources[which][0]}))
+                         {"format": "pt" if args.src_format == "min-dalle" else "flax",
+                          "converted_from": src_label, "source": os.path.basename(sources[which][0].split(" (")[0])}))
         copies += [("vocab", vocab_path, "vocab.json"), ("merges", merges_path, "merges.txt")]
         if extra.get("wiki_words") and not args.wiki_words:
             copies.append(("wiki_words", extra["wiki_words"], None))
@@ -253,9 +255,12 @@ def convert(args):
             "layer_norm_eps": 1e-5,
         }
         config["text"] = {"normalize": True, **specials}
-        config["generation"] = gen
-        notes.append(f"generation defaults: {defaults_name} (start token {start}, cond_scale {gen['cond_scale']}, "
-                     f"top_k {gen['top_k']})")
+        if "generation" in old and not args.defaults:
+            notes.append('"generation" section: kept from the existing config.json (--defaults or --fresh replaces it)')
+        else:
+            config["generation"] = gen
+            notes.append(f"generation defaults: {defaults_name} (cond_scale {gen['cond_scale']}, top_k {gen['top_k']})")
+        notes.append(f"start token: {start}")
 
     bart_cfg = config["bart"]
     if args.vqgan:
@@ -281,7 +286,9 @@ def convert(args):
             raise ConvertError(f"{vlabel}: {vhp['codebook_size']} codes, but BART samples "
                                f"{bart_cfg['image_vocab_size']} (bart.image_vocab_size)")
         files["vqgan"] = "vqgan.safetensors"
-        jobs.append(("vqgan", files["vqgan"], vplan, args.vqgan_dtype, {"converted_from": vsrc, "source": vpath}))
+        jobs.append(("vqgan", files["vqgan"], vplan, args.vqgan_dtype,
+                     {"format": "flax" if vpath.endswith(".msgpack") else "pt", "converted_from": vsrc,
+                      "source": os.path.basename(vpath)}))
         config["vqgan"] = dict(vhp)
 
     if args.clip:
@@ -290,7 +297,8 @@ def convert(args):
         sec = clip.infer_section(csd, cpath, ccfg)
         cplan = clip.plan_clip(cpath, csd, sec)
         files["clip"] = "clip.safetensors"
-        jobs.append(("clip", files["clip"], cplan, args.dtype, {"converted_from": "huggingface CLIPModel", "source": cpath}))
+        jobs.append(("clip", files["clip"], cplan, args.dtype, {"format": "pt", "converted_from": "huggingface CLIPModel",
+                                                                  "source": os.path.basename(cpath)}))
         config["clip"] = sec
         merges = args.clip_merges or os.path.join(os.path.dirname(os.path.abspath(cpath)), "merges.txt")
         if not os.path.isfile(merges) and not args.clip_merges and files.get("clip_merges"):
