@@ -221,8 +221,10 @@ def test_build_context_has_what_make_needs(tmp_path):
     """The files of a clean checkout that .dockerignore lets into the build context are enough
     for the Dockerfiles' `make … build/dalle-server` (make -n: every prerequisite exists),
     and no model but models/demo gets in."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    r = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0 or shutil.which("make") is None:
+        pytest.skip("needs a git checkout and make")
+    files = r.stdout.split()
     rules = dockerignore_regexes()
     ctx = [f for f in files if in_context(f, rules)]
     assert "docker/runtime-packages.sh" in ctx and "Makefile" in ctx
