@@ -8,8 +8,9 @@
  * its FIFO under `mu` if fewer than `capacity` jobs wait there (check and append are one
  * critical section, so bursts cannot overshoot the bound).
  *
- * One scheduler thread per device owns a dalle_state (max_images = max_prompts =
- * --max-batch) on that device's model and loops: (1) sweep the queue, failing jobs whose
+ * One scheduler thread per device makes and owns a dalle_state (max_images = max_prompts =
+ * --max-batch) on that device's model — made on that thread, so a GPU backend binds the
+ * thread to its device — and loops: (1) sweep the queue, failing jobs whose
  * client hung up (499, never run) or that waited past --deadline (503 timeout, never run);
  * (2) admit queued jobs in FIFO order while the state has room for the head job's n images
  * and a prompt block (dalle_job_start runs its BART encoder; a job that does not fit yet
@@ -64,7 +65,10 @@
 
 struct dalle_scheduler {
     dalle_server *srv;
-    dalle_state *state;
+    dalle_model *model;
+    dalle_state *state; /* created by the scheduler thread itself */
+    dalle_error init_err;
+    int init_done;      /* guarded by mu: the thread made its state, or failed */
     int32_t *preview_codes; /* [max_batch, image_length] */
     int latent_side;        /* codes per row */
     dalle_job **running;    /* [max_batch] decoding */
@@ -426,8 +430,24 @@ static void collect(dalle_scheduler *s) {
     s->n_finishing = s->finish_next = 0;
 }
 
+/* The state is made on the thread that drives it, so that a GPU backend binds this thread
+ * to its device (a CUDA stream only takes work from a thread whose current device is the
+ * stream's). */
+static int init_state(dalle_scheduler *s) {
+    const int B = (int)s->srv->cfg.max_batch;
+    dalle_state_params sp = {.max_images = B, .max_prompts = B};
+    const dalle_status st = dalle_state_new(&s->state, s->model, &sp, &s->init_err);
+    s->init_err.status = st;
+    pthread_mutex_lock(&s->mu);
+    s->init_done = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return st == DALLE_OK;
+}
+
 static void *scheduler_main(void *arg) {
     dalle_scheduler *s = arg;
+    if (!init_state(s)) return NULL;
     this_scheduler = s;
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -471,16 +491,15 @@ dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle
     dalle_scheduler *s = calloc(1, sizeof *s);
     if (!s) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     s->srv = srv;
+    s->model = model;
     s->capacity = (int)srv->cfg.queue;
     dalle_model_info info;
     dalle_model_get_info(model, &info);
     const int B = (int)srv->cfg.max_batch;
     while ((s->latent_side + 1) * (s->latent_side + 1) <= info.image_length) s->latent_side++;
-    dalle_state_params sp = {.max_images = B, .max_prompts = B};
     dalle_status st = DALLE_OK;
     if (!info.has_vqgan)
         st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "the model has no VQGAN (files.vqgan)");
-    if (st == DALLE_OK) st = dalle_state_new(&s->state, model, &sp, err);
     if (st == DALLE_OK) {
         s->preview_codes = malloc((size_t)B * info.image_length * sizeof *s->preview_codes);
         s->running = calloc((size_t)B, sizeof *s->running);
@@ -497,6 +516,16 @@ dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle
     if (pthread_create(&s->thread, NULL, scheduler_main, s)) {
         dalle_scheduler_free(s);
         return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot start the scheduler thread");
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->init_done) pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    if (!s->state) {
+        pthread_join(s->thread, NULL);
+        if (err) *err = s->init_err;
+        st = s->init_err.status;
+        dalle_scheduler_free(s);
+        return st;
     }
     *out = s;
     return DALLE_OK;
