@@ -762,7 +762,10 @@ static void t_patchify(int B, int H, int W, int C, int p) {
 }
 
 /* Token-for-token sampler parity over many seeds and parameter sets. ties: logits on a
- * coarse grid, so that many candidates are equal and the index order decides. */
+ * coarse grid, so that many candidates are equal and the index order decides. The CUDA
+ * backend has two kernels for the candidates (select-and-sort by default, k rounds with
+ * DALLE_CUDA_SAMPLER=rounds); main runs the grid with each, labelled sample / sample_rounds. */
+static const char *sample_label = "sample";
 static void t_sample(int B, int V, int ld, int calls, int ties) {
     if (small_only && calls > 3) calls = 3;
     char sh[96];
@@ -806,7 +809,7 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
     }
     n_cases++;
     if (mism) n_failed++;
-    printf("%-4s %-12s %-44s tokens %ld/%ld identical\n", mism ? "FAIL" : "ok", "sample", sh,
+    printf("%-4s %-12s %-44s tokens %ld/%ld identical\n", mism ? "FAIL" : "ok", sample_label, sh,
            total - mism, total);
     free(l), free(p), free(step), free(tc), free(tg), gpu->ops->free(gpu, dl);
 }
@@ -929,6 +932,14 @@ int main(int argc, char **argv) {
     t_sample(16, 300, 320, 100, 0);
     t_sample(16, 300, 320, 100, 1);
     t_sample(4, 1, 3, 10, 0);
+    t_sample(64, 16384, 16384, 2, 0); /* a large batch */
+    setenv("DALLE_CUDA_SAMPLER", "rounds", 1); /* the k-round kernel, same grid (fewer calls) */
+    sample_label = "sample_rounds";
+    t_sample(8, 16384, 16415, 10, 0);
+    t_sample(8, 16384, 16384, 5, 1);
+    t_sample(16, 300, 320, 30, 1);
+    t_sample(4, 1, 3, 10, 0);
+    unsetenv("DALLE_CUDA_SAMPLER");
 
     printf("\nworst max_rel per op (weights %s):\n", dalle_dtype_name(wdt));
     for (int k = 0; k < n_ops; k++) printf("  %-12s %.3e\n", op_names[k], worst_by_op[k]);
