@@ -14,6 +14,7 @@ The report is written to $BUILD/deploy/scaleout.json.
 """
 import json
 import os
+import re
 
 import pytest
 
@@ -67,3 +68,53 @@ def test_scaleout_and_failover():
     assert f["sigterm_exit"] == 0, msg
     assert f["survivor_ready"] == 200, msg
     assert f["survivor_exit"] == 0, msg
+
+
+def test_stream_and_request_id_through_nginx(tmp_path):
+    """Through docker/nginx.conf: the event stream reaches the client as it is produced
+    (progress events arrive well before the result, not held back until the end; nginx 1.22
+    passes these chunks on even with proxy_buffering on, so this shows the stream works
+    through the balancer rather than proving the setting is needed), and a request without
+    X-Request-Id gets nginx's own id, which the replica echoes."""
+    if not scaleout.nginx_binary():
+        pytest.skip("nginx is not installed (make deps installs it)")
+    if not SERVER_BIN.exists():
+        pytest.skip(f"{SERVER_BIN} not built")
+    import http.client
+    import time
+    rep = scaleout.Replica(SERVER_BIN, ROOT / "models" / "tiny", ("--threads", "1", "--max-batch", "4"))
+    lb = None
+    try:
+        rep.wait_ready()
+        lb = scaleout.Nginx([rep.addr], tmp_path, "stream")
+        st, hdr, _ = scaleout.request(lb.addr, "GET", "/health")
+        assert st == 200 and re.fullmatch(r"[0-9a-f]{32}", hdr.get("X-Request-Id", "")), hdr
+
+        c = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=600)
+        c.request("POST", "/generate", json.dumps({"prompt": "a red bicycle", "n": 4, "seed": 3,
+                                                   "stream": True}),
+                  {"Content-Type": "application/json", "X-Request-Id": "stream-1"})
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream")
+        assert r.getheader("X-Request-Id") == "stream-1"
+        t0 = time.time()
+        seen = []
+        while True:
+            line = r.fp.readline()
+            if not line:
+                break
+            if line.startswith(b"event: "):
+                seen.append((line[7:].strip().decode(), time.time() - t0))
+                if seen[-1][0] in ("result", "error"):
+                    break
+        c.close()
+        names = [n for n, _ in seen]
+        assert names[-1] == "result", names
+        progress = [t for n, t in seen if n == "progress"]
+        assert len(progress) >= 2, names
+        # held back, every event would come in the same read at the end
+        assert seen[-1][1] - progress[0] > 0.05, seen
+    finally:
+        if lb:
+            lb.stop()
+        assert rep.stop() == 0
