@@ -8,6 +8,9 @@
  *    results match the CPU backend to ~1e-5) or DALLE_F16 / DALLE_BF16 (GEMMs with 16-bit
  *    inputs and fp32 accumulation; the activation operand is rounded to 16 bits in a small
  *    kernel). Norms, softmax, attention, CFG and sampling are fp32 in every mode.
+ *  - The decode self-attention KV cache (ops.h kv_dtype) is in the weight dtype unless
+ *    DALLE_CUDA_KV says otherwise; decode steps built from the device-index ops can be
+ *    recorded as CUDA graphs (ops.h graph_*; DALLE_CUDA_GRAPHS=0 refuses to record).
  *  - alloc = cudaMalloc (never managed memory); NULL on failure. to_device / to_host copy on
  *    the stream; to_host waits for the copy (the caller reads host memory next).
  *  - Errors: a failing CUDA or cuBLAS call inside an op is a broken invariant or a sticky
