@@ -333,24 +333,30 @@ static void *host_alloc(size_t bytes, int *ok) {
     return p;
 }
 
-/* The image-side buffers of a state: VQGAN work, CLIP work, preprocessing, JPEG. */
+/* The image-side buffers of a state: VQGAN work, CLIP work, preprocessing, JPEG. Each stage
+ * is set up when the model has it; CLIP alone (a ranking-only model) needs no VQGAN, and the
+ * prepared resize plan from VQGAN's resolution exists only when both do. */
 static dalle_status state_images(dalle_state *s, dalle_error *err) {
     const dalle_model *m = s->m;
     const size_t B = (size_t)s->max_images;
     dalle_status st = dalle_jpeg_encoder_new(&s->jpeg, err);
-    if (st != DALLE_OK || !m->has_vqgan) return st;
-    const size_t R = (size_t)m->vqgan.hp.resolution;
     int ok = 1;
-    s->rgb = host_alloc(B * R * R * 3, &ok);
-    st = dalle_vqgan_work_new(&s->vqgan, &m->vqgan, s->be, s->max_images, err);
+    if (st == DALLE_OK && m->has_vqgan) {
+        const size_t R = (size_t)m->vqgan.hp.resolution;
+        s->rgb = host_alloc(B * R * R * 3, &ok);
+        st = dalle_vqgan_work_new(&s->vqgan, &m->vqgan, s->be, s->max_images, err);
+    }
     if (st != DALLE_OK || !m->has_clip) return ok ? st : dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     const size_t S = (size_t)m->clip.hp.image_size, E = (size_t)m->clip.hp.embed_dim;
     s->clip_pixels = host_alloc(B * S * S * 3 * sizeof(float), &ok);
     s->clip_img = host_alloc(B * E * sizeof(float), &ok);
     s->clip_txt = host_alloc(E * sizeof(float), &ok);
     if (!ok) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-    st = dalle_image_prep_init(&s->prep, (int)R, (int)R, (int)S, err);
-    if (st != DALLE_OK) return st;
+    if (m->has_vqgan) {
+        const int R = m->vqgan.hp.resolution;
+        st = dalle_image_prep_init(&s->prep, R, R, (int)S, err);
+        if (st != DALLE_OK) return st;
+    }
     return dalle_clip_work_new(&s->clip, &m->clip, s->be, s->max_images, err);
 }
 

@@ -82,6 +82,15 @@ check "rank: scores and a permutation" py "
 import json; d=json.loads('$r')
 assert len(d['scores'])==3 and sorted(d['order'])==[0,1,2]
 assert d['scores'][d['order'][0]]>=d['scores'][d['order'][2]]"
+# A ranking-only model directory: CLIP without VQGAN (same files, config without files.vqgan).
+mkdir -p "$tmp/clip_only"
+for f in models/tiny/*; do ln -s "$PWD/$f" "$tmp/clip_only/"; done
+rm "$tmp/clip_only/config.json"
+python3 -c "
+import json; c=json.load(open('$M/config.json')); del c['files']['vqgan']; del c['vqgan']
+json.dump(c, open('$tmp/clip_only/config.json', 'w'))"
+r2=$("$CLI" rank --model "$tmp/clip_only" --prompt "a red bicycle" "$tmp/d/0.jpg" "$tmp/d/1.jpg" "$tmp/d/2.jpg")
+check "rank with a CLIP-only model: the same scores" test "$r2" = "$r"
 printf 'not a jpeg' > "$tmp/x.jpg"
 echo '{"tokens": [[1,2,3]]}' > "$tmp/short.json"
 python3 -c "import json; print(json.dumps({'tokens': [[16384]*256]}))" > "$tmp/range.json"
