@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""train_bart.py — trains the demo DalleBart (text → 8×8 VQGAN codes) on the shapes world.
+
+The network is min-dalle's own DalleBartEncoder / DalleBartDecoder classes (model spec §2:
+GLU feed-forward, NormFormer LayerNorms, bias-free projections, learned absolute positions,
+no √d embedding scale), so the trained state dicts are min-dalle state dicts. Teacher forcing
+calls min-dalle's own DecoderLayer.forward with a [B, 64] token_index (its causal multi-token
+path); only DalleBartDecoder.forward's cond/uncond row duplication is skipped. The LayerNorms
+that are bias-only in the published checkpoints (spec §1.2: pre_self_attn_layer_norm,
+pre_encoder_attn_layer_norm, glu.ln0, glu.ln1, final_ln) keep γ = 1 frozen and are saved
+without a weight, as in the published files.
+
+Sizes (HP below): d_model 128, 4 heads, GLU 256, 2 encoder + 3 decoder layers, 32 text
+positions, 64 image positions (min-dalle allocates 256 position rows; rows 64… are never used
+and are not exported), image vocabulary = the VQGAN's 2048 codes, BOS = 2048 (dalle-mini's
+convention: image_vocab_size is the start token), lm_head 2049.
+
+Data: world.sample(seed, train=True) for seeds SEED_BASE + i, captions tokenised with the BPE
+trained on world captions (train_bpe(), tools/reference/train_bpe.py's recipe, dalle-mini's
+ids: <s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last), images → codes with patch_codes.encode
+(the demo's image tokenizer; prepare step, cached). Caption dropout: 10 % of captions become the empty prompt
+([0, 2, 1…], the unconditional row our C code and min-dalle build) so classifier-free guidance
+works. Cross-entropy over the 513 outputs, AdamW, warm-up + cosine over the wall time.
+
+    /work/venv-ref/bin/python tools/demo/train_bart.py prepare --out /tmp/demo_train/bart
+    /work/venv-ref/bin/python tools/demo/train_bart.py train --out /tmp/demo_train/bart --minutes 25
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from min_dalle.models import DalleBartDecoder, DalleBartEncoder
+
+torch.set_grad_enabled(True)  # importing min_dalle turns autograd off globally
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import world  # noqa: E402
+
+HP = {
+    "d_model": 128,
+    "heads": 4,
+    "glu_dim": 256,
+    "encoder_layers": 2,
+    "decoder_layers": 3,
+    "text_length": 32,
+    "image_length": 64,
+    "image_vocab_size": 2048,
+}
+BPE_VOCAB = 400  # including <mask>
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+SEED = 20260129
+SEED_BASE = 20_000_000
+BIAS_ONLY = ("pre_self_attn_layer_norm", "pre_encoder_attn_layer_norm", "glu.ln0", "glu.ln1", "final_ln")
+
+
+def is_bias_only_ln(name):
+    """name of a LayerNorm module (no .weight suffix)"""
+    return name == "final_ln" or any(name.endswith("." + b) for b in BIAS_ONLY if b != "final_ln")
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def train_bpe(out_dir, n=60000):
+    from tokenizers import ByteLevelBPETokenizer
+
+    def corpus():
+        for i in range(n):
+            yield " " + world.sample(SEED_BASE + 10_000_000 + i, train=True)[1]
+        for w in world.COLORS + world.SHAPES + ["two", "background", "circles", "squares"]:
+            yield w
+
+    tok = ByteLevelBPETokenizer(add_prefix_space=False)
+    tok.train_from_iterator(corpus(), vocab_size=BPE_VOCAB - 1, min_frequency=2,
+                            special_tokens=SPECIALS, show_progress=False)
+    vocab = tok.get_vocab()
+    assert [vocab[s] for s in SPECIALS] == [0, 1, 2, 3]
+    vocab["<mask>"] = len(vocab)
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save_model(tmp)
+        with open(os.path.join(tmp, "merges.txt"), encoding="utf-8") as f:
+            merges = f.read()
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8", newline="\n") as f:
+        f.write(merges)
+    with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8", newline="\n") as f:
+        json.dump(dict(sorted(vocab.items(), key=lambda kv: kv[1])), f, ensure_ascii=False)
+    return len(vocab)
+
+
+def tokenizer(tok_dir):
+    from transformers import BartTokenizerFast
+    return BartTokenizerFast(vocab=os.path.join(tok_dir, "vocab.json"),
+                             merges=os.path.join(tok_dir, "merges.txt"))
+
+
+def encode_text(tok, captions, length):
+    """captions as dalle-mini's normaliser leaves them (lower case, one leading space)."""
+    enc = tok([" " + c if c else "" for c in captions], max_length=length, truncation=True,
+              padding="max_length", return_tensors="np")
+    return enc["input_ids"].astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# model
+
+
+def build(text_vocab):
+    enc = DalleBartEncoder(layer_count=HP["encoder_layers"], embed_count=HP["d_model"],
+                           attention_head_count=HP["heads"], text_vocab_count=text_vocab,
+                           text_token_count=HP["text_length"], glu_embed_count=HP["glu_dim"], device="cpu")
+    dec = DalleBartDecoder(image_vocab_count=HP["image_vocab_size"], embed_count=HP["d_model"],
+                           attention_head_count=HP["heads"], glu_embed_count=HP["glu_dim"],
+                           layer_count=HP["decoder_layers"], device="cpu")
+    return enc, dec
+
+
+def freeze_bias_only(module):
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.LayerNorm) and is_bias_only_ln(name):
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+            m.weight.requires_grad_(False)
+
+
+def init_(module, gen):
+    with torch.no_grad():
+        for name, m in module.named_modules():
+            if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.02)
+
+
+def encoder_forward(enc, text_ids):
+    """min-dalle's DalleBartEncoder.forward for any batch size (its own forward fixes the batch
+    at 2 through its pose_tokens buffer): the same modules in the same order."""
+    mask = text_ids.not_equal(1)[:, None, None, :]
+    pos = torch.arange(text_ids.shape[1]).unsqueeze(0)
+    x = enc.embed_tokens(text_ids) + enc.embed_positions(pos)
+    x = enc.layernorm_embedding(x)
+    for layer in enc.layers:
+        x = layer(x, mask)
+    return enc.final_ln(x)
+
+
+def decoder_logits(dec, enc_state, text_ids, prev_tokens):
+    """Teacher-forced logits [B, T, 513] through min-dalle's own layers (causal multi-token path)."""
+    B, T = prev_tokens.shape
+    token_index = torch.arange(T).unsqueeze(0).repeat(B, 1)
+    mask = text_ids.not_equal(1)[:, None, None, :]
+    x = dec.embed_tokens(prev_tokens) + dec.embed_positions(token_index)
+    x = dec.layernorm_embedding(x)
+    dummy = torch.zeros(1)
+    for layer in dec.layers:
+        x, _ = layer(x, enc_state, dummy, mask, token_index)
+    return dec.lm_head(dec.final_ln(x))
+
+
+def export_state_dicts(enc, dec):
+    """min-dalle .pt-style flat dicts (fp32), bias-only LN weights dropped, 64 image positions."""
+    def sd(module):
+        out = {}
+        for k, v in module.state_dict().items():
+            if k.endswith(".weight") and is_bias_only_ln(k[: -len(".weight")]):
+                assert torch.all(v == 1), k
+                continue
+            out[k] = v.detach().clone()
+        return out
+    e, d = sd(enc), sd(dec)
+    d["embed_positions.weight"] = d["embed_positions.weight"][: HP["image_length"]].clone()
+    return e, d
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_prepare(args):
+    sys.path.insert(0, HERE)
+    import patch_codes
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    nv = train_bpe(args.out)
+    print(f"BPE: {nv} ids", flush=True)
+    tok = tokenizer(args.out)
+    N = args.n
+    codes = np.zeros((N, HP["image_length"]), dtype=np.int16)  # codes < 2048
+    caps = []
+    t0 = time.time()
+    with torch.no_grad():
+        for s in range(0, N, 256):
+            scenes = [world.sample(SEED_BASE + i, train=True) for i in range(s, min(N, s + 256))]
+            caps += [c for _, c, _ in scenes]
+            codes[s:s + len(scenes)] = patch_codes.encode_batch(np.stack([world.render(sc) for sc, _, _ in scenes]))
+            if s % 5120 == 0:
+                print(f"encoded {s + len(scenes)} / {N} in {time.time() - t0:.0f}s", flush=True)
+    ids = encode_text(tok, caps, HP["text_length"])
+    lens = (ids != 1).sum(1)
+    print(f"caption tokens: max {lens.max()} mean {lens.mean():.1f}; codes used {len(np.unique(codes))}")
+    assert ids[:, -1].max() in (1, 2), "a caption was truncated"
+    np.savez_compressed(os.path.join(args.out, "data.npz"), ids=ids, codes=codes)
+    with open(os.path.join(args.out, "captions.txt"), "w") as f:
+        f.write("\n".join(caps) + "\n")
+
+
+def cmd_train(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    data = np.load(os.path.join(args.out, "data.npz"))
+    ids_all = torch.from_numpy(data["ids"])
+    codes_all = torch.from_numpy(data["codes"].astype(np.int64))
+    N = len(ids_all)
+    with open(os.path.join(args.out, "vocab.json")) as f:
+        text_vocab = len(json.load(f)) - 1  # <mask> has no row (mini style)
+    enc, dec = build(text_vocab)
+    gen = torch.Generator().manual_seed(args.seed)
+    init_(enc, gen)
+    init_(dec, gen)
+    freeze_bias_only(enc)
+    freeze_bias_only(dec)
+    start_step = 0
+    if args.resume:  # continue from a bart_last.pt (the exported state dicts; fresh optimiser)
+        ck = torch.load(args.resume, map_location="cpu", weights_only=False)
+        d = dict(ck["decoder"])
+        pos = torch.zeros(dec.embed_positions.weight.shape)
+        pos[: d["embed_positions.weight"].shape[0]] = d["embed_positions.weight"]
+        d["embed_positions.weight"] = pos
+        for m, sd in ((enc, ck["encoder"]), (dec, d)):
+            missing, unexpected = m.load_state_dict(sd, strict=False)
+            assert not unexpected and all(k.endswith(".weight") for k in missing), (missing, unexpected)
+        start_step = ck["step"]
+        print(f"resumed from {args.resume} at step {start_step}", flush=True)
+    params = [p for p in list(enc.parameters()) + list(dec.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    uncond = torch.full((HP["text_length"],), 1, dtype=torch.long)
+    uncond[0], uncond[1] = 0, 2
+    bos = HP["image_vocab_size"]
+    t0 = time.time()
+    last_ckpt, deadline = t0, t0 + args.minutes * 60
+    new_log = not (args.resume and os.path.exists(os.path.join(args.out, "bart_log.csv")))
+    log = open(os.path.join(args.out, "bart_log.csv"), "w" if new_log else "a", newline="")
+    w = csv.writer(log)
+    if new_log:
+        w.writerow(["step", "seconds", "loss", "lr"])
+    step = start_step
+    ema = None
+
+    def save():
+        e, d = export_state_dicts(enc, dec)
+        torch.save({"encoder": e, "decoder": d, "step": step, "hp": HP, "text_vocab": text_vocab},
+                   os.path.join(args.out, "bart_last.pt"))
+
+    enc.train()
+    dec.train()
+    while step < args.steps and time.time() < deadline:
+        idx = torch.randint(0, N, (args.bs,), generator=gen)
+        text = ids_all[idx].clone()
+        drop = torch.rand(args.bs, generator=gen) < args.drop
+        text[drop] = uncond
+        tgt = codes_all[idx]
+        prev = torch.cat([torch.full((args.bs, 1), bos), tgt[:, :-1]], 1)
+        frac = min(1.0, (time.time() - t0) / (args.minutes * 60))
+        lr = args.lr * min(1.0, (step - start_step + 1) / args.warmup) * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        logits = decoder_logits(dec, encoder_forward(enc, text), text, prev)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 10 == 0:
+            w.writerow([step, round(time.time() - t0, 1), f"{loss.item():.5f}", f"{lr:.2e}"])
+            log.flush()
+        if step % 100 == 0:
+            print(f"step {step} t {time.time() - t0:.0f}s loss {loss.item():.4f} ema {ema:.4f}", flush=True)
+        if time.time() - last_ckpt > args.ckpt_min * 60:
+            save()
+            last_ckpt = time.time()
+        step += 1
+    save()
+    print(f"done: {step} steps in {time.time() - t0:.0f}s, loss ema {ema:.4f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=60000)
+    p.add_argument("--threads", type=int, default=1)
+    t = sub.add_parser("train")
+    t.add_argument("--out", required=True)
+    t.add_argument("--minutes", type=float, default=25.0)
+    t.add_argument("--steps", type=int, default=10**9)
+    t.add_argument("--bs", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--drop", type=float, default=0.1)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--ckpt-min", type=float, default=2.0)
+    t.add_argument("--seed", type=int, default=SEED)
+    t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--resume", help="a bart_last.pt to continue from")
+    args = ap.parse_args()
+    {"prepare": cmd_prepare, "train": cmd_train}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
