@@ -85,6 +85,7 @@ def test_dockerfile_properties(name):
     text = path.read_text()
     assert re.findall(r"models/\w+", text.replace("models/demo", "")) == [], "no other model baked in"
     assert "models/demo" in runs
+    assert "chmod -R a+rX /out/models" in runs, "the non-root user must read the demo model"
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
