@@ -224,8 +224,11 @@ typedef struct {
                       int Cin, int Cout, int k);
 
     /* Pixels: y[i] = (uint8_t)(clamp(x[i], 0, 1) · 255) with NaN → 0, one fp32 multiply then
-     * truncation (model/vqgan.c dalle_vqgan_to_u8); y in backend memory. */
-    void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
+     * truncation (model/vqgan.c dalle_vqgan_to_u8); y in backend memory. nonfinite (backend
+     * int32 [1], or NULL) is set to 1 when some x[i] is NaN or ±inf and left as it was
+     * otherwise (the caller clears it), so a decode's bad output is seen without the floats. */
+    void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
+                    int32_t *nonfinite);
 
     /* CLIP preprocessing: pixels [B, size, size, 3] fp32 from rgb [B, in_h, in_w, 3] uint8,
      * both in backend memory, by the plan (above), byte-exact with model/image_prep.c. */

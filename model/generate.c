@@ -8,7 +8,6 @@
  * batch, so batching never changes an image. Nothing here allocates on the device; host allocations are the
  * result's own JPEG and code copies.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,12 +221,10 @@ dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uin
         const int B = n - done < s->max_images ? n - done : s->max_images;
         dalle_status st = dalle_vqgan_decode(&m->vqgan, &s->vqgan, codes + done * L, B, err);
         if (st != DALLE_OK) return st;
-        dalle_vqgan_read_u8(&m->vqgan, &s->vqgan, B, rgb + done * px);
-        for (size_t i = 0; i < (size_t)B * px; i++)
-            if (!isfinite(s->vqgan.host[i]))
-                return dalle_error_set(err, DALLE_ERR_BACKEND,
-                                       "the VQGAN produced a non-finite value (image %zu)",
-                                       done + i / px);
+        const int bad = dalle_vqgan_read_u8(&m->vqgan, &s->vqgan, B, rgb + done * px);
+        if (bad >= 0)
+            return dalle_error_set(err, DALLE_ERR_BACKEND,
+                                   "the VQGAN produced a non-finite value (image %d)", done + bad);
         done += B;
     }
     return DALLE_OK;

@@ -6,12 +6,18 @@
  *   → levels n−1 … 0: (num_res_blocks + 1) × [ResBlock (+ AttnBlock at the configured
  *     resolutions)], then, above level 0, nearest ×2 upsample + 3×3 conv
  *   → GroupNorm + swish → conv_out (3×3) → [B, R, R, O].
- * Every op goes through the backend seam. Feature maps rotate between three work buffers
- * of the largest map size, so a decode allocates nothing.
+ * Every op goes through the backend seam. GroupNorm + swish → conv pairs run as one
+ * conv2d_gn, upsample → conv as one conv2d_up2x, and the pixels become bytes on the backend
+ * (to_rgb8) when the backend has those ops (ops.h optional slots; the unfused sequence
+ * otherwise — on the CPU the fused ops are that same sequence, so the output is the same
+ * bit for bit). Feature maps rotate between three work buffers of the largest map size, so
+ * a decode allocates no work buffers (the CPU backend's fused ops allocate their
+ * intermediate map per call).
  */
 #include "model/vqgan.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,18 +352,21 @@ dalle_status dalle_vqgan_work_new(dalle_vqgan_work *w, const dalle_vqgan *m, dal
     w->max_batch = max_batch;
     size_t map, attn;
     map_sizes(hp, &map, &attn);
-    const size_t B = (size_t)max_batch, out = B * pixels * hp->out_ch;
-    float **bufs[] = {&w->x, &w->t, &w->u, &w->k, &w->v, &w->image};
-    const size_t sizes[] = {B * map, B * map, B * map, B * attn, B * attn, out};
+    const size_t B = (size_t)max_batch, out = B * pixels * hp->out_ch, f = sizeof(float);
+    void **bufs[] = {(void **)&w->x, (void **)&w->t, (void **)&w->u, (void **)&w->k,
+                     (void **)&w->v, (void **)&w->image, (void **)&w->rgb,
+                     (void **)&w->nonfinite};
+    const size_t bytes[] = {B * map * f, B * map * f, B * map * f, B * attn * f, B * attn * f,
+                            out * f, out, sizeof(int32_t)};
     int ok = 1;
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        ok &= (*bufs[i] = be->ops->alloc(be, sizes[i] * sizeof(float))) != NULL;
+        ok &= (*bufs[i] = be->ops->alloc(be, bytes[i])) != NULL;
     w->host = malloc(out * sizeof(float));
     if (!ok || !w->host) {
         dalle_vqgan_work_free(w);
         return dalle_error_set(err, DALLE_ERR_NOMEM,
                                "vqgan: cannot allocate decoder work for %d images (%zu MiB) on %s",
-                               max_batch, (3 * B * map + 2 * B * attn + out) * 4 >> 20,
+                               max_batch, ((3 * B * map + 2 * B * attn + out) * 4 + out) >> 20,
                                be->ops->name);
     }
     return DALLE_OK;
@@ -365,7 +374,7 @@ dalle_status dalle_vqgan_work_new(dalle_vqgan_work *w, const dalle_vqgan *m, dal
 
 void dalle_vqgan_work_free(dalle_vqgan_work *w) {
     if (w->be) {
-        float *bufs[] = {w->x, w->t, w->u, w->k, w->v, w->image};
+        void *bufs[] = {w->x, w->t, w->u, w->k, w->v, w->image, w->rgb, w->nonfinite};
         for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
             if (bufs[i]) w->be->ops->free(w->be, bufs[i]);
     }
@@ -390,15 +399,26 @@ static void swap_xu(pass *p) {
     p->u = tmp;
 }
 
+/* y [B, res, res, cout] = conv(swish(norm(x))) for x [B, res, res, cin], one fused op
+ * (ops.h conv2d_gn) when the backend has it, else GroupNorm into `scratch` (which may be x;
+ * not y) and the conv. */
+static void gn_conv(pass *p, float *y, const float *x, float *scratch, const dalle_vqgan_norm *nm,
+                    const dalle_vqgan_conv *cv, int res, int cin, int cout) {
+    const dalle_vqgan_hparams *hp = &p->m->hp;
+    if (p->op->conv2d_gn) {
+        p->op->conv2d_gn(p->be, y, x, &nm->g, &nm->b, hp->groups, hp->eps, 1, &cv->w, &cv->b,
+                         p->B, res, res, cin, cout, 3);
+        return;
+    }
+    p->op->group_norm(p->be, scratch, x, &nm->g, &nm->b, p->B, res * res, cin, hp->groups,
+                      hp->eps, 1);
+    p->op->conv2d(p->be, y, scratch, &cv->w, &cv->b, p->B, res, res, cin, cout, 3);
+}
+
 static void resblock(pass *p, const dalle_vqgan_resblock *rb, int res) {
-    const int B = p->B, HW = res * res, G = p->m->hp.groups;
-    const float eps = p->m->hp.eps;
-    p->op->group_norm(p->be, p->t, p->x, &rb->norm1.g, &rb->norm1.b, B, HW, rb->cin, G, eps, 1);
-    p->op->conv2d(p->be, p->u, p->t, &rb->conv1.w, &rb->conv1.b, B, res, res, rb->cin, rb->cout,
-                  3);                                                  // [B, res, res, cout]
-    p->op->group_norm(p->be, p->u, p->u, &rb->norm2.g, &rb->norm2.b, B, HW, rb->cout, G, eps, 1);
-    p->op->conv2d(p->be, p->t, p->u, &rb->conv2.w, &rb->conv2.b, B, res, res, rb->cout,
-                  rb->cout, 3);                                        // h: [B, res, res, cout]
+    const int B = p->B, HW = res * res;
+    gn_conv(p, p->u, p->x, p->t, &rb->norm1, &rb->conv1, res, rb->cin, rb->cout);
+    gn_conv(p, p->t, p->u, p->u, &rb->norm2, &rb->conv2, res, rb->cout, rb->cout); // h
     const int64_t n = (int64_t)B * HW * rb->cout;
     if (rb->cin == rb->cout) {
         p->op->add(p->be, p->x, p->t, n);
@@ -450,16 +470,17 @@ dalle_status dalle_vqgan_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const
         }
         C = lv->blocks[hp->num_res_blocks].cout;
         if (i == 0) break;
-        p.op->upsample2x(p.be, p.t, p.x, B, res, res, C);                  // [B, 2res, 2res, C]
-        p.op->conv2d(p.be, p.u, p.t, &lv->upsample.w, &lv->upsample.b, B, 2 * res, 2 * res, C, C,
-                     3);
+        const dalle_vqgan_conv *up = &lv->upsample; // ×2 nearest, then conv: [B, 2res, 2res, C]
+        if (p.op->conv2d_up2x) {
+            p.op->conv2d_up2x(p.be, p.u, p.x, &up->w, &up->b, B, 2 * res, 2 * res, C, C, 3);
+        } else {
+            p.op->upsample2x(p.be, p.t, p.x, B, res, res, C);
+            p.op->conv2d(p.be, p.u, p.t, &up->w, &up->b, B, 2 * res, 2 * res, C, C, 3);
+        }
         swap_xu(&p);
     }
-    const int R = hp->resolution;
-    p.op->group_norm(p.be, p.t, p.x, &m->norm_out.g, &m->norm_out.b, B, R * R, C, hp->groups,
-                     hp->eps, 1);
-    p.op->conv2d(p.be, w->image, p.t, &m->conv_out.w, &m->conv_out.b, B, R, R, C, hp->out_ch,
-                 3);                                                       // [B, R, R, O]
+    gn_conv(&p, w->image, p.x, p.t, &m->norm_out, &m->conv_out, hp->resolution, C,
+            hp->out_ch);                                                   // [B, R, R, O]
     return DALLE_OK;
 }
 
@@ -470,9 +491,25 @@ void dalle_vqgan_to_u8(uint8_t *pixels, const float *x, size_t n) {
     }
 }
 
-void dalle_vqgan_read_u8(const dalle_vqgan *m, dalle_vqgan_work *w, int B, uint8_t *pixels) {
+int dalle_vqgan_read_u8(const dalle_vqgan *m, dalle_vqgan_work *w, int B, uint8_t *pixels) {
     DALLE_ASSERT(B >= 1 && B <= w->max_batch);
-    const size_t n = (size_t)B * m->hp.resolution * m->hp.resolution * m->hp.out_ch;
-    w->be->ops->to_host(w->be, w->host, w->image, n * sizeof(float));
-    dalle_vqgan_to_u8(pixels, w->host, n);
+    const dalle_backend_ops *op = w->be->ops;
+    const size_t per = (size_t)m->hp.resolution * m->hp.resolution * m->hp.out_ch, n = B * per;
+    if (op->to_rgb8) {
+        int32_t bad = 0;
+        op->to_device(w->be, w->nonfinite, &bad, sizeof bad);
+        op->to_rgb8(w->be, w->rgb, w->image, (int64_t)n, w->nonfinite);
+        op->to_host(w->be, pixels, w->rgb, n);
+        op->to_host(w->be, &bad, w->nonfinite, sizeof bad);
+        if (!bad) return -1;
+    }
+    // no device conversion, or a non-finite value to find: the floats come back
+    op->to_host(w->be, w->host, w->image, n * sizeof(float));
+    if (!op->to_rgb8) {
+        dalle_vqgan_to_u8(pixels, w->host, n);
+        op->to_device(w->be, w->rgb, pixels, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w->host[i])) return (int)(i / per);
+    return -1;
 }

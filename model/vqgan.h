@@ -106,7 +106,9 @@ typedef struct {
     float *x, *t, *u; // [max_batch · largest map] feature maps, rotated during a decode
     float *k, *v;     // [max_batch · largest attention map]
     float *image;     // [max_batch, R, R, O] decode output
-    float *host;      // host [max_batch, R, R, O] staging for dalle_vqgan_read_u8
+    uint8_t *rgb;     // [max_batch, R, R, O] pixels of the last dalle_vqgan_read_u8
+    int32_t *nonfinite; // [1] the to_rgb8 flag
+    float *host;      // host [max_batch, R, R, O] staging when the floats are needed
 } dalle_vqgan_work;
 
 dalle_status dalle_vqgan_work_new(dalle_vqgan_work *w, const dalle_vqgan *m, dalle_backend *be,
@@ -124,7 +126,10 @@ dalle_status dalle_vqgan_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const
  * (model spec §5.3); NaN → 0. Host arrays of n values. */
 void dalle_vqgan_to_u8(uint8_t *pixels, const float *x, size_t n);
 
-/* The first B decoded images as uint8 HWC pixels (RGB for O = 3): host [B, R, R, O]. */
-void dalle_vqgan_read_u8(const dalle_vqgan *m, dalle_vqgan_work *w, int B, uint8_t *pixels);
+/* The first B decoded images as uint8 HWC pixels (RGB for O = 3): host [B, R, R, O], and
+ * the same bytes in w->rgb (backend memory, for CLIP preprocessing on the device). Converted
+ * on the backend (ops.h to_rgb8) when it can, so only the bytes come back. Returns the
+ * first image holding a NaN or ±inf decoder output, or -1 when all are finite. */
+int dalle_vqgan_read_u8(const dalle_vqgan *m, dalle_vqgan_work *w, int B, uint8_t *pixels);
 
 #endif /* DALLE_MODEL_VQGAN_H */

@@ -36,6 +36,7 @@ void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                          const dalle_clip_prep_plan *plan, int B);
 
 /* ops.h to_rgb8 (model/vqgan.c dalle_vqgan_to_u8). */
-void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
+void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
+                       int32_t *nonfinite);
 
 #endif /* DALLE_KERNELS_CPU_CONV_H */

@@ -167,7 +167,8 @@ void dalle_cuda_conv2d_gn(dalle_backend *be, float *y, const float *x, const dal
 void dalle_cuda_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                             const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                             int k);
-void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n);
+void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
+                        int32_t *nonfinite);
 void dalle_cuda_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                           const dalle_clip_prep_plan *plan, int B);
 void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,

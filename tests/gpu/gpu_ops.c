@@ -626,26 +626,36 @@ static void t_conv2d_gn(int B, int H, int W, int Cin, int Cout, int k, int group
     gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
 }
 
-/* pixels to uint8 on the device: exact, boundary values and NaN included */
-static void t_to_rgb8(int64_t n) {
+/* pixels to uint8 on the device: exact, boundary values and NaN included; x[at] = value
+ * replaces one of them (at -1: none; the edge values hold the NaN at 6). The nonfinite flag
+ * must be 1 exactly when the input holds a NaN or ±inf, on both backends. */
+static void t_to_rgb8(int64_t n, int64_t at, float value) {
     if (!gpu->ops->to_rgb8) return;
     char sh[96];
-    snprintf(sh, sizeof sh, "n=%lld", (long long)n);
+    snprintf(sh, sizeof sh, "n=%lld x[%lld]=%g", (long long)n, (long long)at, value);
     float *x = randv((size_t)n, 0.75f, 0.5f); /* [-0.25, 1.25): both clamps */
     static const float edge[] = {0.0f, 1.0f, -0.0f, 0.5f, 1.0f / 255.0f, 254.5f / 255.0f, NAN, 2.0f};
     for (int i = 0; i < 8 && i < n; i++) x[i] = edge[i];
+    if (at >= 0) x[at] = value;
+    int want = 0;
+    for (int64_t i = 0; i < n; i++) want |= !isfinite(x[i]);
     uint8_t *yc = malloc((size_t)n), *yg = malloc((size_t)n);
     float *dx = dev_from(x, (size_t)n);
     uint8_t *dy = gpu->ops->alloc(gpu, (size_t)n);
-    cpu->ops->to_rgb8(cpu, yc, x, n);
-    gpu->ops->to_rgb8(gpu, dy, dx, n);
+    int32_t fc = 0, fg = 0, *dflag = dev_bytes(&fg, sizeof fg);
+    cpu->ops->to_rgb8(cpu, yc, x, n, &fc);
+    gpu->ops->to_rgb8(gpu, dy, dx, n, dflag);
     gpu->ops->to_host(gpu, yg, dy, (size_t)n);
+    gpu->ops->to_host(gpu, &fg, dflag, sizeof fg);
     long bad = 0;
     for (int64_t i = 0; i < n; i++) bad += yc[i] != yg[i];
+    bad += (fc != want) + (fg != want);
     n_cases++;
     if (bad) n_failed++;
-    printf("%-4s %-12s %-44s %ld bytes differ\n", bad ? "FAIL" : "ok", "to_rgb8", sh, bad);
+    printf("%-4s %-12s %-44s %ld bytes differ (flag cpu %d cuda %d, want %d)\n",
+           bad ? "FAIL" : "ok", "to_rgb8", sh, bad, fc, fg, want);
     free(x), free(yc), free(yg), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
+    gpu->ops->free(gpu, dflag);
 }
 
 /* CLIP preprocessing by a plan (ops.h clip_prep) vs model/image_prep.c, the Pillow-exact
@@ -907,7 +917,10 @@ int main(int argc, char **argv) {
     t_conv2d_gn(2, 16, 16, 128, 256, 3, 32, 1); /* VQGAN resblock conv1 */
     t_conv2d_gn(1, 9, 7, 12, 5, 3, 3, 0);
     t_conv2d_gn(1, 8, 8, 64, 32, 1, 32, 1);     /* 1×1 (attention q/k/v after GN) */
-    t_to_rgb8(256 * 256 * 3 + 5);
+    t_to_rgb8(256 * 256 * 3 + 5, -1, 0.0f);      /* the NaN edge */
+    t_to_rgb8(256 * 256 * 3 + 5, 6, 0.25f);      /* all finite */
+    t_to_rgb8(256 * 256 * 3 + 5, 6, INFINITY);
+    t_to_rgb8(256 * 256 * 3 + 5, 6, -INFINITY);
     /* CLIP preprocessing (Pillow-exact): VQGAN 256² → 224, both axes up, down with the
      * vertical pass first, one axis only, nothing to resize */
     t_clip_prep(1, 256, 256, 0, 0, 224, 3);

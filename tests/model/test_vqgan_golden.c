@@ -181,6 +181,47 @@ Test(vqgan_golden, out_of_range_codes_are_errors) {
     dalle_vqgan_work_free(&w);
 }
 
+/* The fused ops (conv2d_gn, conv2d_up2x, to_rgb8) against the unfused sequence the decoder
+ * falls back to on a backend without them: the same floats and bytes bit for bit (the CPU
+ * backend's fused ops are that sequence); w->rgb holds the bytes in backend memory either
+ * way; a NaN or ±inf in the output is found and named by image on both paths. */
+Test(vqgan_golden, fused_ops_match_the_unfused_sequence) {
+    dalle_backend_ops unfused_ops = *be->ops;
+    unfused_ops.conv2d_gn = NULL;
+    unfused_ops.conv2d_up2x = NULL;
+    unfused_ops.to_rgb8 = NULL;
+    dalle_backend unfused = {&unfused_ops, be->impl};
+    dalle_backend *bes[2] = {be, &unfused};
+    const int N = vq.hp.latent * vq.hp.latent, B = 2;
+    const size_t per = (size_t)vq.hp.resolution * vq.hp.resolution * vq.hp.out_ch, n = B * per;
+    int32_t *codes = malloc((size_t)B * N * sizeof *codes);
+    float *f[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    uint8_t *px[2] = {malloc(n), malloc(n)}, *dev = malloc(n);
+    cr_assert(codes && f[0] && f[1] && px[0] && px[1] && dev);
+    for (int i = 0; i < B * N; i++) codes[i] = (int32_t)gold.codes[i];
+    dalle_error err = {0};
+    for (int k = 0; k < 2; k++) {
+        dalle_vqgan_work w;
+        cr_assert_eq(dalle_vqgan_work_new(&w, &vq, bes[k], B, &err), DALLE_OK, "%s", err.msg);
+        cr_assert_eq(dalle_vqgan_decode(&vq, &w, codes, B, &err), DALLE_OK, "%s", err.msg);
+        bes[k]->ops->to_host(bes[k], f[k], w.image, n * sizeof(float));
+        cr_expect_eq(dalle_vqgan_read_u8(&vq, &w, B, px[k]), -1);
+        bes[k]->ops->to_host(bes[k], dev, w.rgb, n);
+        cr_expect(!memcmp(dev, px[k], n), "%s: w->rgb differs from the bytes read", k ? "unfused" : "fused");
+        float *img = w.image; /* CPU backend memory is host memory */
+        img[per + 7] = NAN;
+        cr_expect_eq(dalle_vqgan_read_u8(&vq, &w, B, dev), 1, "a NaN in image 1");
+        img[per - 1] = INFINITY;
+        cr_expect_eq(dalle_vqgan_read_u8(&vq, &w, B, dev), 0, "+inf in image 0");
+        img[per + 7] = 0.5f, img[per - 1] = -INFINITY;
+        cr_expect_eq(dalle_vqgan_read_u8(&vq, &w, B, dev), 0, "-inf in image 0");
+        dalle_vqgan_work_free(&w);
+    }
+    cr_expect(!memcmp(f[0], f[1], n * sizeof(float)), "fused and unfused floats differ");
+    cr_expect(!memcmp(px[0], px[1], n), "fused and unfused pixels differ");
+    free(codes), free(f[0]), free(f[1]), free(px[0]), free(px[1]), free(dev);
+}
+
 Test(vqgan_pixels, clip_scale_truncate) {
     const float x[] = {-1.0f, 0.0f, 0.5f, 0.999f, 1.0f / 255, 1.0f, 2.0f, NAN, INFINITY, -INFINITY};
     const uint8_t want[] = {0, 0, 127, 254, 1, 255, 255, 0, 255, 0};
