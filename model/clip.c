@@ -403,7 +403,8 @@ void dalle_clip_image_embed(const dalle_clip *m, dalle_clip_work *w, const float
     const float eps = hp->layer_norm_eps;
     DALLE_ASSERT(B >= 1 && B <= w->max_images);
 
-    op->to_device(be, w->pixels, pixels, (size_t)B * S * S * 3 * sizeof(float));
+    if (pixels != w->pixels) // already there when the caller preprocessed on the backend
+        op->to_device(be, w->pixels, pixels, (size_t)B * S * S * 3 * sizeof(float));
     op->patchify(be, w->patches, w->pixels, B, S, S, 3, p);                 // [B, G, K]
     op->embed(be, w->x, &m->vision_pos, w->vision_ids, NULL, NULL, B * Tv, C); // [B, Tv, C]
     for (int b = 0; b < B; b++) {

@@ -108,7 +108,8 @@ dalle_status dalle_clip_work_new(dalle_clip_work *w, const dalle_clip *m, dalle_
 void dalle_clip_work_free(dalle_clip_work *w);
 
 /* emb [B, E] = the image projections (not normalised) of pixels [B, S, S, 3], the
- * preprocessed NHWC images (model/image_prep.h). 1 ≤ B ≤ max_images. */
+ * preprocessed NHWC images (model/image_prep.h): host memory, or w->pixels itself when the
+ * caller wrote them there on the backend (ops.h clip_prep). 1 ≤ B ≤ max_images. */
 void dalle_clip_image_embed(const dalle_clip *m, dalle_clip_work *w, const float *pixels, int B,
                             float *emb);
 

@@ -5,8 +5,10 @@
  * a job's prompt owns one cross-attention block (block 0 is the shared unconditional one).
  * Each step packs the running images into decoder rows 2n, 2n+1, every row at its own
  * position. Image i of a job samples with RNG(seed, i, step) whatever its place in the
- * batch, so batching never changes an image. Nothing here allocates on the device; host allocations are the
- * result's own JPEG and code copies.
+ * batch, so batching never changes an image. Ranking preprocesses VQGAN-sized images on the
+ * backend (ops.h clip_prep, by the plan the state uploaded once), in dalle_generate straight
+ * from the decoded bytes the VQGAN left in backend memory; other sizes on the host. Nothing
+ * here allocates on the device; host allocations are the result's own JPEG and code copies.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -230,43 +232,72 @@ dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uin
     return DALLE_OK;
 }
 
-dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const uint8_t *const *rgb,
-                               const int *width, const int *height, int n, float *scores,
-                               int32_t *order, dalle_error *err) {
+/* CLIP input b of the batch in backend memory (s->clip.pixels) from image i. An R×R image
+ * (the VQGAN's size) goes through the state's clip_prep plan on the backend, read from
+ * s->vqgan.rgb image i when `resident` (the last decode's bytes, dalle_vqgan_read_u8) or
+ * uploaded there as image b; any other size is preprocessed on the host and uploaded. Both
+ * give image_prep.c's values bit for bit. */
+static dalle_status clip_input(dalle_state *s, const uint8_t *rgb, int width, int height, int i,
+                               int b, int resident, dalle_error *err) {
+    const dalle_model *m = s->m;
+    dalle_backend *be = s->be;
+    const size_t S = (size_t)m->clip.hp.image_size, in = S * S * 3;
+    float *dst = s->clip.pixels + b * in;  // [S, S, 3]
+    const int planned = m->has_vqgan && width == s->prep.in_w && height == s->prep.in_h;
+    if (planned && s->prep_plan_mem) {
+        const size_t px = (size_t)width * height * 3;
+        const uint8_t *src = s->vqgan.rgb + (resident ? i : b) * px;  // [R, R, 3]
+        if (!resident) be->ops->to_device(be, s->vqgan.rgb + b * px, rgb, px);
+        be->ops->clip_prep(be, dst, src, &s->prep_plan, 1);
+        return DALLE_OK;
+    }
+    float *host = s->clip_pixels + b * in;
+    if (planned) {  // the prepared host plan
+        dalle_image_prep_run(&s->prep, rgb, 1, host);
+    } else {
+        dalle_image_prep prep;
+        dalle_status st = dalle_image_prep_init(&prep, width, height, (int)S, err);
+        if (st != DALLE_OK) return st;
+        dalle_image_prep_run(&prep, rgb, 1, host);
+        dalle_image_prep_free(&prep);
+    }
+    be->ops->to_device(be, dst, host, in * sizeof(float));
+    return DALLE_OK;
+}
+
+/* dalle_rank_images; resident: image i is also s->vqgan.rgb image i (dalle_generate). */
+static dalle_status rank(dalle_state *s, const int32_t *clip_ids, const uint8_t *const *rgb,
+                         const int *width, const int *height, int n, int resident, float *scores,
+                         int32_t *order, dalle_error *err) {
     const dalle_model *m = s->m;
     if (!m->has_clip)
         return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no CLIP (files.clip)",
                                m->cfg.name);
     if (n < 1) return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "no images to rank");
-    const dalle_clip_hparams *hp = &m->clip.hp;
-    const size_t S = (size_t)hp->image_size, E = (size_t)hp->embed_dim;
+    const size_t E = (size_t)m->clip.hp.embed_dim;
     dalle_status st = dalle_clip_text_embed(&m->clip, &s->clip, clip_ids, s->clip_txt, err);
     if (st != DALLE_OK) return st;
     float *img = malloc((size_t)n * E * sizeof *img);
     if (!img) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-    const int R = m->has_vqgan ? m->vqgan.hp.resolution : -1;
     for (int done = 0; done < n && st == DALLE_OK;) {
         int B = 0;
-        for (; B < s->max_images && done + B < n; B++) {
+        for (; st == DALLE_OK && B < s->max_images && done + B < n; B++) {
             const int i = done + B;
-            float *dst = s->clip_pixels + (size_t)B * S * S * 3;
-            if (width[i] == R && height[i] == R) {  // the state's prepared plan
-                dalle_image_prep_run(&s->prep, rgb[i], 1, dst);
-                continue;
-            }
-            dalle_image_prep prep;
-            st = dalle_image_prep_init(&prep, width[i], height[i], (int)S, err);
-            if (st != DALLE_OK) break;
-            dalle_image_prep_run(&prep, rgb[i], 1, dst);
-            dalle_image_prep_free(&prep);
+            st = clip_input(s, rgb[i], width[i], height[i], i, B, resident, err);
         }
         if (st != DALLE_OK) break;
-        dalle_clip_image_embed(&m->clip, &s->clip, s->clip_pixels, B, img + (size_t)done * E);
+        dalle_clip_image_embed(&m->clip, &s->clip, s->clip.pixels, B, img + (size_t)done * E);
         done += B;
     }
     if (st == DALLE_OK) dalle_clip_scores(&m->clip, img, n, s->clip_txt, scores, order);
     free(img);
     return st;
+}
+
+dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const uint8_t *const *rgb,
+                               const int *width, const int *height, int n, float *scores,
+                               int32_t *order, dalle_error *err) {
+    return rank(s, clip_ids, rgb, width, height, n, 0, scores, order, err);
 }
 
 /* ---- the whole pipeline ------------------------------------------------------------- */
@@ -357,11 +388,11 @@ dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const 
     double t2 = dalle_now_ms();
     if (st == DALLE_OK) st = dalle_decode_codes(s, out->codes, N, s->rgb, err);
     double t3 = dalle_now_ms();
-    if (st == DALLE_OK && o->rank) {
+    if (st == DALLE_OK && o->rank) {  // N ≤ max_images: one decode, all in s->vqgan.rgb
         const uint8_t *rgb[4096];
         int side[4096];
         for (int i = 0; i < N; i++) rgb[i] = s->rgb + (size_t)i * R * R * 3, side[i] = R;
-        st = dalle_rank_images(s, text.clip_ids, rgb, side, side, N, scores, order, err);
+        st = rank(s, text.clip_ids, rgb, side, side, N, 1, scores, order, err);
     }
     double t4 = dalle_now_ms();
     if (st == DALLE_OK)

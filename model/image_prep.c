@@ -227,6 +227,43 @@ void dalle_image_prep_run(dalle_image_prep *p, const uint8_t *rgb, int B, float 
     }
 }
 
+dalle_status dalle_image_prep_plan(const dalle_image_prep *p, dalle_backend *be,
+                                   dalle_clip_prep_plan *plan, void **mem, dalle_error *err) {
+    const dalle_bicubic *r = &p->bicubic;
+    const dalle_resample_axis *ax[2] = {&r->x, &r->y};
+    size_t n[2], total = 0; // int32 per axis: first [out], count [out], coef [out, taps]
+    for (int a = 0; a < 2; a++) total += n[a] = (size_t)ax[a]->out * (2 + ax[a]->taps);
+    int32_t *d = *mem = be->ops->alloc(be, total * sizeof *d);
+    if (!d)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "%s: out of memory for a %dx%d → %d plan",
+                               be->ops->name, p->in_w, p->in_h, p->size);
+    const int32_t *part[2][3];
+    for (int a = 0; a < 2; a++) {
+        const size_t out = (size_t)ax[a]->out;
+        const int32_t *src[3] = {ax[a]->first, ax[a]->count, ax[a]->coef};
+        const size_t len[3] = {out, out, out * ax[a]->taps};
+        for (int k = 0; k < 3; k++) {
+            be->ops->to_device(be, d, src[k], len[k] * sizeof *d);
+            part[a][k] = d;
+            d += len[k];
+        }
+    }
+    *plan = (dalle_clip_prep_plan){.in_w = p->in_w, .in_h = p->in_h, .out_w = r->out_w,
+                                   .out_h = r->out_h, .size = p->size, .top = p->top,
+                                   .left = p->left, .horizontal = r->out_w != p->in_w,
+                                   .vertical = r->out_h != p->in_h,
+                                   .vertical_first = r->vertical_first, .taps_x = r->x.taps,
+                                   .taps_y = r->y.taps, .first_x = part[0][0],
+                                   .count_x = part[0][1], .coef_x = part[0][2],
+                                   .first_y = part[1][0], .count_y = part[1][1],
+                                   .coef_y = part[1][2]};
+    for (int c = 0; c < 3; c++) {
+        plan->mean[c] = (float)CLIP_MEAN[c];
+        plan->std[c] = (float)CLIP_STD[c];
+    }
+    return DALLE_OK;
+}
+
 void dalle_image_prep_free(dalle_image_prep *p) {
     dalle_bicubic_free(&p->bicubic);
     free(p->resized);

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "dalle.h"
+#include "kernels/ops.h"
 
 #define DALLE_IMAGE_MAX_SIDE 16384 /* larger sources or outputs are rejected */
 
@@ -64,5 +65,11 @@ dalle_status dalle_image_prep_init(dalle_image_prep *p, int in_w, int in_h, int 
 void dalle_image_prep_run(dalle_image_prep *p, const uint8_t *rgb, int B, float *pixels);
 
 void dalle_image_prep_free(dalle_image_prep *p);
+
+/* The same preprocessing as an ops.h clip_prep plan on `be`: its six index/coefficient
+ * arrays in one backend allocation, *mem (free it with be's free). clip_prep with the plan
+ * writes what dalle_image_prep_run writes, bit for bit. */
+dalle_status dalle_image_prep_plan(const dalle_image_prep *p, dalle_backend *be,
+                                   dalle_clip_prep_plan *plan, void **mem, dalle_error *err);
 
 #endif /* DALLE_MODEL_IMAGE_PREP_H */

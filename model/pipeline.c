@@ -355,6 +355,8 @@ static dalle_status state_images(dalle_state *s, dalle_error *err) {
     if (m->has_vqgan) {
         const int R = m->vqgan.hp.resolution;
         st = dalle_image_prep_init(&s->prep, R, R, (int)S, err);
+        if (st == DALLE_OK) st = dalle_image_prep_plan(&s->prep, s->be, &s->prep_plan,
+                                                       &s->prep_plan_mem, err);
         if (st != DALLE_OK) return st;
     }
     return dalle_clip_work_new(&s->clip, &m->clip, s->be, s->max_images, err);
@@ -424,6 +426,7 @@ void dalle_state_free(dalle_state *s) {
     dalle_jpeg_encoder_free(s->jpeg);
     if (s->be) {
         if (s->enc_out) s->be->ops->free(s->be, s->enc_out);
+        if (s->prep_plan_mem) s->be->ops->free(s->be, s->prep_plan_mem);
         s->be->ops->destroy(s->be);
     }
     void *host[] = {s->ids,         s->mask,        s->token,       s->pos,      s->slot,

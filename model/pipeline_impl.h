@@ -72,6 +72,8 @@ struct dalle_state {
     dalle_vqgan_work vqgan;              /* when the model has a VQGAN */
     dalle_clip_work clip;                /* when the model has CLIP */
     dalle_image_prep prep;               /* VQGAN output → CLIP input */
+    dalle_clip_prep_plan prep_plan;      /* prep as a clip_prep plan (ops.h), in backend memory */
+    void *prep_plan_mem;                 /* backend: prep_plan's arrays; NULL without the plan */
     float *clip_pixels;                  /* host [max_images, S, S, 3] */
     float *clip_img;                     /* host [max_images, E] */
     float *clip_txt;                     /* host [E] */

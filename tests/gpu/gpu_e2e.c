@@ -8,7 +8,10 @@
  *   3. VQGAN pixels of the greedy codes: max |diff| ≤ 2 and ≥ 99 % identical bytes (fp32;
  *      uint8 truncation flips values sitting on a boundary); 16-bit weights: mean |diff| ≤ 4;
  *   4. CLIP scores of the CPU's images on both backends: max |diff| / max |score| ≤ 1e-4
- *      (fp32), 2e-2 (16-bit).
+ *      (fp32), 2e-2 (16-bit);
+ *   5. dalle_generate's ranking on the device backend (CLIP preprocessing by clip_prep from
+ *      the decoded bytes left in backend memory) against dalle_rank_images of the same
+ *      pixels uploaded from the host, same backend: max |diff| / max |score| ≤ 1e-5.
  * With 16-bit weights the codes are reported, not required to match.
  *
  * The decode step runs recorded in CUDA graphs unless DALLE_CUDA_GRAPHS=0; its KV cache is
@@ -172,6 +175,37 @@ int main(int argc, char **argv) {
         CHECK(f32 ? (px_max <= 2 && same >= 0.99) : mean <= 4,
               "VQGAN pixels             %.4f %% identical, max |diff| %d, mean %.4f", 100 * same,
               px_max, mean);
+    }
+    if (gpu.info.has_clip && grgb) {
+        dalle_gen_params p;
+        dalle_gen_params_default(gpu.m, &p);
+        p.n_images = N_IMAGES;
+        p.seed = 7;
+        dalle_result r;
+        dalle_text t;
+        float gs[N_IMAGES];
+        int32_t go[N_IMAGES];
+        const uint8_t *gi[N_IMAGES];
+        int w[N_IMAGES];
+        for (int i = 0; i < N_IMAGES; i++) gi[i] = grgb + i * img_bytes, w[i] = R;
+        if (dalle_generate(gpu.s, prompts[0], strlen(prompts[0]), &p, NULL, &r, &err) != DALLE_OK ||
+            dalle_decode_codes(gpu.s, r.codes, N_IMAGES, grgb, &err) != DALLE_OK ||
+            dalle_text_encode(gpu.m, prompts[0], strlen(prompts[0]), &t, &err) != DALLE_OK ||
+            dalle_rank_images(gpu.s, t.clip_ids, gi, w, w, N_IMAGES, gs, go, &err) != DALLE_OK) {
+            printf("FAIL generate + rank: %s\n", err.msg);
+            return 1;
+        }
+        double d = 0, mx = 0;
+        for (int k = 0; k < N_IMAGES; k++) {
+            const double e = fabs((double)r.images[k].score - gs[r.images[k].index]);
+            if (!(e <= d)) d = e;
+            if (fabs((double)gs[k]) > mx) mx = fabs((double)gs[k]);
+        }
+        const double rel = mx > 0 ? d / mx : d;
+        CHECK(rel <= 1e-5, "ranking in generate      vs rank_images, max |diff| / max |score| %.3e",
+              rel);
+        dalle_text_free(&t);
+        dalle_result_free(&r);
     }
     if (cpu.info.has_clip && crgb) {
         const double rel = score_max > 0 ? score_diff / score_max : score_diff;

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/image_prep.h"
@@ -145,6 +146,38 @@ Test(image_prep, clip_pixels_224) {
     free(out);
     free(ref);
     free(images);
+}
+
+/* dalle_image_prep_plan: the plan the pipeline uploads once per state, run by the backend's
+ * clip_prep op, gives dalle_image_prep_run's floats bit for bit — for the VQGAN's 256² →
+ * 224 (both axes down), wide and tall sources, an upscale and a source already at the size. */
+Test(image_prep, backend_plan_matches_the_host_run) {
+    static const int sizes[][3] = {{256, 256, 224}, {300, 200, 224}, {230, 1000, 224},
+                                   {40, 30, 64}, {64, 64, 64}};
+    dalle_backend *be = dalle_backend_cpu_new(1);
+    cr_assert_not_null(be);
+    dalle_error err = {0};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        const int W = sizes[k][0], H = sizes[k][1], S = sizes[k][2], B = 2;
+        const size_t nin = (size_t)B * H * W * 3, nout = (size_t)B * S * S * 3;
+        uint8_t *rgb = malloc(nin);
+        float *want = malloc(nout * sizeof *want), *got = malloc(nout * sizeof *got);
+        cr_assert(rgb && want && got);
+        for (size_t i = 0; i < nin; i++) rgb[i] = (uint8_t)((i * 2654435761u) >> 13);
+        dalle_image_prep p;
+        dalle_clip_prep_plan plan;
+        void *mem;
+        cr_assert_eq(dalle_image_prep_init(&p, W, H, S, &err), DALLE_OK, "%s", err.msg);
+        cr_assert_eq(dalle_image_prep_plan(&p, be, &plan, &mem, &err), DALLE_OK, "%s", err.msg);
+        dalle_image_prep_run(&p, rgb, B, want);
+        memset(got, 0xff, nout * sizeof *got);
+        be->ops->clip_prep(be, got, rgb, &plan, B);
+        cr_expect(!memcmp(got, want, nout * sizeof *got), "%dx%d -> %d: plan differs", W, H, S);
+        be->ops->free(be, mem);
+        dalle_image_prep_free(&p);
+        free(rgb), free(want), free(got);
+    }
+    be->ops->destroy(be);
 }
 
 /* Non-square sources (resize of the short side, center crop) at crop size 64. */
