@@ -173,6 +173,14 @@ typedef struct {
      * on the CPU; DALLE_F16 / DALLE_BF16 halve the cache on the GPU, math stays fp32). */
     dalle_dtype kv_dtype;
 
+    /* sample with the tokens left in BACKEND memory, nothing returned to the host (no
+     * sync): the token of image b is written to rows[2b] and rows[2b + 1] (the next decode
+     * step's token ids of its conditional and unconditional rows, as embed_dev reads them)
+     * and to codes[code_at[b]]. logits, params, step as sample; code_at host [B]. */
+    void (*sample_dev)(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
+                       const float *logits, int B, int V, int ld,
+                       const dalle_sample_params *params, const int32_t *step);
+
     /* embed with ids, pos in backend memory (same contract otherwise). */
     void (*embed_dev)(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
                       const dalle_tensor *pos_table, const int32_t *pos, int rows, int C);

@@ -139,6 +139,10 @@ static int has_dev_ops(const dalle_backend *be) {
     return be->ops->embed_dev && be->ops->decode_attention && be->ops->cross_attention;
 }
 
+int dalle_bart_device_tokens(const dalle_bart_work *w) {
+    return has_dev_ops(w->be) && w->be->ops->sample_dev;
+}
+
 dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_backend *be,
                                  int max_seqs, int max_rows, int max_blocks, dalle_error *err) {
     const dalle_bart_hparams *hp = &m->hp;
@@ -176,7 +180,8 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     w->step_host = calloc((size_t)4 * w->rows_cap, sizeof *w->step_host);
     w->cross_mask_dev = be->ops->alloc(be, (size_t)max_blocks * hp->text_length);
     w->step_dev = be->ops->alloc(be, (size_t)4 * w->rows_cap * sizeof *w->step_dev);
-    if (!w->cross_mask_dev || !w->step_dev) ok = 0;
+    w->codes_dev = be->ops->alloc(be, (size_t)max_rows * hp->image_length * sizeof *w->codes_dev);
+    if (!w->cross_mask_dev || !w->step_dev || !w->codes_dev) ok = 0;
     if (ok) be->ops->to_device(be, w->cross_mask_dev, w->cross_mask, (size_t)max_blocks * hp->text_length);
     if (!ok || !w->cross_mask || !w->pos_host || !w->step_host) {
         w->n_layers_ = (int)L;
@@ -211,6 +216,7 @@ void dalle_bart_work_free(dalle_bart_work *w) {
         if (w->graph[i]) be->ops->graph_free(be, w->graph[i]);
     if (w->cross_mask_dev) be->ops->free(be, w->cross_mask_dev);
     if (w->step_dev) be->ops->free(be, w->step_dev);
+    if (w->codes_dev) be->ops->free(be, w->codes_dev);
     free(w->cross_mask);
     free(w->pos_host);
     free(w->step_host);
@@ -377,9 +383,10 @@ void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32
     const float eps = hp->layer_norm_eps;
     DALLE_ASSERT(R >= 1 && R <= w->max_rows);
     DALLE_ASSERT(n_logits >= 1 && n_logits <= hp->lm_head_size);
+    DALLE_ASSERT(token || has_dev_ops(be));
     int max_pos = 0;
     for (int r = 0; r < R; r++) {
-        DALLE_ASSERT(token[r] >= 0 && token[r] < hp->lm_head_size);
+        DALLE_ASSERT(!token || (token[r] >= 0 && token[r] < hp->lm_head_size));
         DALLE_ASSERT(pos[r] >= 0 && pos[r] < P);
         DALLE_ASSERT(slot[r] >= 0 && slot[r] < w->max_rows);
         DALLE_ASSERT(block[r] >= 0 && block[r] < w->max_blocks);
@@ -397,12 +404,17 @@ void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32
         int32_t *sh = w->step_host;
         for (int r = 0; r < rows; r++) {
             const int pad = r >= R; /* padding: start token at 0 into the spare slot, block 0 */
-            sh[r] = pad ? hp->start_token : token[r];
+            sh[r] = pad ? hp->start_token : token ? token[r] : 0;
             sh[rc + r] = pad ? 0 : pos[r];
             sh[2 * rc + r] = pad ? w->max_rows : slot[r];
             sh[3 * rc + r] = pad ? 0 : block[r];
         }
-        op->to_device(be, w->step_dev, sh, (size_t)4 * rc * sizeof *sh);
+        if (token) {
+            op->to_device(be, w->step_dev, sh, (size_t)4 * rc * sizeof *sh);
+        } else { /* token rows [0, R) are on the device already (sample_dev) */
+            op->to_device(be, w->step_dev + rc, sh + rc, (size_t)3 * rc * sizeof *sh);
+            if (rows > R) op->to_device(be, w->step_dev + R, sh + R, (size_t)(rows - R) * sizeof *sh);
+        }
         if (record && decode_step_graph(m, w, rows, n_logits)) return;
         decode_step_dev(m, w, rows, n_logits);
         return;

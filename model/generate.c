@@ -78,8 +78,34 @@ dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle
     return DALLE_OK;
 }
 
+/* Tokens kept on the device (dalle_bart_device_tokens; dalle_generate_codes_batch uses it
+ * when its jobs are the whole batch): after a step, sample_dev has put the token of packed
+ * image i into the next step's token rows 2i, 2i+1 of work.step_dev and its code into
+ * work.codes_dev (row = the image's conditional KV slot 2k); s->dev_tokens images (the
+ * packing in batch_image) have their tokens there and nothing came back to the host. A step
+ * with the same packing leaves them there; any other change (a job joining or leaving)
+ * brings them back first (one copy), and a finished job's codes are copied into its buffer
+ * when it leaves. */
+static void tokens_to_host(dalle_state *s) {
+    const int n = s->dev_tokens;
+    if (!n) return;
+    s->be->ops->to_host(s->be, s->token, s->work.step_dev, (size_t)2 * n * sizeof *s->token);
+    for (int i = 0; i < n; i++) s->image_token[s->batch_image[i]] = s->token[2 * i];
+    s->dev_tokens = 0;
+}
+
+static void codes_to_host(dalle_state *s, int j) {
+    const int P = s->m->cfg.bart.image_length;
+    const dalle_job_rec *r = &s->jobs[j];
+    for (int k = 0; k < s->max_images; k++)
+        if (s->image_job[k] == j)
+            s->be->ops->to_host(s->be, r->codes + (size_t)s->image_index[k] * P,
+                                s->work.codes_dev + (size_t)2 * k * P, (size_t)P * sizeof *r->codes);
+}
+
 /* Free the images and the prompt block of job j; the record stays until released. */
 static void job_leave(dalle_state *s, int j, dalle_job_state state) {
+    tokens_to_host(s);
     for (int k = 0; k < s->max_images; k++)
         if (s->image_job[k] == j) s->image_job[k] = -1;
     s->block_used[s->jobs[j].block] = 0;
@@ -98,7 +124,8 @@ int dalle_job_progress(const dalle_state *s, int job) {
     return r->state == DALLE_JOB_RUNNING || r->state == DALLE_JOB_DONE ? r->step : -1;
 }
 
-void dalle_state_step(dalle_state *s) {
+/* One step; dev: sample into the device (see tokens_to_host). */
+static void state_step(dalle_state *s, int dev) {
     const dalle_model *m = s->m;
     const int P = m->cfg.bart.image_length, V = m->cfg.bart.image_vocab_size;
     for (int j = 0; j < s->max_images; j++) {
@@ -106,7 +133,14 @@ void dalle_state_step(dalle_state *s) {
         if (r->state == DALLE_JOB_RUNNING && r->p.should_stop && r->p.should_stop(r->p.user))
             job_leave(s, j, DALLE_JOB_CANCELLED);
     }
-    int n = 0;  // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
+    int same = s->dev_tokens > 0, n = 0;  // this step's packing is the last one
+    for (int k = 0; k < s->max_images; k++)
+        if (s->image_job[k] >= 0) same &= n < s->dev_tokens && s->batch_image[n++] == k;
+    if (!(same && n == s->dev_tokens)) {
+        same = 0;
+        tokens_to_host(s);
+    }
+    n = 0;  // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
     for (int k = 0; k < s->max_images; k++) {
         if (s->image_job[k] < 0) continue;
         const dalle_job_rec *r = &s->jobs[s->image_job[k]];
@@ -115,6 +149,7 @@ void dalle_state_step(dalle_state *s) {
         s->sp[n] = (dalle_sample_params){p->cond_scale, p->temperature, p->top_p, p->top_k, p->seed,
                                          (uint32_t)s->image_index[k]};
         s->step[n] = r->step;
+        s->sampled[n] = 2 * k * P + r->step;  // dev: where sample_dev puts the code
         for (int c = 0; c < 2; c++) {
             s->token[2 * n + c] = s->image_token[k];
             s->pos[2 * n + c] = r->step;
@@ -124,18 +159,31 @@ void dalle_state_step(dalle_state *s) {
         n++;
     }
     if (n == 0) return;
-    dalle_bart_decode_step(&m->bart, &s->work, s->token, s->pos, s->slot, s->block, 2 * n, V);
-    s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
-    for (int i = 0; i < n; i++) {
-        const int k = s->batch_image[i];
-        const dalle_job_rec *r = &s->jobs[s->image_job[k]];
-        r->codes[(size_t)s->image_index[k] * P + r->step] = s->sampled[i];
-        s->image_token[k] = s->sampled[i];
+    dalle_bart_decode_step(&m->bart, &s->work, same ? NULL : s->token, s->pos, s->slot, s->block,
+                           2 * n, V);
+    if (dev) {
+        s->be->ops->sample_dev(s->be, s->work.step_dev, s->work.codes_dev, s->sampled,
+                               s->work.logits, n, V, V, s->sp, s->step);
+        s->dev_tokens = n;
+    } else {
+        s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
+        for (int i = 0; i < n; i++) {
+            const int k = s->batch_image[i];
+            const dalle_job_rec *r = &s->jobs[s->image_job[k]];
+            r->codes[(size_t)s->image_index[k] * P + r->step] = s->sampled[i];
+            s->image_token[k] = s->sampled[i];
+        }
     }
     for (int j = 0; j < s->max_images; j++) {
         dalle_job_rec *r = &s->jobs[j];
-        if (r->state == DALLE_JOB_RUNNING && ++r->step == P) job_leave(s, j, DALLE_JOB_DONE);
+        if (r->state != DALLE_JOB_RUNNING || ++r->step < P) continue;
+        if (dev) codes_to_host(s, j);
+        job_leave(s, j, DALLE_JOB_DONE);
     }
+}
+
+void dalle_state_step(dalle_state *s) {
+    state_step(s, 0);
 }
 
 dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
@@ -157,6 +205,9 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
                                "%d images in one batch; this state has room for %d", images,
                                dalle_state_free_images(s));
     double t0 = dalle_now_ms();
+    /* tokens stay on the device when these jobs are the whole batch: nobody reads their codes
+     * before they are done (the job API writes codes step by step and keeps the host path) */
+    const int dev = dalle_bart_device_tokens(&s->work) && dalle_state_running_images(s) == 0;
     int jobs[4096];
     for (int r = 0; r < n_req; r++) {
         dalle_status st = dalle_job_start(s, &texts[r], &params[r], codes[r], &jobs[r], err);
@@ -167,7 +218,7 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
     const int P = s->m->cfg.bart.image_length;
     int cancelled = 0;
     for (int t = 0; t < P && !cancelled; t++) {
-        dalle_state_step(s);
+        state_step(s, dev);
         for (int r = 0; r < n_req; r++) cancelled |= dalle_job_progress(s, jobs[r]) < 0;
     }
     for (int r = 0; r < n_req; r++) dalle_job_release(s, jobs[r]);

@@ -62,7 +62,10 @@ struct dalle_state {
     uint8_t *mask;                       /* host [max_prompts, T] */
     int32_t *token, *pos, *slot, *block; /* host [2·max_images] decoder row arrays */
     dalle_sample_params *sp;             /* host [max_images] */
-    int32_t *step, *sampled;             /* host [max_images] */
+    int32_t *step, *sampled;             /* host [max_images]; sampled: the sampled tokens, or
+                                            with tokens on the device the codes_dev index of
+                                            each image's code (generate.c) */
+    int dev_tokens;                      /* images whose next tokens are on the device */
     dalle_job_rec *jobs;                 /* [max_images]: a job has at least one image */
     int32_t *image_job;                  /* [max_images]: image slot k → job, -1 free */
     int32_t *image_index;                /* [max_images]: image slot k → index in its job */

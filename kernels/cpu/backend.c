@@ -85,6 +85,7 @@ static const dalle_backend_ops cpu_ops = {
     .quick_gelu = dalle_cpu_quick_gelu,
     .patchify = dalle_cpu_patchify,
     .kv_dtype = DALLE_F32,
+    .sample_dev = dalle_cpu_sample_dev,
     .embed_dev = dalle_cpu_embed,       /* host memory is backend memory */
     .decode_attention = dalle_cpu_decode_attention,
     .cross_attention = dalle_cpu_cross_attention,

@@ -58,6 +58,9 @@ void dalle_cpu_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, i
 void dalle_cpu_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n);
 void dalle_cpu_patchify(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
                         int p);
+void dalle_cpu_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
+                          const float *logits, int B, int V, int ld,
+                          const dalle_sample_params *params, const int32_t *step);
 void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V, int ld,
                       const dalle_sample_params *params, const int32_t *step);
 

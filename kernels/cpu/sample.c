@@ -124,3 +124,17 @@ void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, i
                                &params[b], step[b]);
     }
 }
+
+/* rows [2B]: the B tokens land in rows[0..B) first, then spread from the top down (entry b
+ * moves to 2b and 2b + 1 after every entry above it has moved, so none is overwritten
+ * unread). */
+void dalle_cpu_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
+                          const float *logits, int B, int V, int ld,
+                          const dalle_sample_params *params, const int32_t *step) {
+    dalle_cpu_sample(be, rows, logits, B, V, ld, params, step);
+    for (int b = B - 1; b >= 0; b--) {
+        const int32_t t = rows[b];
+        rows[2 * b + 1] = rows[2 * b] = t;
+        codes[code_at[b]] = t;
+    }
+}

@@ -243,6 +243,7 @@ static const dalle_backend_ops cuda_ops = {
     .quick_gelu = dalle_cuda_quick_gelu,
     .patchify = dalle_cuda_patchify,
     .kv_dtype = DALLE_F32,
+    .sample_dev = dalle_cuda_sample_dev,
     .embed_dev = dalle_cuda_embed_dev,
     .decode_attention = dalle_cuda_decode_attention,
     .cross_attention = dalle_cuda_cross_attention,

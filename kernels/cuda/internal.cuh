@@ -173,6 +173,9 @@ void dalle_cuda_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                           const dalle_clip_prep_plan *plan, int B);
 void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,
                        int ld, const dalle_sample_params *params, const int32_t *step);
+void dalle_cuda_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
+                           const float *logits, int B, int V, int ld,
+                           const dalle_sample_params *params, const int32_t *step);
 }
 
 #endif /* DALLE_KERNELS_CUDA_INTERNAL_CUH */

@@ -19,8 +19,8 @@
  * O(V + k log² k), the default for k ≤ 2048) and sample_kernel, whose k rounds cost
  * O(k·V/threads) (DALLE_CUDA_SAMPLER=rounds, and k > 2048). Both produce the same ordered
  * candidates and share the sequential tail (sample_finish).
- * Speed work left: the host round trip for the tokens goes away when the decode loop feeds
- * tokens to the next embed on the device.
+ * sample_dev (ops.h) runs the same kernels and scatters the tokens into the next step's
+ * device token rows and the device codes, with no copy back and no sync.
  */
 #include <limits.h>
 #include <math.h>
@@ -275,11 +275,24 @@ __global__ void __launch_bounds__(FS_THREADS)
     sample_finish(tokens, cv, ci, k, p, step, b);
 }
 
-extern "C" void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B,
-                                  int V, int ld, const dalle_sample_params *params,
-                                  const int32_t *step) {
-    DALLE_ASSERT(B >= 0 && V >= 1 && V <= ld);
-    if (B == 0) return;
+/* sample_dev's outputs: token b to rows[2b], rows[2b + 1] and codes[code_at[b]] */
+__global__ void sample_scatter_kernel(int32_t *rows, int32_t *codes, const int32_t *code_at,
+                                      const int32_t *tok, int B) {
+    const int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= B) return;
+    const int32_t t = tok[b];
+    rows[2 * b] = t;
+    rows[2 * b + 1] = t;
+    codes[code_at[b]] = t;
+}
+
+/* Steps 1-5 for B ≥ 1 images into device tokens [B] (scratch 0), queued on the stream;
+ * the host arrays params, step and extra ([B] int32 or NULL) are staged to the device,
+ * extra's copy returned in *extra_dev. */
+static int32_t *sample_launch(dalle_backend *be, const float *logits, int B, int V, int ld,
+                              const dalle_sample_params *params, const int32_t *step,
+                              const int32_t *extra, const int32_t **extra_dev) {
+    DALLE_ASSERT(B >= 1 && V >= 1 && V <= ld);
     int kmax = 1;
     for (int b = 0; b < B; b++) {
         const dalle_sample_params *p = &params[b];
@@ -289,10 +302,12 @@ extern "C" void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const floa
         if (k > kmax) kmax = k;
     }
     dalle_cuda *cu = dalle_cuda_of(be);
-    const void *src[2] = {params, step};
-    const size_t bytes[2] = {(size_t)B * sizeof *params, (size_t)B * sizeof *step};
-    void *dev[2];
-    dalle_cuda_stage(be, 2, src, bytes, dev, "sample");
+    const void *src[3] = {params, step, extra};
+    const size_t bytes[3] = {(size_t)B * sizeof *params, (size_t)B * sizeof *step,
+                             extra ? (size_t)B * sizeof *extra : 0};
+    void *dev[3];
+    dalle_cuda_stage(be, 3, src, bytes, dev, "sample");
+    *extra_dev = (const int32_t *)dev[2];
     const size_t nc = (size_t)B * kmax;
     char *scr = (char *)dalle_cuda_scratch(be, 0, nc * 8 + (size_t)B * 4, "sample");
     float *cand_v = (float *)scr;
@@ -321,7 +336,31 @@ extern "C" void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const floa
             cand_v, cand_i, kmax, sortn);
     }
     CUDA_LAUNCHED("sample");
+    return tok_dev;
+}
+
+extern "C" void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B,
+                                  int V, int ld, const dalle_sample_params *params,
+                                  const int32_t *step) {
+    DALLE_ASSERT(B >= 0);
+    if (B == 0) return;
+    const int32_t *unused;
+    int32_t *tok_dev = sample_launch(be, logits, B, V, ld, params, step, NULL, &unused);
+    dalle_cuda *cu = dalle_cuda_of(be);
     CUDA_CHECK(cudaMemcpyAsync(tokens, tok_dev, (size_t)B * 4, cudaMemcpyDeviceToHost, cu->stream),
                "sample");
     CUDA_CHECK(cudaStreamSynchronize(cu->stream), "sample");
+}
+
+extern "C" void dalle_cuda_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes,
+                                      const int32_t *code_at, const float *logits, int B, int V,
+                                      int ld, const dalle_sample_params *params,
+                                      const int32_t *step) {
+    DALLE_ASSERT(B >= 0);
+    if (B == 0) return;
+    const int32_t *at_dev;
+    int32_t *tok_dev = sample_launch(be, logits, B, V, ld, params, step, code_at, &at_dev);
+    sample_scatter_kernel<<<(B + 127) / 128, 128, 0, dalle_cuda_of(be)->stream>>>(
+        rows, codes, at_dev, tok_dev, B);
+    CUDA_LAUNCHED("sample_dev");
 }

@@ -787,7 +787,13 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
     int32_t *step = malloc(B * 4), *tc = malloc(B * 4), *tg = malloc(B * 4);
     static const int ks[] = {1, 2, 50, 256, 1 << 30};
     static const float tps[] = {1.0f, 0.9f, 0.5f}, temps[] = {1.0f, 0.7f, 1.3f}, cs[] = {10.0f, 3.0f, 0.0f};
-    long mism = 0, total = 0;
+    long mism = 0, total = 0, dev_bad = 0;
+    /* sample_dev: rows [2B + 2] and codes [7B + 5] poisoned with -1; image b's token goes to
+     * rows 2b, 2b + 1 and codes[7(B − 1 − b) + 3]; the rest must stay -1 */
+    const size_t nrows = (size_t)2 * B + 2, ncodes = (size_t)7 * B + 5;
+    int32_t *at = malloc(B * 4), *hrows = malloc(nrows * 4), *hcodes = malloc(ncodes * 4);
+    int32_t *drows = gpu->ops->alloc(gpu, nrows * 4), *dcodes = gpu->ops->alloc(gpu, ncodes * 4);
+    for (int b = 0; b < B; b++) at[b] = 7 * (B - 1 - b) + 3;
     for (int c = 0; c < calls; c++) {
         for (size_t i = 0; i < n; i++) {
             const float g = uni() * 4;
@@ -807,6 +813,21 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
         }
         cpu->ops->sample(cpu, tc, l, B, V, ld, p, step);
         gpu->ops->sample(gpu, tg, dl, B, V, ld, p, step);
+        if (gpu->ops->sample_dev) { /* the same tokens, left on the device */
+            memset(hrows, 0xff, nrows * 4), memset(hcodes, 0xff, ncodes * 4);
+            gpu->ops->to_device(gpu, drows, hrows, nrows * 4);
+            gpu->ops->to_device(gpu, dcodes, hcodes, ncodes * 4);
+            gpu->ops->sample_dev(gpu, drows, dcodes, at, dl, B, V, ld, p, step);
+            gpu->ops->to_host(gpu, hrows, drows, nrows * 4);
+            gpu->ops->to_host(gpu, hcodes, dcodes, ncodes * 4);
+            for (int b = 0; b < B; b++) {
+                dev_bad += hrows[2 * b] != tg[b] || hrows[2 * b + 1] != tg[b];
+                dev_bad += hcodes[at[b]] != tg[b];
+                hcodes[at[b]] = -1;
+            }
+            dev_bad += hrows[2 * B] != -1 || hrows[2 * B + 1] != -1;
+            for (size_t i = 0; i < ncodes; i++) dev_bad += hcodes[i] != -1;
+        }
         for (int b = 0; b < B; b++) {
             total++;
             if (tc[b] != tg[b]) {
@@ -821,6 +842,13 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
     if (mism) n_failed++;
     printf("%-4s %-12s %-44s tokens %ld/%ld identical\n", mism ? "FAIL" : "ok", sample_label, sh,
            total - mism, total);
+    if (gpu->ops->sample_dev) {
+        n_cases++;
+        if (dev_bad) n_failed++;
+        printf("%-4s %-12s %-44s %ld misplaced tokens (rows, codes vs sample)\n",
+               dev_bad ? "FAIL" : "ok", "sample_dev", sh, dev_bad);
+    }
+    free(at), free(hrows), free(hcodes), gpu->ops->free(gpu, drows), gpu->ops->free(gpu, dcodes);
     free(l), free(p), free(step), free(tc), free(tg), gpu->ops->free(gpu, dl);
 }
 
