@@ -134,8 +134,11 @@ static void state_step(dalle_state *s, int dev) {
             job_leave(s, j, DALLE_JOB_CANCELLED);
     }
     int same = s->dev_tokens > 0, n = 0;  // this step's packing is the last one
-    for (int k = 0; k < s->max_images; k++)
-        if (s->image_job[k] >= 0) same &= n < s->dev_tokens && s->batch_image[n++] == k;
+    for (int k = 0; k < s->max_images; k++) {
+        if (s->image_job[k] < 0) continue;
+        same &= n < s->dev_tokens && s->batch_image[n] == k;
+        n++;
+    }
     if (!(same && n == s->dev_tokens)) {
         same = 0;
         tokens_to_host(s);
