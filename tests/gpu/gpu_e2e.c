@@ -11,7 +11,10 @@
  *      (fp32), 2e-2 (16-bit);
  *   5. dalle_generate's ranking on the device backend (CLIP preprocessing by clip_prep from
  *      the decoded bytes left in backend memory) against dalle_rank_images of the same
- *      pixels uploaded from the host, same backend: max |diff| / max |score| ≤ 1e-5.
+ *      pixels uploaded from the host, same backend: max |diff| / max |score| ≤ 1e-5;
+ *   6. the job API (dalle_state_step: tokens back on the host every step) against the batch
+ *      API (tokens kept on the device, ops.h sample_dev) on the device backend, seeded
+ *      top-k: identical codes.
  * With 16-bit weights the codes are reported, not required to match.
  *
  * The decode step runs recorded in CUDA graphs unless DALLE_CUDA_GRAPHS=0; its KV cache is
@@ -206,6 +209,27 @@ int main(int argc, char **argv) {
               rel);
         dalle_text_free(&t);
         dalle_result_free(&r);
+    }
+    {
+        dalle_gen_params p;
+        dalle_gen_params_default(gpu.m, &p);
+        p.n_images = N_IMAGES;
+        p.seed = 11;
+        dalle_text t;
+        int job = -1;
+        if (dalle_generate_codes(gpu.s, prompts[1], strlen(prompts[1]), &p, gc, NULL, &err) != DALLE_OK ||
+            dalle_text_encode(gpu.m, prompts[1], strlen(prompts[1]), &t, &err) != DALLE_OK ||
+            dalle_job_start(gpu.s, &t, &p, cc, &job, &err) != DALLE_OK || job < 0) {
+            printf("FAIL job API: %s\n", err.msg);
+            return 1;
+        }
+        while (dalle_job_progress(gpu.s, job) < L) dalle_state_step(gpu.s);
+        dalle_job_release(gpu.s, job);
+        long same = 0;
+        for (int i = 0; i < N_IMAGES * L; i++) same += cc[i] == gc[i];
+        CHECK(same == (long)N_IMAGES * L, "job API vs batch API     %ld/%d codes identical (tokens "
+              "via the host vs kept on the device)", same, N_IMAGES * L);
+        dalle_text_free(&t);
     }
     if (cpu.info.has_clip && crgb) {
         const double rel = score_max > 0 ? score_diff / score_max : score_diff;
