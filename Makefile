@@ -149,8 +149,8 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d) $(CUDA_OBJ:.o=.d) $(GPU_BIN:=.d)
 
-PROMPT ?= a red bicycle leaning against a brick wall
-MODEL  ?= models/tiny
+PROMPT ?= a red square on a blue background
+MODEL  ?= models/demo
 PORT   ?= 8080
 # run: the server on the bundled model (Ctrl-C stops it); demo: one CLI generation
 run: deps

@@ -40,7 +40,7 @@ static const char *USAGE =
     "                                          the code grids of FILE ({\"tokens\": [[…]]}) → DIR/i.jpg\n"
     "  rank     --model DIR --prompt P IMAGE.jpg…  CLIP scores and order (JSON)\n"
     "options:\n"
-    "  --model DIR         model directory (config.json, weights, tokenizer files)\n"
+    "  --model DIR         model directory (config.json, weights, tokenizer files; default models/demo)\n"
     "  --prompt P          UTF-8 prompt, at most 4096 bytes\n"
     "  --threads N         CPU threads, 0 = all cores (default 0)\n"
     "  --backend B         cpu or cuda (default cpu; cuda weights: DALLE_CUDA_WEIGHTS=f32|f16|bf16)\n"
@@ -161,7 +161,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         else return fail(EXIT_USAGE, "unknown option '%s' for '%s'", o, a->command);
         if (bad) return fail(EXIT_USAGE, "bad value '%s' for %s", v, o);
     }
-    if (!a->model) return fail(EXIT_USAGE, "--model DIR is required%s%s", "", "");
+    if (!a->model) a->model = "models/demo"; /* the bundled demo model (README "Demo model") */
     if (!a->prompt && !is(a->command, "decode"))
         return fail(EXIT_USAGE, "--prompt P is required%s%s", "", "");
     if (jpeg && !a->out) return fail(EXIT_USAGE, "--out DIR is required%s%s", "", "");

@@ -10,7 +10,8 @@
    (`dalle-cli generate`, JPEG quality 100, 4:4:4 so compression does not move colours);
    an image is correct when the classifier finds exactly what the caption asserts
    (world.matches). Reported: accuracy of the CLIP top-ranked image, and of a random pick
-   (the expected accuracy of a uniform pick = the mean over the 8 images).
+   (the expected accuracy of a uniform pick = the mean over the 8 images); and two partial
+   scores: background colour right, every colour the caption asks for present.
 3. With --grid, a picture of prompts → their top image (docs/demo_grid.png).
 
     /work/venv-ref/bin/python tools/demo/eval.py [--cli build/dalle-cli] [--model models/demo] \
@@ -99,15 +100,25 @@ def main():
         for k, (prompt, spec) in enumerate(prompts):
             res, imgs = generate(args.cli, args.model, prompt, args.n, args.seed + k,
                                  os.path.join(args.work, name, str(k)), extra)
-            ok = [bool(world.matches(spec, world.classify(im))) for im in imgs]
+            found = [world.classify(im) for im in imgs]
+            ok = [bool(world.matches(spec, f)) for f in found]
+            bg_ok = [spec.get("bg", f["bg"]) == f["bg"] for f in found]
+            col_ok = [all(any(o["color"] == w["color"] for o in f["objects"]) for w in spec["objects"]) for f in found]
             rows.append({"prompt": prompt, "top_ok": ok[0], "mean_ok": float(np.mean(ok)), "ok": ok,
+                         "top_bg_ok": bool(bg_ok[0]), "mean_bg_ok": float(np.mean(bg_ok)),
+                         "top_colors_ok": bool(col_ok[0]), "mean_colors_ok": float(np.mean(col_ok)),
                          "scores": [im["score"] for im in res["images"]],
                          "top_found": world.classify(imgs[0])})
             print(f"{name:9s} top {'✓' if ok[0] else '✗'} {np.mean(ok):.2f}  {prompt}", flush=True)
         top = float(np.mean([r["top_ok"] for r in rows]))
         rnd = float(np.mean([r["mean_ok"] for r in rows]))
-        results["sets"][name] = {"prompts": len(rows), "top_ranked": top, "random_pick": rnd, "rows": rows}
-        print(f"== {name}: top-ranked {top:.3f}, random pick {rnd:.3f} ({len(rows)} prompts × {args.n})", flush=True)
+        part = {k: float(np.mean([r[k] for r in rows])) for k in
+                ("top_bg_ok", "mean_bg_ok", "top_colors_ok", "mean_colors_ok")}
+        results["sets"][name] = dict({"prompts": len(rows), "top_ranked": top, "random_pick": rnd}, **part, rows=rows)
+        print(f"== {name}: top-ranked {top:.3f}, random pick {rnd:.3f} ({len(rows)} prompts × {args.n}); "
+              f"background right: top {part['top_bg_ok']:.3f} random {part['mean_bg_ok']:.3f}; "
+              f"every asked colour present: top {part['top_colors_ok']:.3f} random {part['mean_colors_ok']:.3f}",
+              flush=True)
     results["seconds"] = round(time.time() - t0, 1)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

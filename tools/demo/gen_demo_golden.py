@@ -177,7 +177,8 @@ def main():
     meta["model_sha256"] = {f: sha256(os.path.join(args.model, f)) for f in sorted(os.listdir(args.model))
                             if f.endswith(".safetensors") or f == "config.json"}
     os.makedirs(args.out, exist_ok=True)
-    save_file(out, os.path.join(args.out, "demo_golden.safetensors"))
+    # C order: astype keeps a transposed view's Fortran layout (logits_per_image is one)
+    save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, os.path.join(args.out, "demo_golden.safetensors"))
     with open(os.path.join(args.out, "demo_golden.json"), "w") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")

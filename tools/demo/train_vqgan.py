@@ -126,6 +126,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt-min", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--resume", help="a vqgan_last.pt to continue from")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -134,20 +135,28 @@ def main():
     model = DecodePath(CONFIG)
     zero_init_residuals(model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    step = 0
+    if args.resume:  # continue a run (model and optimiser state; a fresh lr schedule)
+        ck = torch.load(args.resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        print(f"resumed from {args.resume} at step {step}", flush=True)
+    start_step = step
     gen = torch.Generator().manual_seed(args.seed)
     seed_base = 1_000_000
     t0 = time.time()
     last_ckpt, deadline = t0, t0 + args.minutes * 60
-    log = open(os.path.join(args.out, "vqgan_log.csv"), "w", newline="")
+    log = open(os.path.join(args.out, "vqgan_log.csv"), "a" if args.resume else "w", newline="")
     w = csv.writer(log)
-    w.writerow(["step", "seconds", "loss", "l1", "mse", "full", "lr"])
-    step = 0
+    if not args.resume:
+        w.writerow(["step", "seconds", "loss", "l1", "mse", "full", "lr"])
     while step < args.steps and time.time() < deadline:
         frac = min(1.0, (time.time() - t0) / (args.minutes * 60))
         full = frac >= 1 - args.full_frac
         bs = args.bs if full else args.bs * 2
         x, codes = batch(step, bs, seed_base, not full, gen)
-        lr = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
+        lr = args.lr * min(1.0, (step - start_step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
         rec = model(codes, side=8 if full else 4)
