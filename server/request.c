@@ -73,16 +73,19 @@ static int json_depth(const char *p, size_t n) {
     return max;
 }
 
-/* A number field as a double; -1 (422) when it is not a JSON number. */
-static int get_number(json_t *v, const char *key, double lo, double hi, int lo_open, double *out,
+/* A number field, range-checked both as the double and as the float the sampler gets (so
+ * 1e-270 for an open lower bound of 0 is refused here, not after it rounds to 0); -1 (422)
+ * when it is not a JSON number or out of range. */
+static int get_number(json_t *v, const char *key, double lo, double hi, int lo_open, float *out,
                       dalle_http_error *e) {
     if (!json_is_number(v))
         return dalle_http_error_set(e, 422, "invalid_type", key, "%s must be a number", key);
     const double x = json_number_value(v);
-    if (!isfinite(x) || x > hi || (lo_open ? x <= lo : x < lo))
+    const float f = (float)x;
+    if (!isfinite(x) || x > hi || (lo_open ? x <= lo || f <= lo : x < lo) || f > hi)
         return dalle_http_error_set(e, 422, "out_of_range", key, "%s must be in %c%g, %g]", key,
                                     lo_open ? '(' : '[', lo, hi);
-    *out = x;
+    *out = f;
     return 0;
 }
 
@@ -162,7 +165,7 @@ static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
 static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_request *req,
                      dalle_http_error *e) {
     json_int_t i;
-    double d;
+    float d;
     dalle_gen_params *g = &req->gen;
     if (!strcmp(key, "prompt") || !strcmp(key, "text")) return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n") || !strcmp(key, "num_images")) {
@@ -173,13 +176,13 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
         g->seed = (uint64_t)i;
     } else if (!strcmp(key, "temperature")) {
         if (get_number(v, key, 0, 100, 1, &d, e)) return -1;
-        g->temperature = (float)d;
+        g->temperature = d;
     } else if (!strcmp(key, "top_p")) {
         if (get_number(v, key, 0, 1, 1, &d, e)) return -1;
-        g->top_p = (float)d;
+        g->top_p = d;
     } else if (!strcmp(key, "cond_scale")) {
         if (get_number(v, key, 0, 1000, 0, &d, e)) return -1;
-        g->cond_scale = (float)d;
+        g->cond_scale = d;
     } else if (!strcmp(key, "top_k")) {
         if (get_int(v, key, 1, srv->info.image_vocab_size, &i, e)) return -1;
         g->top_k = (int)i;
