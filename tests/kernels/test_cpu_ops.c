@@ -149,6 +149,32 @@ Test(cpu_ops, matmul) {
     check_matmul(3, 16384, 13, 16385, 0); /* only the first N rows of the weight */
 }
 
+/* Every row of y is the same bits whatever M and wherever the row sits in x: a seeded image
+ * decodes identically alone or batched (M = 2 rows per image). */
+Test(cpu_ops, matmul_rows_independent_of_m) {
+    const int N = 75, K = 1001, Mmax = 41;
+    lcg_state = 9;
+    float *x = fill(falloc((size_t)Mmax * K), (size_t)Mmax * K, 1, 0);
+    float *W = fill(falloc((size_t)N * K), (size_t)N * K, 1, 0);
+    float *alone = falloc(N), *y = falloc((size_t)Mmax * N);
+    dalle_tensor w = tensor2(W, N, K);
+    for (int row = 0; row < Mmax; row += 7) {
+        be->ops->matmul(be, alone, x + (size_t)row * K, &w, 1, N, K, 0);
+        for (int M = 1; M <= Mmax; M++)
+            for (int at = 0; at < M; at += M > 9 ? 4 : 1) { /* the row at position `at` of M */
+                const int first = row - at;
+                if (first < 0 || first + M > Mmax) continue;
+                be->ops->matmul(be, y, x + (size_t)first * K, &w, M, N, K, 0);
+                cr_assert(memcmp(y + (size_t)at * N, alone, (size_t)N * sizeof *y) == 0,
+                          "row %d differs at position %d of M = %d", row, at, M);
+            }
+    }
+    be->ops->free(be, x);
+    be->ops->free(be, W);
+    be->ops->free(be, alone);
+    be->ops->free(be, y);
+}
+
 Test(cpu_ops, matmul_gflops) {
     const int M = 64, N = 1024, K = 1024, reps = 10;
     lcg_state = 2;
