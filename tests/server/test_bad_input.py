@@ -73,6 +73,7 @@ CASES = {
     # below FLT_TRUE_MIN: positive as a double, 0 as the float the sampler uses
     "1e-270 temperature": ('{"prompt": "a", "temperature": 1e-270}', 422, "out_of_range", "temperature"),
     "1e-46 temperature stream": ('{"prompt": "a", "temperature": 1e-46, "stream": true}', 422, "out_of_range", "temperature"),
+    "2^-150 temperature": ('{"prompt": "a", "temperature": 7.006492321624085e-46}', 422, "out_of_range", "temperature"),
     "1e-300 top_p": ('{"prompt": "a", "top_p": 1e-300}', 422, "out_of_range", "top_p"),
     "top_p above 1": ('{"prompt": "a", "top_p": 1.5}', 422, "out_of_range", "top_p"),
     "cond_scale negative": ('{"prompt": "a", "cond_scale": -1}', 422, "out_of_range", "cond_scale"),
