@@ -27,7 +27,8 @@ typedef struct {
 #define STR(k, d, h)         {#k, 1, offsetof(dalle_server_config, k), 0, 0, d, h}
 
 static const setting SETTINGS[] = {
-    STR(model, NULL, "model directory (config.json, safetensors, tokenizer files); required"),
+    STR(model, "models/demo",
+        "model directory (config.json, safetensors, tokenizer files); default: the bundled demo model"),
     STR(host, "127.0.0.1", "bind address (IPv4)"),
     NUM(port, 0, 65535, "8080", "TCP port; 0 picks a free one (printed in the first log line)"),
     NUM(queue, 1, 100000, "16", "requests waiting for the scheduler; more get 429"),
@@ -63,7 +64,7 @@ static void env_name(const setting *s, char *buf, size_t n) {
 }
 
 void dalle_server_config_usage(FILE *f) {
-    fprintf(f, "usage: dalle-server --model DIR [options]\n"
+    fprintf(f, "usage: dalle-server [--model DIR] [options]\n"
                "Every option is also an environment variable (DALLE_<NAME>) and a key of the JSON\n"
                "file given with --config FILE (DALLE_CONFIG); flags win over env, env over the\n"
                "file.\n\n");
@@ -241,10 +242,6 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
         }
         if (set_text(c, s, argv[i + 1], argv[i], msg, msg_size)) goto bad;
         i++;
-    }
-    if (!c->model) {
-        snprintf(msg, msg_size, "--model: required (or DALLE_MODEL, or \"model\" in --config)");
-        goto bad;
     }
     struct in_addr addr;
     if (inet_pton(AF_INET, c->host, &addr) != 1) {

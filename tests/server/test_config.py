@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, MODEL, Server
+from conftest import BIN, MODEL, ROOT, Server
 
 SETTINGS = ["model", "host", "port", "queue", "max-batch", "threads", "http-threads",
             "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns",
@@ -57,9 +57,20 @@ def test_bad_setting_exits_2(args, env, needle):
     assert len(lines) == 1 and needle in lines[0], r.stderr
 
 
-def test_model_required():
-    r = run()
-    assert r.returncode == 2 and "--model: required" in r.stderr
+def test_model_defaults_to_the_bundled_demo_model():
+    # from the repository root, no --model: models/demo
+    p = subprocess.Popen([str(BIN), "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                         env={})
+    try:
+        assert p.stderr.readline().startswith("listening on ")
+        assert p.stderr.readline().startswith("ready: model demo-shapes on cpu")
+    finally:
+        p.terminate()
+        assert p.wait(timeout=60) == 0
+    # elsewhere the default path does not exist: one clear line naming it, exit 1
+    r = subprocess.run([str(BIN), "--port", "0"], cwd="/", capture_output=True, text=True,
+                       timeout=60, env={})
+    assert r.returncode == 1 and "models/demo" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("content,needle", [
