@@ -2,6 +2,7 @@
 POST /generate and its /dalle alias, determinism and concurrency."""
 import concurrent.futures
 import re
+import time
 import subprocess
 
 import requests
@@ -217,11 +218,24 @@ def test_access_log(server):
 
 def test_stage_and_batch_histograms(server):
     server.post("/generate", {"prompt": "histograms", "n": 3, "seed": 2})
-    m = server.metrics()
-    ok = sum(v for k, v in m.items()
-             if k.startswith("dalle_requests_total{") and 'status="200"' in k
-             and ("/generate" in k or "/dalle" in k or "/v1/images" in k))
-    for stage in ("text_encode", "decode", "vqgan", "clip", "jpeg"):
+    stages = ("text_encode", "decode", "vqgan", "clip", "jpeg")
+
+    def ok_requests(m):
+        return sum(v for k, v in m.items()
+                   if k.startswith("dalle_requests_total{") and 'status="200"' in k
+                   and ("/generate" in k or "/dalle" in k or "/v1/images" in k))
+    # a request is counted when its connection completes, possibly after the client has its
+    # reply: wait for the counters to settle before comparing them
+    deadline = time.time() + 30
+    while True:
+        m = server.metrics()
+        ok = ok_requests(m)
+        settled = all(m[f'dalle_batch_duration_seconds_count{{stage="{st}"}}'] == ok
+                      for st in stages)
+        if settled or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    for stage in stages:
         assert m[f'dalle_batch_duration_seconds_count{{stage="{stage}"}}'] == ok, stage
     assert m['dalle_batch_duration_seconds_sum{stage="decode"}'] > 0
     assert m["dalle_batch_size_count"] >= 256  # one observation per decode step
