@@ -50,19 +50,6 @@ static void teardown(void) {
 
 TestSuite(demo_golden, .init = setup, .fini = teardown, .timeout = 300);
 
-static void prompt_ids(int p, int32_t *ids, uint8_t *mask) {
-    char name[64];
-    int64_t n;
-    snprintf(name, sizeof name, "p%d.text_ids", p);
-    float *f = golden_tensor(&gold, name, &n);
-    cr_assert_eq(n, 2 * cfg.bart.text_length);
-    for (int64_t i = 0; i < n; i++) {
-        ids[i] = (int32_t)f[i];
-        mask[i] = ids[i] != cfg.text.pad_id;
-    }
-    free(f);
-}
-
 /* Encoder output, then teacher-forced decoding along min-dalle's guided greedy path:
  * all lm_head logits of both branches at every step. */
 Test(demo_golden, bart_encoder_and_every_logit) {
@@ -79,7 +66,7 @@ Test(demo_golden, bart_encoder_and_every_logit) {
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[2 * 4096];
         uint8_t mask[2 * 4096];
-        prompt_ids(p, ids, mask);
+        golden_prompt_ids(&gold, &cfg, p, ids, mask);
         dalle_bart_encode(&bart, &w, ids, mask, 2, enc);
         char name[64];
         int64_t n;
@@ -139,39 +126,7 @@ Test(demo_golden, bart_encoder_and_every_logit) {
 
 /* The whole model through the public API: guided greedy codes equal min-dalle's. */
 Test(demo_golden, greedy_codes_public_api) {
-    dalle_error err = {0};
-    dalle_model *m;
-    cr_assert_eq(dalle_model_load(&m, MODEL_DIR, NULL, &err), DALLE_OK, "%s", err.msg);
-    dalle_state *s;
-    dalle_state_params sp = {.max_images = 2};
-    cr_assert_eq(dalle_state_new(&s, m, &sp, &err), DALLE_OK, "%s", err.msg);
-    const int T = cfg.bart.text_length, P = cfg.bart.image_length;
-    for (int p = 0; p < N_PROMPTS; p++) {
-        int32_t ids[2 * 4096];
-        uint8_t mask[2 * 4096];
-        prompt_ids(p, ids, mask);
-        dalle_text text = {.text_length = T, .ids = ids + T, .mask = mask + T};
-        dalle_gen_params gp;
-        dalle_gen_params_default(m, &gp);
-        gp.top_k = 1;
-        gp.cond_scale = COND_SCALE;
-        gp.n_images = 2;
-        gp.seed = 77 + p;
-        int32_t codes[2 * 4096];
-        cr_assert_eq(dalle_generate_codes_text(s, &text, &gp, codes, NULL, &err), DALLE_OK, "%s",
-                     err.msg);
-        char name[64];
-        int64_t n;
-        snprintf(name, sizeof name, "p%d.greedy_tokens", p);
-        float *ref = golden_tensor(&gold, name, &n);
-        int diff = 0;
-        for (int i = 0; i < P; i++) diff += (codes[i] != (int32_t)ref[i]) + (codes[P + i] != (int32_t)ref[i]);
-        printf("demo greedy p%d: %d/%d codes differ from min-dalle\n", p, diff, 2 * P);
-        cr_expect_eq(diff, 0, "p%d: %d greedy codes differ", p, diff);
-        free(ref);
-    }
-    dalle_state_free(s);
-    dalle_model_free(m);
+    expect_greedy_codes(MODEL_DIR, &gold, &cfg, N_PROMPTS, COND_SCALE, 77);
 }
 
 Test(demo_golden, vqgan_decoder) {

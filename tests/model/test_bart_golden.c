@@ -43,20 +43,6 @@ static void teardown(void) {
 
 TestSuite(bart_golden, .init = setup, .fini = teardown, .timeout = 300);
 
-/* Text ids of prompt p as int32 [2, T] (row 0 uncond, row 1 cond) with their masks. */
-static void prompt_ids(int p, int32_t *ids, uint8_t *mask) {
-    char name[64];
-    int64_t n;
-    snprintf(name, sizeof name, "p%d.text_ids", p);
-    float *f = golden_tensor(&gold, name, &n);
-    cr_assert_eq(n, 2 * cfg.bart.text_length);
-    for (int64_t i = 0; i < n; i++) {
-        ids[i] = (int32_t)f[i];
-        mask[i] = ids[i] != cfg.text.pad_id;
-    }
-    free(f);
-}
-
 Test(bart_golden, encoder_output) {
     const int T = cfg.bart.text_length, C = cfg.bart.d_model;
     dalle_bart_work w;
@@ -66,7 +52,7 @@ Test(bart_golden, encoder_output) {
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[2 * 4096];
         uint8_t mask[2 * 4096];
-        prompt_ids(p, ids, mask);
+        golden_prompt_ids(&gold, &cfg, p, ids, mask);
         dalle_bart_encode(&bart, &w, ids, mask, 2, out);
         char name[64];
         snprintf(name, sizeof name, "p%d.encoder_out", p);
@@ -96,7 +82,7 @@ Test(bart_golden, decoder_logits_every_step) {
     for (int p = 0; p < N_PROMPTS; p++) {
         int32_t ids[2 * 4096];
         uint8_t mask[2 * 4096];
-        prompt_ids(p, ids, mask);
+        golden_prompt_ids(&gold, &cfg, p, ids, mask);
         dalle_bart_encode(&bart, &w, ids, mask, 2, enc);
         dalle_bart_cross_kv(&bart, &w, enc, mask, 0);                          // uncond
         dalle_bart_cross_kv(&bart, &w, enc + (size_t)T * C, mask + T, 1);      // cond
@@ -165,42 +151,5 @@ Test(bart_golden, decoder_logits_every_step) {
 /* Guided greedy decoding through the public API (top_k 1, cond_scale 10) equals
  * min-dalle's sample_tokens loop token for token. */
 Test(bart_golden, greedy_tokens_public_api) {
-    dalle_error err = {0};
-    dalle_model *m;
-    cr_assert_eq(dalle_model_load(&m, MODEL_DIR, NULL, &err), DALLE_OK, "%s", err.msg);
-    dalle_state *s;
-    dalle_state_params sp = {.max_images = 2};
-    cr_assert_eq(dalle_state_new(&s, m, &sp, &err), DALLE_OK, "%s", err.msg);
-    const int T = cfg.bart.text_length, P = cfg.bart.image_length;
-    for (int p = 0; p < N_PROMPTS; p++) {
-        int32_t ids[2 * 4096];
-        uint8_t mask[2 * 4096];
-        prompt_ids(p, ids, mask);
-        dalle_text text = {.text_length = T, .ids = ids + T, .mask = mask + T};
-        dalle_gen_params gp;
-        dalle_gen_params_default(m, &gp);
-        gp.top_k = 1;
-        gp.cond_scale = 10.0f;
-        gp.n_images = 2;
-        gp.seed = 1234 + p;
-        int32_t codes[2 * 4096];
-        cr_assert_eq(dalle_generate_codes_text(s, &text, &gp, codes, NULL, &err), DALLE_OK, "%s",
-                     err.msg);
-        char name[64];
-        int64_t n;
-        snprintf(name, sizeof name, "p%d.greedy_tokens", p);
-        float *ref = golden_tensor(&gold, name, &n);
-        cr_assert_eq(n, P);
-        int diff = 0, first = -1;
-        for (int i = 0; i < P; i++)
-            if (codes[i] != (int32_t)ref[i] || codes[P + i] != (int32_t)ref[i]) {
-                diff++;
-                if (first < 0) first = i;
-            }
-        printf("greedy p%d: %d/%d tokens differ from min-dalle\n", p, diff, P);
-        cr_expect_eq(diff, 0, "p%d: %d greedy tokens differ (first at step %d)", p, diff, first);
-        free(ref);
-    }
-    dalle_state_free(s);
-    dalle_model_free(m);
+    expect_greedy_codes(MODEL_DIR, &gold, &cfg, N_PROMPTS, 10.0f, 1234);
 }
