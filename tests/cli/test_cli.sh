@@ -44,7 +44,6 @@ bad() { # bad NAME ARGS… : exit status 2 and exactly one line on stderr
 }
 bad "no command"
 bad "unknown command" frobnicate --model $M --prompt x
-bad "missing --model" tokens --prompt x
 bad "missing --prompt" tokens --model $M
 bad "option without value" tokens --model $M --prompt
 bad "unknown option" tokens --model $M --prompt x --tempreature 1
@@ -106,5 +105,8 @@ bad "rank non-JPEG file" rank --model $M --prompt x "$tmp/x.jpg"
 bad "rank missing file" rank --model $M --prompt x "$tmp/none.jpg"
 err=$("$CLI" tokens --model /nonexistent --prompt x 2>&1 >/dev/null); rc=$?
 check "missing model dir → exit 1 naming config.json" test "$rc" -eq 1 -a -n "$(grep -F config.json <<<"$err")"
+d=$("$CLI" tokenize --prompt "a red square on a blue background")
+check "no --model: the bundled demo model (its 32-id text length)" py "
+import json; d=json.loads('''$d'''); assert len(d['ids'])==32, d"
 check "--help exits 0" eval '"$CLI" --help >/dev/null'
 [ "$fails" -eq 0 ]
