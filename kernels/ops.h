@@ -164,10 +164,10 @@ typedef struct {
     void (*patchify)(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
                      int p);
 
-    /* ---- cached decode step with device-resident indices (optional slots: NULL = the
-     * backend lacks them and model code uses the ops above). Unlike the ops above, the
-     * index arrays of these ops (ids, pos, slot, block, key_mask) live in BACKEND memory,
-     * so a recorded step (graph_* below) replays with new values written there. ---- */
+    /* ---- cached decode step with device-resident indices (embed_dev, decode_attention and
+     * cross_attention are required: the decoder step runs on them). Unlike the ops above,
+     * the index arrays of these ops (ids, pos, slot, block, key_mask) live in BACKEND
+     * memory, so a recorded step (graph_* below) replays with new values written there. ---- */
 
     /* Element type of the decode self-attention cache used by decode_attention (DALLE_F32
      * on the CPU; DALLE_F16 / DALLE_BF16 halve the cache on the GPU, math stays fp32). */

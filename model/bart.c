@@ -135,12 +135,8 @@ static void **layer_alloc_bytes(dalle_backend *be, int L, size_t bytes, int *ok)
 }
 
 /* The backend runs the decode step from device-resident indices (ops.h). */
-static int has_dev_ops(const dalle_backend *be) {
-    return be->ops->embed_dev && be->ops->decode_attention && be->ops->cross_attention;
-}
-
 int dalle_bart_device_tokens(const dalle_bart_work *w) {
-    return has_dev_ops(w->be) && w->be->ops->sample_dev;
+    return w->be->ops->sample_dev != NULL;
 }
 
 dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_backend *be,
@@ -168,7 +164,7 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     w->u = work_alloc(be, rows * F, &ok);
     w->logits = work_alloc(be, (size_t)w->rows_cap * hp->lm_head_size, &ok);
     /* one more slot than rows: the padding rows of a recorded step write there */
-    const size_t kv_es = has_dev_ops(be) ? dalle_dtype_size(be->ops->kv_dtype) : sizeof(float);
+    const size_t kv_es = dalle_dtype_size(be->ops->kv_dtype);
     const size_t self_sz = (size_t)(max_rows + 1) * hp->image_length * C;
     const size_t cross_sz = (size_t)max_blocks * hp->text_length * C;
     w->self_k = layer_alloc_bytes(be, (int)L, self_sz * kv_es, &ok);
@@ -378,69 +374,36 @@ void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32
     const dalle_bart_hparams *hp = &m->hp;
     const dalle_backend_ops *op = w->be->ops;
     dalle_backend *be = w->be;
-    const int C = hp->d_model, H = hp->heads, D = C / H, P = hp->image_length;
-    const int T = hp->text_length;
-    const float eps = hp->layer_norm_eps;
     DALLE_ASSERT(R >= 1 && R <= w->max_rows);
     DALLE_ASSERT(n_logits >= 1 && n_logits <= hp->lm_head_size);
-    DALLE_ASSERT(token || has_dev_ops(be));
-    int max_pos = 0;
     for (int r = 0; r < R; r++) {
         DALLE_ASSERT(!token || (token[r] >= 0 && token[r] < hp->lm_head_size));
-        DALLE_ASSERT(pos[r] >= 0 && pos[r] < P);
+        DALLE_ASSERT(pos[r] >= 0 && pos[r] < hp->image_length);
         DALLE_ASSERT(slot[r] >= 0 && slot[r] < w->max_rows);
         DALLE_ASSERT(block[r] >= 0 && block[r] < w->max_blocks);
-        if (pos[r] > max_pos) max_pos = pos[r];
     }
-    if (has_dev_ops(be)) {
-        const int record = op->graph_begin && !w->no_graph;
-        int rows = R; /* recorded steps run a power-of-two bucket of rows */
-        if (record) {
-            rows = 2;
-            while (rows < R) rows *= 2;
-        }
-        DALLE_ASSERT(rows <= w->rows_cap);
-        const int rc = w->rows_cap;
-        int32_t *sh = w->step_host;
-        for (int r = 0; r < rows; r++) {
-            const int pad = r >= R; /* padding: start token at 0 into the spare slot, block 0 */
-            sh[r] = pad ? hp->start_token : token ? token[r] : 0;
-            sh[rc + r] = pad ? 0 : pos[r];
-            sh[2 * rc + r] = pad ? w->max_rows : slot[r];
-            sh[3 * rc + r] = pad ? 0 : block[r];
-        }
-        if (token) {
-            op->to_device(be, w->step_dev, sh, (size_t)4 * rc * sizeof *sh);
-        } else { /* token rows [0, R) are on the device already (sample_dev) */
-            op->to_device(be, w->step_dev + rc, sh + rc, (size_t)3 * rc * sizeof *sh);
-            if (rows > R) op->to_device(be, w->step_dev + R, sh + R, (size_t)(rows - R) * sizeof *sh);
-        }
-        if (record && decode_step_graph(m, w, rows, n_logits)) return;
-        decode_step_dev(m, w, rows, n_logits);
-        return;
+    const int record = op->graph_begin && !w->no_graph;
+    int rows = R; /* recorded steps run a power-of-two bucket of rows */
+    if (record) {
+        rows = 2;
+        while (rows < R) rows *= 2;
     }
-    op->embed(be, w->x, &m->dec.embed, token, &m->dec.pos, pos, R, C);     // [R, C]
-    op->layernorm(be, w->x, w->x, &m->dec.emb_ln_g, &m->dec.emb_ln_b, R, C, eps);
-    for (int l = 0; l < m->dec.n_layers; l++) {
-        const dalle_bart_layer *L = &m->dec.layers[l];
-        // causal self-attention over the slot's cache
-        op->layernorm(be, w->h, w->x, NULL, &L->pre_self_ln_b, R, C, eps);
-        op->matmul(be, w->q, w->h, &L->q, R, C, C, 0);                     // [R, C]
-        op->matmul(be, w->k, w->h, &L->k, R, C, C, 0);
-        op->matmul(be, w->v, w->h, &L->v, R, C, C, 0);
-        op->kv_store(be, w->self_k[l], w->k, slot, pos, R, 1, C, P);
-        op->kv_store(be, w->self_v[l], w->v, slot, pos, R, 1, C, P);
-        op->attention(be, w->a, w->q, w->self_k[l], w->self_v[l], slot, NULL, pos, R, 1,
-                      max_pos + 1, P, H, D);
-        attn_out(m, w, &L->o, &L->self_ln_g, &L->self_ln_b, R);
-        // cross-attention over the row's prompt block
-        op->layernorm(be, w->h, w->x, NULL, &L->pre_cross_ln_b, R, C, eps);
-        op->matmul(be, w->q, w->h, &L->cq, R, C, C, 0);
-        op->attention(be, w->a, w->q, w->cross_k[l], w->cross_v[l], block, w->cross_mask, NULL,
-                      R, 1, T, T, H, D);
-        attn_out(m, w, &L->co, &L->cross_ln_g, &L->cross_ln_b, R);
-        glu_block(m, w, L, R);
+    DALLE_ASSERT(rows <= w->rows_cap);
+    const int rc = w->rows_cap;
+    int32_t *sh = w->step_host;
+    for (int r = 0; r < rows; r++) {
+        const int pad = r >= R; /* padding: start token at 0 into the spare slot, block 0 */
+        sh[r] = pad ? hp->start_token : token ? token[r] : 0;
+        sh[rc + r] = pad ? 0 : pos[r];
+        sh[2 * rc + r] = pad ? w->max_rows : slot[r];
+        sh[3 * rc + r] = pad ? 0 : block[r];
     }
-    op->layernorm(be, w->h, w->x, NULL, &m->dec.final_ln_b, R, C, eps);
-    op->matmul(be, w->logits, w->h, &m->lm_head, R, n_logits, C, 0);       // [R, n_logits]
+    if (token) {
+        op->to_device(be, w->step_dev, sh, (size_t)4 * rc * sizeof *sh);
+    } else { /* token rows [0, R) are on the device already (sample_dev) */
+        op->to_device(be, w->step_dev + rc, sh + rc, (size_t)3 * rc * sizeof *sh);
+        if (rows > R) op->to_device(be, w->step_dev + R, sh + R, (size_t)(rows - R) * sizeof *sh);
+    }
+    if (record && decode_step_graph(m, w, rows, n_logits)) return;
+    decode_step_dev(m, w, rows, n_logits);
 }

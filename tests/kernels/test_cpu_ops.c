@@ -96,7 +96,8 @@ Test(cpu_ops, table_is_complete) {
         o->sync != NULL,       o->destroy != NULL,   o->matmul != NULL,     o->layernorm != NULL,
         o->embed != NULL,      o->attention != NULL, o->kv_store != NULL,   o->gelu_mul != NULL,
         o->add != NULL,        o->sample != NULL,    o->conv2d != NULL,     o->group_norm != NULL,
-        o->upsample2x != NULL, o->bias_add != NULL,  o->quick_gelu != NULL, o->patchify != NULL};
+        o->upsample2x != NULL, o->bias_add != NULL,  o->quick_gelu != NULL, o->patchify != NULL,
+        o->embed_dev != NULL,  o->decode_attention != NULL, o->cross_attention != NULL};
     for (size_t i = 0; i < sizeof present / sizeof present[0]; i++)
         cr_expect(present[i], "op %zu of the table is NULL", i);
     float *p = falloc(3), h[3] = {1, 2, 3}, back[3];
