@@ -19,20 +19,6 @@
 
 #define ATT_THREADS 128
 
-__device__ float block_max(float v, float *shm) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if (lane == 0) shm[warp] = v;
-    __syncthreads();
-    float t = lane < nw ? shm[lane] : -INFINITY;
-    if (warp == 0)
-        for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
-    if (threadIdx.x == 0) shm[0] = t;
-    __syncthreads();
-    return shm[0];
-}
-
 __global__ void attention_kernel(float *out, const float *q, const float *k, const float *v,
                                  const int32_t *kv_index, const uint8_t *key_mask,
                                  const int32_t *causal_pos, int Tq, int Tk, int kv_cap, int H,
@@ -61,7 +47,7 @@ __global__ void attention_kernel(float *out, const float *q, const float *k, con
     __syncthreads();
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, s[j]);
-    mx = block_max(mx, red);
+    mx = dalle_block_max(mx, red);
     float z = 0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);

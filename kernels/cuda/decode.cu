@@ -50,20 +50,6 @@ template <> __device__ __forceinline__ __nv_bfloat16 kv_cvt<__nv_bfloat16>(float
     return __float2bfloat16_rn(x);
 }
 
-static __device__ float dec_block_max(float v, float *shm /* [32] */) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if (lane == 0) shm[warp] = v;
-    __syncthreads();
-    float t = lane < nw ? shm[lane] : -INFINITY;
-    if (warp == 0)
-        for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
-    if (threadIdx.x == 0) shm[0] = t;
-    __syncthreads();
-    return shm[0];
-}
-
 /* kc/vc[slot[b], pos[b], :] = k/v[b, :] (rounded to T); B·C items */
 template <typename T>
 __global__ void kv_append_kernel(T *kc, T *vc, const float *k, const float *v, const int32_t *slot,
@@ -109,7 +95,7 @@ __global__ void split_kernel(float *part, const float *q, const T *kc, const T *
     const int m = j1 - j0;
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, s[j]);
-    mx = dec_block_max(mx, red);
+    mx = dalle_block_max(mx, red);
     float z = 0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         const float p = expf(s[j] - mx);
@@ -218,7 +204,7 @@ __global__ void cross_kernel(float *out, const float *q, const float *k, const f
     __syncthreads();
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < T; j += blockDim.x) mx = fmaxf(mx, s[j]);
-    mx = dec_block_max(mx, red);
+    mx = dalle_block_max(mx, red);
     float z = 0;
     for (int j = threadIdx.x; j < T; j += blockDim.x) {
         const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);

@@ -122,6 +122,24 @@ template <typename T> __device__ T dalle_block_sum(T v, T *shm /* [32] */) {
     return shm[0];
 }
 
+__device__ __forceinline__ float dalle_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+static __device__ float dalle_block_max(float v, float *shm /* [32] */) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = dalle_warp_max(v);
+    __syncthreads(); /* shm may still be read from a previous call */
+    if (lane == 0) shm[warp] = v;
+    __syncthreads();
+    float t = lane < nw ? shm[lane] : -INFINITY;
+    if (warp == 0) t = dalle_warp_max(t);
+    if (threadIdx.x == 0) shm[0] = t;
+    __syncthreads();
+    return shm[0];
+}
+
 extern "C" {
 void dalle_cuda_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
                        int N, int K, int accumulate);
