@@ -372,8 +372,19 @@ def _components(mask):
     return comps
 
 
-def classify(img, min_area=30, max_dist=110.0):
-    """uint8 [64, 64, 3] -> {"bg": colour, "objects": [{shape, color, size, row, col, area}]}"""
+def _interior(lab):
+    """bool [H, W]: pixels whose four neighbours have their label (image edges count as equal)"""
+    p = np.pad(lab, 1, mode="edge")
+    return (p[:-2, 1:-1] == lab) & (p[2:, 1:-1] == lab) & (p[1:-1, :-2] == lab) & (p[1:-1, 2:] == lab)
+
+
+def classify(img, min_area=30, min_core=12, max_dist=110.0):
+    """uint8 [64, 64, 3] -> {"bg": colour, "objects": [{shape, color, size, row, col, area}]}
+
+    An object is a 4-connected component of one palette colour (not the background's) with at
+    least min_area pixels, min_core of them interior: a band one or two pixels wide, where a
+    generated edge blends two colours into a third one (orange over blue reads as purple), is
+    a colour fringe, not an object."""
     px = img.reshape(-1, 3).astype(np.float64)
     d = ((px[:, None, :] - _PAL[None, :, :]) ** 2).sum(-1)
     lab = d.argmin(1)
@@ -382,12 +393,13 @@ def classify(img, min_area=30, max_dist=110.0):
     border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
     border = border[border >= 0]
     bg = int(np.bincount(border, minlength=len(COLORS)).argmax()) if len(border) else 0
+    inner = _interior(lab)
     objs = []
     for ci in range(len(COLORS)):
         if ci == bg:
             continue
         for ys, xs in _components(lab == ci):
-            if len(ys) < min_area:
+            if len(ys) < min_area or inner[ys, xs].sum() < min_core:
                 continue
             y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
             crop = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=bool)
