@@ -10,8 +10,10 @@
    (`dalle-cli generate`, JPEG quality 100, 4:4:4 so compression does not move colours);
    an image is correct when the classifier finds exactly what the caption asserts
    (world.matches). Reported: accuracy of the CLIP top-ranked image, and of a random pick
-   (the expected accuracy of a uniform pick = the mean over the 8 images); and two partial
-   scores: background colour right, every colour the caption asks for present.
+   (the expected accuracy of a uniform pick = the mean over the 8 images); two partial
+   scores: background colour right, every colour the caption asks for present; and the
+   DalleBart alone: the same 8 code grids (`dalle-cli tokens`, same seed) painted exactly by
+   patch_codes.paint instead of the VQGAN decoder, then classified.
 3. With --grid, a picture of prompts → their top image (docs/demo_grid.png).
 
     /work/venv-ref/bin/python tools/demo/eval.py [--cli build/dalle-cli] [--model models/demo] \
@@ -31,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+import patch_codes  # noqa: E402
 import world  # noqa: E402
 
 GRID_PROMPTS = [
@@ -64,6 +67,14 @@ def generate(cli, model, prompt, n, seed, out, extra):
         res = json.load(f)
     imgs = [np.asarray(Image.open(os.path.join(out, im["file"])).convert("RGB")) for im in res["images"]]
     return res, imgs
+
+
+def painted_ok(cli, model, prompt, n, seed, spec, extra):
+    """DalleBart alone: are the code grids right when painted exactly (no VQGAN)?"""
+    cmd = [cli, "tokens", "--model", model, "--prompt", prompt, "-n", str(n), "--seed", str(seed),
+           "--threads", "1"] + extra
+    grids = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["tokens"]
+    return [bool(world.matches(spec, world.classify(patch_codes.paint(g)))) for g in grids]
 
 
 def main():
@@ -104,20 +115,23 @@ def main():
             ok = [bool(world.matches(spec, f)) for f in found]
             bg_ok = [spec.get("bg", f["bg"]) == f["bg"] for f in found]
             col_ok = [all(any(o["color"] == w["color"] for o in f["objects"]) for w in spec["objects"]) for f in found]
+            codes_ok = painted_ok(args.cli, args.model, prompt, args.n, args.seed + k, spec, extra)
             rows.append({"prompt": prompt, "top_ok": ok[0], "mean_ok": float(np.mean(ok)), "ok": ok,
                          "top_bg_ok": bool(bg_ok[0]), "mean_bg_ok": float(np.mean(bg_ok)),
                          "top_colors_ok": bool(col_ok[0]), "mean_colors_ok": float(np.mean(col_ok)),
+                         "mean_codes_ok": float(np.mean(codes_ok)),
                          "scores": [im["score"] for im in res["images"]],
                          "top_found": world.classify(imgs[0])})
             print(f"{name:9s} top {'✓' if ok[0] else '✗'} {np.mean(ok):.2f}  {prompt}", flush=True)
         top = float(np.mean([r["top_ok"] for r in rows]))
         rnd = float(np.mean([r["mean_ok"] for r in rows]))
         part = {k: float(np.mean([r[k] for r in rows])) for k in
-                ("top_bg_ok", "mean_bg_ok", "top_colors_ok", "mean_colors_ok")}
+                ("top_bg_ok", "mean_bg_ok", "top_colors_ok", "mean_colors_ok", "mean_codes_ok")}
         results["sets"][name] = dict({"prompts": len(rows), "top_ranked": top, "random_pick": rnd}, **part, rows=rows)
         print(f"== {name}: top-ranked {top:.3f}, random pick {rnd:.3f} ({len(rows)} prompts × {args.n}); "
               f"background right: top {part['top_bg_ok']:.3f} random {part['mean_bg_ok']:.3f}; "
-              f"every asked colour present: top {part['top_colors_ok']:.3f} random {part['mean_colors_ok']:.3f}",
+              f"every asked colour present: top {part['top_colors_ok']:.3f} random {part['mean_colors_ok']:.3f}; "
+              f"DalleBart alone (codes painted exactly): {part['mean_codes_ok']:.3f}",
               flush=True)
     results["seconds"] = round(time.time() - t0, 1)
     with open(args.out, "w") as f:

@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
-"""patch_codes.py — the demo model's image tokenizer: a fixed, analytic patch quantizer.
+"""patch_codes.py — the demo model's image tokenizer: an exact, analytic patch code.
 
-Each 8×8 patch of a 64×64 world image becomes one of 2048 codes (8×8 = 64 codes per image):
+The world (world.py) draws shapes whose centres lie on multiples of 8 pixels, so every
+8×8 patch of a 64×64 world image is either one flat palette colour or the pixels of one
+shape of one (shape, size) over the background, cut at the same place whatever the position.
+There are only M = 74 such cut-outs (`MASKS`, enumerated from world.shape_mask in a fixed
+order), so the code of a patch is exact:
   * codes 0…7: a patch of one palette colour;
-  * codes 8…2023: an ordered pair (majority colour A, minority colour B, A ≠ B: 56 pairs) times
-    one of G = 36 edge masks (which pixels are B), the nearest (Hamming) of 36 binary masks
-    found by k-means + medoids on the minority masks of world patches (fit_masks(), computed
-    once from a fixed seed and stored in tools/demo/patch_masks.npy);
-  * codes 2024…2047 are never produced.
-Pixels are assigned to the nearest palette colour first (the world renders exact palette
-colours; a third colour in one patch, which the world never draws, goes to the nearer of the
-two main ones).
+  * codes 8…: (shape colour f, background colour b, f ≠ b: 56 ordered pairs) × M masks,
+    code = 8 + pair(f, b) · M + mask — CODEBOOK = 8 + 56 · 74 = 4152 codes.
+Every code stands for exactly one patch (`paint` is the inverse of `encode` on world
+images). A patch of two colours is cut as "the colour that is not the image's background
+(the border's majority) over the background"; a patch the world cannot draw (three colours,
+two non-background colours, a cut-out not in MASKS) is an error, not a guess.
 
-This replaces a learned VQGAN encoder: with the machine shared by several trainings, a learned
-encoder + codebook was too slow to converge, and a deterministic tokenizer lets the BART
-train at the same time as the VQGAN decoder. The decoder (taming's Decoder + codebook
-embedding + post_quant_conv, trained in train_vqgan.py) learns to draw these codes;
-BART learns to predict them. Pure numpy: no torch needed.
+Two analytic tables make the codes easy to learn and to compose:
+  * codebook_vectors(): the VQGAN codebook, frozen — a code's 8×8×3 pixels in [-1, 1]
+    and one-hots of its mask and colours (embed_dim 282). The decoder (train_vqgan.py) only
+    learns to put those pixels in place.
+  * features(): the attributes of each code as a 0/1 matrix [CODEBOOK + 1, K] (pure colour,
+    shape colour, background colour, mask, start token). train_bart.py ties DalleBart's
+    image-token embedding and lm_head to sums of per-attribute vectors, so a code never seen
+    in training (a purple triangle's edge) still has a meaningful embedding and logit: its
+    colour's and its mask's, both seen elsewhere.
+Pure numpy: no torch needed.
+
+    python tools/demo/patch_codes.py     # round-trip check on world images
 """
 import os
 import sys
@@ -29,171 +38,139 @@ import world  # noqa: E402
 
 P = 8  # patch side
 NC = len(world.COLORS)
-G = 36
-PAIRS = [(a, b) for a in range(NC) for b in range(NC) if a != b]
+PAIRS = [(f, b) for f in range(NC) for b in range(NC) if f != b]
 PAIR_INDEX = {p: i for i, p in enumerate(PAIRS)}
-CODEBOOK = 2048
-MASK_FILE = os.path.join(HERE, "patch_masks.npy")
 _PAL = np.array([world.PALETTE[c] for c in world.COLORS], dtype=np.int32)
 
 
-def labels(img):
-    """uint8 [H, W, 3] → palette index per pixel [H, W]"""
-    d = ((img[:, :, None, :].astype(np.int32) - _PAL[None, None]) ** 2).sum(-1)
+def _enumerate_masks():
+    """every partial 8×8 cut-out of every (shape, size), in a fixed order → bool [M, 64]"""
+    seen, out = set(), []
+    c = world.CELL[1]  # any cell centre gives the same cut-outs (centres are multiples of 8)
+    for shape in world.SHAPES:
+        for size in world.SIZES:
+            m = world.shape_mask(shape, c, c, world.SIZES[size])
+            for cy in range(world.RES // P):
+                for cx in range(world.RES // P):
+                    p = m[cy * P:(cy + 1) * P, cx * P:(cx + 1) * P].reshape(-1)
+                    if p.any() and not p.all() and p.tobytes() not in seen:
+                        seen.add(p.tobytes())
+                        out.append(p.copy())
+    return np.array(out, dtype=bool)
+
+
+MASKS = _enumerate_masks()
+M = len(MASKS)
+CODEBOOK = NC + len(PAIRS) * M
+_MASK_INDEX = {m.tobytes(): i for i, m in enumerate(MASKS)}
+
+
+def labels(imgs):
+    """uint8 [..., H, W, 3] → palette index per pixel (exact colours by lookup, others nearest)"""
+    d = ((imgs[..., None, :].astype(np.int32) - _PAL) ** 2).sum(-1)
     return d.argmin(-1)
 
 
-def _patches(lab):
-    H, W = lab.shape
-    return lab.reshape(H // P, P, W // P, P).transpose(0, 2, 1, 3).reshape(-1, P * P)
-
-
-def _split(pl):
-    """one patch's labels [64] → (A, B, minority mask bool[64]) or (A, None, None)"""
-    cnt = np.bincount(pl, minlength=NC)
-    order = np.argsort(-cnt, kind="stable")
-    a = int(order[0])
-    if cnt[order[1]] == 0:
-        return a, None, None
-    b = int(order[1])
-    m = pl == b
-    if cnt[order[2]] > 0:  # a third colour: to the nearer of a and b (by palette distance)
-        for c in np.nonzero(cnt)[0]:
-            if c not in (a, b):
-                da = ((_PAL[c] - _PAL[a]) ** 2).sum()
-                db = ((_PAL[c] - _PAL[b]) ** 2).sum()
-                if db < da:
-                    m |= pl == c
-    return a, b, m
-
-
-def fit_masks(n_images=1500, seed=0, iters=25):
-    """k-means (Euclidean on 0/1 masks) over the minority masks of 2-colour patches of
-    n_images world images (all scenes, held-out ones too: the tokenizer is not the model),
-    then each cluster's medoid (the real mask nearest its centroid)."""
-    X = []
-    for i in range(n_images):
-        lab = labels(world.render(world.sample(90_000_000 + i, train=False)[0]))
-        for pl in _patches(lab):
-            a, b, m = _split(pl)
-            if b is not None:
-                X.append(m)
-    X = np.array(X, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    C = X[rng.choice(len(X), G, replace=False)]
-
-    def assign():
-        return ((X ** 2).sum(1)[:, None] + (C ** 2).sum(1)[None] - 2 * X @ C.T).argmin(1)
-
-    for _ in range(iters):
-        a = assign()
-        for g in range(G):
-            C[g] = X[a == g].mean(0) if (a == g).any() else X[rng.integers(len(X))]
-    a = assign()
-    med = []
-    for g in range(G):
-        idx = np.nonzero(a == g)[0]
-        med.append(X[idx[((X[idx] - C[g]) ** 2).sum(1).argmin()]] if len(idx) else C[g] >= 0.5)
-    return np.array(med) >= 0.5
-
-
-def masks():
-    global _MASKS
-    if _MASKS is None:
-        if not os.path.exists(MASK_FILE):
-            np.save(MASK_FILE, fit_masks())
-        _MASKS = np.load(MASK_FILE).astype(bool)
-    return _MASKS
-
-
-_MASKS = None
-
-
-def encode(img):
-    """uint8 [64, 64, 3] → int codes [64] (raster order, row-major 8×8)"""
-    M = masks()
-    out = np.empty((img.shape[0] // P) * (img.shape[1] // P), dtype=np.int64)
-    for i, pl in enumerate(_patches(labels(img))):
-        a, b, m = _split(pl)
-        if b is None:
-            out[i] = a
-        else:
-            g = int((M != m[None]).sum(1).argmin())
-            out[i] = NC + PAIR_INDEX[(a, b)] * G + g
+def encode_batch(imgs):
+    """uint8 [N, 64, 64, 3] world images → int codes [N, 64] (raster order, row-major 8×8)"""
+    imgs = np.asarray(imgs)
+    N, H, W = imgs.shape[:3]
+    lab = labels(imgs)
+    border = np.concatenate([lab[:, 0], lab[:, -1], lab[:, :, 0], lab[:, :, -1]], 1)
+    bg = np.array([np.bincount(b, minlength=NC).argmax() for b in border])
+    pl = lab.reshape(N, H // P, P, W // P, P).transpose(0, 1, 3, 2, 4).reshape(N, -1, P * P)
+    out = pl[:, :, 0].astype(np.int64)  # flat patches: their colour
+    for n, i in zip(*np.nonzero(pl.min(-1) != pl.max(-1))):
+        p = pl[n, i]
+        cols = np.unique(p)
+        fg = [c for c in cols if c != bg[n]]
+        if len(cols) != 2 or len(fg) != 1:
+            raise ValueError(f"image {n} patch {i}: colours {cols.tolist()} over background {bg[n]}")
+        g = _MASK_INDEX.get((p == fg[0]).tobytes())
+        if g is None:
+            raise ValueError(f"image {n} patch {i}: a cut-out no world shape makes")
+        out[n, i] = NC + PAIR_INDEX[(int(fg[0]), int(bg[n]))] * M + g
     return out
 
 
-_KEYS = _PAL[:, 0] * 65536 + _PAL[:, 1] * 256 + _PAL[:, 2]
-_KORDER = np.argsort(_KEYS)
+def encode(img):
+    """uint8 [64, 64, 3] → int codes [64]"""
+    return encode_batch(np.asarray(img)[None])[0]
 
 
-def _labels_fast(imgs):
-    """labels() for a batch: exact palette colours by lookup, the rest by nearest colour."""
-    k = imgs[..., 0].astype(np.int64) * 65536 + imgs[..., 1].astype(np.int64) * 256 + imgs[..., 2]
-    pos = np.clip(np.searchsorted(_KEYS[_KORDER], k), 0, NC - 1)
-    lab = _KORDER[pos]
-    miss = _KEYS[lab] != k
-    if miss.any():
-        px = imgs[miss].astype(np.int32)
-        lab[miss] = ((px[:, None, :] - _PAL[None]) ** 2).sum(-1).argmin(-1)
-    return lab
+def decode_code(c):
+    """code → (shape colour, background colour, mask index); a flat patch is (c, c, None)"""
+    c = int(c)
+    if not 0 <= c < CODEBOOK:
+        raise ValueError(f"code {c} outside 0…{CODEBOOK - 1}")
+    if c < NC:
+        return c, c, None
+    pi, g = divmod(c - NC, M)
+    f, b = PAIRS[pi]
+    return f, b, g
 
 
-def encode_batch(imgs):
-    """uint8 [N, 64, 64, 3] → int codes [N, 64]; the same as encode() image by image,
-    vectorised (patches with a third colour fall back to encode's per-patch rule)."""
-    imgs = np.asarray(imgs)
-    N, H, W = imgs.shape[:3]
-    lab = _labels_fast(imgs)  # [N, H, W]
-    pl = lab.reshape(N, H // P, P, W // P, P).transpose(0, 1, 3, 2, 4).reshape(-1, P * P)
-    cnt = np.zeros((len(pl), NC), dtype=np.int32)
-    for c in range(NC):
-        cnt[:, c] = (pl == c).sum(1)
-    order = np.argsort(-cnt, axis=1, kind="stable")
-    a, b = order[:, 0], order[:, 1]
-    two = cnt[np.arange(len(pl)), b] > 0
-    m = pl == b[:, None]
-    M = masks()
-    mf, Mf = m.astype(np.float32), M.astype(np.float32)
-    ham = mf.sum(1, keepdims=True) + Mf.sum(1)[None] - 2 * mf @ Mf.T  # Hamming distances
-    g = ham.argmin(1)
-    pair = np.array([[PAIR_INDEX.get((i, j), 0) for j in range(NC)] for i in range(NC)])
-    out = np.where(two, NC + pair[a, b] * G + g, a)
-    three = cnt[np.arange(len(pl)), order[:, 2]] > 0
-    for i in np.nonzero(three)[0]:
-        aa, bb, mm = _split(pl[i])
-        out[i] = NC + PAIR_INDEX[(aa, bb)] * G + int((M != mm[None]).sum(1).argmin())
-    return out.reshape(N, -1)
+def patch_pixels(c):
+    """code → uint8 [8, 8, 3]"""
+    f, b, g = decode_code(c)
+    if g is None:
+        return np.broadcast_to(_PAL[f], (P, P, 3)).astype(np.uint8)
+    return np.where(MASKS[g][:, None], _PAL[f], _PAL[b]).reshape(P, P, 3).astype(np.uint8)
 
 
 def paint(codes, side=8):
-    """codes → the uint8 image the codes stand for (the quantizer's own reconstruction)."""
-    M = masks()
+    """codes → the uint8 image they stand for"""
     img = np.zeros((side * P, side * P, 3), dtype=np.uint8)
     for i, c in enumerate(codes):
         y, x = divmod(i, side)
-        c = int(c)
-        if c < NC:
-            patch = np.broadcast_to(_PAL[c], (P * P, 3))
-        elif c < NC + len(PAIRS) * G:
-            pi, g = divmod(c - NC, G)
-            a, b = PAIRS[pi]
-            patch = np.where(M[g][:, None], _PAL[b], _PAL[a])
-        else:
-            patch = np.broadcast_to(np.array([128, 128, 128]), (P * P, 3))
-        img[y * P:(y + 1) * P, x * P:(x + 1) * P] = np.asarray(patch).reshape(P, P, 3)
+        img[y * P:(y + 1) * P, x * P:(x + 1) * P] = patch_pixels(c)
     return img
 
 
+def codebook_vectors():
+    """the frozen VQGAN codebook: float32 [CODEBOOK, EMBED_DIM] = a code's pixels (y, x, rgb)
+    in [-1, 1] (192), then one-hots of its mask (M; none for a flat patch), shape colour (8)
+    and background colour (8; a flat patch's colour in both)"""
+    pix = np.stack([patch_pixels(c).reshape(-1) for c in range(CODEBOOK)]).astype(np.float32) / 127.5 - 1.0
+    hot = np.zeros((CODEBOOK, M + 2 * NC), dtype=np.float32)
+    for c in range(CODEBOOK):
+        f, b, g = decode_code(c)
+        if g is not None:
+            hot[c, g] = 1
+        hot[c, M + f] = hot[c, M + NC + b] = 1
+    return np.concatenate([pix, hot], 1)
+
+
+EMBED_DIM = P * P * 3 + M + 2 * NC
+
+
+# features(): column blocks of the attribute matrix
+F_PURE, F_FG, F_BG, F_MASK = 0, NC, 2 * NC, 3 * NC
+F_BOS = 3 * NC + M
+K = F_BOS + 1
+
+
+def features():
+    """float32 [CODEBOOK + 1, K]: row c has a 1 in each attribute column of code c (row
+    CODEBOOK is DalleBart's start token)."""
+    phi = np.zeros((CODEBOOK + 1, K), dtype=np.float32)
+    for c in range(CODEBOOK):
+        f, b, g = decode_code(c)
+        if g is None:
+            phi[c, F_PURE + f] = 1
+        else:
+            phi[c, F_FG + f] = phi[c, F_BG + b] = phi[c, F_MASK + g] = 1
+    phi[CODEBOOK, F_BOS] = 1
+    return phi
+
+
 if __name__ == "__main__":
-    M = masks()
-    print(f"{G} masks, minority pixels per mask: {M.sum(1).tolist()}")
-    errs, ok = [], 0
-    for i in range(300):
-        sc, cap, spec = world.sample(i, train=False)
-        img = world.render(sc)
-        rec = paint(encode(img))
-        errs.append(np.abs(rec.astype(int) - img).mean() / 255)
-        ok += world.truth_matches(sc, world.classify(rec))
-    print(f"painted reconstruction: mean abs error {np.mean(errs):.4f}, classifier agrees {ok / 300:.3f}")
-    # (with G = 36 every attribute of 99.3 % of 300 scenes survives painting; G = 18 gave 65 %)
+    print(f"{M} masks, {CODEBOOK} codes")
+    bad = 0
+    scenes = [world.sample(i, train=False)[0] for i in range(500)]
+    imgs = np.stack([world.render(s) for s in scenes])
+    codes = encode_batch(imgs)
+    for img, cs in zip(imgs, codes):
+        bad += not np.array_equal(paint(cs), img)
+    print(f"round trip: {len(imgs) - bad}/{len(imgs)} world images painted back exactly; "
+          f"{len(np.unique(codes))} distinct codes used")

@@ -12,13 +12,19 @@ without a weight, as in the published files.
 
 Sizes (HP below): d_model 128, 4 heads, GLU 256, 2 encoder + 3 decoder layers, 32 text
 positions, 64 image positions (min-dalle allocates 256 position rows; rows 64… are never used
-and are not exported), image vocabulary = the VQGAN's 2048 codes, BOS = 2048 (dalle-mini's
-convention: image_vocab_size is the start token), lm_head 2049.
+and are not exported), image vocabulary = the VQGAN's 4152 codes, BOS = 4152 (dalle-mini's
+convention: image_vocab_size is the start token), lm_head 4153.
+
+Tied code attributes: the decoder's image-token embedding and lm_head are trained as
+Φ·A_in and Φ·A_out, Φ = patch_codes.features() (each code's pure colour, or shape colour +
+background colour + cut-out mask), A learned [K, 128] tables; the exported weights are the
+products, full [4153, 128] matrices in min-dalle's layout. A code that never occurs in
+training (the edge of a purple triangle) gets the embedding and logit its attributes give it.
 
 Data: world.sample(seed, train=True) for seeds SEED_BASE + i, captions tokenised with the BPE
 trained on world captions (train_bpe(), tools/reference/train_bpe.py's recipe, dalle-mini's
-ids: <s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last), images → codes with patch_codes.encode
-(the demo's image tokenizer; prepare step, cached). Caption dropout: 10 % of captions become the empty prompt
+ids: <s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last), images → codes with patch_codes.encode_batch
+(the demo's exact image tokenizer; prepare step, cached). Caption dropout: 10 % of captions become the empty prompt
 ([0, 2, 1…], the unconditional row our C code and min-dalle build) so classifier-free guidance
 works. Cross-entropy over the 513 outputs, AdamW, warm-up + cosine over the wall time.
 
@@ -43,6 +49,7 @@ torch.set_grad_enabled(True)  # importing min_dalle turns autograd off globally
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import patch_codes  # noqa: E402
 import world  # noqa: E402
 
 HP = {
@@ -53,7 +60,7 @@ HP = {
     "decoder_layers": 3,
     "text_length": 32,
     "image_length": 64,
-    "image_vocab_size": 2048,
+    "image_vocab_size": patch_codes.CODEBOOK,
 }
 BPE_VOCAB = 400  # including <mask>
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -152,17 +159,42 @@ def encoder_forward(enc, text_ids):
     return enc.final_ln(x)
 
 
-def decoder_logits(dec, enc_state, text_ids, prev_tokens):
-    """Teacher-forced logits [B, T, 513] through min-dalle's own layers (causal multi-token path)."""
+class TiedCodes(torch.nn.Module):
+    """image-token embedding and lm_head as attribute sums: W = Φ · A, Φ [V + 1, K] fixed."""
+
+    def __init__(self, d_model, gen):
+        super().__init__()
+        self.register_buffer("phi", torch.from_numpy(patch_codes.features()))
+        K = self.phi.shape[1]
+        self.a_in = torch.nn.Parameter(torch.randn(K, d_model, generator=gen) * 0.02)
+        self.a_out = torch.nn.Parameter(torch.randn(K, d_model, generator=gen) * 0.02)
+
+    def weights(self):
+        """(embedding [V + 1, D], lm_head [V + 1, D])"""
+        return self.phi @ self.a_in, self.phi @ self.a_out
+
+    def store(self, dec):
+        """write the products into min-dalle's embed_tokens / lm_head"""
+        w_in, w_out = self.weights()
+        with torch.no_grad():
+            dec.embed_tokens.weight.copy_(w_in)
+            dec.lm_head.weight.copy_(w_out)
+
+
+def decoder_logits(dec, tied, enc_state, text_ids, prev_tokens):
+    """Teacher-forced logits [B, T, V + 1] through min-dalle's own layers (causal multi-token
+    path); the token embedding and lm_head are tied's products (the same arithmetic as
+    dec.embed_tokens / dec.lm_head once tied.store(dec) has run)."""
     B, T = prev_tokens.shape
+    w_in, w_out = tied.weights()
     token_index = torch.arange(T).unsqueeze(0).repeat(B, 1)
     mask = text_ids.not_equal(1)[:, None, None, :]
-    x = dec.embed_tokens(prev_tokens) + dec.embed_positions(token_index)
+    x = F.embedding(prev_tokens, w_in) + dec.embed_positions(token_index)
     x = dec.layernorm_embedding(x)
     dummy = torch.zeros(1)
     for layer in dec.layers:
         x, _ = layer(x, enc_state, dummy, mask, token_index)
-    return dec.lm_head(dec.final_ln(x))
+    return dec.final_ln(x) @ w_out.T
 
 
 def export_state_dicts(enc, dec):
@@ -184,15 +216,13 @@ def export_state_dicts(enc, dec):
 
 
 def cmd_prepare(args):
-    sys.path.insert(0, HERE)
-    import patch_codes
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     nv = train_bpe(args.out)
     print(f"BPE: {nv} ids", flush=True)
     tok = tokenizer(args.out)
     N = args.n
-    codes = np.zeros((N, HP["image_length"]), dtype=np.int16)  # codes < 2048
+    codes = np.zeros((N, HP["image_length"]), dtype=np.int16)  # codes < 4152
     caps = []
     t0 = time.time()
     with torch.no_grad():
@@ -226,6 +256,9 @@ def cmd_train(args):
     init_(dec, gen)
     freeze_bias_only(enc)
     freeze_bias_only(dec)
+    tied = TiedCodes(HP["d_model"], gen)
+    for m in (dec.embed_tokens, dec.lm_head):
+        m.weight.requires_grad_(False)  # trained through tied
     start_step = 0
     if args.resume:  # continue from a bart_last.pt (the exported state dicts; fresh optimiser)
         ck = torch.load(args.resume, map_location="cpu", weights_only=False)
@@ -236,9 +269,10 @@ def cmd_train(args):
         for m, sd in ((enc, ck["encoder"]), (dec, d)):
             missing, unexpected = m.load_state_dict(sd, strict=False)
             assert not unexpected and all(k.endswith(".weight") for k in missing), (missing, unexpected)
+        tied.load_state_dict(ck["tied"])
         start_step = ck["step"]
         print(f"resumed from {args.resume} at step {start_step}", flush=True)
-    params = [p for p in list(enc.parameters()) + list(dec.parameters()) if p.requires_grad]
+    params = [p for p in list(enc.parameters()) + list(dec.parameters()) + list(tied.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     uncond = torch.full((HP["text_length"],), 1, dtype=torch.long)
     uncond[0], uncond[1] = 0, 2
@@ -254,8 +288,10 @@ def cmd_train(args):
     ema = None
 
     def save():
+        tied.store(dec)
         e, d = export_state_dicts(enc, dec)
-        torch.save({"encoder": e, "decoder": d, "step": step, "hp": HP, "text_vocab": text_vocab},
+        torch.save({"encoder": e, "decoder": d, "tied": tied.state_dict(), "step": step, "hp": HP,
+                    "text_vocab": text_vocab},
                    os.path.join(args.out, "bart_last.pt"))
 
     enc.train()
@@ -271,7 +307,7 @@ def cmd_train(args):
         lr = args.lr * min(1.0, (step - start_step + 1) / args.warmup) * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        logits = decoder_logits(dec, encoder_forward(enc, text), text, prev)
+        logits = decoder_logits(dec, tied, encoder_forward(enc, text), text, prev)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt-min", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--resume", help="a clip_last.pt to continue from (its weights; a fresh optimiser and schedule)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -89,6 +90,13 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     tok = open_clip.get_tokenizer("ViT-B-32")
     model = build().train()
+    step = 0
+    if args.resume:
+        ck = torch.load(args.resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        step = ck["step"]
+        print(f"resumed from {args.resume} at step {step}", flush=True)
+    start_step = step
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
@@ -97,10 +105,10 @@ def main():
     seed_base = 5_000_000
     t0 = time.time()
     last_ckpt, deadline = t0, t0 + args.minutes * 60
-    log = open(os.path.join(args.out, "clip_log.csv"), "w", newline="")
+    log = open(os.path.join(args.out, "clip_log.csv"), "a" if args.resume else "w", newline="")
     w = csv.writer(log)
-    w.writerow(["step", "seconds", "loss", "acc_i2t", "logit_scale", "lr"])
-    step = 0
+    if not args.resume:
+        w.writerow(["step", "seconds", "loss", "acc_i2t", "logit_scale", "lr"])
     while step < args.steps and time.time() < deadline:
         scenes = [world.sample(seed_base + step * args.bs + i, train=True) for i in range(args.bs)]
         caps = [c for _, c, _ in scenes]
@@ -109,7 +117,7 @@ def main():
         L = int((ids != 0).sum(1).max())
         ids = ids[:, :L]
         frac = min(1.0, (time.time() - t0) / (args.minutes * 60))
-        lr = args.lr * min(1.0, (step + 1) / 100) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = args.lr * min(1.0, (step - start_step + 1) / 100) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
         out = model(input_ids=ids, attention_mask=(ids != 0).long(), pixel_values=augment(u8, gen))
