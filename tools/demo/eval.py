@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "eval_results.json"))
     ap.add_argument("--grid", default=os.path.join(ROOT, "docs", "demo_grid.png"))
     ap.add_argument("--limit", type=int, default=0, help="prompts per set (0 = all)")
+    ap.add_argument("--random", type=int, default=40, help="generator-drawn prompts per random set")
     ap.add_argument("--cond-scale", type=float)
     ap.add_argument("--top-k", type=int)
     args = ap.parse_args()
@@ -102,11 +103,13 @@ def main():
     print(f"classifier on {args.check} generator images: caption satisfied {spec_acc:.4f}, "
           f"every attribute {truth_acc:.4f}", flush=True)
     ind, held = world.eval_prompts()
+    rind, rheld = world.random_eval_prompts(args.random)
     if args.limit:
-        ind, held = ind[: args.limit], held[: args.limit]
+        ind, held, rind, rheld = ind[: args.limit], held[: args.limit], rind[: args.limit], rheld[: args.limit]
     results = {"classifier": {"images": args.check, "caption_satisfied": spec_acc, "all_attributes": truth_acc},
                "n": args.n, "seed": args.seed, "settings": extra, "sets": {}}
-    for name, prompts in (("in-domain", ind), ("held-out", held)):
+    for name, prompts in (("in-domain", ind), ("held-out", held), ("in-domain random", rind),
+                          ("held-out random", rheld)):
         rows = []
         for k, (prompt, spec) in enumerate(prompts):
             res, imgs = generate(args.cli, args.model, prompt, args.n, args.seed + k,
@@ -122,7 +125,7 @@ def main():
                          "mean_codes_ok": float(np.mean(codes_ok)),
                          "scores": [im["score"] for im in res["images"]],
                          "top_found": world.classify(imgs[0])})
-            print(f"{name:9s} top {'✓' if ok[0] else '✗'} {np.mean(ok):.2f}  {prompt}", flush=True)
+            print(f"{name:16s} top {'✓' if ok[0] else '✗'} {np.mean(ok):.2f}  {prompt}", flush=True)
         top = float(np.mean([r["top_ok"] for r in rows]))
         rnd = float(np.mean([r["mean_ok"] for r in rows]))
         part = {k: float(np.mean([r[k] for r in rows])) for k in

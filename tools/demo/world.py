@@ -257,6 +257,26 @@ def _spec_from(bg, objs, **extra):
     return spec
 
 
+def spec_is_held_out(spec):
+    """does a caption (its spec) ask for a held-out combination?"""
+    return is_held_out({"bg": spec.get("bg"), "objects": spec["objects"]})
+
+
+def random_eval_prompts(n, seed0=900_000_000):
+    """(in_domain, held_out): n captions each drawn by the generator from seeds far from every
+    training range — in-domain ones from sample(train=True), held-out ones from the scenes
+    whose caption asks for a held-out combination. Complements the hand-written eval_prompts()
+    with prompts nobody chose."""
+    ind = [sample(seed0 + i, train=True)[1:] for i in range(n)]
+    held, seed = [], seed0 + 10_000_000
+    while len(held) < n:
+        _, cap, spec = sample(seed, train=False)
+        seed += 1
+        if spec_is_held_out(spec):
+            held.append((cap, spec))
+    return ind, held
+
+
 def eval_prompts():
     """(in_domain, held_out): lists of (caption, spec). Fixed, hand-written, covering every
     kind of scene; the in-domain ones avoid every held-out combination."""
