@@ -49,15 +49,21 @@ def test_per_ip_connection_limit():
     s = Server("--per-ip-conns", "2")
     try:
         held = [socket.create_connection(("127.0.0.1", s.port), timeout=30) for _ in range(2)]
-        time.sleep(0.5)  # let the server accept both
-        extra = socket.create_connection(("127.0.0.1", s.port), timeout=30)
-        try:
-            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = extra.recv(1024)
-        except ConnectionResetError:
-            data = b""
-        assert data == b""  # closed at once, no reply
-        extra.close()
+        # a third is closed at once, with no reply, once the server has accepted both (under
+        # ASan that can take a while: try until then; a server without the limit never closes)
+        deadline = time.time() + 30
+        while True:
+            extra = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            try:
+                extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = extra.recv(1024)
+            except ConnectionResetError:
+                data = b""
+            extra.close()
+            if data == b"" or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert data == b"", data
         for h in held:
             h.close()
         deadline = time.time() + 30
