@@ -14,8 +14,8 @@ SAN     ?=
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP $(SAN)
-CPPFLAGS += -Iinclude -I. -Icommon -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -lopenblas -ljansson -lutf8proc -lturbojpeg -lm -lpthread
+CPPFLAGS += -Iinclude -I. -Icommon
+LDLIBS  += -ljansson -lutf8proc -lturbojpeg -lm -lpthread
 LDFLAGS += -fopenmp $(SAN)
 
 # Every .c under these folders is part of the engine library.
@@ -60,7 +60,6 @@ all: info $(LIB) $(CLI) $(SERVER) $(CUDA_OBJ)
 
 info:
 	@printf '%s gcc        %s\n' "$$(command -v $(CC) >/dev/null && echo ✓ || echo ✗)" "$$($(CC) -dumpfullversion 2>/dev/null)"
-	@printf '%s openblas   %s\n' "$$(test -e /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h && echo ✓ || echo ✗)" "(CPU GEMM)"
 	@printf '%s nvcc       %s\n' "$$(test -n '$(NVCC)' && echo ✓ || echo ✗)" "$(if $(NVCC),$(NVCC) → $(words $(CUDA_SRC)) CUDA source(s) for $(CUDA_ARCH),CUDA sources skipped)"
 
 $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
@@ -108,7 +107,7 @@ gpu-check:
 gpu-bundle:
 	tools/gpu/bundle.sh
 
-DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
+DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev \
             libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
             python3-pytest python3-requests python3-yaml python3-numpy python3-pil
 # tests/server: headless Chromium + selenium for the page test, node for the page-script test,

@@ -5,8 +5,10 @@
  * Contract:
  *  - Activations are fp32 and live in backend memory (host memory for the CPU backend,
  *    device memory for CUDA); they are passed as plain float pointers, row-major.
- *  - Weights are dalle_tensor, in backend memory and in the backend's weight dtype
- *    (`weight_dtype`); a weight is never written after upload.
+ *  - Weights are dalle_tensor, in backend memory, in the backend's weight dtype
+ *    (`weight_dtype`, or the file's 16-bit dtype under `keep_16bit`) and, for matmul and
+ *    conv weights of a backend with `pack`, in its packed layout; a weight is never written
+ *    after upload.
  *  - Small per-call parameter arrays (ids, positions, slot indexes, sampling params) are
  *    host memory; the backend copies them where it needs them.
  *  - Ops are ordered: each sees the results of the ones called before it on the same
@@ -33,11 +35,13 @@ const char *dalle_dtype_name(dalle_dtype t);
 
 #define DALLE_MAX_DIMS 4
 
-/* A weight tensor in backend memory. */
+/* A weight tensor in backend memory. shape is the logical shape; packed: data is in the
+ * backend's matmul layout (ops pack) rather than row-major. */
 typedef struct {
     void *data;
     dalle_dtype dtype;
     int ndim;
+    int packed;
     int64_t shape[DALLE_MAX_DIMS];
 } dalle_tensor;
 
@@ -45,12 +49,12 @@ int64_t dalle_tensor_numel(const dalle_tensor *t);
 
 /* Per-image sampling parameters (host memory). */
 typedef struct {
-    float cond_scale;   /* CFG: l = l_u + s·(l_c − l_u) */
-    float temperature;  /* > 0; logits are divided by it */
-    float top_p;        /* (0, 1]; 1 = off */
-    int top_k;          /* ≥ 1; values above V are clamped to V */
-    uint64_t seed;      /* RNG key */
-    uint32_t image;     /* image index inside its request: RNG counter word 0 */
+    float cond_scale;  /* CFG: l = l_u + s·(l_c − l_u) */
+    float temperature; /* > 0; logits are divided by it */
+    float top_p;       /* (0, 1]; 1 = off */
+    int top_k;         /* ≥ 1; values above V are clamped to V */
+    uint64_t seed;     /* RNG key */
+    uint32_t image;    /* image index inside its request: RNG counter word 0 */
 } dalle_sample_params;
 
 /* A CLIP image preprocessing plan (model/image_prep.c computes the numbers): Pillow's
@@ -64,8 +68,10 @@ typedef struct {
     int in_w, in_h, out_w, out_h, size, top, left;
     int horizontal, vertical, vertical_first;
     int taps_x, taps_y;
-    const int32_t *first_x, *count_x, *coef_x; /* backend memory: [out_w], [out_w], [out_w, taps_x] */
-    const int32_t *first_y, *count_y, *coef_y; /* backend memory: [out_h], [out_h], [out_h, taps_y] */
+    const int32_t *first_x, *count_x,
+        *coef_x; /* backend memory: [out_w], [out_w], [out_w, taps_x] */
+    const int32_t *first_y, *count_y,
+        *coef_y; /* backend memory: [out_h], [out_h], [out_h, taps_y] */
     float mean[3], std[3];
 } dalle_clip_prep_plan;
 
@@ -74,6 +80,14 @@ typedef struct dalle_backend dalle_backend;
 typedef struct {
     const char *name;
     dalle_dtype weight_dtype;
+    /* Non-zero: a matrix (ndim ≥ 2) stored F16 or BF16 in its file keeps that dtype instead
+     * of weight_dtype (the backend's ops widen it); vectors still become weight_dtype. */
+    int keep_16bit;
+    /* Optional (NULL: matmul weights stay row-major). The bytes of W [N, K] of dtype dt in
+     * the backend's matmul layout, and the packing of row-major host data into host memory;
+     * the loader packs every matmul and conv weight (conv as [Cout, k·k·Cin]) with them. */
+    size_t (*pack_bytes)(int64_t N, int64_t K, dalle_dtype dt);
+    void (*pack)(void *dst, const void *src, int64_t N, int64_t K, dalle_dtype dt);
 
     void *(*alloc)(dalle_backend *be, size_t bytes); /* NULL on failure */
     void (*free)(dalle_backend *be, void *p);
@@ -178,8 +192,8 @@ typedef struct {
      * step's token ids of its conditional and unconditional rows, as embed_dev reads them)
      * and to codes[code_at[b]]. logits, params, step as sample; code_at host [B]. */
     void (*sample_dev)(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
-                       const float *logits, int B, int V, int ld,
-                       const dalle_sample_params *params, const int32_t *step);
+                       const float *logits, int B, int V, int ld, const dalle_sample_params *params,
+                       const int32_t *step);
 
     /* embed with ids, pos in backend memory (same contract otherwise). */
     void (*embed_dev)(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
@@ -228,15 +242,14 @@ typedef struct {
      * in memory. x [B, H, W, Cin]; y must not alias x. */
     void (*conv2d_gn)(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
                       const dalle_tensor *beta, int groups, float eps, int swish,
-                      const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
-                      int Cin, int Cout, int k);
+                      const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W, int Cin,
+                      int Cout, int k);
 
     /* Pixels: y[i] = (uint8_t)(clamp(x[i], 0, 1) · 255) with NaN → 0, one fp32 multiply then
      * truncation (model/vqgan.c dalle_vqgan_to_u8); y in backend memory. nonfinite (backend
      * int32 [1], or NULL) is set to 1 when some x[i] is NaN or ±inf and left as it was
      * otherwise (the caller clears it), so a decode's bad output is seen without the floats. */
-    void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
-                    int32_t *nonfinite);
+    void (*to_rgb8)(dalle_backend *be, uint8_t *y, const float *x, int64_t n, int32_t *nonfinite);
 
     /* CLIP preprocessing: pixels [B, size, size, 3] fp32 from rgb [B, in_h, in_w, 3] uint8,
      * both in backend memory, by the plan (above), byte-exact with model/image_prep.c. */
@@ -249,7 +262,10 @@ struct dalle_backend {
     void *impl;
 };
 
-/* CPU backend: fp32 weights, OpenBLAS GEMM, OpenMP elsewhere. threads ≤ 0: all cores. */
+/* CPU backend: weights at the file's precision (F32, or F16/BF16 matrices kept 16-bit),
+ * packed for the GEMM core of kernels/cpu/linalg.c; OpenMP threads. threads ≤ 0: all cores.
+ * The GEMM variant is the fastest this CPU runs, or the one DALLE_CPU_GEMM names
+ * (avx512, avx2, portable) when the CPU has it. */
 dalle_backend *dalle_backend_cpu_new(int threads);
 
 #ifdef __cplusplus

@@ -12,36 +12,42 @@
 #include "common/error.h"
 #include "model_loader/weights.h"
 
-#define TAKE(t, ...) \
-    do { if ((s = dalle_binder_take(b, st, (t), __VA_ARGS__)) != DALLE_OK) return s; } while (0)
+#define TAKE(t, ...)                                                                               \
+    do {                                                                                           \
+        if ((s = dalle_binder_take(b, st, (t), __VA_ARGS__)) != DALLE_OK)                          \
+            return s;                                                                              \
+    } while (0)
+#define TAKE_MM(t, ...)                                                                            \
+    do {                                                                                           \
+        if ((s = dalle_binder_take_matmul(b, st, (t), __VA_ARGS__)) != DALLE_OK)                   \
+            return s;                                                                              \
+    } while (0)
 
 static dalle_status bind_layer(dalle_binder *b, dalle_safetensors *st, dalle_bart_layer *L, int i,
                                int decoder, const dalle_bart_hparams *hp, dalle_error *err) {
     dalle_status s;
-    const int64_t c[1] = {hp->d_model}, cc[2] = {hp->d_model, hp->d_model};
-    const int64_t f[1] = {hp->glu_dim}, fc[2] = {hp->glu_dim, hp->d_model};
-    const int64_t cf[2] = {hp->d_model, hp->glu_dim};
+    const int64_t c[1] = {hp->d_model}, f[1] = {hp->glu_dim};
     TAKE(&L->pre_self_ln_b, 1, c, err, "layers.%d.pre_self_attn_layer_norm.bias", i);
-    TAKE(&L->q, 2, cc, err, "layers.%d.self_attn.q_proj.weight", i);
-    TAKE(&L->k, 2, cc, err, "layers.%d.self_attn.k_proj.weight", i);
-    TAKE(&L->v, 2, cc, err, "layers.%d.self_attn.v_proj.weight", i);
-    TAKE(&L->o, 2, cc, err, "layers.%d.self_attn.out_proj.weight", i);
+    TAKE_MM(&L->q, hp->d_model, hp->d_model, err, "layers.%d.self_attn.q_proj.weight", i);
+    TAKE_MM(&L->k, hp->d_model, hp->d_model, err, "layers.%d.self_attn.k_proj.weight", i);
+    TAKE_MM(&L->v, hp->d_model, hp->d_model, err, "layers.%d.self_attn.v_proj.weight", i);
+    TAKE_MM(&L->o, hp->d_model, hp->d_model, err, "layers.%d.self_attn.out_proj.weight", i);
     TAKE(&L->self_ln_g, 1, c, err, "layers.%d.self_attn_layer_norm.weight", i);
     TAKE(&L->self_ln_b, 1, c, err, "layers.%d.self_attn_layer_norm.bias", i);
     if (decoder) {
         TAKE(&L->pre_cross_ln_b, 1, c, err, "layers.%d.pre_encoder_attn_layer_norm.bias", i);
-        TAKE(&L->cq, 2, cc, err, "layers.%d.encoder_attn.q_proj.weight", i);
-        TAKE(&L->ck, 2, cc, err, "layers.%d.encoder_attn.k_proj.weight", i);
-        TAKE(&L->cv, 2, cc, err, "layers.%d.encoder_attn.v_proj.weight", i);
-        TAKE(&L->co, 2, cc, err, "layers.%d.encoder_attn.out_proj.weight", i);
+        TAKE_MM(&L->cq, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.q_proj.weight", i);
+        TAKE_MM(&L->ck, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.k_proj.weight", i);
+        TAKE_MM(&L->cv, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.v_proj.weight", i);
+        TAKE_MM(&L->co, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.out_proj.weight", i);
         TAKE(&L->cross_ln_g, 1, c, err, "layers.%d.encoder_attn_layer_norm.weight", i);
         TAKE(&L->cross_ln_b, 1, c, err, "layers.%d.encoder_attn_layer_norm.bias", i);
     }
     TAKE(&L->glu_ln0_b, 1, c, err, "layers.%d.glu.ln0.bias", i);
-    TAKE(&L->fc0, 2, fc, err, "layers.%d.glu.fc0.weight", i);
-    TAKE(&L->fc1, 2, fc, err, "layers.%d.glu.fc1.weight", i);
+    TAKE_MM(&L->fc0, hp->glu_dim, hp->d_model, err, "layers.%d.glu.fc0.weight", i);
+    TAKE_MM(&L->fc1, hp->glu_dim, hp->d_model, err, "layers.%d.glu.fc1.weight", i);
     TAKE(&L->glu_ln1_b, 1, f, err, "layers.%d.glu.ln1.bias", i);
-    TAKE(&L->fc2, 2, cf, err, "layers.%d.glu.fc2.weight", i);
+    TAKE_MM(&L->fc2, hp->d_model, hp->glu_dim, err, "layers.%d.glu.fc2.weight", i);
     return DALLE_OK;
 }
 
@@ -59,25 +65,29 @@ static dalle_status bind_stack(dalle_binder *b, dalle_safetensors *st, dalle_bar
     TAKE(&S->emb_ln_b, 1, c, err, "layernorm_embedding.bias");
     TAKE(&S->final_ln_b, 1, c, err, "final_ln.bias");
     if (decoder) {
-        const int64_t lm[2] = {hp->lm_head_size, hp->d_model};
-        TAKE(&m->lm_head, 2, lm, err, "lm_head.weight");
+        TAKE_MM(&m->lm_head, hp->lm_head_size, hp->d_model, err, "lm_head.weight");
     }
     S->n_layers = decoder ? hp->decoder_layers : hp->encoder_layers;
     S->layers = calloc((size_t)S->n_layers, sizeof *S->layers);
-    if (!S->layers) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!S->layers)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < S->n_layers; i++)
-        if ((s = bind_layer(b, st, &S->layers[i], i, decoder, hp, err)) != DALLE_OK) return s;
+        if ((s = bind_layer(b, st, &S->layers[i], i, decoder, hp, err)) != DALLE_OK)
+            return s;
     return dalle_safetensors_check_all_used(st, err);
 }
 #undef TAKE
+#undef TAKE_MM
 
 static dalle_status load_stack(dalle_bart *m, const char *path, int decoder, dalle_error *err) {
     dalle_safetensors st;
     dalle_binder b;
     dalle_binder_init(&b, m->be);
     dalle_status s = dalle_safetensors_open(&st, path, err);
-    if (s == DALLE_OK) s = bind_stack(&b, &st, decoder ? &m->dec : &m->enc, decoder, m, err);
-    if (s == DALLE_OK) s = dalle_binder_upload(&b, decoder ? &m->block_dec : &m->block_enc, err);
+    if (s == DALLE_OK)
+        s = bind_stack(&b, &st, decoder ? &m->dec : &m->enc, decoder, m, err);
+    if (s == DALLE_OK)
+        s = dalle_binder_upload(&b, decoder ? &m->block_dec : &m->block_enc, err);
     dalle_binder_free(&b);
     dalle_safetensors_close(&st);
     return s;
@@ -89,15 +99,19 @@ dalle_status dalle_bart_load(dalle_bart *m, dalle_backend *be, const dalle_bart_
     m->hp = *hp;
     m->be = be;
     dalle_status s = load_stack(m, encoder_path, 0, err);
-    if (s == DALLE_OK) s = load_stack(m, decoder_path, 1, err);
-    if (s != DALLE_OK) dalle_bart_free(m);
+    if (s == DALLE_OK)
+        s = load_stack(m, decoder_path, 1, err);
+    if (s != DALLE_OK)
+        dalle_bart_free(m);
     return s;
 }
 
 void dalle_bart_free(dalle_bart *m) {
     if (m->be) {
-        if (m->block_enc) m->be->ops->free(m->be, m->block_enc);
-        if (m->block_dec) m->be->ops->free(m->be, m->block_dec);
+        if (m->block_enc)
+            m->be->ops->free(m->be, m->block_enc);
+        if (m->block_dec)
+            m->be->ops->free(m->be, m->block_dec);
     }
     free(m->enc.layers);
     free(m->dec.layers);
@@ -108,7 +122,8 @@ void dalle_bart_free(dalle_bart *m) {
 
 static float *work_alloc(dalle_backend *be, size_t n_floats, int *ok) {
     float *p = be->ops->alloc(be, n_floats * sizeof(float));
-    if (!p) *ok = 0;
+    if (!p)
+        *ok = 0;
     return p;
 }
 
@@ -118,7 +133,8 @@ static float **layer_alloc(dalle_backend *be, int L, size_t n_floats, int *ok) {
         *ok = 0;
         return NULL;
     }
-    for (int l = 0; l < L; l++) v[l] = work_alloc(be, n_floats, ok);
+    for (int l = 0; l < L; l++)
+        v[l] = work_alloc(be, n_floats, ok);
     return v;
 }
 
@@ -130,7 +146,8 @@ static void **layer_alloc_bytes(dalle_backend *be, int L, size_t bytes, int *ok)
         return NULL;
     }
     for (int l = 0; l < L; l++)
-        if (!(v[l] = be->ops->alloc(be, bytes))) *ok = 0;
+        if (!(v[l] = be->ops->alloc(be, bytes)))
+            *ok = 0;
     return v;
 }
 
@@ -149,9 +166,11 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     w->max_rows = max_rows;
     w->max_blocks = max_blocks;
     w->rows_cap = 2;
-    while (w->rows_cap < max_rows) w->rows_cap *= 2;
+    while (w->rows_cap < max_rows)
+        w->rows_cap *= 2;
     size_t rows = (size_t)max_seqs * hp->text_length;
-    if ((size_t)w->rows_cap > rows) rows = (size_t)w->rows_cap;
+    if ((size_t)w->rows_cap > rows)
+        rows = (size_t)w->rows_cap;
     const size_t C = (size_t)hp->d_model, F = (size_t)hp->glu_dim, L = (size_t)hp->decoder_layers;
     int ok = 1;
     w->x = work_alloc(be, rows * C, &ok);
@@ -177,8 +196,11 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
     w->cross_mask_dev = be->ops->alloc(be, (size_t)max_blocks * hp->text_length);
     w->step_dev = be->ops->alloc(be, (size_t)4 * w->rows_cap * sizeof *w->step_dev);
     w->codes_dev = be->ops->alloc(be, (size_t)max_rows * hp->image_length * sizeof *w->codes_dev);
-    if (!w->cross_mask_dev || !w->step_dev || !w->codes_dev) ok = 0;
-    if (ok) be->ops->to_device(be, w->cross_mask_dev, w->cross_mask, (size_t)max_blocks * hp->text_length);
+    if (!w->cross_mask_dev || !w->step_dev || !w->codes_dev)
+        ok = 0;
+    if (ok)
+        be->ops->to_device(be, w->cross_mask_dev, w->cross_mask,
+                           (size_t)max_blocks * hp->text_length);
     if (!ok || !w->cross_mask || !w->pos_host || !w->step_host) {
         w->n_layers_ = (int)L;
         dalle_bart_work_free(w);
@@ -192,27 +214,35 @@ dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_
 
 static void layer_free(dalle_backend *be, void *vv, int L) {
     void **v = vv;
-    if (!v) return;
+    if (!v)
+        return;
     for (int l = 0; l < L; l++)
-        if (v[l]) be->ops->free(be, v[l]);
+        if (v[l])
+            be->ops->free(be, v[l]);
     free(v);
 }
 
 void dalle_bart_work_free(dalle_bart_work *w) {
     dalle_backend *be = w->be;
-    if (!be) return;
+    if (!be)
+        return;
     float *bufs[] = {w->x, w->h, w->q, w->k, w->v, w->a, w->g, w->u, w->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        if (bufs[i]) be->ops->free(be, bufs[i]);
+        if (bufs[i])
+            be->ops->free(be, bufs[i]);
     layer_free(be, w->self_k, w->n_layers_);
     layer_free(be, w->self_v, w->n_layers_);
     layer_free(be, w->cross_k, w->n_layers_);
     layer_free(be, w->cross_v, w->n_layers_);
     for (int i = 0; i < DALLE_BART_GRAPHS; i++)
-        if (w->graph[i]) be->ops->graph_free(be, w->graph[i]);
-    if (w->cross_mask_dev) be->ops->free(be, w->cross_mask_dev);
-    if (w->step_dev) be->ops->free(be, w->step_dev);
-    if (w->codes_dev) be->ops->free(be, w->codes_dev);
+        if (w->graph[i])
+            be->ops->graph_free(be, w->graph[i]);
+    if (w->cross_mask_dev)
+        be->ops->free(be, w->cross_mask_dev);
+    if (w->step_dev)
+        be->ops->free(be, w->step_dev);
+    if (w->codes_dev)
+        be->ops->free(be, w->codes_dev);
     free(w->cross_mask);
     free(w->pos_host);
     free(w->step_host);
@@ -227,12 +257,12 @@ static void glu_block(const dalle_bart *m, dalle_bart_work *w, const dalle_bart_
     dalle_backend *be = w->be;
     const int C = m->hp.d_model, F = m->hp.glu_dim;
     const float eps = m->hp.layer_norm_eps;
-    op->layernorm(be, w->h, w->x, NULL, &L->glu_ln0_b, N, C, eps);   // [N, C]
-    op->matmul(be, w->g, w->h, &L->fc0, N, F, C, 0);                 // [N, F]
-    op->matmul(be, w->u, w->h, &L->fc1, N, F, C, 0);                 // [N, F]
+    op->layernorm(be, w->h, w->x, NULL, &L->glu_ln0_b, N, C, eps); // [N, C]
+    op->matmul(be, w->g, w->h, &L->fc0, N, F, C, 0);               // [N, F]
+    op->matmul(be, w->u, w->h, &L->fc1, N, F, C, 0);               // [N, F]
     op->gelu_mul(be, w->g, w->g, w->u, (int64_t)N * F);
     op->layernorm(be, w->g, w->g, NULL, &L->glu_ln1_b, N, F, eps);
-    op->matmul(be, w->x, w->g, &L->fc2, N, C, F, 1);                 // x += [N, C]
+    op->matmul(be, w->x, w->g, &L->fc2, N, C, F, 1); // x += [N, C]
 }
 
 /* x[N, C] += LN(W_o · a) with the post-attention norm (g, b). Uses w->h. */
@@ -259,12 +289,12 @@ void dalle_bart_encode(const dalle_bart *m, dalle_bart_work *w, const int32_t *i
         pos[i] = i % T;
         DALLE_ASSERT(ids[i] >= 0 && ids[i] < hp->text_vocab_size);
     }
-    op->embed(be, w->x, &m->enc.embed, ids, &m->enc.pos, pos, N, C);       // [S·T, C]
+    op->embed(be, w->x, &m->enc.embed, ids, &m->enc.pos, pos, N, C); // [S·T, C]
     op->layernorm(be, w->x, w->x, &m->enc.emb_ln_g, &m->enc.emb_ln_b, N, C, eps);
     for (int l = 0; l < m->enc.n_layers; l++) {
         const dalle_bart_layer *L = &m->enc.layers[l];
         op->layernorm(be, w->h, w->x, NULL, &L->pre_self_ln_b, N, C, eps);
-        op->matmul(be, w->q, w->h, &L->q, N, C, C, 0);                     // [S, T, C]
+        op->matmul(be, w->q, w->h, &L->q, N, C, C, 0); // [S, T, C]
         op->matmul(be, w->k, w->h, &L->k, N, C, C, 0);
         op->matmul(be, w->v, w->h, &L->v, N, C, C, 0);
         op->attention(be, w->a, w->q, w->k, w->v, NULL, mask, NULL, S, T, T, T, hp->heads,
@@ -272,7 +302,7 @@ void dalle_bart_encode(const dalle_bart *m, dalle_bart_work *w, const int32_t *i
         attn_out(m, w, &L->o, &L->self_ln_g, &L->self_ln_b, N);
         glu_block(m, w, L, N);
     }
-    op->layernorm(be, out, w->x, NULL, &m->enc.final_ln_b, N, C, eps);    // [S, T, C]
+    op->layernorm(be, out, w->x, NULL, &m->enc.final_ln_b, N, C, eps); // [S, T, C]
 }
 
 void dalle_bart_cross_kv(const dalle_bart *m, dalle_bart_work *w, const float *enc_out,
@@ -283,7 +313,7 @@ void dalle_bart_cross_kv(const dalle_bart *m, dalle_bart_work *w, const float *e
     const size_t off = (size_t)block * T * C;
     for (int l = 0; l < m->dec.n_layers; l++) {
         const dalle_bart_layer *L = &m->dec.layers[l];
-        w->be->ops->matmul(w->be, w->cross_k[l] + off, enc_out, &L->ck, T, C, C, 0);  // [T, C]
+        w->be->ops->matmul(w->be, w->cross_k[l] + off, enc_out, &L->ck, T, C, C, 0); // [T, C]
         w->be->ops->matmul(w->be, w->cross_v[l] + off, enc_out, &L->cv, T, C, C, 0);
     }
     memcpy(w->cross_mask + (size_t)block * T, mask, (size_t)T);
@@ -301,28 +331,28 @@ static void decode_step_dev(const dalle_bart *m, dalle_bart_work *w, int R, int 
     const int T = hp->text_length, rc = w->rows_cap;
     const float eps = hp->layer_norm_eps;
     const int32_t *tok = w->step_dev, *pos = tok + rc, *slot = pos + rc, *block = slot + rc;
-    op->embed_dev(be, w->x, &m->dec.embed, tok, &m->dec.pos, pos, R, C);   // [R, C]
+    op->embed_dev(be, w->x, &m->dec.embed, tok, &m->dec.pos, pos, R, C); // [R, C]
     op->layernorm(be, w->x, w->x, &m->dec.emb_ln_g, &m->dec.emb_ln_b, R, C, eps);
     for (int l = 0; l < m->dec.n_layers; l++) {
         const dalle_bart_layer *L = &m->dec.layers[l];
         // causal self-attention over the slot's cache, K/V appended at pos
         op->layernorm(be, w->h, w->x, NULL, &L->pre_self_ln_b, R, C, eps);
-        op->matmul(be, w->q, w->h, &L->q, R, C, C, 0);                     // [R, C]
+        op->matmul(be, w->q, w->h, &L->q, R, C, C, 0); // [R, C]
         op->matmul(be, w->k, w->h, &L->k, R, C, C, 0);
         op->matmul(be, w->v, w->h, &L->v, R, C, C, 0);
-        op->decode_attention(be, w->a, w->q, w->k, w->v, w->self_k[l], w->self_v[l], slot, pos,
-                             R, P, H, D);
+        op->decode_attention(be, w->a, w->q, w->k, w->v, w->self_k[l], w->self_v[l], slot, pos, R,
+                             P, H, D);
         attn_out(m, w, &L->o, &L->self_ln_g, &L->self_ln_b, R);
         // cross-attention over the row's prompt block
         op->layernorm(be, w->h, w->x, NULL, &L->pre_cross_ln_b, R, C, eps);
         op->matmul(be, w->q, w->h, &L->cq, R, C, C, 0);
-        op->cross_attention(be, w->a, w->q, w->cross_k[l], w->cross_v[l], block,
-                            w->cross_mask_dev, R, T, H, D);
+        op->cross_attention(be, w->a, w->q, w->cross_k[l], w->cross_v[l], block, w->cross_mask_dev,
+                            R, T, H, D);
         attn_out(m, w, &L->co, &L->cross_ln_g, &L->cross_ln_b, R);
         glu_block(m, w, L, R);
     }
     op->layernorm(be, w->h, w->x, NULL, &m->dec.final_ln_b, R, C, eps);
-    op->matmul(be, w->logits, w->h, &m->lm_head, R, n_logits, C, 0);       // [R, n_logits]
+    op->matmul(be, w->logits, w->h, &m->lm_head, R, n_logits, C, 0); // [R, n_logits]
 }
 
 /* Replay or record the step for bucket `rows` (a power of two); 1 when it ran. */
@@ -330,7 +360,8 @@ static int decode_step_graph(const dalle_bart *m, dalle_bart_work *w, int rows, 
     const dalle_backend_ops *op = w->be->ops;
     dalle_backend *be = w->be;
     int gi = 0;
-    while ((1 << gi) < rows) gi++;
+    while ((1 << gi) < rows)
+        gi++;
     DALLE_ASSERT(gi < DALLE_BART_GRAPHS);
     void **g = &w->graph[gi];
     if (*g && (w->graph_rows[gi] != rows || w->graph_logits[gi] != n_logits)) {
@@ -339,7 +370,8 @@ static int decode_step_graph(const dalle_bart *m, dalle_bart_work *w, int rows, 
         w->graph_warm[gi] = 0;
     }
     if (*g) {
-        if (op->graph_launch(be, *g)) return 1;
+        if (op->graph_launch(be, *g))
+            return 1;
         op->graph_free(be, *g); /* stale: a scratch buffer moved; warm up and record again */
         *g = NULL;
         w->graph_warm[gi] = 0;
@@ -356,12 +388,14 @@ static int decode_step_graph(const dalle_bart *m, dalle_bart_work *w, int rows, 
     *g = op->graph_end(be);
     if (!*g) { /* recording failed (a scratch had to grow, or the backend said why) */
         w->graph_warm[gi] = 0;
-        if (++w->graph_failures >= 3) w->no_graph = 1; /* persistent: stay eager */
+        if (++w->graph_failures >= 3)
+            w->no_graph = 1; /* persistent: stay eager */
         return 0;
     }
     w->graph_rows[gi] = rows;
     w->graph_logits[gi] = n_logits;
-    if (op->graph_launch(be, *g)) return 1;
+    if (op->graph_launch(be, *g))
+        return 1;
     op->graph_free(be, *g);
     *g = NULL;
     w->graph_warm[gi] = 0;
@@ -386,7 +420,8 @@ void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32
     int rows = R; /* recorded steps run a power-of-two bucket of rows */
     if (record) {
         rows = 2;
-        while (rows < R) rows *= 2;
+        while (rows < R)
+            rows *= 2;
     }
     DALLE_ASSERT(rows <= w->rows_cap);
     const int rc = w->rows_cap;
@@ -402,8 +437,10 @@ void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32
         op->to_device(be, w->step_dev, sh, (size_t)4 * rc * sizeof *sh);
     } else { /* token rows [0, R) are on the device already (sample_dev) */
         op->to_device(be, w->step_dev + rc, sh + rc, (size_t)3 * rc * sizeof *sh);
-        if (rows > R) op->to_device(be, w->step_dev + R, sh + R, (size_t)(rows - R) * sizeof *sh);
+        if (rows > R)
+            op->to_device(be, w->step_dev + R, sh + R, (size_t)(rows - R) * sizeof *sh);
     }
-    if (record && decode_step_graph(m, w, rows, n_logits)) return;
+    if (record && decode_step_graph(m, w, rows, n_logits))
+        return;
     decode_step_dev(m, w, rows, n_logits);
 }

@@ -12,30 +12,39 @@ void dalle_binder_init(dalle_binder *b, dalle_backend *be) {
 }
 
 /* Record that the file tensor `name` (shape[0..ndim-1]) goes to *dst, whose shape is the
- * file shape or, for conv_k > 0, the conv layout [Cout, k, k, Cin]. */
+ * file shape or, for conv_k > 0, the conv layout [Cout, k, k, Cin]; a matmul weight (and
+ * every conv weight) is packed when the backend has a packed layout. */
 static dalle_status bind(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst, int ndim,
-                         const int64_t *shape, int conv_k, const char *name, dalle_error *err) {
+                         const int64_t *shape, int conv_k, int matmul, const char *name,
+                         dalle_error *err) {
     DALLE_ASSERT(ndim >= 1 && ndim <= DALLE_MAX_DIMS);
 
     const dalle_st_tensor *src;
     dalle_status s = dalle_safetensors_take(st, name, ndim, shape, &src, err);
-    if (s != DALLE_OK) return s;
+    if (s != DALLE_OK)
+        return s;
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 64;
         dalle_binding *items = realloc(b->items, cap * sizeof *items);
-        if (!items) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory binding '%s'", name);
+        if (!items)
+            return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory binding '%s'", name);
         b->items = items;
         b->cap = cap;
     }
     memset(dst, 0, sizeof *dst);
     dst->ndim = ndim;
-    for (int i = 0; i < ndim; i++) dst->shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        dst->shape[i] = shape[i];
     if (conv_k > 0) {
         dst->shape[1] = conv_k;
         dst->shape[2] = conv_k;
         dst->shape[3] = shape[1];
     }
-    dst->dtype = b->be->ops->weight_dtype;
+    const dalle_backend_ops *op = b->be->ops;
+    dst->dtype = op->weight_dtype;
+    if (op->keep_16bit && ndim >= 2 && (src->dtype == DALLE_F16 || src->dtype == DALLE_BF16))
+        dst->dtype = src->dtype;
+    dst->packed = (matmul || conv_k > 0) && op->pack != NULL;
     b->items[b->n++] = (dalle_binding){dst, src, conv_k};
     return DALLE_OK;
 }
@@ -47,7 +56,19 @@ dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_ten
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    return bind(b, st, dst, ndim, shape, 0, name, err);
+    return bind(b, st, dst, ndim, shape, 0, 0, name, err);
+}
+
+dalle_status dalle_binder_take_matmul(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst,
+                                      int64_t n, int64_t k, dalle_error *err, const char *fmt,
+                                      ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const int64_t shape[2] = {n, k};
+    return bind(b, st, dst, 2, shape, 0, 1, name, err);
 }
 
 dalle_status dalle_binder_take_conv(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst,
@@ -60,7 +81,7 @@ dalle_status dalle_binder_take_conv(dalle_binder *b, dalle_safetensors *st, dall
     va_end(ap);
     DALLE_ASSERT(cout >= 1 && cin >= 1 && k >= 1);
     const int64_t shape[4] = {cout, cin, k, k};
-    return bind(b, st, dst, 4, shape, k, name, err);
+    return bind(b, st, dst, 4, shape, k, 0, name, err);
 }
 
 /* dst[o, y, x, i] = src[o, i, y, x]: torch conv [Cout, Cin, k, k] → [Cout, k, k, Cin]. */
@@ -78,20 +99,25 @@ static uint16_t f32_to_f16(float f) {
     memcpy(&x, &f, 4);
     const uint32_t sign = (x >> 16) & 0x8000u;
     const uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);     /* NaN */
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);    /* ≥ 65520: rounds to inf */
-    if (ax < 0x38800000u) {                                      /* below 2^-14: subnormal */
-        if (ax < 0x33000000u) return (uint16_t)sign;             /* < 2^-25: ±0 */
+    if (ax > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00u); /* NaN */
+    if (ax >= 0x477ff000u)
+        return (uint16_t)(sign | 0x7c00u); /* ≥ 65520: rounds to inf */
+    if (ax < 0x38800000u) {                /* below 2^-14: subnormal */
+        if (ax < 0x33000000u)
+            return (uint16_t)sign; /* < 2^-25: ±0 */
         const uint32_t m = (ax & 0x7fffffu) | 0x800000u, e = ax >> 23;
-        const uint32_t shift = 126 - e;                           /* 14..24 */
+        const uint32_t shift = 126 - e; /* 14..24 */
         uint32_t h = m >> shift;
         const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;
+        if (rem > half || (rem == half && (h & 1)))
+            h++;
         return (uint16_t)(sign | h);
     }
-    uint32_t h = ((ax - 0x38000000u) >> 13);                     /* rebias exponent 127 → 15 */
+    uint32_t h = ((ax - 0x38000000u) >> 13); /* rebias exponent 127 → 15 */
     const uint32_t rem = ax & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
+        h++;
     return (uint16_t)(sign | h);
 }
 
@@ -99,7 +125,8 @@ static uint16_t f32_to_f16(float f) {
 static uint16_t f32_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u);
     x += 0x7fffu + ((x >> 16) & 1u);
     return (uint16_t)(x >> 16);
 }
@@ -115,52 +142,77 @@ static void narrow_in_place(void *buf, int64_t n, dalle_dtype dtype) {
     }
 }
 
-static size_t aligned_size(const dalle_st_tensor *t, dalle_dtype dtype) {
-    size_t bytes = (size_t)t->numel * dalle_dtype_size(dtype);
+/* The bytes of a bound tensor in backend memory: its dtype, packed or not. */
+static size_t stored_size(const dalle_backend *be, const dalle_tensor *t) {
+    const int64_t n = dalle_tensor_numel(t);
+    if (t->packed)
+        return be->ops->pack_bytes(t->shape[0], n / t->shape[0], t->dtype);
+    return (size_t)n * dalle_dtype_size(t->dtype);
+}
+
+static size_t aligned(size_t bytes) {
     return (bytes + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
 }
 
 dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err) {
     dalle_backend *be = b->be;
-    dalle_dtype dtype = be->ops->weight_dtype;
-    if (dtype != DALLE_F32 && dtype != DALLE_F16 && dtype != DALLE_BF16)
-        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "backend %s: weight dtype %s not supported",
-                               be->ops->name, dalle_dtype_name(dtype));
-    size_t total = 0, largest = 0;
+    const dalle_dtype wdt = be->ops->weight_dtype;
+    if (wdt != DALLE_F32 && wdt != DALLE_F16 && wdt != DALLE_BF16)
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED,
+                               "backend %s: weight dtype %s not supported", be->ops->name,
+                               dalle_dtype_name(wdt));
+    size_t total = 0, largest = 0, largest_packed = 0;
     for (size_t i = 0; i < b->n; i++) {
-        total += aligned_size(b->items[i].src, dtype);
+        const dalle_tensor *t = b->items[i].dst;
+        total += aligned(stored_size(be, t));
         const size_t f32_bytes = (size_t)b->items[i].src->numel * sizeof(float); /* staging */
-        if (f32_bytes > largest) largest = f32_bytes;
+        if (f32_bytes > largest)
+            largest = f32_bytes;
+        if (t->packed && stored_size(be, t) > largest_packed)
+            largest_packed = stored_size(be, t);
     }
     *block = NULL;
-    if (total == 0) return DALLE_OK;
+    if (total == 0)
+        return DALLE_OK;
     int any_conv = 0;
-    for (size_t i = 0; i < b->n; i++) any_conv |= b->items[i].conv_k > 0;
+    for (size_t i = 0; i < b->n; i++)
+        any_conv |= b->items[i].conv_k > 0;
     uint8_t *mem = be->ops->alloc(be, total);
     float *host = malloc(largest ? largest : 1);
     float *perm = any_conv ? malloc(largest ? largest : 1) : NULL;
-    if (!mem || !host || (any_conv && !perm)) {
+    void *packed = largest_packed ? malloc(largest_packed) : NULL;
+    if (!mem || !host || (any_conv && !perm) || (largest_packed && !packed)) {
         free(host);
         free(perm);
-        if (mem) be->ops->free(be, mem);
-        return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot allocate %zu bytes of weights on %s", total,
-                               be->ops->name);
+        free(packed);
+        if (mem)
+            be->ops->free(be, mem);
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot allocate %zu bytes of weights on %s",
+                               total, be->ops->name);
     }
     size_t off = 0;
     for (size_t i = 0; i < b->n; i++) {
         const dalle_binding *it = &b->items[i];
         const dalle_st_tensor *src = it->src;
+        dalle_tensor *t = it->dst;
         dalle_st_tensor_to_f32(src, host);
         if (it->conv_k > 0)
             conv_to_ohwi(perm, host, src->shape[0], src->shape[1], it->conv_k);
         void *out = it->conv_k > 0 ? (void *)perm : (void *)host;
-        if (dtype != DALLE_F32) narrow_in_place(out, src->numel, dtype); /* backend asks 16 bits */
-        be->ops->to_device(be, mem + off, out, (size_t)src->numel * dalle_dtype_size(dtype));
-        b->items[i].dst->data = mem + off;
-        off += aligned_size(src, dtype);
+        /* 16 bits kept or asked for: exact when the file held the same 16-bit dtype */
+        if (t->dtype != DALLE_F32)
+            narrow_in_place(out, src->numel, t->dtype);
+        if (t->packed) {
+            be->ops->pack(packed, out, t->shape[0], src->numel / t->shape[0], t->dtype);
+            out = packed;
+        }
+        be->ops->to_device(be, mem + off, out, stored_size(be, t));
+        t->data = mem + off;
+        off += aligned(stored_size(be, t));
     }
     free(host);
     free(perm);
+    free(packed);
     /* copies may still be in flight on an asynchronous backend (CUDA): weights are shared by
      * every state, each with its own stream, so they must be complete when this returns */
     be->ops->sync(be);

@@ -1,9 +1,9 @@
 /* backend.c — the CPU backend's ops table: host memory (64-byte aligned), memcpy copies, a
- * no-op sync, thread count for OpenMP and OpenBLAS, and the per-backend scratch buffer.
+ * no-op sync, the OpenMP thread count, the GEMM variant, the weight policy (16-bit matrices
+ * kept, matmul and conv weights packed by linalg.c) and the per-backend scratch buffer.
  * The ops themselves live in linalg.c, norm.c, attention.c, elementwise.c, sample.c and
  * conv.c.
  */
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +64,9 @@ void *dalle_cpu_scratch(dalle_backend *be, size_t bytes) {
 static const dalle_backend_ops cpu_ops = {
     .name = "cpu",
     .weight_dtype = DALLE_F32,
+    .keep_16bit = 1,
+    .pack_bytes = dalle_cpu_pack_bytes,
+    .pack = dalle_cpu_pack,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_copy,
@@ -86,7 +89,7 @@ static const dalle_backend_ops cpu_ops = {
     .patchify = dalle_cpu_patchify,
     .kv_dtype = DALLE_F32,
     .sample_dev = dalle_cpu_sample_dev,
-    .embed_dev = dalle_cpu_embed,       /* host memory is backend memory */
+    .embed_dev = dalle_cpu_embed, /* host memory is backend memory */
     .decode_attention = dalle_cpu_decode_attention,
     .cross_attention = dalle_cpu_cross_attention,
     /* no recording: graph_* stay NULL */
@@ -107,7 +110,9 @@ dalle_backend *dalle_backend_cpu_new(int threads) {
     cpu->threads = threads > 0 ? threads : omp_get_num_procs();
     if (cpu->threads < 1)
         cpu->threads = 1;
-    openblas_set_num_threads(cpu->threads);
+    cpu->gemm = dalle_cpu_gemm_pick(getenv("DALLE_CPU_GEMM"));
+    if (!cpu->gemm)
+        cpu->gemm = dalle_cpu_gemm_pick(NULL); /* named variant not on this CPU */
     be->ops = &cpu_ops;
     be->impl = cpu;
     return be;

@@ -5,14 +5,14 @@
  * kernel is one GEMM on x itself; for k > 1 the patch matrix (im2col with zero padding,
  * each patch laid out (dy, dx, c) like the weight) is built in the backend scratch for a
  * band of whole output rows at a time (at most DALLE_CPU_CONV_BAND_BYTES; a band may span
- * images), then multiplied straight into y. GEMMs run on OpenBLAS threads, gathers on
- * OpenMP threads.
+ * images), then multiplied straight into y by the GEMM core (linalg.c; the weight is a
+ * [Cout, k·k·Cin] matrix, packed at load). Each output pixel is one row of that GEMM, so a
+ * map's values do not depend on the images decoded beside it.
  * group_norm takes per (image, group) the mean, then the variance of the centred values
  * (two passes, per-thread channel sums in double, biased), then writes
  * y = (x − mean)·(rstd·gamma) + beta and, when asked, y·sigmoid(y); the mean is
  * subtracted as a float pair (hi + lo), so maps with a large offset keep their precision.
  */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -22,13 +22,15 @@
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/cpu.h"
 
-/* y[n, N] = bias broadcast over rows; nothing when bias is NULL. Returns the GEMM beta
- * that adds the product to what y now holds. */
-static float bias_rows(float *y, const float *bias, int64_t n, int N, int threads) {
-    if (!bias) return 0.0f;
+/* y[n, N] = bias broadcast over rows; nothing when bias is NULL. Returns whether the GEMM
+ * should add its product to what y now holds. */
+static int bias_rows(float *y, const float *bias, int64_t n, int N, int threads) {
+    if (!bias)
+        return 0;
 #pragma omp parallel for num_threads(threads) if (n * N >= DALLE_CPU_PAR_MIN)
-    for (int64_t r = 0; r < n; r++) memcpy(y + r * N, bias, (size_t)N * sizeof(float));
-    return 1.0f;
+    for (int64_t r = 0; r < n; r++)
+        memcpy(y + r * N, bias, (size_t)N * sizeof(float));
+    return 1;
 }
 
 /* cols[m, (dy·k + dx)·Cin + c] = x[b, h+dy−p, w+dx−p, c], 0 outside the image, for the
@@ -63,7 +65,6 @@ static void im2col_band(float *cols, const float *x, int64_t r0, int nr, int H, 
 
 void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                       const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k) {
-    const float *wt = dalle_cpu_f32(w); // [Cout, k, k, Cin]
     DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && Cin >= 1 && Cout >= 1 && k >= 1 && k % 2 == 1);
     DALLE_ASSERT(w->ndim == 4 && w->shape[0] == Cout && w->shape[1] == k && w->shape[2] == k &&
                  w->shape[3] == Cin);
@@ -74,27 +75,28 @@ void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_t
     const int64_t rows = (int64_t)B * H; // output rows of all images
     const int64_t K = (int64_t)k * k * Cin;
     DALLE_ASSERT(rows * W <= INT_MAX && K <= INT_MAX);
-    if (rows == 0) return;
+    if (rows == 0)
+        return;
     if (k == 1) {
         const int M = (int)(rows * W);
-        const float beta = bias_rows(y, bs, M, Cout, threads);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, Cout, Cin, 1.0f, x, Cin, wt, Cin,
-                    beta, y, Cout); // [B·H·W, Cout]
+        const int acc = bias_rows(y, bs, M, Cout, threads);
+        dalle_cpu_gemm(be, y, (size_t)Cout, x, (size_t)Cin, w, M, Cout, Cin, acc); // [B·H·W, Cout]
         return;
     }
     const size_t row_bytes = (size_t)W * (size_t)K * sizeof(float);
     int64_t band = (int64_t)(DALLE_CPU_CONV_BAND_BYTES / row_bytes);
-    if (band < 1) band = 1;
-    if (band > rows) band = rows;
+    if (band < 1)
+        band = 1;
+    if (band > rows)
+        band = rows;
     float *cols = dalle_cpu_scratch(be, (size_t)band * row_bytes); // [band·W, K]
     for (int64_t r0 = 0; r0 < rows; r0 += band) {
         const int nr = (int)(rows - r0 < band ? rows - r0 : band);
         const int M = nr * W;
         float *yb = y + r0 * W * Cout; // [nr·W, Cout]
         im2col_band(cols, x, r0, nr, H, W, Cin, k, threads);
-        const float beta = bias_rows(yb, bs, M, Cout, threads);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, Cout, (int)K, 1.0f, cols, (int)K,
-                    wt, (int)K, beta, yb, Cout);
+        const int acc = bias_rows(yb, bs, M, Cout, threads);
+        dalle_cpu_gemm(be, yb, (size_t)Cout, cols, (size_t)K, w, M, Cout, (int)K, acc);
     }
 }
 
@@ -117,13 +119,15 @@ static void channel_sums(double *acc, double *part, const float *x, const double
                 }
             } else {
 #pragma omp simd
-                for (int c = 0; c < C; c++) s[c] += row[c];
+                for (int c = 0; c < C; c++)
+                    s[c] += row[c];
             }
         }
     }
     for (int c = 0; c < C; c++) {
         double t = 0;
-        for (int i = 0; i < nt; i++) t += part[(size_t)i * C + c];
+        for (int i = 0; i < nt; i++)
+            t += part[(size_t)i * C + c];
         acc[c] = t;
     }
 }
@@ -134,8 +138,10 @@ static void group_means(double *out, const double *acc, int C, int groups, doubl
     const int cg = C / groups;
     for (int g = 0; g < groups; g++) {
         double t = 0;
-        for (int c = g * cg; c < (g + 1) * cg; c++) t += acc[c];
-        for (int c = g * cg; c < (g + 1) * cg; c++) out[c] = t / n;
+        for (int c = g * cg; c < (g + 1) * cg; c++)
+            t += acc[c];
+        for (int c = g * cg; c < (g + 1) * cg; c++)
+            out[c] = t / n;
     }
 }
 
@@ -149,8 +155,8 @@ void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dal
     const int nt = (int64_t)HW * C >= DALLE_CPU_PAR_MIN ? threads : 1;
     const double n = (double)HW * (C / groups); // values per (image, group)
     double *part = dalle_cpu_scratch(be, ((size_t)nt + 4) * C * sizeof(double));
-    double *acc = part + (size_t)nt * C, *mean = acc + C;                  // [C] each
-    float *hi = (float *)(mean + C), *lo = hi + C, *scale = lo + C;        // [C] each
+    double *acc = part + (size_t)nt * C, *mean = acc + C;           // [C] each
+    float *hi = (float *)(mean + C), *lo = hi + C, *scale = lo + C; // [C] each
     for (int b = 0; b < B; b++) {
         const float *xb = x + (size_t)b * HW * C; // [HW, C]
         float *yb = y + (size_t)b * HW * C;
@@ -175,7 +181,8 @@ void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dal
                 }
             } else {
 #pragma omp simd
-                for (int c = 0; c < C; c++) yr[c] = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
+                for (int c = 0; c < C; c++)
+                    yr[c] = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
             }
         }
     }
@@ -189,7 +196,7 @@ void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, in
     // input row r = b·H + h becomes output rows b·2H + 2h = 2r and 2r + 1
 #pragma omp parallel for num_threads(threads) if (rows * (int64_t)out_row >= DALLE_CPU_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
-        const float *src = x + (size_t)r * in_row; // [W, C]
+        const float *src = x + (size_t)r * in_row;  // [W, C]
         float *dst = y + (size_t)(2 * r) * out_row; // [2, 2W, C]
         for (int w = 0; w < W; w++) {
             memcpy(dst + (size_t)(2 * w) * C, src + (size_t)w * C, px);
@@ -203,7 +210,8 @@ void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const da
                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                            int k) {
     DALLE_ASSERT(B >= 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0 && Cin >= 1);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     /* the conv uses the backend scratch, so the upsampled map gets its own buffer */
     float *u = malloc((size_t)B * H * W * Cin * sizeof *u); // [B, H, W, Cin]
     DALLE_ASSERT(u);
@@ -222,7 +230,8 @@ void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
         y[i] = (uint8_t)(v * 255.0f);
         bad |= !isfinite(x[i]);
     }
-    if (bad && nonfinite) *nonfinite = 1;
+    if (bad && nonfinite)
+        *nonfinite = 1;
 }
 
 void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
@@ -230,7 +239,8 @@ void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dall
                          const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
                          int Cin, int Cout, int k) {
     DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && Cin >= 1);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     float *t = malloc((size_t)B * H * W * Cin * sizeof *t); // [B, H, W, Cin]
     DALLE_ASSERT(t);
     dalle_cpu_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);

@@ -11,8 +11,21 @@
 #include "common/error.h"
 #include "kernels/ops.h"
 
+/* Weights are read by the GEMM in panels of this many rows of W (linalg.c). */
+#define DALLE_CPU_PANEL 16
+
+/* One instruction set's GEMM tile (linalg.c, linalg_tile.h): out[r, c] for r < mr ≤ `mr`
+ * (`mr_wide` when np = 2) and c < 16·np (row stride 32) = x rows · np panels at w. */
 typedef struct {
-    int threads;   /* OpenMP and OpenBLAS threads, ≥ 1 */
+    const char *name;
+    void (*tile)(float *out, const float *x, size_t ldx, const uint8_t *w, size_t pbytes, int K,
+                 int mr, int np, dalle_dtype dt);
+    int mr, mr_wide;
+} dalle_cpu_gemm_variant;
+
+typedef struct {
+    int threads; /* OpenMP threads, ≥ 1 */
+    const dalle_cpu_gemm_variant *gemm;
     void *scratch; /* grow-only, 64-byte aligned */
     size_t scratch_bytes;
 } dalle_cpu;
@@ -34,6 +47,21 @@ static inline const float *dalle_cpu_f32(const dalle_tensor *t) {
     return (const float *)t->data;
 }
 
+/* dst[i] = (add ? dst[i] : 0) + src[i] widened to fp32, i < n; src of dtype dt. */
+void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int add);
+
+/* The GEMM variant called `name` (NULL or "": the fastest), NULL when this CPU lacks it. */
+const dalle_cpu_gemm_variant *dalle_cpu_gemm_pick(const char *name);
+
+/* ops.h pack_bytes / pack: W [N, K] of dtype dt, row-major → panels. */
+size_t dalle_cpu_pack_bytes(int64_t N, int64_t K, dalle_dtype dt);
+void dalle_cpu_pack(void *dst, const void *src, int64_t N, int64_t K, dalle_dtype dt);
+
+/* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W[:N, :K]ᵀ (+ y when accumulate),
+ * W any weight of shape [N_w ≥ N, …] holding N_w·K values (a matmul or conv weight), packed
+ * or row-major. Row-invariant: see linalg.c. */
+void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, size_t ldx,
+                    const dalle_tensor *w, int M, int N, int K, int accumulate);
 void dalle_cpu_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
                       int N, int K, int accumulate);
 void dalle_cpu_layernorm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
@@ -48,8 +76,8 @@ void dalle_cpu_decode_attention(dalle_backend *be, float *out, const float *q, c
                                 const float *v, void *kc, void *vc, const int32_t *slot,
                                 const int32_t *pos, int B, int cap, int H, int D);
 void dalle_cpu_cross_attention(dalle_backend *be, float *out, const float *q, const float *k,
-                               const float *v, const int32_t *block, const uint8_t *key_mask,
-                               int B, int T, int H, int D);
+                               const float *v, const int32_t *block, const uint8_t *key_mask, int B,
+                               int T, int H, int D);
 void dalle_cpu_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
                         const int32_t *pos, int B, int T, int C, int cap);
 void dalle_cpu_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);

@@ -10,28 +10,26 @@
 
 void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
                      const dalle_tensor *pos_table, const int32_t *pos, int rows, int C) {
-    const float *E = dalle_cpu_f32(table);                        // [V, C]
-    const float *P = pos_table ? dalle_cpu_f32(pos_table) : NULL; // [P, C]
-    DALLE_ASSERT(table->ndim == 2 && table->shape[1] == C);
-    DALLE_ASSERT(!P || (pos_table->ndim == 2 && pos_table->shape[1] == C));
+    DALLE_ASSERT(table && table->data && !table->packed && table->ndim == 2 &&
+                 table->shape[1] == C); // [V, C]
+    DALLE_ASSERT(!pos_table || (pos_table->data && !pos_table->packed && pos_table->ndim == 2 &&
+                                pos_table->shape[1] == C)); // [P, C]
     DALLE_ASSERT(rows >= 0 && C >= 1);
     for (int r = 0; r < rows; r++) {
         DALLE_ASSERT(ids[r] >= 0 && ids[r] < table->shape[0]);
-        DALLE_ASSERT(!P || (pos[r] >= 0 && pos[r] < pos_table->shape[0]));
+        DALLE_ASSERT(!pos_table || (pos[r] >= 0 && pos[r] < pos_table->shape[0]));
     }
+    const size_t es = dalle_dtype_size(table->dtype);
+    const size_t pes = pos_table ? dalle_dtype_size(pos_table->dtype) : 0;
     const int threads = dalle_cpu_of(be)->threads;
 #pragma omp parallel for num_threads(threads) if ((int64_t)rows * C >= DALLE_CPU_PAR_MIN)
     for (int r = 0; r < rows; r++) {
-        const float *restrict e = E + (size_t)ids[r] * C;
-        float *restrict o = y + (size_t)r * C; // [rows, C]
-        if (!P) {
-            memcpy(o, e, (size_t)C * sizeof *o);
-            continue;
-        }
-        const float *restrict p = P + (size_t)pos[r] * C;
-#pragma omp simd
-        for (int c = 0; c < C; c++)
-            o[c] = e[c] + p[c];
+        float *o = y + (size_t)r * C; // [rows, C]
+        dalle_cpu_widen(o, (const uint8_t *)table->data + (size_t)ids[r] * C * es, table->dtype, C,
+                        0);
+        if (pos_table)
+            dalle_cpu_widen(o, (const uint8_t *)pos_table->data + (size_t)pos[r] * C * pes,
+                            pos_table->dtype, C, 1);
     }
 }
 

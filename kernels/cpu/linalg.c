@@ -1,113 +1,357 @@
-/* linalg.c — CPU matmul: y[M,N] = x[M,K] · W[:N,:K]ᵀ (+ y). W is a row-major [N_w, K] fp32
- * weight with N ≤ N_w; only its first N rows are read.
+/* linalg.c — the CPU GEMM core: y[M, N] = x[M, K] · W[:N, :K]ᵀ (+ y) for every matmul and
+ * convolution of the CPU backend (ops.h matmul, conv.c's GEMMs).
  *
- * Row invariance: on AVX2 machines every output y[m, n] is one dot product computed in one
- * fixed order (16 interleaved lanes over K, mul then add, lanes summed 0..15, then the K tail),
- * by one thread, whatever M, the row's position in x, or the thread count. So an image's
- * decode rows give the same logits whether it runs alone or batched with others (M = 2 rows
- * per image), and a seeded request is reproducible under any batching. OpenBLAS would not
- * promise this (sgemv, sgemm and its kernels sum in orders that depend on M).
+ * Weights: F32, F16 or BF16, widened in registers (exact), arithmetic fp32. A weight is read
+ * in panels of DALLE_CPU_PANEL rows of W interleaved over K (dalle_cpu_pack: panel p holds
+ * W[16p + j, k] at [k, j], zero rows past N), so a tile streams its weights contiguously.
+ * The model loader packs every matmul and conv weight once (ops.h pack); a row-major weight
+ * is packed into a temporary buffer per call.
  *
- * The kernel streams W once, a block of W_BLOCK rows at a time (kept in cache) against all M
- * rows of x, four x rows per W load (8 accumulator vectors). Decode steps are memory-bound
- * on W, where OpenBLAS sgemm (which packs all of W on every call) runs at a fraction of the
- * bandwidth: on the 2-core dev box M = 2, N = 16384, K = 1024 takes 4.1 ms in sgemm and
- * 1.7-2.0 ms here. Blocks are handed out dynamically, so a thread slowed by another process
- * does not hold up the others. Machines without AVX2 use OpenBLAS (not row-invariant).
- * OpenBLAS threads are set once, process-wide, by dalle_backend_cpu_new.
+ * Tiles (linalg_tile.h) are register-blocked outer products: up to TILE_MR rows of x times
+ * one or two panels, one fused multiply-add per term. Three variants share that tile
+ * source, chosen per backend at run time from cpuid: AVX-512 (16 lanes), AVX2 + FMA + F16C
+ * (8 lanes) and portable C (fmaf; any architecture).
+ *
+ * Row invariance (dalle.h's batch promise): each output y[m, n] is one sum from 0 over
+ * k = 0..K-1 in order, one rounding per term, then + y when accumulating. That order depends
+ * on nothing but K: not on M, the row's place in x, the tile shape, the thread split, or the
+ * variant (fused multiply-add is exactly rounded everywhere). So an image's rows give the
+ * same bits alone or batched, on every machine.
+ *
+ * Work split: items of (a block of rows, a group of panels) handed out dynamically to the
+ * backend's threads. A row block is all of M when x fits GEMM_X_BLOCK_BYTES (decode steps:
+ * W is streamed from memory once); larger products cut x into blocks that stay in L2 while
+ * every panel of a group passes over them.
  */
-#include <cblas.h>
-#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu.h"
 
-#define DOT_LANES 16 /* independent partial sums: two AVX2 vectors */
-#define W_BLOCK   8  /* W rows reused from cache by the M rows of x */
-#define X_TILE    4  /* x rows sharing one load of a W row */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DALLE_GEMM_X86 1
+#endif
 
-/* The fixed reduction of the 16 lanes and the K tail shared by every path. */
-__attribute__((target("avx2"))) static inline float dot_finish(__m256 lo, __m256 hi,
-                                                               const float *restrict a,
-                                                               const float *restrict b, int k,
-                                                               int K) {
-    float acc[DOT_LANES];
-    _mm256_storeu_ps(acc, lo);
-    _mm256_storeu_ps(acc + 8, hi);
-    float s = 0;
-    for (int u = 0; u < DOT_LANES; u++)
-        s += acc[u];
-    for (; k < K; k++)
-        s += a[k] * b[k];
-    return s;
+#define TILE_OUT_LD        (2 * DALLE_CPU_PANEL) /* row stride of a tile's output */
+#define GEMM_X_BLOCK_BYTES ((size_t)256 << 10)   /* rows of x per item when M is large */
+#define GEMM_GROUP_SMALL   2                     /* panels per item, one row block */
+#define GEMM_GROUP_LARGE   8                     /* panels per item, several row blocks */
+#define GEMM_PAR_MIN_MACS  ((int64_t)1 << 16)    /* below: one thread */
+
+/* ---- element conversions (portable variant and packing) ---------------------------- */
+
+static float f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t u;
+    if (e == 0x1f) {
+        u = sign | 0x7f800000u | (m << 13); // inf, NaN
+    } else if (e) {
+        u = sign | ((e + 112) << 23) | (m << 13);
+    } else if (m) { // subnormal: m · 2^-24, exact in fp32
+        const float f = (float)m * 0x1p-24f;
+        memcpy(&u, &f, 4);
+        u |= sign;
+    } else {
+        u = sign;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
-/* out[r] = x_r · w for X_TILE rows x_r = x + r·K. */
-__attribute__((target("avx2"))) static void dot_tile(float *out, const float *restrict x,
-                                                     const float *restrict w, int K) {
-    __m256 lo[X_TILE], hi[X_TILE];
-    for (int r = 0; r < X_TILE; r++)
-        lo[r] = hi[r] = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + DOT_LANES <= K; k += DOT_LANES) {
-        const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
-        for (int r = 0; r < X_TILE; r++) {
-            const float *xr = x + (size_t)r * K + k;
-            lo[r] = _mm256_add_ps(lo[r], _mm256_mul_ps(_mm256_loadu_ps(xr), w0));
-            hi[r] = _mm256_add_ps(hi[r], _mm256_mul_ps(_mm256_loadu_ps(xr + 8), w1));
+static inline float load_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+static inline float load_bf16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline float load_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int add) {
+    const uint8_t *s = src;
+    const size_t es = dalle_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *p = s + (size_t)i * es;
+        const float v = dt == DALLE_F32   ? load_f32(p)
+                        : dt == DALLE_F16 ? load_f16(p)
+                                          : load_bf16(p);
+        dst[i] = add ? dst[i] + v : v;
+    }
+}
+
+/* ---- the variants ------------------------------------------------------------------- */
+
+#define TILE_TARGET
+#define TILE_NAME(x)   portable_##x
+#define TILE_LABEL     "portable"
+#define VEC            float
+#define VL             1
+#define V_ZERO()       0.0f
+#define V_SET1(f)      (f)
+#define V_FMA(a, b, c) fmaf((a), (b), (c))
+#define V_STORE(p, v)  (*(p) = (v))
+#define V_LOAD_F32(p)  load_f32(p)
+#define V_LOAD_F16(p)  load_f16(p)
+#define V_LOAD_BF16(p) load_bf16(p)
+#define TILE_MR        4
+#define TILE_MR_WIDE   0
+#include "kernels/cpu/linalg_tile.h"
+#undef TILE_TARGET
+#undef TILE_NAME
+#undef TILE_LABEL
+#undef VEC
+#undef VL
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_STORE
+#undef V_LOAD_F32
+#undef V_LOAD_F16
+#undef V_LOAD_BF16
+#undef TILE_MR
+#undef TILE_MR_WIDE
+
+#ifdef DALLE_GEMM_X86
+#define TILE_TARGET    __attribute__((target("avx2,fma,f16c")))
+#define TILE_NAME(x)   avx2_##x
+#define TILE_LABEL     "avx2"
+#define VEC            __m256
+#define VL             8
+#define V_ZERO()       _mm256_setzero_ps()
+#define V_SET1(f)      _mm256_set1_ps(f)
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_STORE(p, v)  _mm256_storeu_ps((p), (v))
+#define V_LOAD_F32(p)  _mm256_loadu_ps((const float *)(p))
+#define V_LOAD_F16(p)  _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define V_LOAD_BF16(p)                                                                             \
+    _mm256_castsi256_ps(                                                                           \
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define TILE_MR      6 /* 12 accumulators of 16: 6 rows × one panel */
+#define TILE_MR_WIDE 2 /* 8 accumulators: 2 rows × two panels (one image's decode rows) */
+#include "kernels/cpu/linalg_tile.h"
+#undef TILE_TARGET
+#undef TILE_NAME
+#undef TILE_LABEL
+#undef VEC
+#undef VL
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_STORE
+#undef V_LOAD_F32
+#undef V_LOAD_F16
+#undef V_LOAD_BF16
+#undef TILE_MR
+#undef TILE_MR_WIDE
+
+#define TILE_TARGET    __attribute__((target("avx512f")))
+#define TILE_NAME(x)   avx512_##x
+#define TILE_LABEL     "avx512"
+#define VEC            __m512
+#define VL             16
+#define V_ZERO()       _mm512_setzero_ps()
+#define V_SET1(f)      _mm512_set1_ps(f)
+#define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define V_STORE(p, v)  _mm512_storeu_ps((p), (v))
+#define V_LOAD_F32(p)  _mm512_loadu_ps((const float *)(p))
+#define V_LOAD_F16(p)  _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define V_LOAD_BF16(p)                                                                             \
+    _mm512_castsi512_ps(                                                                           \
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define TILE_MR      8 /* 16 of 32 registers: 8 rows × two panels */
+#define TILE_MR_WIDE 8
+#include "kernels/cpu/linalg_tile.h"
+#undef TILE_TARGET
+#undef TILE_NAME
+#undef TILE_LABEL
+#undef VEC
+#undef VL
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_STORE
+#undef V_LOAD_F32
+#undef V_LOAD_F16
+#undef V_LOAD_BF16
+#undef TILE_MR
+#undef TILE_MR_WIDE
+#endif /* DALLE_GEMM_X86 */
+
+static int variant_supported(const dalle_cpu_gemm_variant *v) {
+#ifdef DALLE_GEMM_X86
+    if (v == &avx512_variant)
+        return __builtin_cpu_supports("avx512f");
+    if (v == &avx2_variant)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+#endif
+    return v == &portable_variant;
+}
+
+/* Fastest first. */
+static const dalle_cpu_gemm_variant *const variants[] = {
+#ifdef DALLE_GEMM_X86
+    &avx512_variant,
+    &avx2_variant,
+#endif
+    &portable_variant,
+};
+
+const dalle_cpu_gemm_variant *dalle_cpu_gemm_pick(const char *name) {
+    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+        const dalle_cpu_gemm_variant *v = variants[i];
+        if ((!name || !*name || !strcmp(name, v->name)) && variant_supported(v))
+            return v;
+    }
+    return NULL;
+}
+
+/* ---- packing ------------------------------------------------------------------------- */
+
+size_t dalle_cpu_pack_bytes(int64_t N, int64_t K, dalle_dtype dt) {
+    const int64_t panels = (N + DALLE_CPU_PANEL - 1) / DALLE_CPU_PANEL;
+    return (size_t)panels * DALLE_CPU_PANEL * (size_t)K * dalle_dtype_size(dt);
+}
+
+/* One panel: d[k, j] = rows[j][k] for j < nrows, 0 for the rows past N. */
+#define PACK_PANEL(T)                                                                              \
+    do {                                                                                           \
+        T *restrict d = (T *)dst + (size_t)p * DALLE_CPU_PANEL * K; /* [K, 16] */                  \
+        const T *rows[DALLE_CPU_PANEL];                                                            \
+        for (int j = 0; j < nrows; j++)                                                            \
+            rows[j] = (const T *)src + (size_t)(n0 + j) * K;                                       \
+        for (int64_t k = 0; k < K; k++) {                                                          \
+            T *e = d + (size_t)k * DALLE_CPU_PANEL;                                                \
+            for (int j = 0; j < nrows; j++)                                                        \
+                e[j] = rows[j][k];                                                                 \
+            for (int j = nrows; j < DALLE_CPU_PANEL; j++)                                          \
+                e[j] = 0;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+void dalle_cpu_pack(void *dst, const void *src, int64_t N, int64_t K, dalle_dtype dt) {
+    const int64_t panels = (N + DALLE_CPU_PANEL - 1) / DALLE_CPU_PANEL;
+#pragma omp parallel for if (N * K >= DALLE_CPU_PAR_MIN)
+    for (int64_t p = 0; p < panels; p++) {
+        const int64_t n0 = p * DALLE_CPU_PANEL;
+        const int nrows = N - n0 < DALLE_CPU_PANEL ? (int)(N - n0) : DALLE_CPU_PANEL;
+        if (dalle_dtype_size(dt) == 4)
+            PACK_PANEL(uint32_t);
+        else
+            PACK_PANEL(uint16_t);
+    }
+}
+#undef PACK_PANEL
+
+/* ---- the driver ---------------------------------------------------------------------- */
+
+typedef struct {
+    const dalle_cpu_gemm_variant *v;
+    float *y;
+    const float *x;
+    const uint8_t *w; // packed panels
+    size_t ldy, ldx, pbytes;
+    int M, N, K, accumulate;
+    dalle_dtype dt;
+} gemm_job;
+
+/* Rows [m0, m1) × panels [p0, p1). */
+static void gemm_block(const gemm_job *j, int m0, int m1, int p0, int p1) {
+    float out[8 * TILE_OUT_LD]; // [mr, 32], mr ≤ 8
+    const dalle_cpu_gemm_variant *v = j->v;
+    DALLE_ASSERT(v->mr <= 8);
+    for (int p = p0; p < p1;) {
+        const int wide = p + 1 < p1 && (v->mr_wide == v->mr || m1 - m0 <= v->mr_wide);
+        const int np = wide ? 2 : 1, mr_max = wide ? v->mr_wide : v->mr;
+        const int n0 = p * DALLE_CPU_PANEL;
+        const int nc = j->N - n0 < np * DALLE_CPU_PANEL ? j->N - n0 : np * DALLE_CPU_PANEL;
+        for (int m = m0; m < m1; m += mr_max) {
+            const int mr = m1 - m < mr_max ? m1 - m : mr_max;
+            v->tile(out, j->x + (size_t)m * j->ldx, j->ldx, j->w + (size_t)p * j->pbytes, j->pbytes,
+                    j->K, mr, np, j->dt);
+            for (int r = 0; r < mr; r++) {
+                float *yr = j->y + (size_t)(m + r) * j->ldy + n0; // [nc]
+                const float *o = out + r * TILE_OUT_LD;
+                if (j->accumulate)
+                    for (int c = 0; c < nc; c++)
+                        yr[c] += o[c];
+                else
+                    memcpy(yr, o, (size_t)nc * sizeof *yr);
+            }
         }
+        p += np;
     }
-    for (int r = 0; r < X_TILE; r++)
-        out[r] = dot_finish(lo[r], hi[r], x + (size_t)r * K, w, k, K);
 }
 
-/* x · w for one row: the same lanes, order and reduction as one row of dot_tile. */
-__attribute__((target("avx2"))) static float dot_row(const float *restrict x,
-                                                     const float *restrict w, int K) {
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + DOT_LANES <= K; k += DOT_LANES) {
-        lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(w + k)));
-        hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(x + k + 8),
-                                             _mm256_loadu_ps(w + k + 8)));
+void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, size_t ldx,
+                    const dalle_tensor *w, int M, int N, int K, int accumulate) {
+    DALLE_ASSERT(w && w->data && w->ndim >= 2 && M >= 0 && N >= 1 && K >= 1);
+    DALLE_ASSERT(w->dtype == DALLE_F32 || w->dtype == DALLE_F16 || w->dtype == DALLE_BF16);
+    DALLE_ASSERT(N <= w->shape[0] && (int64_t)K * w->shape[0] == dalle_tensor_numel(w));
+    DALLE_ASSERT(ldy >= (size_t)N && ldx >= (size_t)K);
+    if (M == 0)
+        return;
+    dalle_cpu *cpu = dalle_cpu_of(be);
+    const size_t es = dalle_dtype_size(w->dtype);
+    void *tmp = NULL;
+    const uint8_t *wp = w->data;
+    if (!w->packed) { // a row-major weight (tests, ad-hoc tensors): pack the rows used
+        tmp = malloc(dalle_cpu_pack_bytes(N, K, w->dtype));
+        DALLE_ASSERT(tmp);
+        dalle_cpu_pack(tmp, w->data, N, K, w->dtype);
+        wp = tmp;
     }
-    return dot_finish(lo, hi, x, w, k, K);
-}
-
-__attribute__((target("avx2"))) static void matmul_rows(float *restrict y, const float *restrict x,
-                                                        const float *restrict W, int M, int N,
-                                                        int K, int accumulate, int threads) {
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-    for (int n0 = 0; n0 < N; n0 += W_BLOCK) {
-        const int n1 = n0 + W_BLOCK < N ? n0 + W_BLOCK : N;
-        int m = 0;
-        for (; m + X_TILE <= M; m += X_TILE)
-            for (int n = n0; n < n1; n++) {
-                float s[X_TILE];
-                dot_tile(s, x + (size_t)m * K, W + (size_t)n * K, K);
-                for (int r = 0; r < X_TILE; r++) {
-                    float *yo = y + (size_t)(m + r) * N + n; // [M, N]
-                    *yo = accumulate ? *yo + s[r] : s[r];
-                }
-            }
-        for (; m < M; m++)
-            for (int n = n0; n < n1; n++) {
-                const float s = dot_row(x + (size_t)m * K, W + (size_t)n * K, K);
-                float *yo = y + (size_t)m * N + n;
-                *yo = accumulate ? *yo + s : s;
-            }
+    const gemm_job j = {.v = cpu->gemm,
+                        .y = y,
+                        .x = x,
+                        .w = wp,
+                        .ldy = ldy,
+                        .ldx = ldx,
+                        .pbytes = (size_t)DALLE_CPU_PANEL * K * es,
+                        .M = M,
+                        .N = N,
+                        .K = K,
+                        .accumulate = accumulate,
+                        .dt = w->dtype};
+    const int panels = (N + DALLE_CPU_PANEL - 1) / DALLE_CPU_PANEL;
+    int mb = M, group = GEMM_GROUP_SMALL;
+    if ((size_t)M * K * sizeof(float) > GEMM_X_BLOCK_BYTES) {
+        const int mr = cpu->gemm->mr;
+        mb = (int)(GEMM_X_BLOCK_BYTES / ((size_t)K * sizeof(float))) / mr * mr;
+        if (mb < mr)
+            mb = mr;
+        group = GEMM_GROUP_LARGE;
     }
+    const int blocks = (M + mb - 1) / mb, groups = (panels + group - 1) / group;
+    const int items = blocks * groups;
+    const int par = items > 1 && (int64_t)M * N * K >= GEMM_PAR_MIN_MACS;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->threads) if (par)
+    for (int i = 0; i < items; i++) {
+        const int b = i / groups, g = i % groups;
+        const int m1 = (b + 1) * mb < M ? (b + 1) * mb : M;
+        const int p1 = (g + 1) * group < panels ? (g + 1) * group : panels;
+        gemm_block(&j, b * mb, m1, g * group, p1);
+    }
+    free(tmp);
 }
 
 void dalle_cpu_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
                       int N, int K, int accumulate) {
-    const float *W = dalle_cpu_f32(w); // [N_w, K]
-    DALLE_ASSERT(w->ndim == 2 && N >= 1 && N <= w->shape[0] && K >= 1 && K == w->shape[1]);
-    DALLE_ASSERT(M >= 0);
-    if (M == 0)
-        return;
-    if (__builtin_cpu_supports("avx2"))
-        matmul_rows(y, x, W, M, N, K, accumulate, dalle_cpu_of(be)->threads);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K,
-                    accumulate ? 1.0f : 0.0f, y, N); // [M, N]
+    DALLE_ASSERT(w && w->ndim == 2 && K == w->shape[1]);
+    dalle_cpu_gemm(be, y, (size_t)N, x, (size_t)K, w, M, N, K, accumulate); // [M, N]
 }

@@ -222,6 +222,9 @@ static void cu_graph_free(dalle_backend *be, void *graph) {
 static const dalle_backend_ops cuda_ops = {
     .name = "cuda",
     .weight_dtype = DALLE_F32,
+    .keep_16bit = 0,     /* every weight in weight_dtype */
+    .pack_bytes = NULL,  /* row-major: cuBLAS reads W as it is */
+    .pack = NULL,
     .alloc = cu_alloc,
     .free = cu_free,
     .to_device = cu_to_device,

@@ -3,7 +3,7 @@
  * Row-major y[M,N] is column-major yᵀ (N×M, ld N); row-major W[N_w,K] is column-major
  * Wᵀ (K×N_w, ld K); so yᵀ = op_T(Wᵀ)·xᵀ is one column-major GEMM with m = N, n = M, k = K,
  * reading only the first N rows of W (lm_head restricted to the image codes).
- *  - F32 weights: cublasSgemm, pedantic math (no TF32) — compares with OpenBLAS at ~1e-5.
+ *  - F32 weights: cublasSgemm, pedantic math (no TF32) — compares with the CPU GEMM core at ~1e-5.
  *  - F16 / BF16 weights: x is rounded to the weight dtype in scratch 1, then cublasGemmEx
  *    with fp32 output and CUBLAS_COMPUTE_32F (tensor cores, fp32 accumulation).
  * Speed work left (issue 5): cuBLASLt with bias/GELU epilogues, keeping activations in 16

@@ -2,7 +2,7 @@
 # tools/gpu/bundle.sh — `make gpu-bundle`: run on a connected Debian machine. Fills the
 # git-ignored folder .gpu-bundle/ with the .deb files that tools/gpu/check.sh unpacks on a
 # bare GPU machine (CUDA toolkit and gcc present, no network, none of our libraries):
-# the runtime and -dev packages of OpenBLAS (+ libgfortran), jansson, utf8proc, TurboJPEG,
+# the runtime and -dev packages of jansson, utf8proc, TurboJPEG,
 # libmicrohttpd, Criterion (+ its runtime deps, so `make test` can run there too) and GNU
 # make; and min-dalle 0.4.11's source (py/, for bench/gpu's side-by-side run). The device
 # call carries the folder: carry [".gpu-bundle"], 64 MiB for the whole
@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=.gpu-bundle
 pkgs=(
-  libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libquadmath0
   libjansson4 libjansson-dev
   libutf8proc2 libutf8proc-dev
   libturbojpeg0 libturbojpeg0-dev

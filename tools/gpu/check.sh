@@ -70,9 +70,9 @@ unpack() {
 export -f unpack
 step deps 120 unpack
 L=$DEPS/usr/lib/x86_64-linux-gnu
-export CPATH="$DEPS/usr/include:$DEPS/usr/include/x86_64-linux-gnu/openblas-pthread${CPATH:+:$CPATH}"
-export LIBRARY_PATH="$L:$L/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}"
-export LDFLAGS="-Wl,--disable-new-dtags -Wl,-rpath,$L -Wl,-rpath,$L/openblas-pthread"
+export CPATH="$DEPS/usr/include${CPATH:+:$CPATH}"
+export LIBRARY_PATH="$L${LIBRARY_PATH:+:$LIBRARY_PATH}"
+export LDFLAGS="-Wl,--disable-new-dtags -Wl,-rpath,$L"
 command -v make >/dev/null || export PATH="$PATH:$DEPS/usr/bin"
 # cuBLAS / cudart: the toolkit's lib64 beside nvcc; when that has no cuBLAS, the pip wheels
 # of the Python stack (nvidia-cublas, nvidia-cuda-runtime), linked through a folder of
