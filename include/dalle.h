@@ -60,6 +60,9 @@ void dalle_model_free(dalle_model *m);
 typedef struct {
     const char *name;
     const char *backend;
+    const char *kernels; /* the backend's kernel variant: the CPU GEMM's instruction set
+                            (avx512, avx2, portable), else the backend name */
+    int64_t weight_bytes; /* weights held in backend memory (BART, VQGAN, CLIP) */
     int d_model, encoder_layers, decoder_layers, heads, glu_dim;
     int text_vocab_size, text_length, image_vocab_size, image_length, start_token;
     int normalize_text;

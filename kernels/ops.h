@@ -95,6 +95,9 @@ typedef struct {
     void (*to_host)(dalle_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(dalle_backend *be);
     void (*destroy)(dalle_backend *be);
+    /* Optional: the name of the kernel variant this backend runs (CPU: the GEMM's
+     * instruction set). */
+    const char *(*variant)(dalle_backend *be);
 
     /* y[M,N] = x[M,K] · W[:N, :K]ᵀ (+ y when accumulate). W is [N_w, K] with N ≤ N_w, so a
      * caller may use only the first N output rows of a weight (lm_head restricted to the

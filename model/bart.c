@@ -88,6 +88,7 @@ static dalle_status load_stack(dalle_bart *m, const char *path, int decoder, dal
         s = bind_stack(&b, &st, decoder ? &m->dec : &m->enc, decoder, m, err);
     if (s == DALLE_OK)
         s = dalle_binder_upload(&b, decoder ? &m->block_dec : &m->block_enc, err);
+    m->weight_bytes += b.bytes;
     dalle_binder_free(&b);
     dalle_safetensors_close(&st);
     return s;

@@ -45,6 +45,7 @@ typedef struct {
     dalle_bart_stack enc, dec;
     dalle_tensor lm_head;    // [lm_head_size, C]
     void *block_enc, *block_dec;
+    size_t weight_bytes; /* both blocks */
     dalle_backend *be;       // the backend that owns the weight blocks
 } dalle_bart;
 

@@ -324,6 +324,7 @@ dalle_status dalle_clip_load(dalle_clip *m, dalle_backend *be, const dalle_clip_
         s = bind_all(m, &b, &st, err);
     if (s == DALLE_OK)
         s = dalle_binder_upload(&b, &m->block, err);
+    m->weight_bytes = b.bytes;
     dalle_binder_free(&b);
     dalle_safetensors_close(&st);
     if (s != DALLE_OK) {

@@ -81,6 +81,7 @@ typedef struct {
     dalle_tensor text_pos;           // [Tt, Ct]
     float score_scale;               // exp(logit_scale)
     void *block;                     // the one weight allocation
+    size_t weight_bytes;             // its size
     dalle_backend *be;
 } dalle_clip;
 

@@ -235,6 +235,9 @@ void dalle_model_get_info(const dalle_model *m, dalle_model_info *info) {
     *info = (dalle_model_info){
         .name = m->cfg.name,
         .backend = m->be->ops->name,
+        .kernels = m->be->ops->variant ? m->be->ops->variant(m->be) : m->be->ops->name,
+        .weight_bytes = (int64_t)(m->bart.weight_bytes + (m->has_vqgan ? m->vqgan.weight_bytes : 0) +
+                                  (m->has_clip ? m->clip.weight_bytes : 0)),
         .d_model = hp->d_model,
         .encoder_layers = hp->encoder_layers,
         .decoder_layers = hp->decoder_layers,

@@ -299,6 +299,7 @@ dalle_status dalle_vqgan_load(dalle_vqgan *m, dalle_backend *be, const char *con
     if (s == DALLE_OK) {
         s = bind_all(&L, m);
         if (s == DALLE_OK) s = dalle_binder_upload(&L.b, &m->block, err);
+        m->weight_bytes = L.b.bytes;
         dalle_safetensors_close(&L.st);
     }
     dalle_binder_free(&L.b);

@@ -89,6 +89,7 @@ typedef struct {
     dalle_vqgan_norm norm_out;         // [ch · ch_mult[0]]
     dalle_vqgan_conv conv_out;         // 3×3, ch · ch_mult[0] → O
     void *block;                       // the one weight allocation
+    size_t weight_bytes;               // its size
     dalle_backend *be;                 // the backend that owns it
 } dalle_vqgan;
 

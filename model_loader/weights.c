@@ -4,7 +4,8 @@
 #include <stdarg.h>
 #include <string.h>
 
-#define WEIGHT_ALIGN 256
+#define WEIGHT_ALIGN        256
+#define DALLE_LITTLE_ENDIAN (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
 
 void dalle_binder_init(dalle_binder *b, dalle_backend *be) {
     memset(b, 0, sizeof *b);
@@ -172,6 +173,7 @@ dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err
             largest_packed = stored_size(be, t);
     }
     *block = NULL;
+    b->bytes = total;
     if (total == 0)
         return DALLE_OK;
     int any_conv = 0;
@@ -195,13 +197,18 @@ dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err
         const dalle_binding *it = &b->items[i];
         const dalle_st_tensor *src = it->src;
         dalle_tensor *t = it->dst;
-        dalle_st_tensor_to_f32(src, host);
-        if (it->conv_k > 0)
-            conv_to_ohwi(perm, host, src->shape[0], src->shape[1], it->conv_k);
-        void *out = it->conv_k > 0 ? (void *)perm : (void *)host;
-        /* 16 bits kept or asked for: exact when the file held the same 16-bit dtype */
-        if (t->dtype != DALLE_F32)
-            narrow_in_place(out, src->numel, t->dtype);
+        const void *out;
+        if (t->dtype == src->dtype && it->conv_k == 0 && DALLE_LITTLE_ENDIAN) {
+            out = src->data; /* the file's little-endian bytes are the stored values */
+        } else {
+            dalle_st_tensor_to_f32(src, host);
+            if (it->conv_k > 0)
+                conv_to_ohwi(perm, host, src->shape[0], src->shape[1], it->conv_k);
+            float *f = it->conv_k > 0 ? perm : host;
+            if (t->dtype != DALLE_F32) /* asked for 16 bits: round to nearest even */
+                narrow_in_place(f, src->numel, t->dtype);
+            out = f;
+        }
         if (t->packed) {
             be->ops->pack(packed, out, t->shape[0], src->numel / t->shape[0], t->dtype);
             out = packed;

@@ -5,8 +5,8 @@
  * Contract: dalle_binder_take() checks name and shape (via dalle_safetensors_take) and
  * records where the tensor goes; nothing is copied until dalle_binder_upload(), which
  * allocates the sum of the (256-byte aligned) sizes once, converts (and packs) each tensor
- * on the host and copies it to the device, then points every bound dalle_tensor into that block. The
- * caller owns the returned block and frees it with the backend's free.
+ * on the host and copies it to the device, then points every bound dalle_tensor into that block.
+ * The caller owns the returned block and frees it with the backend's free.
  */
 #ifndef DALLE_MODEL_LOADER_WEIGHTS_H
 #define DALLE_MODEL_LOADER_WEIGHTS_H
@@ -25,6 +25,7 @@ typedef struct {
     dalle_backend *be;
     dalle_binding *items;
     size_t n, cap;
+    size_t bytes; /* the block dalle_binder_upload allocated */
 } dalle_binder;
 
 void dalle_binder_init(dalle_binder *b, dalle_backend *be);
@@ -36,8 +37,8 @@ dalle_status dalle_binder_take(dalle_binder *b, dalle_safetensors *st, dalle_ten
 
 /* Bind a matmul weight [n, k] (ops.h matmul's W): packed when the backend has a layout. */
 dalle_status dalle_binder_take_matmul(dalle_binder *b, dalle_safetensors *st, dalle_tensor *dst,
-                                      int64_t n, int64_t k, dalle_error *err, const char *fmt,
-                                      ...) DALLE_PRINTF(7, 8);
+                                      int64_t n, int64_t k, dalle_error *err, const char *fmt, ...)
+    DALLE_PRINTF(7, 8);
 
 /* Bind a torch Conv2d weight, [cout, cin, k, k] in the file, to *dst as [cout, k, k, cin]
  * (the layout of the ops.h conv2d); the permutation is done on the host during upload. */

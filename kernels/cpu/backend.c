@@ -41,24 +41,39 @@ static void cpu_sync(dalle_backend *be) {
     (void)be;
 }
 
+static const char *cpu_variant(dalle_backend *be) {
+    return dalle_cpu_of(be)->gemm->name;
+}
+
 static void cpu_destroy(dalle_backend *be) {
     if (!be)
         return;
     dalle_cpu *cpu = dalle_cpu_of(be);
     free(cpu->scratch);
+    free(cpu->map);
     free(cpu);
     free(be);
 }
 
+/* *buf holding at least `bytes` (grown, contents dropped, when smaller). */
+static void *grow(void **buf, size_t *have, size_t bytes) {
+    if (bytes > *have) {
+        free(*buf);
+        *buf = aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
+        DALLE_ASSERT(*buf);
+        *have = round_up(bytes);
+    }
+    return *buf;
+}
+
 void *dalle_cpu_scratch(dalle_backend *be, size_t bytes) {
     dalle_cpu *cpu = dalle_cpu_of(be);
-    if (bytes > cpu->scratch_bytes) {
-        free(cpu->scratch);
-        cpu->scratch = aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
-        DALLE_ASSERT(cpu->scratch);
-        cpu->scratch_bytes = round_up(bytes);
-    }
-    return cpu->scratch;
+    return grow(&cpu->scratch, &cpu->scratch_bytes, bytes);
+}
+
+void *dalle_cpu_map(dalle_backend *be, size_t bytes) {
+    dalle_cpu *cpu = dalle_cpu_of(be);
+    return grow(&cpu->map, &cpu->map_bytes, bytes);
 }
 
 static const dalle_backend_ops cpu_ops = {
@@ -73,6 +88,7 @@ static const dalle_backend_ops cpu_ops = {
     .to_host = cpu_copy,
     .sync = cpu_sync,
     .destroy = cpu_destroy,
+    .variant = cpu_variant,
     .matmul = dalle_cpu_matmul,
     .layernorm = dalle_cpu_layernorm,
     .embed = dalle_cpu_embed,

@@ -1,13 +1,14 @@
 /* conv.c — CPU conv2d, GroupNorm (+ swish) and nearest ×2 upsample on NHWC fp32 maps
  * (contracts in ops.h).
  *
- * conv2d is y[B·H·W, Cout] = patches[B·H·W, k·k·Cin] · w[Cout, k·k·Cin]ᵀ + bias: a 1×1
- * kernel is one GEMM on x itself; for k > 1 the patch matrix (im2col with zero padding,
- * each patch laid out (dy, dx, c) like the weight) is built in the backend scratch for a
- * band of whole output rows at a time (at most DALLE_CPU_CONV_BAND_BYTES; a band may span
- * images), then multiplied straight into y by the GEMM core (linalg.c; the weight is a
- * [Cout, k·k·Cin] matrix, packed at load). Each output pixel is one row of that GEMM, so a
- * map's values do not depend on the images decoded beside it.
+ * conv2d is y[B·H·W, Cout] = patches[B·H·W, k·k·Cin] · w[Cout, k·k·Cin]ᵀ + bias on the
+ * GEMM core (linalg.c; the weight is a [Cout, k·k·Cin] matrix, packed at load), with no
+ * patch matrix in memory: row m of the GEMM is output pixel m, and its segment dy·k + dx is
+ * the Cin channels of the input pixel under tap (dy, dx) (a zero row outside the image), the
+ * order of the weight's (dy, dx, c). conv2d_up2x reads the taps from the ×2 nearest
+ * upsampled map by index, so that map is never built either. A 1×1 kernel is one GEMM on x
+ * itself. Each output pixel is one row of the GEMM, so a map's values do not depend on the
+ * images decoded beside it.
  * group_norm takes per (image, group) the mean, then the variance of the centred values
  * (two passes, per-thread channel sums in double, biased), then writes
  * y = (x − mean)·(rstd·gamma) + beta and, when asked, y·sigmoid(y); the mean is
@@ -33,71 +34,66 @@ static int bias_rows(float *y, const float *bias, int64_t n, int N, int threads)
     return 1;
 }
 
-/* cols[m, (dy·k + dx)·Cin + c] = x[b, h+dy−p, w+dx−p, c], 0 outside the image, for the
- * output pixels m of the nr rows starting at flattened row r0 (r = b·H + h). */
-static void im2col_band(float *cols, const float *x, int64_t r0, int nr, int H, int W, int Cin,
-                        int k, int threads) {
-    const int p = k / 2;
-    const size_t K = (size_t)k * k * Cin, tap = (size_t)Cin * sizeof(float);
-    const int64_t n = (int64_t)nr * W;
-#pragma omp parallel for num_threads(threads) if (n * (int64_t)K >= DALLE_CPU_PAR_MIN)
-    for (int64_t m = 0; m < n; m++) {
-        const int64_t r = r0 + m / W;
-        const int64_t b = r / H;
-        const int h = (int)(r % H), w = (int)(m % W);
-        const int dx0 = w < p ? p - w : 0;             // first tap with w+dx−p ≥ 0
-        const int dx1 = W - w + p < k ? W - w + p : k; // one past the last with w+dx−p < W
-        float *patch = cols + (size_t)m * K;           // [k, k, Cin]
-        for (int dy = 0; dy < k; dy++) {
-            float *d = patch + (size_t)dy * k * Cin;
-            const int ih = h + dy - p;
-            if (ih < 0 || ih >= H) {
-                memset(d, 0, (size_t)k * tap);
-                continue;
+/* The taps of output pixels as GEMM rows (see the top of the file). */
+typedef struct {
+    dalle_cpu_rows base;
+    const float *x, *zero; // x [B, H or H/2, W or W/2, Cin]; zero [Cin]
+    int H, W, Cin, k, up;  // H, W: the output map
+} tap_rows;
+
+static void tap_get(const dalle_cpu_rows *rows, int m, int mr, const float **ptr, int stride) {
+    const tap_rows *t = (const tap_rows *)rows;
+    const int p = t->k / 2, sh = t->up ? t->H / 2 : t->H, sw = t->up ? t->W / 2 : t->W;
+    for (int r = 0; r < mr; r++) {
+        const int px = m + r, w = px % t->W, bh = px / t->W, h = bh % t->H, b = bh / t->H;
+        const float *img = t->x + (size_t)b * sh * sw * t->Cin; // input image b
+        for (int dy = 0; dy < t->k; dy++) {
+            const int ih = h + dy - p, sy = t->up ? ih / 2 : ih;
+            for (int dx = 0; dx < t->k; dx++) {
+                const int iw = w + dx - p, sx = t->up ? iw / 2 : iw;
+                const int inside = ih >= 0 && ih < t->H && iw >= 0 && iw < t->W;
+                ptr[(dy * t->k + dx) * stride + r] =
+                    inside ? img + ((size_t)sy * sw + sx) * t->Cin : t->zero;
             }
-            const float *s = x + (((size_t)b * H + ih) * W + (w + dx0 - p)) * Cin;
-            memset(d, 0, (size_t)dx0 * tap);
-            memcpy(d + (size_t)dx0 * Cin, s, (size_t)(dx1 - dx0) * tap);
-            memset(d + (size_t)dx1 * Cin, 0, (size_t)(k - dx1) * tap);
         }
     }
 }
 
-void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
-                      const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k) {
+/* conv2d of x, or of its ×2 upsampling when up (x is then [B, H/2, W/2, Cin]). */
+static void conv(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                 const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k, int up) {
     DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && Cin >= 1 && Cout >= 1 && k >= 1 && k % 2 == 1);
     DALLE_ASSERT(w->ndim == 4 && w->shape[0] == Cout && w->shape[1] == k && w->shape[2] == k &&
                  w->shape[3] == Cin);
     const float *bs = bias ? dalle_cpu_f32(bias) : NULL; // [Cout]
     DALLE_ASSERT(!bias || dalle_tensor_numel(bias) == Cout);
     DALLE_ASSERT(y != x);
-    const int threads = dalle_cpu_of(be)->threads;
-    const int64_t rows = (int64_t)B * H; // output rows of all images
-    const int64_t K = (int64_t)k * k * Cin;
-    DALLE_ASSERT(rows * W <= INT_MAX && K <= INT_MAX);
-    if (rows == 0)
+    const int64_t M = (int64_t)B * H * W; // output pixels of all images
+    DALLE_ASSERT(M <= INT_MAX && (int64_t)k * k * Cin <= INT_MAX && k * k <= DALLE_CPU_MAX_SEGS);
+    if (M == 0)
         return;
-    if (k == 1) {
-        const int M = (int)(rows * W);
-        const int acc = bias_rows(y, bs, M, Cout, threads);
-        dalle_cpu_gemm(be, y, (size_t)Cout, x, (size_t)Cin, w, M, Cout, Cin, acc); // [B·H·W, Cout]
+    const int acc = bias_rows(y, bs, M, Cout, dalle_cpu_of(be)->threads);
+    if (k == 1 && !up) {
+        dalle_cpu_gemm(be, y, (size_t)Cout, x, (size_t)Cin, w, (int)M, Cout, Cin, acc);
         return;
     }
-    const size_t row_bytes = (size_t)W * (size_t)K * sizeof(float);
-    int64_t band = (int64_t)(DALLE_CPU_CONV_BAND_BYTES / row_bytes);
-    if (band < 1)
-        band = 1;
-    if (band > rows)
-        band = rows;
-    float *cols = dalle_cpu_scratch(be, (size_t)band * row_bytes); // [band·W, K]
-    for (int64_t r0 = 0; r0 < rows; r0 += band) {
-        const int nr = (int)(rows - r0 < band ? rows - r0 : band);
-        const int M = nr * W;
-        float *yb = y + r0 * W * Cout; // [nr·W, Cout]
-        im2col_band(cols, x, r0, nr, H, W, Cin, k, threads);
-        const int acc = bias_rows(yb, bs, M, Cout, threads);
-        dalle_cpu_gemm(be, yb, (size_t)Cout, cols, (size_t)K, w, M, Cout, (int)K, acc);
-    }
+    float *zero = calloc((size_t)Cin, sizeof *zero);
+    DALLE_ASSERT(zero);
+    const tap_rows rows = {.base = {.get = tap_get, .K = k * k * Cin, .seg_len = Cin},
+                           .x = x,
+                           .zero = zero,
+                           .H = H,
+                           .W = W,
+                           .Cin = Cin,
+                           .k = k,
+                           .up = up};
+    dalle_cpu_gemm_rows(be, y, (size_t)Cout, &rows.base, w, (int)M, Cout, acc); // [B·H·W, Cout]
+    free(zero);
+}
+
+void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
+                      const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k) {
+    conv(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0);
 }
 
 /* acc[c] = Σ_r x[r, c] (center NULL) or Σ_r (x[r, c] − center[c])², r < HW, in double.
@@ -210,14 +206,7 @@ void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const da
                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                            int k) {
     DALLE_ASSERT(B >= 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0 && Cin >= 1);
-    if (B == 0)
-        return;
-    /* the conv uses the backend scratch, so the upsampled map gets its own buffer */
-    float *u = malloc((size_t)B * H * W * Cin * sizeof *u); // [B, H, W, Cin]
-    DALLE_ASSERT(u);
-    dalle_cpu_upsample2x(be, u, x, B, H / 2, W / 2, Cin);
-    dalle_cpu_conv2d(be, y, u, w, bias, B, H, W, Cin, Cout, k);
-    free(u);
+    conv(be, y, x, w, bias, B, H, W, Cin, Cout, k, 1);
 }
 
 void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
@@ -241,9 +230,7 @@ void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dall
     DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && Cin >= 1);
     if (B == 0)
         return;
-    float *t = malloc((size_t)B * H * W * Cin * sizeof *t); // [B, H, W, Cin]
-    DALLE_ASSERT(t);
+    float *t = dalle_cpu_map(be, (size_t)B * H * W * Cin * sizeof *t); // [B, H, W, Cin]
     dalle_cpu_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);
     dalle_cpu_conv2d(be, y, t, w, bias, B, H, W, Cin, Cout, k);
-    free(t);
 }

@@ -7,10 +7,6 @@
 
 #include "kernels/ops.h"
 
-/* conv2d lowers a k×k convolution (k > 1) to GEMMs over bands of whole output rows; each
- * band's im2col matrix is at most this many bytes (one row is always allowed). */
-#define DALLE_CPU_CONV_BAND_BYTES ((size_t)8 << 20)
-
 void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                       const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
 
@@ -20,12 +16,12 @@ void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dal
 
 void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C);
 
-/* ops.h conv2d_up2x: upsample2x into a temporary map, then conv2d (the same values). */
+/* ops.h conv2d_up2x: conv2d reading the upsampled map's taps from x by index (the same
+ * values as upsample2x then conv2d). */
 void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
-                           const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
-                           int k);
+                           const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout, int k);
 
-/* ops.h conv2d_gn: group_norm into a temporary map, then conv2d (the same values). */
+/* ops.h conv2d_gn: group_norm into the backend's map buffer, then conv2d (the same values). */
 void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
                          const dalle_tensor *beta, int groups, float eps, int swish,
                          const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,

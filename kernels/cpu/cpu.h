@@ -15,19 +15,33 @@
 #define DALLE_CPU_PANEL 16
 
 /* One instruction set's GEMM tile (linalg.c, linalg_tile.h): out[r, c] for r < mr ≤ `mr`
- * (`mr_wide` when np = 2) and c < 16·np (row stride 32) = x rows · np panels at w. */
+ * (`mr_wide` when np = 2) and c < 16·np (row stride ldo) = (out when load) + rows
+ * xr[r][0..K) · np panels at w. */
 typedef struct {
     const char *name;
-    void (*tile)(float *out, const float *x, size_t ldx, const uint8_t *w, size_t pbytes, int K,
-                 int mr, int np, dalle_dtype dt);
+    void (*tile)(float *out, size_t ldo, const float *const *xr, const uint8_t *w, size_t pbytes,
+                 int K, int load, int mr, int np, dalle_dtype dt);
     int mr, mr_wide;
 } dalle_cpu_gemm_variant;
+
+/* The rows of a GEMM's x, K values each, in segments of seg_len (the last may be shorter):
+ * get() sets ptr[seg·stride + r] to the first value of segment seg of row m + r, for
+ * r < mr ≤ 8 and every seg < ceil(K / seg_len) ≤ DALLE_CPU_MAX_SEGS (row m's values of a
+ * segment are contiguous). Embed it as the first member of a struct holding what get()
+ * needs. */
+#define DALLE_CPU_MAX_SEGS 64
+typedef struct dalle_cpu_rows {
+    void (*get)(const struct dalle_cpu_rows *rows, int m, int mr, const float **ptr, int stride);
+    int K, seg_len;
+} dalle_cpu_rows;
 
 typedef struct {
     int threads; /* OpenMP threads, ≥ 1 */
     const dalle_cpu_gemm_variant *gemm;
     void *scratch; /* grow-only, 64-byte aligned */
     size_t scratch_bytes;
+    void *map; /* grow-only, 64-byte aligned: a whole feature map (conv2d_gn) */
+    size_t map_bytes;
 } dalle_cpu;
 
 /* Below this many elements of work an op runs on the calling thread only. */
@@ -40,6 +54,10 @@ static inline dalle_cpu *dalle_cpu_of(dalle_backend *be) {
 /* A buffer of at least `bytes`, valid until the next call on the same backend. Aborts when
  * memory runs out (ops cannot fail). */
 void *dalle_cpu_scratch(dalle_backend *be, size_t bytes);
+
+/* A second such buffer, for a feature map an op keeps while it calls ops that use the
+ * scratch. */
+void *dalle_cpu_map(dalle_backend *be, size_t bytes);
 
 /* The fp32 data of a weight, after checking its dtype. */
 static inline const float *dalle_cpu_f32(const dalle_tensor *t) {
@@ -62,6 +80,12 @@ void dalle_cpu_pack(void *dst, const void *src, int64_t N, int64_t K, dalle_dtyp
  * or row-major. Row-invariant: see linalg.c. */
 void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, size_t ldx,
                     const dalle_tensor *w, int M, int N, int K, int accumulate);
+
+/* The same product with x given by `rows` (K = rows->K): each output is
+ * the same single chain of terms in k order, so the bits equal dalle_cpu_gemm's on the
+ * same values. */
+void dalle_cpu_gemm_rows(dalle_backend *be, float *y, size_t ldy, const dalle_cpu_rows *rows,
+                         const dalle_tensor *w, int M, int N, int accumulate);
 void dalle_cpu_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
                       int N, int K, int accumulate);
 void dalle_cpu_layernorm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,

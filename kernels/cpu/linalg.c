@@ -18,10 +18,16 @@
  * variant (fused multiply-add is exactly rounded everywhere). So an image's rows give the
  * same bits alone or batched, on every machine.
  *
- * Work split: items of (a block of rows, a group of panels) handed out dynamically to the
- * backend's threads. A row block is all of M when x fits GEMM_X_BLOCK_BYTES (decode steps:
- * W is streamed from memory once); larger products cut x into blocks that stay in L2 while
- * every panel of a group passes over them.
+ * x is read through row pointers (dalle_cpu_rows), segment by segment along K, so a
+ * convolution is the same GEMM over pixels whose rows are its input taps, without an im2col
+ * matrix (conv.c); a tile continues its sums across segments, which leaves the order of the
+ * terms, and so the bits, unchanged.
+ *
+ * Work split: items of (up to GEMM_MB rows, a group of panels) handed out dynamically to
+ * the backend's threads. Inside an item the sums run segment by segment along K: a segment's
+ * slice of a panel stays in L1 while every row tile of the item passes over it, the partial
+ * sums wait in a block buffer, and y is written once at the end. Decode steps (a few rows)
+ * take K in one segment, so W streams from memory once.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -34,11 +40,12 @@
 #define DALLE_GEMM_X86 1
 #endif
 
-#define TILE_OUT_LD        (2 * DALLE_CPU_PANEL) /* row stride of a tile's output */
-#define GEMM_X_BLOCK_BYTES ((size_t)256 << 10)   /* rows of x per item when M is large */
-#define GEMM_GROUP_SMALL   2                     /* panels per item, one row block */
-#define GEMM_GROUP_LARGE   8                     /* panels per item, several row blocks */
-#define GEMM_PAR_MIN_MACS  ((int64_t)1 << 16)    /* below: one thread */
+#define GEMM_MB           96  /* rows of x per item at most (a multiple of each mr) */
+#define GEMM_KC           256 /* K per slice of a dense x with more than a few rows */
+#define GEMM_FEW_ROWS     8   /* up to this many rows, K is not sliced */
+#define GEMM_GROUP_SMALL  2   /* panels per item, one row block */
+#define GEMM_GROUP_LARGE  8   /* panels per item, several row blocks */
+#define GEMM_PAR_MIN_MACS ((int64_t)1 << 16) /* below: one thread */
 
 /* ---- element conversions (portable variant and packing) ---------------------------- */
 
@@ -262,48 +269,62 @@ void dalle_cpu_pack(void *dst, const void *src, int64_t N, int64_t K, dalle_dtyp
 
 typedef struct {
     const dalle_cpu_gemm_variant *v;
+    const dalle_cpu_rows *rows;
     float *y;
-    const float *x;
     const uint8_t *w; // packed panels
-    size_t ldy, ldx, pbytes;
-    int M, N, K, accumulate;
+    size_t ldy, pbytes;
+    int M, N, nseg, accumulate;
     dalle_dtype dt;
 } gemm_job;
 
-/* Rows [m0, m1) × panels [p0, p1). */
+/* Rows [m0, m1) × panels [p0, p1): segment by segment along K (its slice of each panel stays
+ * in L1 while every row tile passes over it), sums kept in part, then written to y. */
 static void gemm_block(const gemm_job *j, int m0, int m1, int p0, int p1) {
-    float out[8 * TILE_OUT_LD]; // [mr, 32], mr ≤ 8
+    float part[GEMM_MB * GEMM_GROUP_LARGE * DALLE_CPU_PANEL]; // [rows, cols]
+    const float *xt[DALLE_CPU_MAX_SEGS * GEMM_MB];            // [seg, rows]
     const dalle_cpu_gemm_variant *v = j->v;
-    DALLE_ASSERT(v->mr <= 8);
-    for (int p = p0; p < p1;) {
-        const int wide = p + 1 < p1 && (v->mr_wide == v->mr || m1 - m0 <= v->mr_wide);
-        const int np = wide ? 2 : 1, mr_max = wide ? v->mr_wide : v->mr;
-        const int n0 = p * DALLE_CPU_PANEL;
-        const int nc = j->N - n0 < np * DALLE_CPU_PANEL ? j->N - n0 : np * DALLE_CPU_PANEL;
-        for (int m = m0; m < m1; m += mr_max) {
-            const int mr = m1 - m < mr_max ? m1 - m : mr_max;
-            v->tile(out, j->x + (size_t)m * j->ldx, j->ldx, j->w + (size_t)p * j->pbytes, j->pbytes,
-                    j->K, mr, np, j->dt);
-            for (int r = 0; r < mr; r++) {
-                float *yr = j->y + (size_t)(m + r) * j->ldy + n0; // [nc]
-                const float *o = out + r * TILE_OUT_LD;
-                if (j->accumulate)
-                    for (int c = 0; c < nc; c++)
-                        yr[c] += o[c];
-                else
-                    memcpy(yr, o, (size_t)nc * sizeof *yr);
+    const dalle_cpu_rows *rows = j->rows;
+    const size_t es = dalle_dtype_size(j->dt);
+    const int nrows = m1 - m0, ldo = (p1 - p0) * DALLE_CPU_PANEL;
+    DALLE_ASSERT(nrows <= GEMM_MB && p1 - p0 <= GEMM_GROUP_LARGE && v->mr <= 8);
+    for (int m = m0; m < m1; m += 8)
+        rows->get(rows, m, m1 - m < 8 ? m1 - m : 8, xt + (m - m0), GEMM_MB);
+    const int wide = v->mr_wide == v->mr || nrows <= v->mr_wide;
+    for (int seg = 0; seg < j->nseg; seg++) {
+        const int k0 = seg * rows->seg_len;
+        const int kc = rows->K - k0 < rows->seg_len ? rows->K - k0 : rows->seg_len;
+        for (int p = p0; p < p1;) {
+            const int np = wide && p + 1 < p1 ? 2 : 1, mr_max = np == 2 ? v->mr_wide : v->mr;
+            const uint8_t *w = j->w + (size_t)p * j->pbytes + (size_t)k0 * DALLE_CPU_PANEL * es;
+            for (int m = m0; m < m1; m += mr_max) {
+                const int mr = m1 - m < mr_max ? m1 - m : mr_max;
+                v->tile(part + (size_t)(m - m0) * ldo + (p - p0) * DALLE_CPU_PANEL, (size_t)ldo,
+                        xt + seg * GEMM_MB + (m - m0), w, j->pbytes, kc, seg > 0, mr, np, j->dt);
             }
+            p += np;
         }
-        p += np;
+    }
+    const int n0 = p0 * DALLE_CPU_PANEL, nc = j->N - n0 < ldo ? j->N - n0 : ldo;
+    for (int r = 0; r < nrows; r++) {
+        float *yr = j->y + (size_t)(m0 + r) * j->ldy + n0; // [nc]
+        const float *o = part + (size_t)r * ldo;
+        if (j->accumulate)
+            for (int c = 0; c < nc; c++)
+                yr[c] += o[c];
+        else
+            memcpy(yr, o, (size_t)nc * sizeof *yr);
     }
 }
 
-void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, size_t ldx,
-                    const dalle_tensor *w, int M, int N, int K, int accumulate) {
+void dalle_cpu_gemm_rows(dalle_backend *be, float *y, size_t ldy, const dalle_cpu_rows *rows,
+                         const dalle_tensor *w, int M, int N, int accumulate) {
+    const int K = rows->K;
     DALLE_ASSERT(w && w->data && w->ndim >= 2 && M >= 0 && N >= 1 && K >= 1);
     DALLE_ASSERT(w->dtype == DALLE_F32 || w->dtype == DALLE_F16 || w->dtype == DALLE_BF16);
     DALLE_ASSERT(N <= w->shape[0] && (int64_t)K * w->shape[0] == dalle_tensor_numel(w));
-    DALLE_ASSERT(ldy >= (size_t)N && ldx >= (size_t)K);
+    DALLE_ASSERT(ldy >= (size_t)N && rows->seg_len >= 1);
+    const int nseg = (K + rows->seg_len - 1) / rows->seg_len;
+    DALLE_ASSERT(nseg <= DALLE_CPU_MAX_SEGS);
     if (M == 0)
         return;
     dalle_cpu *cpu = dalle_cpu_of(be);
@@ -317,26 +338,19 @@ void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, siz
         wp = tmp;
     }
     const gemm_job j = {.v = cpu->gemm,
+                        .rows = rows,
                         .y = y,
-                        .x = x,
                         .w = wp,
                         .ldy = ldy,
-                        .ldx = ldx,
                         .pbytes = (size_t)DALLE_CPU_PANEL * K * es,
                         .M = M,
                         .N = N,
-                        .K = K,
+                        .nseg = nseg,
                         .accumulate = accumulate,
                         .dt = w->dtype};
     const int panels = (N + DALLE_CPU_PANEL - 1) / DALLE_CPU_PANEL;
-    int mb = M, group = GEMM_GROUP_SMALL;
-    if ((size_t)M * K * sizeof(float) > GEMM_X_BLOCK_BYTES) {
-        const int mr = cpu->gemm->mr;
-        mb = (int)(GEMM_X_BLOCK_BYTES / ((size_t)K * sizeof(float))) / mr * mr;
-        if (mb < mr)
-            mb = mr;
-        group = GEMM_GROUP_LARGE;
-    }
+    const int mb = M < GEMM_MB ? M : GEMM_MB;
+    const int group = M <= GEMM_MB ? GEMM_GROUP_SMALL : GEMM_GROUP_LARGE;
     const int blocks = (M + mb - 1) / mb, groups = (panels + group - 1) / group;
     const int items = blocks * groups;
     const int par = items > 1 && (int64_t)M * N * K >= GEMM_PAR_MIN_MACS;
@@ -348,6 +362,34 @@ void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, siz
         gemm_block(&j, b * mb, m1, g * group, p1);
     }
     free(tmp);
+}
+
+/* Rows of a dense row-major x: row m at x + m·ldx. */
+typedef struct {
+    dalle_cpu_rows base;
+    const float *x;
+    size_t ldx;
+} dense_rows;
+
+static void dense_get(const dalle_cpu_rows *rows, int m, int mr, const float **ptr, int stride) {
+    const dense_rows *d = (const dense_rows *)rows;
+    const int nseg = (rows->K + rows->seg_len - 1) / rows->seg_len;
+    for (int seg = 0; seg < nseg; seg++)
+        for (int r = 0; r < mr; r++)
+            ptr[seg * stride + r] = d->x + (size_t)(m + r) * d->ldx + (size_t)seg * rows->seg_len;
+}
+
+void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, size_t ldx,
+                    const dalle_tensor *w, int M, int N, int K, int accumulate) {
+    DALLE_ASSERT(K >= 1 && ldx >= (size_t)K);
+    /* a few rows (decode steps): one pass over K streams W once; more rows: K in slices
+     * whose panel parts stay in L1 while the row tiles pass over them */
+    int seg_len = M <= GEMM_FEW_ROWS ? K : GEMM_KC;
+    if (seg_len < (K + DALLE_CPU_MAX_SEGS - 1) / DALLE_CPU_MAX_SEGS)
+        seg_len = (K + DALLE_CPU_MAX_SEGS - 1) / DALLE_CPU_MAX_SEGS;
+    const dense_rows rows = {
+        .base = {.get = dense_get, .K = K, .seg_len = seg_len}, .x = x, .ldx = ldx};
+    dalle_cpu_gemm_rows(be, y, ldy, &rows.base, w, M, N, accumulate);
 }
 
 void dalle_cpu_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,

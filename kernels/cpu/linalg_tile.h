@@ -10,25 +10,27 @@
  *   TILE_MR_WIDE       most rows for which a tile spans two panels (0: never)
  *
  * Contract: TILE_NAME(tile) computes, for r < mr and c < DALLE_CPU_PANEL·np,
- *   out[r·TILE_OUT_LD + c] = Σ_{k<K} x[r·ldx + k] · w(c, k)
+ *   out[r·ldo + c] = s + Σ_{k<K} xr[r][k] · w(c, k)
  * where w(c, k) is element c mod 16 of row k of panel c / 16 (panels pbytes apart, elements
- * of dtype dt). The sum starts at 0 and adds the terms in increasing k, each with one fused
- * multiply-add: every variant, every tile shape, gives each output the same bits.
+ * of dtype dt) and s is 0, or out's value on entry when `load` (a longer sum continued
+ * segment by segment). The terms are added in increasing k, each with one fused
+ * multiply-add: every variant, every tile shape and every segmentation gives each output
+ * the same bits.
  */
 
 #define TILE_NVP (DALLE_CPU_PANEL / VL) /* vectors per panel row */
 
 static inline __attribute__((always_inline)) TILE_TARGET void
-TILE_NAME(tile_body)(float *restrict out, const float *restrict x, size_t ldx,
-                     const uint8_t *restrict w, size_t pbytes, int K, const int mr, const int np,
-                     const dalle_dtype dt) {
+TILE_NAME(tile_body)(float *restrict out, size_t ldo, const float *const *restrict xr,
+                     const uint8_t *restrict w, size_t pbytes, int K, int load, const int mr,
+                     const int np, const dalle_dtype dt) {
     const size_t es = dt == DALLE_F32 ? 4 : 2;
     VEC acc[TILE_MR][2 * TILE_NVP]; // [mr, np·16 / VL]
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < np * TILE_NVP; v++)
-            acc[r][v] = V_ZERO();
+            acc[r][v] = load ? V_LOAD_F32((const uint8_t *)(out + r * ldo + v * VL)) : V_ZERO();
     for (int k = 0; k < K; k++) {
         VEC wv[2 * TILE_NVP];
 #pragma GCC unroll 16
@@ -41,7 +43,7 @@ TILE_NAME(tile_body)(float *restrict out, const float *restrict x, size_t ldx,
         }
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
-            const VEC xb = V_SET1(x[(size_t)r * ldx + k]);
+            const VEC xb = V_SET1(xr[r][k]);
 #pragma GCC unroll 16
             for (int v = 0; v < np * TILE_NVP; v++)
                 acc[r][v] = V_FMA(xb, wv[v], acc[r][v]);
@@ -51,22 +53,23 @@ TILE_NAME(tile_body)(float *restrict out, const float *restrict x, size_t ldx,
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < np * TILE_NVP; v++)
-            V_STORE(out + r * TILE_OUT_LD + v * VL, acc[r][v]);
+            V_STORE(out + r * ldo + v * VL, acc[r][v]);
 }
 
 /* One instantiation per (rows, panels, dtype): constant trip counts keep acc in registers. */
 #define TILE_CASE(MR_, NP_)                                                                        \
     case MR_ * 4 + NP_:                                                                            \
         if (dt == DALLE_F32)                                                                       \
-            TILE_NAME(tile_body)(out, x, ldx, w, pbytes, K, MR_, NP_, DALLE_F32);                  \
+            TILE_NAME(tile_body)(out, ldo, xr, w, pbytes, K, load, MR_, NP_, DALLE_F32);           \
         else if (dt == DALLE_F16)                                                                  \
-            TILE_NAME(tile_body)(out, x, ldx, w, pbytes, K, MR_, NP_, DALLE_F16);                  \
+            TILE_NAME(tile_body)(out, ldo, xr, w, pbytes, K, load, MR_, NP_, DALLE_F16);           \
         else                                                                                       \
-            TILE_NAME(tile_body)(out, x, ldx, w, pbytes, K, MR_, NP_, DALLE_BF16);                 \
+            TILE_NAME(tile_body)(out, ldo, xr, w, pbytes, K, load, MR_, NP_, DALLE_BF16);          \
         return;
 
-static TILE_TARGET void TILE_NAME(tile)(float *out, const float *x, size_t ldx, const uint8_t *w,
-                                        size_t pbytes, int K, int mr, int np, dalle_dtype dt) {
+static TILE_TARGET void TILE_NAME(tile)(float *out, size_t ldo, const float *const *xr,
+                                        const uint8_t *w, size_t pbytes, int K, int load, int mr,
+                                        int np, dalle_dtype dt) {
     switch (mr * 4 + np) {
         TILE_CASE(1, 1)
         TILE_CASE(2, 1)

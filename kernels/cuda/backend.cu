@@ -231,6 +231,7 @@ static const dalle_backend_ops cuda_ops = {
     .to_host = cu_to_host,
     .sync = cu_sync,
     .destroy = cu_destroy,
+    .variant = NULL,
     .matmul = dalle_cuda_matmul,
     .layernorm = dalle_cuda_layernorm,
     .embed = dalle_cuda_embed,

@@ -5,12 +5,14 @@
  * Tolerance: max_i |ours_i − ref_i| ≤ 1e-5 · max_i |ref_i| (fp32 against double);
  * upsampling is a copy and must be exact. Inputs come from a fixed LCG. The conv cases
  * cover k = 1, 3, 5, odd sizes, a kernel wider than the image, Cin not a multiple of 8, no
- * bias, and a size whose im2col bands cross image boundaries.
+ * bias, and a size whose GEMM row blocks cross image boundaries. Batch invariance: conv2d,
+ * conv2d_up2x and conv2d_gn give each image the same bits alone as in a batch of three.
  */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/conv.h"
 #include "kernels/ops.h"
@@ -24,7 +26,9 @@ static void setup(void) {
     cr_assert_not_null(be);
 }
 
-static void teardown(void) { be->ops->destroy(be); }
+static void teardown(void) {
+    be->ops->destroy(be);
+}
 
 TestSuite(cpu_conv, .init = setup, .fini = teardown);
 
@@ -38,13 +42,15 @@ static float frand(void) { /* uniform in [-1, 1) */
 static float *random_buf(size_t n, float scale, float offset) {
     float *p = be->ops->alloc(be, n * sizeof *p);
     cr_assert_not_null(p);
-    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
+    for (size_t i = 0; i < n; i++)
+        p[i] = offset + scale * frand();
     return p;
 }
 
 static dalle_tensor weight(float *data, int ndim, const int64_t *shape) {
     dalle_tensor t = {.data = data, .dtype = DALLE_F32, .ndim = ndim};
-    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        t.shape[i] = shape[i];
     return t;
 }
 
@@ -52,8 +58,10 @@ static double rel_err(const float *ours, const double *ref, size_t n) {
     double diff = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
         const double d = fabs(ours[i] - ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates as a failure */
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+        if (!(d <= diff))
+            diff = d; /* NaN propagates as a failure */
+        if (fabs(ref[i]) > scale)
+            scale = fabs(ref[i]);
     }
     return scale > 0 ? diff / scale : diff;
 }
@@ -82,10 +90,12 @@ static void conv_ref(double *y, const float *x, const float *wt, const float *bi
                     for (int dy = 0; dy < c->k; dy++)
                         for (int dx = 0; dx < c->k; dx++) {
                             const int ih = h + dy - p, iw = w + dx - p;
-                            if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
+                            if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W)
+                                continue;
                             const float *xp = x + (((size_t)b * c->H + ih) * c->W + iw) * c->Cin;
                             const float *wp = wt + (((size_t)o * c->k + dy) * c->k + dx) * c->Cin;
-                            for (int i = 0; i < c->Cin; i++) s += (double)xp[i] * wp[i];
+                            for (int i = 0; i < c->Cin; i++)
+                                s += (double)xp[i] * wp[i];
                         }
                     y[(((size_t)b * c->H + h) * c->W + w) * c->Cout + o] = s;
                 }
@@ -111,12 +121,15 @@ static void run_conv(const conv_case *c) {
               c->W, c->Cin, c->Cout, c->k, e, TOL);
     free(ref);
     float *bufs[] = {x, wd, bd, y};
-    for (size_t i = 0; i < 4; i++) be->ops->free(be, bufs[i]);
+    for (size_t i = 0; i < 4; i++)
+        be->ops->free(be, bufs[i]);
 }
 
 Test(cpu_conv, conv2d_1x1) {
-    const conv_case cases[] = {{2, 5, 7, 3, 5, 1, 1}, {1, 4, 3, 13, 1, 1, 0}, {3, 1, 1, 9, 6, 1, 1}};
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv(&cases[i]);
+    const conv_case cases[] = {
+        {2, 5, 7, 3, 5, 1, 1}, {1, 4, 3, 13, 1, 1, 0}, {3, 1, 1, 9, 6, 1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_conv(&cases[i]);
 }
 
 Test(cpu_conv, conv2d_3x3_and_5x5) {
@@ -124,16 +137,54 @@ Test(cpu_conv, conv2d_3x3_and_5x5) {
         {1, 6, 5, 13, 7, 3, 1}, {2, 7, 4, 13, 6, 3, 0}, {1, 1, 1, 5, 4, 3, 1},
         {2, 2, 3, 3, 2, 3, 1},  {1, 3, 2, 3, 2, 5, 1},  {2, 9, 11, 17, 3, 5, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_conv(&cases[i]);
 }
 
-Test(cpu_conv, conv2d_bands_cross_images) {
+/* Many GEMM row blocks, some crossing from one image into the next. */
+Test(cpu_conv, conv2d_rows_cross_images) {
     const conv_case c = {2, 20, 64, 253, 16, 3, 1};
-    const size_t row_bytes = (size_t)c.W * c.k * c.k * c.Cin * sizeof(float);
-    const size_t band = DALLE_CPU_CONV_BAND_BYTES / row_bytes;
-    cr_assert(band >= 1 && band < (size_t)c.B * c.H && c.H % band != 0,
-              "case must split into bands that cross an image boundary (band %zu rows)", band);
     run_conv(&c);
+}
+
+/* Each image of a batch of 3 has the same bits as that image convolved alone, on the
+ * plain, upsampling and GroupNorm-fused convolutions (a VQGAN decode's images do not depend
+ * on what is decoded beside them). */
+Test(cpu_conv, images_alone_equal_batched) {
+    const int B = 3, H = 10, W = 14, Cin = 32, Cout = 24, k = 3;
+    const size_t img = (size_t)H * W * Cin, out = (size_t)H * W * Cout;
+    float *x = random_buf(B * img, 1.0f, 0.2f),
+          *wd = random_buf((size_t)Cout * k * k * Cin, 0.5f, 0);
+    float *bd = random_buf(Cout, 1.0f, 0), *g = random_buf(Cin, 0.2f, 1.0f),
+          *bt = random_buf(Cin, 0.2f, 0);
+    float *yb = random_buf(B * out, 1, 0), *y1 = random_buf(out, 1, 0);
+    const int64_t ws[4] = {Cout, k, k, Cin}, bsh[1] = {Cout}, gs[1] = {Cin};
+    dalle_tensor w = weight(wd, 4, ws), b = weight(bd, 1, bsh), gt = weight(g, 1, gs),
+                 btt = weight(bt, 1, gs);
+    for (int op = 0; op < 3; op++) {
+        const size_t in_img = op == 1 ? img / 4 : img; /* up2x reads [H/2, W/2] images */
+        if (op == 0)
+            be->ops->conv2d(be, yb, x, &w, &b, B, H, W, Cin, Cout, k);
+        else if (op == 1)
+            be->ops->conv2d_up2x(be, yb, x, &w, &b, B, H, W, Cin, Cout, k);
+        else
+            be->ops->conv2d_gn(be, yb, x, &gt, &btt, 8, 1e-6f, 1, &w, &b, B, H, W, Cin, Cout, k);
+        for (int i = 0; i < B; i++) {
+            const float *xi = x + i * in_img;
+            if (op == 0)
+                be->ops->conv2d(be, y1, xi, &w, &b, 1, H, W, Cin, Cout, k);
+            else if (op == 1)
+                be->ops->conv2d_up2x(be, y1, xi, &w, &b, 1, H, W, Cin, Cout, k);
+            else
+                be->ops->conv2d_gn(be, y1, xi, &gt, &btt, 8, 1e-6f, 1, &w, &b, 1, H, W, Cin, Cout,
+                                   k);
+            cr_assert(memcmp(y1, yb + i * out, out * sizeof *y1) == 0,
+                      "op %d image %d differs alone", op, i);
+        }
+    }
+    float *bufs[] = {x, wd, bd, g, bt, yb, y1};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        be->ops->free(be, bufs[i]);
 }
 
 /* ---- group norm ------------------------------------------------------------------------ */
@@ -164,7 +215,8 @@ static void gn_ref(double *y, const float *x, const float *g, const float *b, co
                 for (int ch = grp * cg; ch < (grp + 1) * cg; ch++) {
                     const size_t at = ((size_t)i * c->HW + r) * c->C + ch;
                     double t = (x[at] - mean) * rstd * g[ch] + b[ch];
-                    if (c->swish) t = t / (1.0 + exp(-t));
+                    if (c->swish)
+                        t = t / (1.0 + exp(-t));
                     y[at] = t;
                 }
         }
@@ -185,10 +237,11 @@ static void run_gn(const gn_case *c, int in_place) {
     const double e = rel_err(y, ref, n);
     printf("group_norm B%d HW %d C %d G %d swish %d offset %g%s: max rel err %.3g\n", c->B, c->HW,
            c->C, c->G, c->swish, c->offset, in_place ? " (in place)" : "", e);
-    cr_expect(e <= TOL, "group_norm B%d HW %d C %d G %d swish %d: max rel err %g > %g", c->B,
-              c->HW, c->C, c->G, c->swish, e, TOL);
+    cr_expect(e <= TOL, "group_norm B%d HW %d C %d G %d swish %d: max rel err %g > %g", c->B, c->HW,
+              c->C, c->G, c->swish, e, TOL);
     free(ref);
-    if (!in_place) be->ops->free(be, y);
+    if (!in_place)
+        be->ops->free(be, y);
     be->ops->free(be, x);
     be->ops->free(be, g);
     be->ops->free(be, b);
@@ -196,16 +249,23 @@ static void run_gn(const gn_case *c, int in_place) {
 
 Test(cpu_conv, group_norm_plain) {
     const gn_case cases[] = {
-        {2, 15, 12, 3, 0, 0}, {1, 7, 12, 12, 0, 0}, {1, 9, 10, 1, 0, 0}, {2, 1024, 64, 32, 0, 0.5f},
+        {2, 15, 12, 3, 0, 0},
+        {1, 7, 12, 12, 0, 0},
+        {1, 9, 10, 1, 0, 0},
+        {2, 1024, 64, 32, 0, 0.5f},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_gn(&cases[i], 0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_gn(&cases[i], 0);
 }
 
 Test(cpu_conv, group_norm_swish) {
     const gn_case cases[] = {
-        {2, 15, 12, 3, 1, 0}, {3, 33, 96, 32, 1, 0}, {1, 2048, 48, 4, 1, 0},
+        {2, 15, 12, 3, 1, 0},
+        {3, 33, 96, 32, 1, 0},
+        {1, 2048, 48, 4, 1, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_gn(&cases[i], 0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_gn(&cases[i], 0);
 }
 
 Test(cpu_conv, group_norm_in_place_and_offset) {
@@ -226,8 +286,8 @@ static void run_upsample(int B, int H, int W, int C) {
                 for (int c = 0; c < C; c++) {
                     const float got = y[(((size_t)b * 2 * H + h) * 2 * W + w) * C + c];
                     const float want = x[(((size_t)b * H + h / 2) * W + w / 2) * C + c];
-                    cr_assert_eq(got, want, "upsample2x B%d %dx%dx%d at (%d,%d,%d,%d)", B, H, W,
-                                 C, b, h, w, c);
+                    cr_assert_eq(got, want, "upsample2x B%d %dx%dx%d at (%d,%d,%d,%d)", B, H, W, C,
+                                 b, h, w, c);
                 }
     be->ops->free(be, x);
     be->ops->free(be, y);
