@@ -1,6 +1,7 @@
 """Real clients against the real server: the openai Python client, schemathesis driven by the
 committed openapi.yaml, and 32 parallel clients whose seeded results must equal the same
-requests run alone.
+requests run alone, on every CPU GEMM variant this machine runs (DALLE_CPU_GEMM; the portable
+variant, ~10x slower on x86 where fmaf is a library call, with 8 clients).
 
 openai, schemathesis and openapi-spec-validator are pinned in tests/requirements.txt;
 `make deps` installs them into .venv-test, which tests/run.sh uses when it exists. Without
@@ -238,12 +239,37 @@ def test_spec_matches_server(st_server, name):
 # ---------------------------------------------------------------------------------------------
 # 3. 32 parallel clients: all answered, seeded results identical to the same requests alone
 
-CLIENTS = 32
+CLIENTS = {"avx512": 32, "avx2": 32, "portable": 8}
 
 
-@pytest.fixture(scope="module")
-def big_server():
-    s = Server("--max-batch", "16", "--queue", "64", "--http-threads", "4")
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _variant_runs(variant):
+    """Whether this CPU has the instructions of a GEMM variant (kernels/cpu/linalg.c)."""
+    need = {"avx512": {"avx512f"}, "avx2": {"avx2", "fma", "f16c"}, "portable": set()}[variant]
+    return need <= _cpu_flags()
+
+
+@pytest.fixture(scope="module", params=sorted(CLIENTS))
+def big_server(request):
+    variant = request.param
+    if not _variant_runs(variant):
+        pytest.skip(f"this CPU has no {variant}")
+    if SANITIZED and variant == "portable":
+        pytest.skip("portable GEMM under ASan: too slow for CI (its bits equal the other "
+                    "variants', tests/kernels/test_cpu_gemm.c)")
+    s = Server("--max-batch", "16", "--queue", "64", "--http-threads", "4",
+               env={"DALLE_CPU_GEMM": variant})
+    s.variant = variant
     yield s
     assert s.stop() == 0
 
@@ -261,15 +287,16 @@ def _post(srv, body):
 
 
 def test_32_parallel_clients_match_alone(big_server):
+    clients = CLIENTS[big_server.variant]
     before = big_server.metrics()
-    barrier = threading.Barrier(CLIENTS)
+    barrier = threading.Barrier(clients)
 
     def together(i):
         barrier.wait(timeout=60)
         return _post(big_server, _request(i))
 
-    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as ex:
-        parallel = list(ex.map(together, range(CLIENTS)))
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        parallel = list(ex.map(together, range(clients)))
     after = big_server.metrics()
     # they were really batched together: some decode steps ran more than 1 image
     steps = after["dalle_batch_size_count"] - before.get("dalle_batch_size_count", 0)
@@ -277,16 +304,17 @@ def test_32_parallel_clients_match_alone(big_server):
               - before.get('dalle_batch_size_bucket{le="1"}', 0))
     assert steps > 0 and single < steps
     assert after["dalle_images_generated_total"] - before.get("dalle_images_generated_total", 0) \
-        == sum(_request(i)["n"] for i in range(CLIENTS))
+        == sum(_request(i)["n"] for i in range(clients))
 
-    assert [len(p[0]) for p in parallel] == [_request(i)["n"] for i in range(CLIENTS)]
+    assert [len(p[0]) for p in parallel] == [_request(i)["n"] for i in range(clients)]
     differ = []
     # one at a time: nothing else in the batch (under ASan every 4th: ~10 s per run alone)
-    for i in range(0, CLIENTS, 4 if SANITIZED else 1):
+    for i in range(0, clients, 4 if SANITIZED else 1):
         alone = _post(big_server, _request(i))
         assert parallel[i][3] == alone[3] == _request(i)["seed"]
         if parallel[i] != alone:
             differ.append(f"{i} {_request(i)} scores {parallel[i][1]} vs alone {alone[1]}")
     # kernels/cpu/linalg.c computes every row in one order whatever the batch's row count
-    assert not differ, f"{len(differ)} of {CLIENTS} seeded requests differ when batched: " \
+    assert not differ, f"{big_server.variant}: {len(differ)} of {clients} seeded requests differ " \
+        "when batched: " \
         + "; ".join(differ)
