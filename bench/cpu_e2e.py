@@ -294,12 +294,74 @@ def decoder_params_per_step():
     return L * (6 * d * d + 3 * d * g) + MINI["image_vocab"] * d
 
 
+def report(a, ns, runs, tokens, bw, gf, gf_name, load_before, load_after):
+    med = statistics.median
+    sides = ["base", "ours"] if runs[ns[0]]["base"] else ["ours"]
+    name = {"base": "before", "ours": "ours"}
+    kernels = runs[ns[0]]["ours"][0]["kernels"]
+    print(f"dalle-server vs min-dalle 0.4.11 + transformers CLIP B/32, DALL·E mini size, random weights; "
+          f"{a.threads} threads each, OMP_WAIT_POLICY=passive; median of {a.repeats} interleaved repeats")
+    print(f"machine: read bandwidth {bw:.1f} GB/s, sgemm {gf:.0f} GFLOP/s ({gf_name}); our GEMM variant: "
+          f"{kernels}; load average {load_before} before, {load_after} after")
+    if "base" in sides:
+        print(f"before = {a.baseline_cli} (the same run, interleaved)")
+    print("seconds per image; ×: peer ÷ that side (the encoder also per text row: ours encodes the "
+          "prompt, min-dalle the prompt and the empty text); peak RSS: that side ÷ peer")
+    cols = [(s, True) for s in sides] + [("peer", False)]
+    width = sum(16 if r else 9 for _, r in cols)
+    print(f"{'stage':<22}" + "".join(f"{'N=' + str(n):>{width}}" for n in ns))
+    print(f"{'':<22}" + "".join("".join(f"{name.get(s, s):>9}{'×':>7}" if r else f"{s:>9}" for s, r in cols)
+                                 for _ in ns))
+    per_row = {"peer": 2}
+    rows = [("encoder", "encode", 1), ("encoder per text row", "encode", 0), ("decode (256 steps)", "decode", 1),
+            ("VQGAN", "vqgan", 1), ("CLIP ranking", "clip", 1), ("end to end", "total", 1),
+            ("peak RSS (MB)", "rss", 0)]
+    for label, k, per_image in rows:
+        line = f"{label:<22}"
+        for n in ns:
+            def val(side):
+                v = med([x[k] for x in runs[n][side]])
+                if k == "rss":
+                    return v
+                return v / n if per_image else v / per_row.get(side, 1)
+            p = val("peer")
+            for s, r in cols:
+                v = val(s)
+                if not r:
+                    line += f"{v:>9.0f}" if k == "rss" else f"{v:>9.3f}"
+                elif k == "rss":
+                    line += f"{v:>9.0f}{v / p:>6.2f}x"
+                else:
+                    line += f"{v:>9.3f}{p / v:>6.2f}x"
+        print(line)
+    wb = runs[ns[0]]["ours"][0]["weight_bytes"]
+    if wb:
+        print(f"our weights in memory: {wb / 1e6:.0f} MB")
+    step_bytes = 2 * decoder_params_per_step()
+    for side in sides:
+        for n in ns:
+            dec = med([x["decode"] for x in runs[n][side]])
+            bw_floor = step_bytes * 256 / (bw * 1e9)
+            fl_floor = 2 * (2 * n) * decoder_params_per_step() * 256 / (gf * 1e9)
+            floor, what = max((bw_floor, "bandwidth"), (fl_floor, "FLOP"))
+            print(f"{name[side]}: decode N={n}: {dec:.2f} s; floors: bandwidth {bw_floor:.2f} s "
+                  f"({step_bytes / 1e6:.0f} MB of 16-bit weights per step), FLOP {fl_floor:.2f} s; "
+                  f"at {100 * floor / dec:.0f} % of the {what} floor")
+    for side in sides:
+        t1, t8 = med(tokens[side][1]), med(tokens[side][8])
+        print(f"{name[side]}: dalle-cli tokens: N=1 {1 / t1:.3f} images/s, N=8 {8 / t8:.3f} images/s → "
+              f"×{(8 / t8) / (1 / t1):.2f}; N=8 decode at "
+              f"{100 * (2 * 16 * decoder_params_per_step() * 256) / (gf * 1e9) / t8:.0f} % of the FLOP floor")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", default="1,4,9", help="image counts (perfect squares: min-dalle's grid)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cli", default=os.path.join(ROOT, "build", "dalle-cli"))
+    ap.add_argument("--baseline-cli", help="another build's dalle-cli (e.g. an earlier commit), run as a "
+                    "third side in the same interleaved loop")
     ap.add_argument("--work", help="folder for the random models, kept between runs (default: temporary)")
     ap.add_argument("--json", help="also write the raw runs here")
     ap.add_argument("--peer-child", nargs=4, help=argparse.SUPPRESS)
@@ -313,8 +375,9 @@ def main():
         return build_models(a.build_child)
     if a.sgemm_child:
         return sgemm_child(a.sgemm_child)
-    if not os.access(a.cli, os.X_OK):
-        sys.exit(f"{a.cli} is missing: run make first")
+    for cli in filter(None, (a.cli, a.baseline_cli)):
+        if not os.access(cli, os.X_OK):
+            sys.exit(f"{cli} is missing: run make first")
     ns = [int(x) for x in a.images.split(",")]
     for n in ns:
         if int(round(math.sqrt(n))) ** 2 != n:
@@ -330,71 +393,28 @@ def main():
                                         check=True, capture_output=True, text=True).stdout)
         bw = read_bandwidth(a.threads, tmp)
         gf, gf_name = json.loads(spawn([sys.executable, os.path.abspath(__file__), "--sgemm-child",
-                                         str(a.threads)], a.threads)[0])
-        runs = {n: {"ours": [], "peer": []} for n in ns}
-        tokens = {1: [], 8: []}
+                                        str(a.threads)], a.threads)[0])
+        clis = {"ours": a.cli, "base": a.baseline_cli}
+        sides = ["ours", "peer"] + (["base"] if a.baseline_cli else [])
+        runs = {n: {"ours": [], "peer": [], "base": []} for n in ns}
+        tokens = {s: {1: [], 8: []} for s in ("ours", "base")}
         for r in range(a.repeats):
             for n in ns:
-                order = ("ours", "peer") if r % 2 == 0 else ("peer", "ours")
-                for side in order:
-                    res = run_ours(a.cli, model, n, a.threads, tmp) if side == "ours" else \
-                        run_peer(work, n, a.threads, tok["clip_ids"])
+                for side in sides if r % 2 == 0 else sides[::-1]:
+                    res = run_peer(work, n, a.threads, tok["clip_ids"]) if side == "peer" else \
+                        run_ours(clis[side], model, n, a.threads, tmp)
                     runs[n][side].append(res)
                     print(f"  repeat {r + 1} N={n} {side}: total {res['total']:.2f} s, decode "
                           f"{res['decode']:.2f} s, rss {res['rss']:.0f} MB", file=sys.stderr)
-            for n in tokens:
-                tokens[n].append(run_tokens(a.cli, model, n, a.threads))
+            for side in ("ours", "base") if a.baseline_cli else ("ours",):
+                for n in (1, 8):
+                    tokens[side][n].append(run_tokens(clis[side], model, n, a.threads))
     load_after = load_average()
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"runs": runs, "tokens": tokens, "bandwidth_gbs": bw, "sgemm_gflops": gf}, f, indent=1)
-
-    med = lambda xs: statistics.median(xs)
-    kernels = runs[ns[0]]["ours"][0]["kernels"]
-    print(f"dalle-server vs min-dalle 0.4.11 + transformers CLIP B/32, DALL·E mini size, random weights; "
-          f"{a.threads} threads each, OMP_WAIT_POLICY=passive; median of {a.repeats} interleaved repeats")
-    print(f"machine: read bandwidth {bw:.1f} GB/s, sgemm {gf:.0f} GFLOP/s ({gf_name}); our GEMM variant: "
-          f"{kernels}; load average {load_before} before, {load_after} after")
-    print("seconds per image (ratio = peer ÷ ours; the encoder also per text row: ours encodes the prompt, "
-          "min-dalle the prompt and the empty text)")
-    head = f"{'stage':<22}" + "".join(f"{'N=' + str(n):>26}" for n in ns)
-    print(head)
-    print(f"{'':<22}" + "".join(f"{'ours':>8}{'peer':>9}{'ratio':>9}" for _ in ns))
-    rows = [("encoder", "encode"), ("decode (256 steps)", "decode"), ("VQGAN", "vqgan"),
-            ("CLIP ranking", "clip"), ("end to end", "total")]
-    for label, k in rows:
-        line = f"{label:<22}"
-        for n in ns:
-            o, p = med([x[k] for x in runs[n]["ours"]]) / n, med([x[k] for x in runs[n]["peer"]]) / n
-            line += f"{o:>8.3f}{p:>9.3f}{p / o:>8.2f}x"
-        print(line)
-    line = f"{'encoder per text row':<22}"
-    for n in ns:
-        o, p = med([x["encode"] for x in runs[n]["ours"]]), med([x["encode"] for x in runs[n]["peer"]]) / 2
-        line += f"{o:>8.3f}{p:>9.3f}{p / o:>8.2f}x"
-    print(line)
-    line = f"{'peak RSS (MB)':<22}"
-    for n in ns:
-        o, p = med([x["rss"] for x in runs[n]["ours"]]), med([x["rss"] for x in runs[n]["peer"]])
-        line += f"{o:>8.0f}{p:>9.0f}{o / p:>8.2f}x"
-    print(line + "  (ratio = ours ÷ peer)")
-    wb = runs[ns[0]]["ours"][0]["weight_bytes"]
-    if wb:
-        print(f"our weights in memory: {wb / 1e6:.0f} MB")
-    step_bytes = 2 * decoder_params_per_step()
-    for n in ns:
-        dec = med([x["decode"] for x in runs[n]["ours"]])
-        bw_floor = step_bytes * 256 / (bw * 1e9)
-        flops = 2 * (2 * n) * decoder_params_per_step() * 256
-        fl_floor = flops / (gf * 1e9)
-        floor, what = max((bw_floor, "bandwidth"), (fl_floor, "FLOP"))
-        print(f"decode N={n}: {dec:.2f} s; floors: bandwidth {bw_floor:.2f} s "
-              f"({step_bytes / 1e6:.0f} MB of 16-bit weights per step), FLOP {fl_floor:.2f} s; "
-              f"at {100 * floor / dec:.0f} % of the {what} floor")
-    t1, t8 = med(tokens[1]), med(tokens[8])
-    print(f"dalle-cli tokens: N=1 {1 / t1:.3f} images/s, N=8 {8 / t8:.3f} images/s → ×{(8 / t8) / (1 / t1):.2f}; "
-          f"N=8 decode at {100 * (2 * 16 * decoder_params_per_step() * 256) / (gf * 1e9) / t8:.0f} % "
-          f"of the FLOP floor")
+            json.dump({"runs": runs, "tokens": tokens, "bandwidth_gbs": bw, "sgemm_gflops": gf,
+                       "load": [load_before, load_after]}, f, indent=1)
+    report(a, ns, runs, tokens, bw, gf, gf_name, load_before, load_after)
 
 
 if __name__ == "__main__":
