@@ -12,42 +12,36 @@
 #include "common/error.h"
 #include "model_loader/weights.h"
 
-#define TAKE(t, ...)                                                                               \
-    do {                                                                                           \
-        if ((s = dalle_binder_take(b, st, (t), __VA_ARGS__)) != DALLE_OK)                          \
-            return s;                                                                              \
-    } while (0)
-#define TAKE_MM(t, ...)                                                                            \
-    do {                                                                                           \
-        if ((s = dalle_binder_take_matmul(b, st, (t), __VA_ARGS__)) != DALLE_OK)                   \
-            return s;                                                                              \
-    } while (0)
-
 static dalle_status bind_layer(dalle_binder *b, dalle_safetensors *st, dalle_bart_layer *L, int i,
                                int decoder, const dalle_bart_hparams *hp, dalle_error *err) {
     dalle_status s;
     const int64_t c[1] = {hp->d_model}, f[1] = {hp->glu_dim};
-    TAKE(&L->pre_self_ln_b, 1, c, err, "layers.%d.pre_self_attn_layer_norm.bias", i);
-    TAKE_MM(&L->q, hp->d_model, hp->d_model, err, "layers.%d.self_attn.q_proj.weight", i);
-    TAKE_MM(&L->k, hp->d_model, hp->d_model, err, "layers.%d.self_attn.k_proj.weight", i);
-    TAKE_MM(&L->v, hp->d_model, hp->d_model, err, "layers.%d.self_attn.v_proj.weight", i);
-    TAKE_MM(&L->o, hp->d_model, hp->d_model, err, "layers.%d.self_attn.out_proj.weight", i);
-    TAKE(&L->self_ln_g, 1, c, err, "layers.%d.self_attn_layer_norm.weight", i);
-    TAKE(&L->self_ln_b, 1, c, err, "layers.%d.self_attn_layer_norm.bias", i);
+    DALLE_TAKE(&L->pre_self_ln_b, 1, c, err, "layers.%d.pre_self_attn_layer_norm.bias", i);
+    DALLE_TAKE_MATMUL(&L->q, hp->d_model, hp->d_model, err, "layers.%d.self_attn.q_proj.weight", i);
+    DALLE_TAKE_MATMUL(&L->k, hp->d_model, hp->d_model, err, "layers.%d.self_attn.k_proj.weight", i);
+    DALLE_TAKE_MATMUL(&L->v, hp->d_model, hp->d_model, err, "layers.%d.self_attn.v_proj.weight", i);
+    DALLE_TAKE_MATMUL(&L->o, hp->d_model, hp->d_model, err, "layers.%d.self_attn.out_proj.weight",
+                      i);
+    DALLE_TAKE(&L->self_ln_g, 1, c, err, "layers.%d.self_attn_layer_norm.weight", i);
+    DALLE_TAKE(&L->self_ln_b, 1, c, err, "layers.%d.self_attn_layer_norm.bias", i);
     if (decoder) {
-        TAKE(&L->pre_cross_ln_b, 1, c, err, "layers.%d.pre_encoder_attn_layer_norm.bias", i);
-        TAKE_MM(&L->cq, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.q_proj.weight", i);
-        TAKE_MM(&L->ck, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.k_proj.weight", i);
-        TAKE_MM(&L->cv, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.v_proj.weight", i);
-        TAKE_MM(&L->co, hp->d_model, hp->d_model, err, "layers.%d.encoder_attn.out_proj.weight", i);
-        TAKE(&L->cross_ln_g, 1, c, err, "layers.%d.encoder_attn_layer_norm.weight", i);
-        TAKE(&L->cross_ln_b, 1, c, err, "layers.%d.encoder_attn_layer_norm.bias", i);
+        DALLE_TAKE(&L->pre_cross_ln_b, 1, c, err, "layers.%d.pre_encoder_attn_layer_norm.bias", i);
+        DALLE_TAKE_MATMUL(&L->cq, hp->d_model, hp->d_model, err,
+                          "layers.%d.encoder_attn.q_proj.weight", i);
+        DALLE_TAKE_MATMUL(&L->ck, hp->d_model, hp->d_model, err,
+                          "layers.%d.encoder_attn.k_proj.weight", i);
+        DALLE_TAKE_MATMUL(&L->cv, hp->d_model, hp->d_model, err,
+                          "layers.%d.encoder_attn.v_proj.weight", i);
+        DALLE_TAKE_MATMUL(&L->co, hp->d_model, hp->d_model, err,
+                          "layers.%d.encoder_attn.out_proj.weight", i);
+        DALLE_TAKE(&L->cross_ln_g, 1, c, err, "layers.%d.encoder_attn_layer_norm.weight", i);
+        DALLE_TAKE(&L->cross_ln_b, 1, c, err, "layers.%d.encoder_attn_layer_norm.bias", i);
     }
-    TAKE(&L->glu_ln0_b, 1, c, err, "layers.%d.glu.ln0.bias", i);
-    TAKE_MM(&L->fc0, hp->glu_dim, hp->d_model, err, "layers.%d.glu.fc0.weight", i);
-    TAKE_MM(&L->fc1, hp->glu_dim, hp->d_model, err, "layers.%d.glu.fc1.weight", i);
-    TAKE(&L->glu_ln1_b, 1, f, err, "layers.%d.glu.ln1.bias", i);
-    TAKE_MM(&L->fc2, hp->d_model, hp->glu_dim, err, "layers.%d.glu.fc2.weight", i);
+    DALLE_TAKE(&L->glu_ln0_b, 1, c, err, "layers.%d.glu.ln0.bias", i);
+    DALLE_TAKE_MATMUL(&L->fc0, hp->glu_dim, hp->d_model, err, "layers.%d.glu.fc0.weight", i);
+    DALLE_TAKE_MATMUL(&L->fc1, hp->glu_dim, hp->d_model, err, "layers.%d.glu.fc1.weight", i);
+    DALLE_TAKE(&L->glu_ln1_b, 1, f, err, "layers.%d.glu.ln1.bias", i);
+    DALLE_TAKE_MATMUL(&L->fc2, hp->d_model, hp->glu_dim, err, "layers.%d.glu.fc2.weight", i);
     return DALLE_OK;
 }
 
@@ -59,13 +53,13 @@ static dalle_status bind_stack(dalle_binder *b, dalle_safetensors *st, dalle_bar
     const int64_t c[1] = {hp->d_model};
     const int64_t emb[2] = {decoder ? hp->lm_head_size : hp->text_vocab_size, hp->d_model};
     const int64_t pos[2] = {decoder ? hp->image_length : hp->text_length, hp->d_model};
-    TAKE(&S->embed, 2, emb, err, "embed_tokens.weight");
-    TAKE(&S->pos, 2, pos, err, "embed_positions.weight");
-    TAKE(&S->emb_ln_g, 1, c, err, "layernorm_embedding.weight");
-    TAKE(&S->emb_ln_b, 1, c, err, "layernorm_embedding.bias");
-    TAKE(&S->final_ln_b, 1, c, err, "final_ln.bias");
+    DALLE_TAKE(&S->embed, 2, emb, err, "embed_tokens.weight");
+    DALLE_TAKE(&S->pos, 2, pos, err, "embed_positions.weight");
+    DALLE_TAKE(&S->emb_ln_g, 1, c, err, "layernorm_embedding.weight");
+    DALLE_TAKE(&S->emb_ln_b, 1, c, err, "layernorm_embedding.bias");
+    DALLE_TAKE(&S->final_ln_b, 1, c, err, "final_ln.bias");
     if (decoder) {
-        TAKE_MM(&m->lm_head, hp->lm_head_size, hp->d_model, err, "lm_head.weight");
+        DALLE_TAKE_MATMUL(&m->lm_head, hp->lm_head_size, hp->d_model, err, "lm_head.weight");
     }
     S->n_layers = decoder ? hp->decoder_layers : hp->encoder_layers;
     S->layers = calloc((size_t)S->n_layers, sizeof *S->layers);
@@ -76,8 +70,6 @@ static dalle_status bind_stack(dalle_binder *b, dalle_safetensors *st, dalle_bar
             return s;
     return dalle_safetensors_check_all_used(st, err);
 }
-#undef TAKE
-#undef TAKE_MM
 
 static dalle_status load_stack(dalle_bart *m, const char *path, int decoder, dalle_error *err) {
     dalle_safetensors st;

@@ -209,17 +209,6 @@ dalle_status dalle_clip_hparams_parse(dalle_clip_hparams *hp, const char *json, 
 
 /* ---- weights --------------------------------------------------------------------- */
 
-#define TAKE(t, ...)                                                                               \
-    do {                                                                                           \
-        if ((s = dalle_binder_take(b, st, (t), __VA_ARGS__)) != DALLE_OK)                          \
-            return s;                                                                              \
-    } while (0)
-#define TAKE_MM(t, ...)                                                                            \
-    do {                                                                                           \
-        if ((s = dalle_binder_take_matmul(b, st, (t), __VA_ARGS__)) != DALLE_OK)                   \
-            return s;                                                                              \
-    } while (0)
-
 /* One tower's blocks, final LN and projection; `prefix` is vision_model or text_model. */
 static dalle_status bind_tower(dalle_binder *b, dalle_safetensors *st, dalle_clip_tower *T,
                                const char *prefix, const char *final_ln, const char *proj, int E,
@@ -232,26 +221,30 @@ static dalle_status bind_tower(dalle_binder *b, dalle_safetensors *st, dalle_cli
         return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < T->hp.layers; i++) {
         dalle_clip_layer *L = &T->layers[i];
-        TAKE(&L->ln1_g, 1, c, err, "%s.encoder.layers.%d.layer_norm1.weight", prefix, i);
-        TAKE(&L->ln1_b, 1, c, err, "%s.encoder.layers.%d.layer_norm1.bias", prefix, i);
-        TAKE_MM(&L->q, C, C, err, "%s.encoder.layers.%d.self_attn.q_proj.weight", prefix, i);
-        TAKE(&L->q_b, 1, c, err, "%s.encoder.layers.%d.self_attn.q_proj.bias", prefix, i);
-        TAKE_MM(&L->k, C, C, err, "%s.encoder.layers.%d.self_attn.k_proj.weight", prefix, i);
-        TAKE(&L->k_b, 1, c, err, "%s.encoder.layers.%d.self_attn.k_proj.bias", prefix, i);
-        TAKE_MM(&L->v, C, C, err, "%s.encoder.layers.%d.self_attn.v_proj.weight", prefix, i);
-        TAKE(&L->v_b, 1, c, err, "%s.encoder.layers.%d.self_attn.v_proj.bias", prefix, i);
-        TAKE_MM(&L->o, C, C, err, "%s.encoder.layers.%d.self_attn.out_proj.weight", prefix, i);
-        TAKE(&L->o_b, 1, c, err, "%s.encoder.layers.%d.self_attn.out_proj.bias", prefix, i);
-        TAKE(&L->ln2_g, 1, c, err, "%s.encoder.layers.%d.layer_norm2.weight", prefix, i);
-        TAKE(&L->ln2_b, 1, c, err, "%s.encoder.layers.%d.layer_norm2.bias", prefix, i);
-        TAKE_MM(&L->fc1, F, C, err, "%s.encoder.layers.%d.mlp.fc1.weight", prefix, i);
-        TAKE(&L->fc1_b, 1, f, err, "%s.encoder.layers.%d.mlp.fc1.bias", prefix, i);
-        TAKE_MM(&L->fc2, C, F, err, "%s.encoder.layers.%d.mlp.fc2.weight", prefix, i);
-        TAKE(&L->fc2_b, 1, c, err, "%s.encoder.layers.%d.mlp.fc2.bias", prefix, i);
+        DALLE_TAKE(&L->ln1_g, 1, c, err, "%s.encoder.layers.%d.layer_norm1.weight", prefix, i);
+        DALLE_TAKE(&L->ln1_b, 1, c, err, "%s.encoder.layers.%d.layer_norm1.bias", prefix, i);
+        DALLE_TAKE_MATMUL(&L->q, C, C, err, "%s.encoder.layers.%d.self_attn.q_proj.weight", prefix,
+                          i);
+        DALLE_TAKE(&L->q_b, 1, c, err, "%s.encoder.layers.%d.self_attn.q_proj.bias", prefix, i);
+        DALLE_TAKE_MATMUL(&L->k, C, C, err, "%s.encoder.layers.%d.self_attn.k_proj.weight", prefix,
+                          i);
+        DALLE_TAKE(&L->k_b, 1, c, err, "%s.encoder.layers.%d.self_attn.k_proj.bias", prefix, i);
+        DALLE_TAKE_MATMUL(&L->v, C, C, err, "%s.encoder.layers.%d.self_attn.v_proj.weight", prefix,
+                          i);
+        DALLE_TAKE(&L->v_b, 1, c, err, "%s.encoder.layers.%d.self_attn.v_proj.bias", prefix, i);
+        DALLE_TAKE_MATMUL(&L->o, C, C, err, "%s.encoder.layers.%d.self_attn.out_proj.weight",
+                          prefix, i);
+        DALLE_TAKE(&L->o_b, 1, c, err, "%s.encoder.layers.%d.self_attn.out_proj.bias", prefix, i);
+        DALLE_TAKE(&L->ln2_g, 1, c, err, "%s.encoder.layers.%d.layer_norm2.weight", prefix, i);
+        DALLE_TAKE(&L->ln2_b, 1, c, err, "%s.encoder.layers.%d.layer_norm2.bias", prefix, i);
+        DALLE_TAKE_MATMUL(&L->fc1, F, C, err, "%s.encoder.layers.%d.mlp.fc1.weight", prefix, i);
+        DALLE_TAKE(&L->fc1_b, 1, f, err, "%s.encoder.layers.%d.mlp.fc1.bias", prefix, i);
+        DALLE_TAKE_MATMUL(&L->fc2, C, F, err, "%s.encoder.layers.%d.mlp.fc2.weight", prefix, i);
+        DALLE_TAKE(&L->fc2_b, 1, c, err, "%s.encoder.layers.%d.mlp.fc2.bias", prefix, i);
     }
-    TAKE(&T->final_g, 1, c, err, "%s.%s.weight", prefix, final_ln);
-    TAKE(&T->final_b, 1, c, err, "%s.%s.bias", prefix, final_ln);
-    TAKE_MM(&T->proj, E, C, err, "%s", proj);
+    DALLE_TAKE(&T->final_g, 1, c, err, "%s.%s.weight", prefix, final_ln);
+    DALLE_TAKE(&T->final_b, 1, c, err, "%s.%s.bias", prefix, final_ln);
+    DALLE_TAKE_MATMUL(&T->proj, E, C, err, "%s", proj);
     return DALLE_OK;
 }
 
@@ -289,12 +282,12 @@ static dalle_status bind_all(dalle_clip *m, dalle_binder *b, dalle_safetensors *
                                "vision_model.embeddings.patch_embedding.weight");
     if (s != DALLE_OK)
         return s;
-    TAKE(&m->class_emb, 1, cv, err, "vision_model.embeddings.class_embedding");
-    TAKE(&m->vision_pos, 2, vpos, err, "vision_model.embeddings.position_embedding.weight");
-    TAKE(&m->pre_ln_g, 1, cv, err, "vision_model.pre_layrnorm.weight");
-    TAKE(&m->pre_ln_b, 1, cv, err, "vision_model.pre_layrnorm.bias");
-    TAKE(&m->token_emb, 2, tok, err, "text_model.embeddings.token_embedding.weight");
-    TAKE(&m->text_pos, 2, tpos, err, "text_model.embeddings.position_embedding.weight");
+    DALLE_TAKE(&m->class_emb, 1, cv, err, "vision_model.embeddings.class_embedding");
+    DALLE_TAKE(&m->vision_pos, 2, vpos, err, "vision_model.embeddings.position_embedding.weight");
+    DALLE_TAKE(&m->pre_ln_g, 1, cv, err, "vision_model.pre_layrnorm.weight");
+    DALLE_TAKE(&m->pre_ln_b, 1, cv, err, "vision_model.pre_layrnorm.bias");
+    DALLE_TAKE(&m->token_emb, 2, tok, err, "text_model.embeddings.token_embedding.weight");
+    DALLE_TAKE(&m->text_pos, 2, tpos, err, "text_model.embeddings.position_embedding.weight");
     s = bind_tower(b, st, &m->vision, "vision_model", "post_layernorm", "visual_projection.weight",
                    hp->embed_dim, err);
     if (s == DALLE_OK)
@@ -306,8 +299,6 @@ static dalle_status bind_all(dalle_clip *m, dalle_binder *b, dalle_safetensors *
         return s;
     return dalle_safetensors_check_all_used(st, err);
 }
-#undef TAKE
-#undef TAKE_MM
 
 dalle_status dalle_clip_load(dalle_clip *m, dalle_backend *be, const dalle_clip_hparams *hp,
                              const char *path, dalle_error *err) {

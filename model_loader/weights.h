@@ -48,6 +48,20 @@ dalle_status dalle_binder_take_conv(dalle_binder *b, dalle_safetensors *st, dall
 
 dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err);
 
+/* In a bind function with locals b (dalle_binder *), st (dalle_safetensors *) and
+ * s (dalle_status): bind t (a vector or table, or a matmul weight [n, k]) or return the
+ * error. */
+#define DALLE_TAKE(t, ...)                                                                         \
+    do {                                                                                           \
+        if ((s = dalle_binder_take(b, st, (t), __VA_ARGS__)) != DALLE_OK)                          \
+            return s;                                                                              \
+    } while (0)
+#define DALLE_TAKE_MATMUL(t, ...)                                                                  \
+    do {                                                                                           \
+        if ((s = dalle_binder_take_matmul(b, st, (t), __VA_ARGS__)) != DALLE_OK)                   \
+            return s;                                                                              \
+    } while (0)
+
 void dalle_binder_free(dalle_binder *b);
 
 #endif /* DALLE_MODEL_LOADER_WEIGHTS_H */

@@ -16,24 +16,26 @@ static uint8_t resample(const uint8_t *s, size_t step, const int32_t *first, con
     const int32_t *k = coef + (size_t)i * taps;
     const uint8_t *p = s + (size_t)first[i] * step;
     int32_t acc = 1 << 21;
-    for (int j = 0; j < count[i]; j++) acc += (int32_t)p[(size_t)j * step] * k[j];
-    if (acc < 0) return 0;
+    for (int j = 0; j < count[i]; j++)
+        acc += (int32_t)p[(size_t)j * step] * k[j];
+    if (acc < 0)
+        return 0;
     acc >>= 22;
     return acc > 255 ? 255 : (uint8_t)acc;
 }
 
 void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                          const dalle_clip_prep_plan *pl, int B) {
-    (void)be;
     DALLE_ASSERT(B >= 0 && pl->size >= 1);
     DALLE_ASSERT(pl->top >= 0 && pl->left >= 0 && pl->top + pl->size <= pl->out_h &&
                  pl->left + pl->size <= pl->out_w);
     const int both = pl->horizontal && pl->vertical, S = pl->size, C = 3;
     const int tw = pl->vertical_first ? pl->in_w : pl->out_w; /* intermediate [th, tw, 3] */
     const int th = pl->vertical_first ? pl->out_h : pl->in_h;
-    uint8_t *tmp = both ? malloc((size_t)th * tw * C) : NULL;
-    DALLE_ASSERT(!both || tmp);
-    for (int b = 0; b < B; b++) {
+#pragma omp parallel for num_threads(dalle_cpu_of(be)->threads) if (B > 1)
+    for (int b = 0; b < B; b++) {                                 // one image per thread
+        uint8_t *tmp = both ? malloc((size_t)th * tw * C) : NULL; // [th, tw, 3]
+        DALLE_ASSERT(!both || tmp);
         const uint8_t *src = rgb + (size_t)b * pl->in_h * pl->in_w * C; // [in_h, in_w, 3]
         if (both)
             for (int y = 0; y < th; y++)
@@ -68,6 +70,6 @@ void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                     const float v = (float)(u * (1.0 / 255.0));
                     out[((size_t)y * S + x) * C + c] = (v - pl->mean[c]) / pl->std[c];
                 }
+        free(tmp);
     }
-    free(tmp);
 }

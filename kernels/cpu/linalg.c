@@ -118,20 +118,6 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #define TILE_MR        4
 #define TILE_MR_WIDE   0
 #include "kernels/cpu/linalg_tile.h"
-#undef TILE_TARGET
-#undef TILE_NAME
-#undef TILE_LABEL
-#undef VEC
-#undef VL
-#undef V_ZERO
-#undef V_SET1
-#undef V_FMA
-#undef V_STORE
-#undef V_LOAD_F32
-#undef V_LOAD_F16
-#undef V_LOAD_BF16
-#undef TILE_MR
-#undef TILE_MR_WIDE
 
 #ifdef DALLE_GEMM_X86
 #define TILE_TARGET    __attribute__((target("avx2,fma,f16c")))
@@ -151,20 +137,6 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #define TILE_MR      6 /* 12 accumulators of 16: 6 rows × one panel */
 #define TILE_MR_WIDE 2 /* 8 accumulators: 2 rows × two panels (one image's decode rows) */
 #include "kernels/cpu/linalg_tile.h"
-#undef TILE_TARGET
-#undef TILE_NAME
-#undef TILE_LABEL
-#undef VEC
-#undef VL
-#undef V_ZERO
-#undef V_SET1
-#undef V_FMA
-#undef V_STORE
-#undef V_LOAD_F32
-#undef V_LOAD_F16
-#undef V_LOAD_BF16
-#undef TILE_MR
-#undef TILE_MR_WIDE
 
 #define TILE_TARGET    __attribute__((target("avx512f")))
 #define TILE_NAME(x)   avx512_##x
@@ -183,20 +155,6 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #define TILE_MR      8 /* 16 of 32 registers: 8 rows × two panels */
 #define TILE_MR_WIDE 8
 #include "kernels/cpu/linalg_tile.h"
-#undef TILE_TARGET
-#undef TILE_NAME
-#undef TILE_LABEL
-#undef VEC
-#undef VL
-#undef V_ZERO
-#undef V_SET1
-#undef V_FMA
-#undef V_STORE
-#undef V_LOAD_F32
-#undef V_LOAD_F16
-#undef V_LOAD_BF16
-#undef TILE_MR
-#undef TILE_MR_WIDE
 #endif /* DALLE_GEMM_X86 */
 
 static int variant_supported(const dalle_cpu_gemm_variant *v) {

@@ -1,6 +1,6 @@
 /* linalg_tile.h — one instruction set's GEMM tile, included by linalg.c once per variant.
  *
- * The includer defines:
+ * The includer defines (and this file undefines at its end):
  *   TILE_TARGET        function attribute selecting the instruction set (empty: portable C)
  *   TILE_NAME(x)       the variant's symbol for x; TILE_LABEL its name (a string)
  *   VEC, VL            the vector type and its float lanes (VL divides DALLE_CPU_PANEL)
@@ -104,3 +104,18 @@ static const dalle_cpu_gemm_variant TILE_NAME(variant) = {
 
 #undef TILE_CASE
 #undef TILE_NVP
+/* the includer's parameters, so that the next variant can define its own */
+#undef TILE_TARGET
+#undef TILE_NAME
+#undef TILE_LABEL
+#undef VEC
+#undef VL
+#undef V_ZERO
+#undef V_SET1
+#undef V_FMA
+#undef V_STORE
+#undef V_LOAD_F32
+#undef V_LOAD_F16
+#undef V_LOAD_BF16
+#undef TILE_MR
+#undef TILE_MR_WIDE
