@@ -24,6 +24,22 @@
 
 #define DALLE_JSON_MAX_DEPTH 32
 
+/* Replace each byte that does not start a valid UTF-8 sequence with '?': a message may
+ * quote the body (jansson's error text cuts a multi-byte character) and a cut to the
+ * buffer's size may split one; the JSON error body needs valid UTF-8. */
+static void make_utf8(char *s) {
+    for (size_t i = 0, n = strlen(s); i < n;) {
+        utf8proc_int32_t c;
+        const utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k > 0) {
+            i += (size_t)k;
+        } else {
+            s[i++] = '?';
+        }
+    }
+}
+
 int dalle_http_error_set(dalle_http_error *e, int status, const char *code, const char *param,
                          const char *fmt, ...) {
     e->status = status;
@@ -33,6 +49,8 @@ int dalle_http_error_set(dalle_http_error *e, int status, const char *code, cons
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    make_utf8(e->param);
+    make_utf8(e->message);
     return -1;
 }
 
