@@ -11,6 +11,7 @@
  */
 #include "server/conn_guard.h"
 
+#include <ctype.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -206,14 +207,12 @@ static int is_control(unsigned char b) {
     return b < 0x20 || b == 0x7f;
 }
 
-static int hex(char ch) {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
+/* The byte "%XX" at s encodes, or -1 when s does not start with one. */
+static int percent_byte(const char *s) {
+    if (s[0] != '%' || !isxdigit((unsigned char)s[1]) || !isxdigit((unsigned char)s[2]))
+        return -1;
+    const char digits[3] = {s[1], s[2], 0};
+    return (int)strtol(digits, NULL, 16);
 }
 
 void *dalle_conn_guard_uri(void *cls, const char *uri, struct MHD_Connection *c) {
@@ -226,10 +225,8 @@ void *dalle_conn_guard_uri(void *cls, const char *uri, struct MHD_Connection *c)
     for (size_t i = 0; i < n && !bad; i++) {
         const unsigned char b = (unsigned char)uri[i];
         in_path &= b != '?';
-        if (is_control(b))
-            bad = 1;
-        else if (in_path && b == '%' && i + 2 < n && hex(uri[i + 1]) >= 0 && hex(uri[i + 2]) >= 0)
-            bad = is_control((unsigned char)(hex(uri[i + 1]) * 16 + hex(uri[i + 2])));
+        const int decoded = in_path ? percent_byte(uri + i) : -1; /* reads at most to the NUL */
+        bad = is_control(b) || (decoded >= 0 && is_control((unsigned char)decoded));
     }
     pthread_mutex_lock(&g->mu);
     k->line_at = now_ms();
