@@ -35,6 +35,7 @@ typedef struct guarded_conn {
     double line_at; /* request line received, ms; 0 before */
     int receiving;  /* the request is not complete yet */
     int shut;       /* the reaper or a rejection shut the socket down */
+    int answered;   /* the status written straight to the socket, or 0 */
     size_t uri_len; /* strlen of the raw URI at the request line */
     int uri_bad;    /* the raw URI holds a control byte (percent-encoded or not) */
 } guarded_conn;
@@ -86,6 +87,7 @@ static void write_and_shut(guarded_conn *k, int status, const char *id, const ch
         (void)!send(k->fd, body, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     shutdown(k->fd, SHUT_RDWR);
     k->shut = 1;
+    k->answered = status;
 }
 
 static const char TIMEOUT_BODY[] =
@@ -257,6 +259,16 @@ static void set_receiving(struct MHD_Connection *c, int receiving) {
         k->since = now_ms();
     }
     pthread_mutex_unlock(&k->g->mu);
+}
+
+int dalle_conn_guard_answered(struct MHD_Connection *c) {
+    const guarded_conn *k = conn_of(c);
+    if (!k)
+        return 0;
+    pthread_mutex_lock(&k->g->mu);
+    const int status = k->answered;
+    pthread_mutex_unlock(&k->g->mu);
+    return status;
 }
 
 void dalle_conn_guard_received(struct MHD_Connection *c) {

@@ -48,6 +48,10 @@ void *dalle_conn_guard_uri(void *cls, const char *uri, struct MHD_Connection *c)
  * hands the handler, which follows the raw URI in MHD's buffer). */
 int dalle_conn_guard_raw_uri_ok(struct MHD_Connection *c, const char *url, const char *version);
 
+/* The status of a response the guard wrote to c's socket itself (408, or a rejection's),
+ * or 0; for the access log, before dalle_conn_guard_completed. */
+int dalle_conn_guard_answered(struct MHD_Connection *c);
+
 void dalle_conn_guard_received(struct MHD_Connection *c);
 void dalle_conn_guard_completed(struct MHD_Connection *c);
 

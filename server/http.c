@@ -684,13 +684,14 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       enum MHD_RequestTerminationCode toe) {
     dalle_http *h = cls;
     request_ctx *ctx = *req_cls;
+    const int guard_status = dalle_conn_guard_answered(c); /* a 408 of the reaper */
     dalle_conn_guard_completed(c); /* the next request's deadlines start now */
     if (!ctx) return;
     pthread_mutex_lock(&ctx->mu);
     if (!ctx->finished) atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
     const int images = ctx->images;
     pthread_mutex_unlock(&ctx->mu);
-    const int status = ctx->status ? ctx->status : 499;
+    const int status = ctx->status ? ctx->status : guard_status ? guard_status : 499;
     const double ms = dalle_server_now_ms() - ctx->t0;
     fprintf(stderr, "access id=%s method=%s path=%s status=%d images=%d ms=%.1f%s\n", ctx->id,
             ctx->method, ctx->path, status, images, ms,
