@@ -338,10 +338,7 @@ dalle_status dalle_safetensors_open(dalle_safetensors *st, const char *path, dal
     }
     close(fd);
     s = dalle_safetensors_parse(st, map, size, path, err);
-    if (s == DALLE_OK)
-        s = dalle_safetensors_check_finite(st, err);
     if (s != DALLE_OK) {
-        dalle_safetensors_close(st);
         if (map)
             munmap(map, size);
         return s;
@@ -436,12 +433,12 @@ dalle_status dalle_safetensors_check_all_used(const dalle_safetensors *st, dalle
     for (size_t i = 0; i < st->n_tensors; i++)
         if (!st->tensors[i].used && !unused++)
             first = &st->tensors[i];
-    if (!unused)
-        return DALLE_OK;
-    return dalle_error_set(err, DALLE_ERR_FORMAT,
-                           "%s: tensor '%s' is not used by this model (%zu unused in all; the "
-                           "file does not match config.json)",
-                           st->label, first->name, unused);
+    if (unused)
+        return dalle_error_set(err, DALLE_ERR_FORMAT,
+                               "%s: tensor '%s' is not used by this model (%zu unused in all; the "
+                               "file does not match config.json)",
+                               st->label, first->name, unused);
+    return dalle_safetensors_check_finite(st, err);
 }
 
 /* IEEE half → single, exact: subnormals are man·2^-24, inf and NaN keep their payload. */

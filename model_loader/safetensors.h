@@ -11,8 +11,9 @@
  * each; other valid safetensors dtypes (I32, F64, U8…) give DALLE_ERR_UNSUPPORTED, anything
  * else malformed DALLE_ERR_FORMAT. Zero-byte tensors may sit anywhere in the data section.
  * dalle_safetensors_open() refuses anything but a regular file (a FIFO would block), mmaps
- * it read-only, parses it (the label is the path) and refuses a tensor holding a NaN or an
- * infinity (dalle_safetensors_check_finite: about 0.2 ms per MB of weights, see README).
+ * it read-only and parses it (the label is the path). A model loader's closing check
+ * (dalle_safetensors_check_all_used) also refuses a tensor holding a NaN or an infinity
+ * (dalle_safetensors_check_finite: about 0.2 ms per MB of weights, see README).
  * Thread-safety: a parsed handle is read-only except for the `used` marks of *_take().
  */
 #ifndef DALLE_MODEL_LOADER_SAFETENSORS_H
@@ -67,8 +68,9 @@ dalle_status dalle_safetensors_take(dalle_safetensors *st, const char *name, int
                                     const int64_t *shape, const dalle_st_tensor **out,
                                     dalle_error *err);
 
-/* After every expected tensor was taken: DALLE_ERR_FORMAT naming the first tensor that was
- * not (an extra tensor means the file does not match config.json). */
+/* A model file's closing check, after every expected tensor was taken: DALLE_ERR_FORMAT
+ * naming the first tensor that was not (an extra tensor means the file does not match
+ * config.json), else dalle_safetensors_check_finite's verdict. */
 dalle_status dalle_safetensors_check_all_used(const dalle_safetensors *st, dalle_error *err);
 
 /* Convert a tensor's elements to fp32 (F32 copy, F16 and BF16 exact widening). */

@@ -559,7 +559,8 @@ Test(safetensors_open, fifo_does_not_block, .timeout = 10) {
 }
 
 /* A tensor of n elements of dtype (2 or 4 bytes each), all `fill` except element `at`,
- * which is `bad`; opened from a file. Returns the status, err filled. */
+ * which is `bad`, opened from a file and taken as a model loader does; returns the closing
+ * check's status, err filled. */
 static dalle_status open_filled(const char *dtype, size_t esize, size_t n, uint32_t fill, size_t at,
                                 uint32_t bad, dalle_error *err) {
     uint8_t *data = malloc(n * esize);
@@ -574,15 +575,20 @@ static dalle_status open_filled(const char *dtype, size_t esize, size_t n, uint3
     free(f.p);
     free(data);
     dalle_safetensors st;
-    dalle_status s = dalle_safetensors_open(&st, tmp_path, err);
+    cr_assert_eq(dalle_safetensors_open(&st, tmp_path, err), DALLE_OK, "%s", err->msg);
+    const dalle_st_tensor *t;
+    const int64_t zero[1] = {0}, shape[1] = {(int64_t)n};
+    cr_assert_eq(dalle_safetensors_take(&st, "ok", 1, zero, &t, err), DALLE_OK);
+    cr_assert_eq(dalle_safetensors_take(&st, "w", 1, shape, &t, err), DALLE_OK);
+    dalle_status s = dalle_safetensors_check_all_used(&st, err);
     dalle_safetensors_close(&st);
     unlink(tmp_path);
     return s;
 }
 
-/* NaN and ±Inf in the stored bits of each dtype, first, mid-block and last, are refused with
- * file, tensor and element named; the largest finite values and subnormals pass. */
-Test(safetensors_open, non_finite_weights_are_refused) {
+/* NaN and ±Inf in the stored bits of each dtype, first, in the middle and last, are refused
+ * with file, tensor and element named; the largest finite values and subnormals pass. */
+Test(safetensors_check_all_used, non_finite_weights_are_refused) {
     static const struct {
         const char *dtype;
         size_t esize;
