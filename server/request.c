@@ -155,8 +155,7 @@ static int get_prompt(const dalle_server *srv, json_t *v, const char *key, dalle
     const char *s = json_string_value(v);
     const size_t n = json_string_length(v);
     if (is_blank(s, n))
-        return dalle_http_error_set(e, 422, "empty_prompt", key,
-                                    "%s must not be empty or only whitespace", key);
+        return dalle_http_error_set(e, 422, "empty_prompt", key, "%s must not be empty", key);
     if (n > (size_t)srv->cfg.max_prompt)
         return dalle_http_error_set(e, 422, "prompt_too_long", key,
                                     "%s is %zu bytes, the limit is %ld", key, n,
