@@ -4,6 +4,7 @@
 #   make asan     the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make deps     apt-get install the Debian packages the build and tests need, if missing, and
 #                 pip install tests/requirements.txt into .venv-test when it changed
+#   make fuzz     libFuzzer targets (tests/fuzz/, clang) under ASan + UBSan, FUZZ_S seconds each
 #   make format   clang-format every C source in place
 
 BUILD   ?= build
@@ -55,7 +56,7 @@ CPPFLAGS  += -DDALLE_WITH_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-.PHONY: all deps test asan run demo format clean info gpu-test gpu-check gpu-bundle
+.PHONY: all deps test asan run demo format clean info gpu-test gpu-check gpu-bundle fuzz fuzz-run
 all: info $(LIB) $(CLI) $(SERVER) $(CUDA_OBJ)
 
 info:
@@ -140,13 +141,31 @@ test: deps
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# ---- fuzzing: tests/fuzz/fuzz_*.c are libFuzzer targets. make fuzz builds the library and
+# server/request.c again with clang (build-fuzz/, ASan + UBSan, coverage for libFuzzer) and
+# runs each target for FUZZ_S seconds from its committed seeds (tests/fuzz/run.sh).
+DEB_PKGS += clang libomp-dev
+FUZZ_S   ?= 25
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer -fsanitize=fuzzer-no-link -Wno-pass-failed
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz: deps
+	$(MAKE) BUILD=build-fuzz CC=clang NVCC= OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-run
+fuzz-run: $(FUZZ_BIN)
+	FUZZ_S=$(FUZZ_S) tests/fuzz/run.sh $(FUZZ_BIN)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) $(BUILD)/server/request.o
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $< $(BUILD)/server/request.o $(LIB) $(LDFLAGS) \
+	  $(LDLIBS) -o $@
+
 format:
 	clang-format -i $$(find include common model_loader model kernels cli tests config server -name '*.[ch]' 2>/dev/null)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d) $(CUDA_OBJ:.o=.d) $(GPU_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d) $(CUDA_OBJ:.o=.d) $(GPU_BIN:=.d) \
+         $(FUZZ_BIN:=.d)
 
 PROMPT ?= a red square on a blue background
 MODEL  ?= models/demo

@@ -28,7 +28,8 @@ typedef struct {
 
 static const setting SETTINGS[] = {
     STR(model, "models/demo",
-        "model directory (config.json, safetensors, tokenizer files); default: the bundled demo model"),
+        "model directory (config.json, safetensors, tokenizer files); default: the bundled demo "
+        "model"),
     STR(host, "127.0.0.1", "bind address (IPv4)"),
     NUM(port, 0, 65535, "8080", "TCP port; 0 picks a free one (printed in the first log line)"),
     NUM(queue, 1, 100000, "16", "requests waiting for the scheduler; more get 429"),
@@ -38,12 +39,18 @@ static const setting SETTINGS[] = {
     NUM(http_threads, 1, 64, "2", "HTTP worker threads"),
     NUM(body_limit, 64, 16777216, "65536", "request body bytes; larger bodies get 413"),
     NUM(max_prompt, 1, 4096, "1024", "prompt bytes; longer prompts get 422"),
-    NUM(timeout, 1, 3600, "30", "idle connection timeout, seconds"),
+    NUM(timeout, 1, 3600, "30",
+        "seconds a connection may wait idle: for its next request line, or stalled mid-response"),
+    NUM(receive_timeout, 1, 3600, "10",
+        "seconds from a request line to the end of its body; slower requests get 408"),
     NUM(deadline, 1, 86400, "300", "seconds a request may wait in the queue before 503"),
     NUM(drain, 0, 3600, "30", "seconds in-flight work may finish after SIGTERM/SIGINT"),
-    NUM(max_conns, 4, 100000, "256", "open connections; more are refused"),
-    NUM(per_ip_conns, 0, 100000, "0", "open connections per client address; 0 = no limit"),
-    STR(api_key, NULL, "if set, POST routes need 'Authorization: Bearer KEY' (else 401); prefer the env var"),
+    NUM(max_conns, 4, 100000, "256", "open connections; more are closed at once"),
+    NUM(per_ip_conns, 0, 100000, "64",
+        "open connections per client address, more are closed at once; 0 = no limit (behind a "
+        "proxy)"),
+    STR(api_key, NULL,
+        "if set, POST routes need 'Authorization: Bearer KEY' (else 401); prefer the env var"),
     NUM(jpeg_threads, 1, 64, "2", "threads that JPEG-encode and base64 the images"),
     STR(device, "auto",
         "auto (every visible GPU, else the CPU), cpu, cuda (every visible GPU) or cuda:I,J,...; "

@@ -29,7 +29,9 @@ typedef struct {
     long http_threads; /* libmicrohttpd worker threads */
     long body_limit;   /* request body bytes */
     long max_prompt;   /* prompt bytes */
-    long timeout;      /* idle connection timeout, seconds */
+    long timeout;      /* seconds idle before a request line or mid-response */
+    /* seconds from a request line to the end of its body */
+    long receive_timeout;
     long deadline;     /* a request still queued after this many seconds gets 503 */
     long drain;        /* seconds in-flight work may run on after SIGTERM */
     long max_conns;    /* open connections */

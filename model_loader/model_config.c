@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "model_loader/json_util.h"
+#include "model_loader/regular_file.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
 
@@ -294,14 +296,38 @@ dalle_status dalle_model_config_parse(dalle_model_config *cfg, const char *json,
     return s;
 }
 
+/* Every file config.json names is a regular file (or absent: its loader reports that), so
+ * that no stage blocks opening a FIFO. */
+static dalle_status check_files(const dalle_model_config *cfg, const char *dir, dalle_error *err) {
+    for (const cfg_field *f = FILES; f->key; f++) {
+        const char *name = (const char *)cfg + f->off;
+        char path[PATH_MAX];
+        if (!name[0])
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+            return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "model directory path too long");
+        dalle_status s = dalle_regular_file_check(path, err);
+        if (s != DALLE_OK)
+            return s;
+    }
+    return DALLE_OK;
+}
+
 dalle_status dalle_model_config_load(dalle_model_config *cfg, const char *dir, dalle_error *err) {
     memset(cfg, 0, sizeof *cfg);
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "model directory path too long");
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd;
+    size_t size;
+    dalle_status s = dalle_regular_file_open(path, &fd, &size, err);
+    if (s != DALLE_OK)
+        return s;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
         return dalle_error_set(err, DALLE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     char *buf = malloc(CONFIG_MAX_BYTES + 1);
     if (!buf) {
         fclose(f);
@@ -310,7 +336,6 @@ dalle_status dalle_model_config_load(dalle_model_config *cfg, const char *dir, d
     size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
     int failed = ferror(f), read_errno = errno;
     fclose(f);
-    dalle_status s;
     if (failed)
         s = dalle_error_set(err, DALLE_ERR_IO, "%s: cannot read: %s", path, strerror(read_errno));
     else if (n > CONFIG_MAX_BYTES)
@@ -319,6 +344,10 @@ dalle_status dalle_model_config_load(dalle_model_config *cfg, const char *dir, d
     else
         s = dalle_model_config_parse(cfg, buf, n, path, err);
     free(buf);
+    if (s == DALLE_OK)
+        s = check_files(cfg, dir, err);
+    if (s != DALLE_OK)
+        dalle_model_config_free(cfg);
     return s;
 }
 

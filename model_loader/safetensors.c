@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "model_loader/json_util.h"
+#include "model_loader/regular_file.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "F32 data is copied as-is");
 
@@ -323,15 +324,11 @@ dalle_status dalle_safetensors_parse(dalle_safetensors *st, const uint8_t *bytes
 
 dalle_status dalle_safetensors_open(dalle_safetensors *st, const char *path, dalle_error *err) {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dalle_error_set(err, DALLE_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return dalle_error_set(err, DALLE_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
+    int fd;
+    size_t size;
+    dalle_status s = dalle_regular_file_open(path, &fd, &size, err);
+    if (s != DALLE_OK)
+        return s;
     void *map = NULL; /* a 0-byte file is not mapped; parse rejects it */
     if (size > 0 && (map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
         int e = errno;
@@ -340,7 +337,7 @@ dalle_status dalle_safetensors_open(dalle_safetensors *st, const char *path, dal
                                strerror(e));
     }
     close(fd);
-    dalle_status s = dalle_safetensors_parse(st, map, size, path, err);
+    s = dalle_safetensors_parse(st, map, size, path, err);
     if (s != DALLE_OK) {
         if (map)
             munmap(map, size);
@@ -348,6 +345,52 @@ dalle_status dalle_safetensors_open(dalle_safetensors *st, const char *path, dal
     }
     st->map = map;
     st->map_size = size;
+    return DALLE_OK;
+}
+
+/* The index of the first element whose exponent bits are all ones (NaN or ±Inf) in the
+ * raw stored dtype, or -1. The scan reads 8 bytes at a time (2 or 4 elements, each a lane):
+ * x = (w & M) ^ M has a zero lane exactly where an exponent is all ones, and the classic
+ * zero-lane test (x - 1s) & ~x & top bits finds one (the masks leave the top bit of every
+ * lane clear). Only a tensor with a hit is searched element by element. */
+static int64_t first_non_finite(const dalle_st_tensor *t) {
+    const size_t esize = dalle_dtype_size(t->dtype);
+    const uint32_t m = t->dtype == DALLE_F32   ? 0x7f800000u
+                       : t->dtype == DALLE_F16 ? 0x7c00u
+                                               : 0x7f80u; /* BF16 */
+    const uint64_t ones = esize == 4 ? 0x0000000100000001ull : 0x0001000100010001ull;
+    const uint64_t mask = m * ones, top = ones << (8 * esize - 1);
+    uint64_t hit = 0;
+    size_t i = 0;
+    for (; i + 8 <= t->nbytes; i += 8) {
+        uint64_t w;
+        memcpy(&w, t->data + i, 8);
+        const uint64_t x = (w & mask) ^ mask;
+        hit |= (x - ones) & ~x & top;
+    }
+    for (; i < t->nbytes; i += esize) {
+        uint32_t u = 0;
+        memcpy(&u, t->data + i, esize);
+        hit |= (u & m) == m;
+    }
+    for (size_t k = 0; hit && k < (size_t)t->numel; k++) {
+        uint32_t u = 0;
+        memcpy(&u, t->data + esize * k, esize);
+        if ((u & m) == m)
+            return (int64_t)k;
+    }
+    return -1;
+}
+
+dalle_status dalle_safetensors_check_finite(const dalle_safetensors *st, dalle_error *err) {
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const int64_t k = first_non_finite(&st->tensors[i]);
+        if (k >= 0)
+            return dalle_error_set(err, DALLE_ERR_FORMAT,
+                                   "%s: tensor '%s' holds NaN or infinity (element %lld); the "
+                                   "weights are damaged",
+                                   st->label, st->tensors[i].name, (long long)k);
+    }
     return DALLE_OK;
 }
 
@@ -390,12 +433,12 @@ dalle_status dalle_safetensors_check_all_used(const dalle_safetensors *st, dalle
     for (size_t i = 0; i < st->n_tensors; i++)
         if (!st->tensors[i].used && !unused++)
             first = &st->tensors[i];
-    if (!unused)
-        return DALLE_OK;
-    return dalle_error_set(err, DALLE_ERR_FORMAT,
-                           "%s: tensor '%s' is not used by this model (%zu unused in all; the "
-                           "file does not match config.json)",
-                           st->label, first->name, unused);
+    if (unused)
+        return dalle_error_set(err, DALLE_ERR_FORMAT,
+                               "%s: tensor '%s' is not used by this model (%zu unused in all; the "
+                               "file does not match config.json)",
+                               st->label, first->name, unused);
+    return dalle_safetensors_check_finite(st, err);
 }
 
 /* IEEE half → single, exact: subnormals are man·2^-24, inf and NaN keep their payload. */

@@ -4,12 +4,17 @@
  * DESIGN
  * ------
  * MHD runs an internal epoll thread pool (--http-threads) with MHD_ALLOW_SUSPEND_RESUME.
- * Every request gets a request_ctx on the first handler call (headers only). GET routes,
- * OPTIONS, 404 and 405 are answered then. POST /generate and /dalle first check the framing
- * headers (a repeated Content-Length, Content-Length with Transfer-Encoding, a repeated
- * Transfer-Encoding → 400; a Content-Length over --body-limit → 413 at once), then collect
- * the body chunk by chunk, counting bytes so chunked bodies are capped as well (the excess
- * is discarded and answered 413 when the upload ends). On the last call the body is parsed
+ * Every request gets a request_ctx on the first handler call (headers only), which first
+ * checks what every request must satisfy: no control byte in the raw path, Host with
+ * HTTP/1.1, the framing headers (a repeated Content-Length, Content-Length with
+ * Transfer-Encoding, a repeated Transfer-Encoding → 400; a Transfer-Encoding other than
+ * chunked → 501; a Content-Length over --body-limit → 413 at once). GET routes, OPTIONS,
+ * 404 and 405 are answered then. POST /generate and /dalle collect the body chunk by chunk,
+ * counting bytes so chunked bodies are capped as well: the call that passes --body-limit
+ * writes the 413 straight to the socket (conn_guard.c; MHD cannot queue a response
+ * mid-body) and returns MHD_NO, which closes the connection. Connection limits and receive
+ * deadlines are conn_guard.c's, told by the handler when a request is complete or answered
+ * and by NOTIFY_COMPLETED when its response is sent. On the last call the body is parsed
  * (request.c); errors are answered at once, a valid request becomes a dalle_job that is
  * dispatched to the least-loaded scheduler and its connection suspended.
  *
@@ -51,6 +56,7 @@
 #include <unistd.h>
 
 #include "model/text/textutil.h"
+#include "server/conn_guard.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 
@@ -60,6 +66,7 @@ DALLE_EMBED(index_html, "web/index.html");
 struct dalle_http {
     dalle_server *srv;
     struct MHD_Daemon *daemon;
+    dalle_conn_guard *guard;
     int listen_fd; /* after quiesce, closed after stop; -1 otherwise */
     atomic_int pending;
 };
@@ -293,7 +300,7 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
-/* Header checks of a POST: 0, or -1 with e. */
+/* Framing header checks of any request: 0, or -1 with e. */
 static int check_framing(struct MHD_Connection *c, const dalle_server *srv, dalle_http_error *e) {
     framing f = {0, 0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
@@ -301,6 +308,11 @@ static int check_framing(struct MHD_Connection *c, const dalle_server *srv, dall
         (f.content_length && f.transfer_encoding))
         return dalle_http_error_set(e, 400, "bad_framing", NULL,
                                     "conflicting Content-Length / Transfer-Encoding headers");
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked"))
+        return dalle_http_error_set(e, 501, "unsupported_transfer_encoding", NULL,
+                                    "Transfer-Encoding must be chunked or absent");
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)srv->cfg.body_limit)
@@ -522,23 +534,30 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
 
 static enum MHD_Result serve_post(struct MHD_Connection *c, request_ctx *ctx,
                                   const char *upload_data, size_t *upload_size) {
+    dalle_http_error e;
     if (*upload_size) {
         append_body(ctx, upload_data, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        if (!ctx->too_large)
+            return MHD_YES;
+        /* mid-body MHD 0.9.75 cannot queue a response: write it to the socket and close */
+        dalle_http_error_set(&e, 413, "body_too_large", NULL, "the body is larger than %ld bytes",
+                             ctx->h->srv->cfg.body_limit);
+        size_t len = 0;
+        char *body = dalle_error_body(&e, &len);
+        if (body)
+            dalle_conn_guard_reject(c, 413, ctx->id, body, len);
+        free(body);
+        ctx->status = 413;
+        return MHD_NO;
     }
     pthread_mutex_lock(&ctx->mu);
     const int submitted = ctx->submitted, ready = ctx->ready;
     if (ready) ctx->suspended = 0;
     pthread_mutex_unlock(&ctx->mu);
     if (ready) return send_job_result(c, ctx);
-    if (submitted) return MHD_YES; /* not expected: MHD calls again only after the resume */
-    dalle_http_error e;
-    if (ctx->too_large) {
-        dalle_http_error_set(&e, 413, "body_too_large", NULL, "the body is larger than %ld bytes",
-                             ctx->h->srv->cfg.body_limit);
-        return send_error(c, ctx, &e, NULL);
-    }
+    if (submitted)
+        return MHD_YES; /* not expected: MHD calls again only after the resume */
     if (ctx->oom) {
         dalle_http_error_set(&e, 500, "out_of_memory", NULL, "out of memory");
         return send_error(c, ctx, &e, NULL);
@@ -587,11 +606,28 @@ static int authorized(struct MHD_Connection *c, const dalle_server *srv) {
     return diff == 0;
 }
 
+/* Checks of every request before routing: 0, or -1 with e. MHD runs with
+ * MHD_OPTION_STRICT_FOR_CLIENT 0 so that these get JSON answers (strict mode answers a
+ * missing Host itself, with an HTML page). */
+static int check_request(struct MHD_Connection *c, request_ctx *ctx, const char *url,
+                         const char *version, dalle_http_error *e) {
+    if (!dalle_conn_guard_raw_uri_ok(c, url, version))
+        return dalle_http_error_set(e, 400, "bad_path", NULL,
+                                    "the path holds a NUL or another control byte");
+    if (!strcmp(version, MHD_HTTP_VERSION_1_1) &&
+        !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
+        return dalle_http_error_set(e, 400, "missing_host", NULL,
+                                    "an HTTP/1.1 request needs a Host header");
+    return check_framing(c, ctx->h->srv, e);
+}
+
 static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, const char *url,
-                                  const char *method) {
+                                  const char *method, const char *version) {
     const route_entry *r = find_route(url);
     ctx->route = r ? r->route : DALLE_ROUTE_OTHER;
     dalle_http_error e;
+    if (check_request(c, ctx, url, version, &e))
+        return send_error(c, ctx, &e, NULL);
     if (!strcmp(method, "OPTIONS")) return send_body(c, ctx, 204, NULL, "", 0, 0, NULL);
     if (!r) {
         dalle_http_error_set(&e, 404, "not_found", NULL, "no route %s", ctx->path);
@@ -611,14 +647,12 @@ static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, co
                              "missing or wrong API key (Authorization: Bearer KEY)");
         return send_error(c, ctx, &e, &(extra_headers){.www_authenticate = "Bearer"});
     }
-    if (check_framing(c, ctx->h->srv, &e)) return send_error(c, ctx, &e, NULL);
     return MHD_YES; /* the body follows */
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_size, void **req_cls) {
-    (void)version;
     request_ctx *ctx = *req_cls;
     if (!ctx) {
         ctx = calloc(1, sizeof *ctx);
@@ -632,26 +666,32 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         copy_printable(ctx->method, sizeof ctx->method, method);
         request_id(c, ctx->id);
         *req_cls = ctx;
-        return first_call(c, ctx, url, method);
+        const enum MHD_Result res = first_call(c, ctx, url, method, version);
+        if (ctx->status)
+            dalle_conn_guard_received(c); /* answered: no receive deadline */
+        return res;
     }
     if (ctx->status) { /* answered already: discard what MHD still hands over */
         *upload_size = 0;
         return MHD_YES;
     }
+    if (!*upload_size)
+        dalle_conn_guard_received(c); /* the body is complete */
     return serve_post(c, ctx, upload_data, upload_size);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       enum MHD_RequestTerminationCode toe) {
-    (void)c;
     dalle_http *h = cls;
     request_ctx *ctx = *req_cls;
+    const int guard_status = dalle_conn_guard_answered(c); /* a 408 of the reaper */
+    dalle_conn_guard_completed(c); /* the next request's deadlines start now */
     if (!ctx) return;
     pthread_mutex_lock(&ctx->mu);
     if (!ctx->finished) atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
     const int images = ctx->images;
     pthread_mutex_unlock(&ctx->mu);
-    const int status = ctx->status ? ctx->status : 499;
+    const int status = ctx->status ? ctx->status : guard_status ? guard_status : 499;
     const double ms = dalle_server_now_ms() - ctx->t0;
     fprintf(stderr, "access id=%s method=%s path=%s status=%d images=%d ms=%.1f%s\n", ctx->id,
             ctx->method, ctx->path, status, images, ms,
@@ -676,18 +716,29 @@ int dalle_http_start(dalle_http **out, dalle_server *srv, char *msg, size_t msg_
     }
     h->srv = srv;
     h->listen_fd = -1;
+    h->guard = dalle_conn_guard_create(cfg->max_conns, cfg->timeout, cfg->receive_timeout);
+    if (!h->guard) {
+        snprintf(msg, msg_size, "out of memory");
+        free(h);
+        return -1;
+    }
     const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* the guard refuses connections over --max-conns itself (MHD's limit is higher: at its
+     * own limit MHD stops accepting and new clients wait in the backlog) */
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_conns,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)1 << 20, MHD_OPTION_END);
+        flags, (uint16_t)cfg->port, dalle_conn_guard_accept, h->guard, handle, h,
+        MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout, MHD_OPTION_CONNECTION_LIMIT,
+        dalle_conn_guard_mhd_limit(h->guard), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->per_ip_conns, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, dalle_conn_guard_notify, h->guard,
+        MHD_OPTION_URI_LOG_CALLBACK, dalle_conn_guard_uri, h->guard, MHD_OPTION_STRICT_FOR_CLIENT,
+        0, MHD_OPTION_THREAD_STACK_SIZE, (size_t)1 << 20, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(msg, msg_size, "cannot listen on %s:%ld (address in use or not allowed?)",
                  cfg->host, cfg->port);
+        dalle_conn_guard_destroy(h->guard);
         free(h);
         return -1;
     }
@@ -708,6 +759,7 @@ void dalle_http_stop(dalle_http *h, double wait_s) {
     const double until = dalle_server_now_ms() + wait_s * 1e3;
     while (atomic_load(&h->pending) > 0 && dalle_server_now_ms() < until) usleep(10000);
     MHD_stop_daemon(h->daemon);
+    dalle_conn_guard_destroy(h->guard);
     if (h->listen_fd >= 0) close(h->listen_fd);
     free(h);
 }

@@ -11,7 +11,6 @@
  * "auto"), response_format ("b64_json"), model, user, quality, style, and answers every
  * request error with 400, as OpenAI does.
  */
-#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -19,10 +18,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <utf8proc.h>
 
 #include "server/server.h"
 
 #define DALLE_JSON_MAX_DEPTH 32
+
+/* Replace each byte that does not start a valid UTF-8 sequence with '?': a message may
+ * quote the body (jansson's error text cuts a multi-byte character) and a cut to the
+ * buffer's size may split one; the JSON error body needs valid UTF-8. */
+static void make_utf8(char *s) {
+    for (size_t i = 0, n = strlen(s); i < n;) {
+        utf8proc_int32_t c;
+        const utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k > 0) {
+            i += (size_t)k;
+        } else {
+            s[i++] = '?';
+        }
+    }
+}
 
 int dalle_http_error_set(dalle_http_error *e, int status, const char *code, const char *param,
                          const char *fmt, ...) {
@@ -33,6 +49,8 @@ int dalle_http_error_set(dalle_http_error *e, int status, const char *code, cons
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    make_utf8(e->param);
+    make_utf8(e->message);
     return -1;
 }
 
@@ -104,15 +122,39 @@ static int get_int(json_t *v, const char *key, json_int_t lo, json_int_t hi, jso
     return 0;
 }
 
+/* Only whitespace (Unicode Z* and control characters), format characters such as U+200B
+ * and U+FEFF, and other default-ignorable code points such as U+3164: nothing to draw.
+ * s is valid UTF-8 (jansson checked it). */
+static int is_blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t c;
+        const utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0)
+            return 0;
+        const utf8proc_property_t *p = utf8proc_get_property(c);
+        switch (p->category) {
+        case UTF8PROC_CATEGORY_ZS:
+        case UTF8PROC_CATEGORY_ZL:
+        case UTF8PROC_CATEGORY_ZP:
+        case UTF8PROC_CATEGORY_CC:
+        case UTF8PROC_CATEGORY_CF: break;
+        default:
+            if (!p->ignorable)
+                return 0;
+        }
+        i += (size_t)k;
+    }
+    return 1;
+}
+
 static int get_prompt(const dalle_server *srv, json_t *v, const char *key, dalle_request *req,
                       dalle_http_error *e) {
     if (!json_is_string(v))
         return dalle_http_error_set(e, 422, "invalid_type", key, "%s must be a string", key);
     const char *s = json_string_value(v);
     const size_t n = json_string_length(v);
-    size_t blank = 0;
-    while (blank < n && isspace((unsigned char)s[blank])) blank++;
-    if (blank == n)
+    if (is_blank(s, n))
         return dalle_http_error_set(e, 422, "empty_prompt", key, "%s must not be empty", key);
     if (n > (size_t)srv->cfg.max_prompt)
         return dalle_http_error_set(e, 422, "prompt_too_long", key,

@@ -502,7 +502,39 @@ Test(model_config_load, errors_name_the_path) {
 
     cr_assert_eq(mkdir(path, 0700), 0);
     cr_assert_eq(dalle_model_config_load(&cfg, dir, &err), DALLE_ERR_IO);
-    cr_assert(strstr(err.msg, "/config.json: cannot read"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "/config.json: not a regular file (a directory)"), "%s", err.msg);
     rmdir(path);
     rmdir(dir);
+}
+
+/* A FIFO would block the loader forever (no writer): refused at once, as config.json and
+ * as any file config.json names; a device likewise. */
+Test(model_config_load, fifo_and_device_are_refused, .timeout = 10) {
+    make_dir();
+    dalle_model_config cfg;
+    dalle_error err = {0};
+    char path[128], want[192];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    cr_assert_eq(dalle_model_config_load(&cfg, dir, &err), DALLE_ERR_IO);
+    snprintf(want, sizeof want, "%s: not a regular file (a FIFO)", path);
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    remove(path);
+
+    write_config(0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    cr_assert_eq(dalle_model_config_load(&cfg, dir, &err), DALLE_ERR_IO);
+    snprintf(want, sizeof want, "%s: not a regular file (a FIFO)", path);
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    cr_assert_str_empty(cfg.name); /* left zeroed */
+    remove(path);
+
+    snprintf(path, sizeof path, "%s/encoder.safetensors", dir);
+    cr_assert_eq(symlink("/dev/zero", path), 0);
+    cr_assert_eq(dalle_model_config_load(&cfg, dir, &err), DALLE_ERR_IO);
+    cr_assert(strstr(err.msg, "encoder.safetensors: not a regular file (a character device)"), "%s",
+              err.msg);
+    remove(path);
+    remove_dir();
 }

@@ -543,6 +543,79 @@ Test(safetensors_open, directory) {
     dalle_safetensors_close(&st);
 }
 
+Test(safetensors_open, fifo_does_not_block, .timeout = 10) {
+    strcpy(tmp_path, "/tmp/dalle_st_fifo_XXXXXX");
+    int fd = mkstemp(tmp_path);
+    cr_assert(fd >= 0);
+    close(fd);
+    unlink(tmp_path);
+    cr_assert_eq(mkfifo(tmp_path, 0600), 0);
+    dalle_safetensors st;
+    dalle_error err = {0};
+    cr_assert_eq(dalle_safetensors_open(&st, tmp_path, &err), DALLE_ERR_IO);
+    cr_assert(strstr(err.msg, ": not a regular file (a FIFO)"), "%s", err.msg);
+    dalle_safetensors_close(&st);
+    unlink(tmp_path);
+}
+
+/* A tensor of n elements of dtype (2 or 4 bytes each), all `fill` except element `at`,
+ * which is `bad`, opened from a file and taken as a model loader does; returns the closing
+ * check's status, err filled. */
+static dalle_status open_filled(const char *dtype, size_t esize, size_t n, uint32_t fill, size_t at,
+                                uint32_t bad, dalle_error *err) {
+    uint8_t *data = malloc(n * esize);
+    cr_assert_not_null(data);
+    for (size_t i = 0; i < n; i++)
+        memcpy(data + i * esize, i == at ? &bad : &fill, esize); /* little-endian */
+    file_bytes f = st_build(data, n * esize,
+                            "{\"ok\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+                            " \"w\":{\"dtype\":\"%s\",\"shape\":[%zu],\"data_offsets\":[0,%zu]}}",
+                            dtype, n, n * esize);
+    write_tmp(f.p, f.n);
+    free(f.p);
+    free(data);
+    dalle_safetensors st;
+    cr_assert_eq(dalle_safetensors_open(&st, tmp_path, err), DALLE_OK, "%s", err->msg);
+    const dalle_st_tensor *t;
+    const int64_t zero[1] = {0}, shape[1] = {(int64_t)n};
+    cr_assert_eq(dalle_safetensors_take(&st, "ok", 1, zero, &t, err), DALLE_OK);
+    cr_assert_eq(dalle_safetensors_take(&st, "w", 1, shape, &t, err), DALLE_OK);
+    dalle_status s = dalle_safetensors_check_all_used(&st, err);
+    dalle_safetensors_close(&st);
+    unlink(tmp_path);
+    return s;
+}
+
+/* NaN and ±Inf in the stored bits of each dtype, first, in the middle and last, are refused
+ * with file, tensor and element named; the largest finite values and subnormals pass. */
+Test(safetensors_check_all_used, non_finite_weights_are_refused) {
+    static const struct {
+        const char *dtype;
+        size_t esize;
+        uint32_t finite_max, bad[3]; /* +Inf, -Inf, a NaN */
+    } K[] = {
+        {"F16", 2, 0xfbff, {0x7c00, 0xfc00, 0x7e01}},
+        {"BF16", 2, 0xff7f, {0x7f80, 0xff80, 0x7fc1}},
+        {"F32", 4, 0xff7fffff, {0x7f800000, 0xff800000, 0x7fc00001}},
+    };
+    const size_t n = 10000, at[] = {0, 4097, n - 1};
+    for (size_t k = 0; k < sizeof K / sizeof *K; k++) {
+        dalle_error err = {0};
+        cr_assert_eq(open_filled(K[k].dtype, K[k].esize, n, K[k].finite_max, 5, 1, &err), DALLE_OK,
+                     "%s: %s", K[k].dtype, err.msg);
+        for (size_t b = 0; b < 3; b++)
+            for (size_t a = 0; a < sizeof at / sizeof *at; a++) {
+                cr_assert_eq(open_filled(K[k].dtype, K[k].esize, n, 0, at[a], K[k].bad[b], &err),
+                             DALLE_ERR_FORMAT, "%s bad %zu at %zu", K[k].dtype, b, at[a]);
+                char want[128];
+                snprintf(want, sizeof want, "tensor 'w' holds NaN or infinity (element %zu)",
+                         at[a]);
+                cr_assert(strstr(err.msg, want), "%s", err.msg);
+                cr_assert(strstr(err.msg, "/tmp/dalle_st_"), "%s", err.msg);
+            }
+    }
+}
+
 Test(safetensors_open, empty_file) {
     write_tmp("", 0);
     dalle_safetensors st;

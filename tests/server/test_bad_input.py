@@ -83,6 +83,10 @@ CASES = {
     "rank string": ('{"prompt": "a", "rank": "yes"}', 422, "invalid_type", "rank"),
     "unknown field": ('{"prompt": "a", "tempreature": 1}', 400, "unknown_field", "tempreature"),
     "stream string": ('{"prompt": "a", "stream": "yes"}', 422, "invalid_type", "stream"),
+    # error texts that quote the body: a cut multi-byte character must not cost the reply
+    "bad escape after emoji": ('{"prompt": "caf\u00e9 \\u00e\U0001F600"}', 400, "invalid_json", None),
+    "long non-ascii unknown field": ('{"prompt": "a", "' + "\u00e9" * 40 + '": 1}', 400,
+                                     "unknown_field", "\u00e9" * 31 + "?"),
 }
 
 
