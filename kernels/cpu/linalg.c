@@ -36,6 +36,7 @@
 #include "kernels/cpu/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define DALLE_GEMM_X86 1
 #endif
@@ -157,13 +158,20 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #include "kernels/cpu/linalg_tile.h"
 #endif /* DALLE_GEMM_X86 */
 
+#ifdef DALLE_GEMM_X86
+/* F16C from cpuid leaf 1 (not every compiler's __builtin_cpu_supports knows it). */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 static int variant_supported(const dalle_cpu_gemm_variant *v) {
 #ifdef DALLE_GEMM_X86
     if (v == &avx512_variant)
         return __builtin_cpu_supports("avx512f");
     if (v == &avx2_variant)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #endif
     return v == &portable_variant;
 }
