@@ -12,22 +12,25 @@
  * source, chosen per backend at run time from cpuid: AVX-512 (16 lanes), AVX2 + FMA + F16C
  * (8 lanes) and portable C (fmaf; any architecture).
  *
- * Row invariance (dalle.h's batch promise): each output y[m, n] is one sum from 0 over
- * k = 0..K-1 in order, one rounding per term, then + y when accumulating. That order depends
- * on nothing but K: not on M, the row's place in x, the tile shape, the thread split, or the
- * variant (fused multiply-add is exactly rounded everywhere). So an image's rows give the
- * same bits alone or batched, on every machine.
+ * Summation order and row invariance (dalle.h's batch promise): K is cut into segments
+ * whose length depends on K alone (GEMM_KC for a matmul, Cin for a convolution's taps). Each
+ * segment's sum starts at 0 and adds its terms in increasing k, one fused multiply-add each;
+ * the segment sums are added in order, one rounding each; then + y when accumulating. That
+ * order depends on nothing but K: not on M, the row's place in x, the tile shape, the thread
+ * split, or the variant (fused multiply-add is exactly rounded everywhere). So an image's
+ * rows give the same bits alone or batched, on every machine. Summing per segment also keeps
+ * the rounding error of long sums (a VQGAN conv's K is 9·512) near a blocked BLAS's.
  *
- * x is read through row pointers (dalle_cpu_rows), segment by segment along K, so a
- * convolution is the same GEMM over pixels whose rows are its input taps, without an im2col
- * matrix (conv.c); a tile continues its sums across segments, which leaves the order of the
- * terms, and so the bits, unchanged.
+ * x is read through row pointers (dalle_cpu_rows), segment by segment, so a convolution is
+ * the same GEMM over pixels whose segments are its input taps, without an im2col matrix
+ * (conv.c).
  *
  * Work split: items of (up to GEMM_MB rows, a group of panels) handed out dynamically to
  * the backend's threads. Inside an item the sums run segment by segment along K: a segment's
  * slice of a panel stays in L1 while every row tile of the item passes over it, the partial
- * sums wait in a block buffer, and y is written once at the end. Decode steps (a few rows)
- * take K in one segment, so W streams from memory once.
+ * sums wait in a block buffer, and y is written once at the end. A decode step (a few rows)
+ * still reads each weight from memory once: an item's panels are consumed segment after
+ * segment.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -43,7 +46,6 @@
 
 #define GEMM_MB           96  /* rows of x per item at most (a multiple of each mr) */
 #define GEMM_KC           256 /* K per slice of a dense x with more than a few rows */
-#define GEMM_FEW_ROWS     8   /* up to this many rows, K is not sliced */
 #define GEMM_GROUP_SMALL  2   /* panels per item, one row block */
 #define GEMM_GROUP_LARGE  8   /* panels per item, several row blocks */
 #define GEMM_PAR_MIN_MACS ((int64_t)1 << 16) /* below: one thread */
@@ -112,6 +114,7 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #define V_ZERO()       0.0f
 #define V_SET1(f)      (f)
 #define V_FMA(a, b, c) fmaf((a), (b), (c))
+#define V_ADD(a, b)    ((a) + (b))
 #define V_STORE(p, v)  (*(p) = (v))
 #define V_LOAD_F32(p)  load_f32(p)
 #define V_LOAD_F16(p)  load_f16(p)
@@ -129,6 +132,7 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #define V_ZERO()       _mm256_setzero_ps()
 #define V_SET1(f)      _mm256_set1_ps(f)
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_ADD(a, b)    _mm256_add_ps((a), (b))
 #define V_STORE(p, v)  _mm256_storeu_ps((p), (v))
 #define V_LOAD_F32(p)  _mm256_loadu_ps((const float *)(p))
 #define V_LOAD_F16(p)  _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
@@ -147,6 +151,7 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 #define V_ZERO()       _mm512_setzero_ps()
 #define V_SET1(f)      _mm512_set1_ps(f)
 #define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define V_ADD(a, b)    _mm512_add_ps((a), (b))
 #define V_STORE(p, v)  _mm512_storeu_ps((p), (v))
 #define V_LOAD_F32(p)  _mm512_loadu_ps((const float *)(p))
 #define V_LOAD_F16(p)  _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
@@ -348,9 +353,7 @@ static void dense_get(const dalle_cpu_rows *rows, int m, int mr, const float **p
 void dalle_cpu_gemm(dalle_backend *be, float *y, size_t ldy, const float *x, size_t ldx,
                     const dalle_tensor *w, int M, int N, int K, int accumulate) {
     DALLE_ASSERT(K >= 1 && ldx >= (size_t)K);
-    /* a few rows (decode steps): one pass over K streams W once; more rows: K in slices
-     * whose panel parts stay in L1 while the row tiles pass over them */
-    int seg_len = M <= GEMM_FEW_ROWS ? K : GEMM_KC;
+    int seg_len = GEMM_KC; /* a function of K only: the summation order (above) */
     if (seg_len < (K + DALLE_CPU_MAX_SEGS - 1) / DALLE_CPU_MAX_SEGS)
         seg_len = (K + DALLE_CPU_MAX_SEGS - 1) / DALLE_CPU_MAX_SEGS;
     const dense_rows rows = {

@@ -4,18 +4,17 @@
  *   TILE_TARGET        function attribute selecting the instruction set (empty: portable C)
  *   TILE_NAME(x)       the variant's symbol for x; TILE_LABEL its name (a string)
  *   VEC, VL            the vector type and its float lanes (VL divides DALLE_CPU_PANEL)
- *   V_ZERO() V_SET1(f) V_FMA(a, b, c) (a·b + c, one rounding) V_STORE(p, v)
+ *   V_ZERO() V_SET1(f) V_FMA(a, b, c) (a·b + c, one rounding) V_ADD(a, b) V_STORE(p, v)
  *   V_LOAD_F32(p) V_LOAD_F16(p) V_LOAD_BF16(p)   VL weights at p, widened to fp32
  *   TILE_MR            most rows of x per tile
  *   TILE_MR_WIDE       most rows for which a tile spans two panels (0: never)
  *
  * Contract: TILE_NAME(tile) computes, for r < mr and c < DALLE_CPU_PANEL·np,
- *   out[r·ldo + c] = s + Σ_{k<K} xr[r][k] · w(c, k)
+ *   t = Σ_{k<K} xr[r][k] · w(c, k),  out[r·ldo + c] = load ? out[r·ldo + c] + t : t
  * where w(c, k) is element c mod 16 of row k of panel c / 16 (panels pbytes apart, elements
- * of dtype dt) and s is 0, or out's value on entry when `load` (a longer sum continued
- * segment by segment). The terms are added in increasing k, each with one fused
- * multiply-add: every variant, every tile shape and every segmentation gives each output
- * the same bits.
+ * of dtype dt). t starts at 0 and adds the terms in increasing k, each with one fused
+ * multiply-add, so every variant and every tile shape gives each output the same bits; a
+ * longer product is summed segment by segment (`load`), one rounded add per segment.
  */
 
 #define TILE_NVP (DALLE_CPU_PANEL / VL) /* vectors per panel row */
@@ -30,7 +29,7 @@ TILE_NAME(tile_body)(float *restrict out, size_t ldo, const float *const *restri
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < np * TILE_NVP; v++)
-            acc[r][v] = load ? V_LOAD_F32((const uint8_t *)(out + r * ldo + v * VL)) : V_ZERO();
+            acc[r][v] = V_ZERO();
     for (int k = 0; k < K; k++) {
         VEC wv[2 * TILE_NVP];
 #pragma GCC unroll 16
@@ -53,7 +52,9 @@ TILE_NAME(tile_body)(float *restrict out, size_t ldo, const float *const *restri
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < np * TILE_NVP; v++)
-            V_STORE(out + r * ldo + v * VL, acc[r][v]);
+            V_STORE(out + r * ldo + v * VL,
+                    load ? V_ADD(V_LOAD_F32((const uint8_t *)(out + r * ldo + v * VL)), acc[r][v])
+                         : acc[r][v]);
 }
 
 /* One instantiation per (rows, panels, dtype): constant trip counts keep acc in registers. */
@@ -113,6 +114,7 @@ static const dalle_cpu_gemm_variant TILE_NAME(variant) = {
 #undef V_ZERO
 #undef V_SET1
 #undef V_FMA
+#undef V_ADD
 #undef V_STORE
 #undef V_LOAD_F32
 #undef V_LOAD_F16
