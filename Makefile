@@ -122,7 +122,7 @@ EMU_LIB      := $(BUILD)/libdalle-emu.a
 EMU_BOUNDS   := $(if $(SAN),,-fsanitize=bounds -fno-sanitize-recover=bounds)
 EMU_CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
                 -ffp-contract=off -MMD -MP $(SAN) $(EMU_BOUNDS)
-EMU_CPPFLAGS := -Ikernels/cuda/emu/include -Iinclude -I. -Icommon -DDALLE_WITH_CUDA -DDALLE_CUDA_EMU
+EMU_CPPFLAGS := -Ikernels/cuda/emu/include -Iinclude -I. -Icommon -I/usr/include/x86_64-linux-gnu/openblas-pthread -DDALLE_WITH_CUDA -DDALLE_CUDA_EMU
 EMU_LDLIBS   := $(filter-out -lcublas -lcudart -lstdc++,$(LDLIBS)) -lstdc++
 EMU_BIN      := $(EMU_DIR)/gpu_ops $(EMU_DIR)/gpu_e2e $(BUILD)/dalle-server-emu
 

@@ -5,9 +5,13 @@
  *    stored), ldb, ldc likewise; types: A and B both 32F, 16F or 16BF, C 32F, compute 32F)
  *    → CUBLAS_STATUS_INVALID_VALUE / NOT_SUPPORTED; and as the real library cannot: every
  *    operand must lie inside one device allocation (else the process fails naming it).
- *  - Numerics: products of the inputs in fp32 (exact for 16-bit inputs), summed in fp32
- *    over k in order; beta = 0 never reads C (it may hold NaN). No TF32 in any math mode.
+ *  - Numerics: one fp32 GEMM (OpenBLAS's cblas_sgemm, the same BLAS argument convention)
+ *    on the inputs, 16-bit ones widened exactly to fp32 first: fp32 products and fp32
+ *    accumulation, as CUBLAS_COMPUTE_32F; beta = 0 never reads C (it may hold NaN). No TF32
+ *    in any math mode. The summation order is the CPU library's, not cuBLAS's.
  */
+#include <cblas.h>
+
 #include "cublas_v2.h"
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
@@ -65,12 +69,19 @@ const char *cublasGetStatusString(cublasStatus_t s) {
 
 namespace {
 
-float load(const void *p, cudaDataType_t t, size_t i) {
+/* a stored rows × cols operand (ld) as fp32: itself, or its 16-bit values widened into buf */
+const float *widen(const void *p, cudaDataType_t t, int rows, int cols, int ld,
+                   std::vector<float> &buf) {
     if (t == CUDA_R_32F)
-        return ((const float *)p)[i];
-    if (t == CUDA_R_16F)
-        return __half2float(((const __half *)p)[i]);
-    return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+        return (const float *)p;
+    buf.assign((size_t)ld * cols, 0.0f);
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < rows; r++) {
+            const size_t i = (size_t)c * ld + r;
+            buf[i] = t == CUDA_R_16F ? __half2float(((const __half *)p)[i])
+                                     : __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+        }
+    return buf.data();
 }
 
 size_t type_size(cudaDataType_t t) {
@@ -109,17 +120,13 @@ cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t ta, cu
              tb == CUBLAS_OP_N ? 'N' : 'T', m, n, k);
     note_call(call, shape, false);
     enqueue(h->stream, [=] {
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < m; i++) {
-                float s = 0;
-                for (int p = 0; p < k; p++) {
-                    const size_t ai = ta == CUBLAS_OP_N ? (size_t)p * lda + i : (size_t)i * lda + p;
-                    const size_t bi = tb == CUBLAS_OP_N ? (size_t)j * ldb + p : (size_t)p * ldb + j;
-                    s += load(A, at, ai) * load(B, bt, bi);
-                }
-                float &c = C[(size_t)j * ldc + i];
-                c = beta == 0.0f ? alpha * s : alpha * s + beta * c;
-            }
+        /* 16-bit operands widened to fp32 in the same layout, then one fp32 GEMM with the
+         * same arguments (the BLAS convention cuBLAS follows) */
+        std::vector<float> a16, b16;
+        const float *a = widen(A, at, ar, ac, lda, a16), *b = widen(B, bt, br, bc, ldb, b16);
+        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, a, lda, b, ldb,
+                    beta, C, ldc);
     });
     return CUBLAS_STATUS_SUCCESS;
 }

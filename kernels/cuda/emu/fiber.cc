@@ -84,7 +84,8 @@ struct fiber {
 };
 
 fiber fibers[EMU_MAX_THREADS];
-int nthreads;
+int arrived[EMU_MAX_THREADS / 32]; /* lanes of each warp waiting at a warp operation */
+int nthreads, nrun;                /* threads, of which runnable */
 fiber *cur;
 void *main_sp;
 const std::function<void()> *body;
@@ -182,6 +183,10 @@ void block_fail(const char *fmt, ...) {
     abort();
 }
 
+bool same_site(const char *fa, int la, const char *fb, int lb) {
+    return la == lb && (fa == fb || !strcmp(fa, fb));
+}
+
 /* every thread is done or waits: open the barrier, or report why the block is stuck */
 void settle(int done) {
     int nbar = 0, first = -1;
@@ -199,13 +204,14 @@ void settle(int done) {
                        a.file, a.line, thread_name(gone).c_str(), done, nthreads);
         }
         for (int t = 0; t < nthreads; t++)
-            if (fibers[t].line != a.line || strcmp(fibers[t].file, a.file) != 0)
+            if (!same_site(fibers[t].file, fibers[t].line, a.file, a.line))
                 block_fail("__syncthreads in divergent code: thread %s waits at %s:%d, thread "
                            "%s at %s:%d",
                            thread_name(first).c_str(), a.file, a.line, thread_name(t).c_str(),
                            fibers[t].file, fibers[t].line);
         for (int t = 0; t < nthreads; t++)
             fibers[t].state = F_RUN;
+        nrun = nthreads;
         return;
     }
     for (int t = 0; t < nthreads; t++) /* a warp operation that cannot complete */
@@ -238,7 +244,7 @@ void complete_warp(int base, unsigned mask, const fiber &me) {
         if (!(mask >> l & 1u))
             continue;
         const fiber &o = fibers[base + l];
-        if (o.kind != me.kind || o.line != me.line || o.mask != mask || strcmp(o.file, me.file))
+        if (o.kind != me.kind || o.mask != mask || !same_site(o.file, o.line, me.file, me.line))
             block_fail("divergent warp operations: thread %s at %s:%d (mask %08x), thread %s at "
                        "%s:%d (mask %08x)",
                        thread_name((int)(&me - fibers)).c_str(), me.file, me.line, me.mask,
@@ -272,12 +278,18 @@ void complete_warp(int base, unsigned mask, const fiber &me) {
         default: o.result = fibers[base + src].value; break;
         }
         o.state = F_RUN;
+        if (&o != &me) /* the caller was never counted out */
+            nrun++;
     }
+    arrived[base / 32] = 0;
 }
 
 void run_block(bool reverse) {
     for (int t = 0; t < nthreads; t++)
         fiber_init(&fibers[t]);
+    for (int w = 0; w < (nthreads + 31) / 32; w++)
+        arrived[w] = 0;
+    nrun = nthreads;
     int done = 0;
     for (;;) {
         for (int k = 0; k < nthreads; k++) {
@@ -285,15 +297,14 @@ void run_block(bool reverse) {
             if (f->state != F_RUN)
                 continue;
             resume(f);
+            if (f->state != F_RUN)
+                nrun--;
             if (f->state == F_DONE)
                 done++;
         }
         if (done == nthreads)
             return;
-        bool runnable = false;
-        for (int t = 0; t < nthreads && !runnable; t++)
-            runnable = fibers[t].state == F_RUN;
-        if (!runnable)
+        if (!nrun)
             settle(done);
     }
 }
@@ -316,12 +327,8 @@ uint64_t warp_step(warp_kind kind, unsigned mask, uint64_t value, int arg, int w
     f->kind = kind, f->mask = mask, f->value = value, f->arg = arg, f->width = width;
     f->file = file, f->line = line;
     f->state = F_WARP;
-    bool all = true;
-    for (int l = 0; l < 32 && all; l++)
-        if (mask >> l & 1u)
-            all = fibers[base + l].state == F_WARP;
-    if (all)
-        complete_warp(base, mask, *f);
+    if (++arrived[base / 32] == __builtin_popcount(mask))
+        complete_warp(base, mask, *f); /* every lane runnable again, this one included */
     to_main(false);
     return f->result;
 }
