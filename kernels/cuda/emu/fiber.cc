@@ -1,8 +1,8 @@
 /* fiber.cc — the emulated device's threads: every thread of a block is a fiber on its own
- * small stack (x86-64 context switch below), the block's scheduler resumes them in thread
- * order (or reversed) until each one finishes, waits at __syncthreads or at a warp
- * collective. A barrier opens when every thread of the block waits at the same call site;
- * a warp collective completes when every lane of its mask has arrived with the same
+ * small stack (x86-64 context switch below); the block's scheduler resumes them warp by
+ * warp (run_block) until each one finishes or waits at __syncthreads; a fiber also yields
+ * at every warp collective. A barrier opens when every thread of the block waits at the same call
+ * site; a warp collective completes when every lane of its mask has arrived with the same
  * operation. Anything else (a thread that exited while others wait, divergent call sites,
  * lanes that never arrive) is reported with the kernel, block, thread and line, and the
  * process aborts. Fiber stacks have a guard page below them (an overflow faults there).
@@ -284,23 +284,36 @@ void complete_warp(int base, unsigned mask, const fiber &me) {
     arrived[base / 32] = 0;
 }
 
+/* Each warp in turn runs as far as it can (its lanes in order, again and again, until each
+ * one is done or waits at a barrier), warps in ascending order, or everything reversed: a
+ * warp runs ahead of the others up to the next barrier, which is the schedule that exposes
+ * a missing one. */
 void run_block(bool reverse) {
     for (int t = 0; t < nthreads; t++)
         fiber_init(&fibers[t]);
-    for (int w = 0; w < (nthreads + 31) / 32; w++)
+    const int nwarps = (nthreads + 31) / 32;
+    for (int w = 0; w < nwarps; w++)
         arrived[w] = 0;
     nrun = nthreads;
     int done = 0;
     for (;;) {
-        for (int k = 0; k < nthreads; k++) {
-            fiber *f = &fibers[reverse ? nthreads - 1 - k : k];
-            if (f->state != F_RUN)
-                continue;
-            resume(f);
-            if (f->state != F_RUN)
-                nrun--;
-            if (f->state == F_DONE)
-                done++;
+        for (int k = 0; k < nwarps; k++) {
+            const int w = reverse ? nwarps - 1 - k : k;
+            const int lanes = nthreads - 32 * w < 32 ? nthreads - 32 * w : 32;
+            for (bool ran = true; ran;) {
+                ran = false;
+                for (int j = 0; j < lanes; j++) {
+                    fiber *f = &fibers[32 * w + (reverse ? lanes - 1 - j : j)];
+                    if (f->state != F_RUN)
+                        continue;
+                    resume(f);
+                    ran = true;
+                    if (f->state != F_RUN)
+                        nrun--;
+                    if (f->state == F_DONE)
+                        done++;
+                }
+            }
         }
         if (done == nthreads)
             return;

@@ -20,6 +20,10 @@ struct launch_rec {
 /* the device allocation holding [p, p + bytes), or false */
 bool find_alloc(const void *p, size_t bytes, char **base, size_t *size);
 
+/* the alignment padding after the allocation at base still holds its 0xff fill (runtime.cc;
+ * true under AddressSanitizer, which checks overruns itself) */
+bool alloc_tail_intact(const char *base);
+
 /* addr lies in the guard page after a device allocation (runtime.cc) */
 bool alloc_guard(const void *addr);
 

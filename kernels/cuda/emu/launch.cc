@@ -200,6 +200,30 @@ static void run_checked(const launch_rec &r, bool reverse) {
     check_padding();
 }
 
+/* every allocation a writable argument points into, once */
+static std::vector<snapshot> writable_allocs(const launch_rec &r) {
+    std::vector<snapshot> snaps;
+    for (void *p : r.writable) {
+        char *base;
+        size_t size;
+        if (!find_alloc(p, 1, &base, &size))
+            api_fail("kernel %s: pointer argument %p is not device memory", r.cfg.name, p);
+        bool dup = false;
+        for (const auto &s : snaps)
+            dup |= s.base == base;
+        if (!dup)
+            snaps.push_back({base, size, {}, {}});
+    }
+    return snaps;
+}
+
+static void check_tails(const launch_rec &r, const std::vector<snapshot> &snaps) {
+    for (const auto &s : snaps)
+        if (!alloc_tail_intact(s.base))
+            api_fail("kernel %s wrote past the end of the %zu-byte device allocation at %p",
+                     r.cfg.name, s.size, (void *)s.base);
+}
+
 void run_launch(const launch_rec &r) {
     std::lock_guard<std::mutex> lock(mu);
     once();
@@ -214,24 +238,17 @@ void run_launch(const launch_rec &r) {
     const size_t lt = name.find('<');
     if (lt != std::string::npos)
         name.resize(lt); /* instantiations share a row */
+    std::vector<snapshot> snaps = writable_allocs(r);
     if (mode != S_BOTH) {
         run_checked(r, mode == S_REVERSE);
+        check_tails(r, snaps);
         count(name, shape, blocks, false, c.fn);
         return;
     }
-    std::vector<snapshot> snaps;
-    for (void *p : r.writable) {
-        char *base;
-        size_t size;
-        if (!find_alloc(p, 1, &base, &size))
-            api_fail("kernel %s: pointer argument %p is not device memory", c.name, p);
-        bool dup = false;
-        for (const auto &s : snaps)
-            dup |= s.base == base;
-        if (!dup)
-            snaps.push_back({base, size, std::vector<char>(base, base + size), {}});
-    }
+    for (auto &s : snaps)
+        s.before.assign(s.base, s.base + s.size);
     run_checked(r, false);
+    check_tails(r, snaps);
     for (auto &s : snaps) {
         s.after.assign(s.base, s.base + s.size);
         memcpy(s.base, s.before.data(), s.size);

@@ -4,8 +4,9 @@
  * and errors.
  *
  *  - Device memory is host memory: each allocation ends at a guard page (an overrun faults
- *    and is reported with the kernel and thread), or under AddressSanitizer is a heap block
- *    (ASan reports the overrun). Copies check that the device side lies inside one
+ *    and is reported with the kernel and thread; the < 16 bytes of alignment padding before
+ *    it hold 0xff and are checked after each launch), or under AddressSanitizer is a heap
+ *    block (ASan reports the overrun). Copies check that the device side lies inside one
  *    allocation.
  *  - Streams run their work at once, in call order. A capturing stream records kernel
  *    launches, library calls and device-to-device copies instead; a host copy, a
@@ -101,6 +102,18 @@ bool find_alloc(const void *p, size_t bytes, char **base, size_t *size) {
         *base = (char *)it->first;
     if (size)
         *size = it->second.bytes;
+    return true;
+}
+
+bool alloc_tail_intact(const char *base) {
+    std::lock_guard<std::recursive_mutex> lock(mu);
+    auto it = allocs.find((uintptr_t)base);
+    if (it == allocs.end() || !it->second.map)
+        return true;
+    const char *end = it->second.map + it->second.map_bytes - EMU_PAGE;
+    for (const char *p = base + it->second.bytes; p < end; p++)
+        if ((unsigned char)*p != 0xff)
+            return false;
     return true;
 }
 
@@ -239,6 +252,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
         return fail(cudaErrorMemoryAllocation);
     mprotect(a.map + a.map_bytes - EMU_PAGE, EMU_PAGE, PROT_NONE);
     char *base = a.map + a.map_bytes - EMU_PAGE - span;
+    memset(base + a.bytes, 0xff, span - a.bytes); /* the padding checked after launches */
 #endif
     memset(base, 0xff, a.bytes); /* fresh device memory is garbage, not zeros */
     allocs[(uintptr_t)base] = a;
