@@ -9,6 +9,7 @@
  * Under AddressSanitizer the switches are announced (__sanitizer_*_switch_fiber) and a
  * reused stack is unpoisoned first.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -18,23 +19,21 @@
 #include "kernels/cuda/emu/internal.h"
 #include "mma.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if EMU_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-#define EMU_ASAN        1
 #define EMU_STACK_BYTES ((size_t)512 << 10)
 #else
-#define EMU_ASAN        0
 #define EMU_STACK_BYTES ((size_t)128 << 10)
 #endif
 #define EMU_MAX_THREADS 1024
-#define EMU_PAGE        4096
 
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
-/* dalle_emu_swap(save, to): saves the callee-saved registers and the FP control words on
- * the current stack, stores its pointer in *save, continues on the stack `to`. */
+/* dalle_emu_swap(save, to): saves the callee-saved registers on the current stack, stores
+ * its pointer in *save, continues on the stack `to`. The FP control words are not switched:
+ * kernels never change the rounding mode, so every fiber shares the caller's. */
 asm(R"(
     .text
     .globl dalle_emu_swap
@@ -46,14 +45,8 @@ dalle_emu_swap:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -72,6 +65,7 @@ enum fstate { F_RUN, F_BARRIER, F_WARP, F_DONE };
 
 struct fiber {
     void *sp;
+    uint3 idx;   /* its threadIdx */
     char *stack; /* EMU_STACK_BYTES above a guard page */
     fstate state;
     const char *file;
@@ -85,12 +79,13 @@ struct fiber {
 
 fiber fibers[EMU_MAX_THREADS];
 int arrived[EMU_MAX_THREADS / 32]; /* lanes of each warp waiting at a warp operation */
-int nthreads, nrun;                /* threads, of which runnable */
+int nthreads, nrun, ndone;         /* threads, of which runnable, finished */
+bool reversed;                     /* this block's schedule */
 fiber *cur;
 void *main_sp;
 const std::function<void()> *body;
 const launch_cfg *cfg_now;
-const void *main_bottom; /* the scheduler's stack, as AddressSanitizer reports it */
+const void *main_bottom; /* the scheduler's stack (for AddressSanitizer) */
 size_t main_size;
 
 void asan_start(void **fake, const void *bottom, size_t size) {
@@ -108,19 +103,46 @@ void asan_finish(void *fake, const void **bottom, size_t *size) {
 #endif
 }
 
-/* fiber → scheduler; `last` when the fiber's stack is done with */
-void to_main(bool last) {
+/* The current fiber stops running (it waits, or is done: `last`, its stack is finished
+ * with): the next runnable lane of its warp in schedule order continues directly, as the
+ * scheduler's pass would have resumed it next; with none, the scheduler does. */
+void switch_away(bool last) {
     fiber *f = cur;
-    asan_start(last ? nullptr : &f->fake_stack, main_bottom, main_size);
+    const int t = (int)(f - fibers), base = t & ~31;
+    const int end = base + 32 < nthreads ? base + 32 : nthreads;
+    fiber *next = nullptr;
+    for (int u = reversed ? t - 1 : t + 1; !next && u >= base && u < end; u += reversed ? -1 : 1)
+        if (fibers[u].state == F_RUN)
+            next = &fibers[u];
+    void *to = main_sp;
+    const void *bottom = main_bottom;
+    size_t size = main_size;
+    if (next) {
+        to = next->sp, bottom = next->stack, size = EMU_STACK_BYTES;
+        cur = next;
+        threadIdx = next->idx;
+    }
+    asan_start(last ? nullptr : &f->fake_stack, bottom, size);
+    dalle_emu_swap(&f->sp, to);
+    asan_finish(f->fake_stack, nullptr, nullptr);
+}
+
+/* the current fiber, still runnable, hands back to the scheduler (after it completed a warp
+ * operation: the scheduler resumes the warp's lanes in order) */
+void to_scheduler() {
+    fiber *f = cur;
+    asan_start(&f->fake_stack, main_bottom, main_size);
     dalle_emu_swap(&f->sp, main_sp);
     asan_finish(f->fake_stack, nullptr, nullptr);
 }
 
 void fiber_main() {
-    asan_finish(nullptr, &main_bottom, &main_size);
+    asan_finish(nullptr, nullptr, nullptr);
     (*body)();
     cur->state = F_DONE;
-    to_main(true);
+    nrun--;
+    ndone++;
+    switch_away(true);
 }
 
 void fiber_init(fiber *f) {
@@ -140,10 +162,7 @@ void fiber_init(fiber *f) {
     top[-2] = (uint64_t)&fiber_main; /* at a 16-byte boundary: entered as if called */
     for (int i = 3; i <= 8; i++)
         top[-i] = 0; /* rbp rbx r12 r13 r14 r15 */
-    uint32_t *ctl = (uint32_t *)&top[-9];
-    asm volatile("stmxcsr %0" : "=m"(ctl[0]));
-    asm volatile("fnstcw %0" : "=m"(ctl[1]));
-    f->sp = &top[-9];
+    f->sp = &top[-8];
     f->state = F_RUN;
     f->fake_stack = nullptr;
 }
@@ -162,7 +181,7 @@ std::string thread_name(int t) {
 
 void resume(fiber *f) {
     cur = f;
-    threadIdx = tid3((int)(f - fibers));
+    threadIdx = f->idx;
     void *fake = nullptr;
     asan_start(&fake, f->stack, EMU_STACK_BYTES);
     dalle_emu_swap(&main_sp, f->sp);
@@ -172,15 +191,12 @@ void resume(fiber *f) {
 
 [[noreturn]] void block_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void block_fail(const char *fmt, ...) {
-    fflush(stdout);
-    fprintf(stderr, "emulated device: kernel %s, block (%u,%u,%u): ", cfg_now->name, blockIdx.x,
-            blockIdx.y, blockIdx.z);
+    char w[128];
+    snprintf(w, sizeof w, "kernel %s, block (%u,%u,%u): ", cfg_now->name, blockIdx.x, blockIdx.y,
+             blockIdx.z);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    abort();
+    vfail(w, fmt, ap);
 }
 
 bool same_site(const char *fa, int la, const char *fb, int lb) {
@@ -278,8 +294,7 @@ void complete_warp(int base, unsigned mask, const fiber &me) {
         default: o.result = fibers[base + src].value; break;
         }
         o.state = F_RUN;
-        if (&o != &me) /* the caller was never counted out */
-            nrun++;
+        nrun++;
     }
     arrived[base / 32] = 0;
 }
@@ -295,7 +310,8 @@ void run_block(bool reverse) {
     for (int w = 0; w < nwarps; w++)
         arrived[w] = 0;
     nrun = nthreads;
-    int done = 0;
+    ndone = 0;
+    reversed = reverse;
     for (;;) {
         for (int k = 0; k < nwarps; k++) {
             const int w = reverse ? nwarps - 1 - k : k;
@@ -304,21 +320,15 @@ void run_block(bool reverse) {
                 ran = false;
                 for (int j = 0; j < lanes; j++) {
                     fiber *f = &fibers[32 * w + (reverse ? lanes - 1 - j : j)];
-                    if (f->state != F_RUN)
-                        continue;
-                    resume(f);
-                    ran = true;
-                    if (f->state != F_RUN)
-                        nrun--;
-                    if (f->state == F_DONE)
-                        done++;
+                    if (f->state == F_RUN)
+                        resume(f), ran = true;
                 }
             }
         }
-        if (done == nthreads)
+        if (ndone == nthreads)
             return;
         if (!nrun)
-            settle(done);
+            settle(ndone);
     }
 }
 
@@ -340,9 +350,13 @@ uint64_t warp_step(warp_kind kind, unsigned mask, uint64_t value, int arg, int w
     f->kind = kind, f->mask = mask, f->value = value, f->arg = arg, f->width = width;
     f->file = file, f->line = line;
     f->state = F_WARP;
-    if (++arrived[base / 32] == __builtin_popcount(mask))
+    nrun--;
+    if (++arrived[base / 32] == __builtin_popcount(mask)) {
         complete_warp(base, mask, *f); /* every lane runnable again, this one included */
-    to_main(false);
+        to_scheduler();
+    } else {
+        switch_away(false);
+    }
     return f->result;
 }
 
@@ -352,7 +366,8 @@ void barrier(const char *file, int line) {
         api_fail("%s:%d: __syncthreads outside a kernel", file, line);
     f->file = file, f->line = line;
     f->state = F_BARRIER;
-    to_main(false);
+    nrun--;
+    switch_away(false);
 }
 
 void run_grid(const launch_cfg &cfg, const std::function<void()> &fn, bool reverse) {
@@ -361,6 +376,16 @@ void run_grid(const launch_cfg &cfg, const std::function<void()> &fn, bool rever
     gridDim = cfg.grid;
     blockDim = cfg.block;
     nthreads = (int)(cfg.block.x * cfg.block.y * cfg.block.z);
+    for (int t = 0; t < nthreads; t++)
+        fibers[t].idx = tid3(t);
+#if EMU_ASAN
+    pthread_attr_t at;
+    void *lo;
+    pthread_getattr_np(pthread_self(), &at);
+    pthread_attr_getstack(&at, &lo, &main_size);
+    pthread_attr_destroy(&at);
+    main_bottom = lo;
+#endif
     const uint64_t nb = (uint64_t)cfg.grid.x * cfg.grid.y * cfg.grid.z;
     for (uint64_t k = 0; k < nb; k++) {
         const uint64_t b = reverse ? nb - 1 - k : k;
@@ -396,14 +421,9 @@ bool in_stack_guard(const void *addr) {
 }
 
 void kernel_fail(const char *fmt, ...) {
-    fflush(stdout);
-    fprintf(stderr, "emulated device: %s: ", where().c_str());
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    abort();
+    vfail(where() + ": ", fmt, ap);
 }
 
 } // namespace dalle_emu

@@ -7,7 +7,16 @@
 
 #include <string>
 
+#include <stdarg.h>
+
 #include "cuda_runtime.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1 /* AddressSanitizer build: heap blocks instead of guard pages */
+#else
+#define EMU_ASAN 0
+#endif
+#define EMU_PAGE 4096
 
 namespace dalle_emu {
 
@@ -50,6 +59,9 @@ const char *current_kernel();
 
 /* per-call statistics for the table (make gpu-emu): a library call counts like a kernel */
 void note_call(const char *name, const std::string &shape, bool compared);
+
+/* prints "emulated device: " where fmt… and aborts (launch.cc) */
+[[noreturn]] void vfail(const std::string &where, const char *fmt, va_list ap);
 
 /* bad arguments to a library or runtime call that the real one would not catch (it would
  * fault or read garbage): print and abort */

@@ -27,13 +27,9 @@
 
 #include "kernels/cuda/emu/internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if EMU_ASAN
 #include <sanitizer/common_interface_defs.h>
-#define EMU_ASAN 1
-#else
-#define EMU_ASAN 0
 #endif
-#define EMU_PAGE       4096
 #define EMU_MAX_SHAPES 3 /* shapes kept per kernel for the table */
 
 namespace dalle_emu {
@@ -92,6 +88,7 @@ void dyn_arena(size_t bytes) {
 #endif
 }
 
+#if !EMU_ASAN
 void fault_report(int sig, siginfo_t *si, void *) {
     const char *a = (const char *)si->si_addr;
     const char *what = "an address outside device memory";
@@ -106,10 +103,12 @@ void fault_report(int sig, siginfo_t *si, void *) {
     signal(sig, SIG_DFL);
 }
 
+#else
 void death_report() {
     if (current_kernel())
         fprintf(stderr, "emulated device: %s\n", where().c_str());
 }
+#endif
 
 void write_stats() {
     const char *path = getenv("DALLE_EMU_STATS");
@@ -139,7 +138,6 @@ void once() {
 #if EMU_ASAN
     __sanitizer_set_death_callback(death_report);
 #else
-    (void)death_report;
     static char alt[1 << 16];
     stack_t ss = {};
     ss.ss_sp = alt;
@@ -276,15 +274,18 @@ void note_call(const char *name, const std::string &shape, bool compared) {
     count(name, shape, 0, compared, nullptr);
 }
 
-void api_fail(const char *fmt, ...) {
+void vfail(const std::string &where, const char *fmt, va_list ap) {
     fflush(stdout);
-    fprintf(stderr, "emulated device: ");
-    va_list ap;
-    va_start(ap, fmt);
+    fprintf(stderr, "emulated device: %s", where.c_str());
     vfprintf(stderr, fmt, ap);
-    va_end(ap);
     fputc('\n', stderr);
     abort();
+}
+
+void api_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail("", fmt, ap);
 }
 
 } // namespace dalle_emu

@@ -25,12 +25,6 @@
 
 #include "kernels/cuda/emu/internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define EMU_ASAN 1
-#else
-#define EMU_ASAN 0
-#endif
-#define EMU_PAGE           4096
 #define EMU_SMS            132
 #define EMU_MAX_THREADS    1024
 #define EMU_SMEM_DEFAULT   (48 * 1024)
