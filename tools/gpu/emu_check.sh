@@ -2,8 +2,8 @@
 # tools/gpu/emu_check.sh — `make gpu-emu`: the CUDA backend on the emulated device
 # (docs/gpu-emulator.md), no GPU needed. Runs $BUILD/emu/gpu_ops --tiny with f32, f16 and
 # bf16 weights (every launch in two thread schedules, forward and reversed, which must write
-# the same bytes) and $BUILD/emu/gpu_e2e on models/tiny (fp32: greedy codes identical to the
-# CPU backend), then prints the table: per kernel its launches, blocks, a few grid/block
+# the same bytes) and $BUILD/emu/gpu_e2e --quick on models/tiny (fp32: greedy codes identical
+# to the CPU backend, VQGAN pixels, CLIP scores, job API vs batch API; one schedule), then prints the table: per kernel its launches, blocks, a few grid/block
 # shapes, the ops whose comparisons used it with their max error (relative, or a count of
 # differing values/tokens), and the launches whose two schedules were compared; then
 # "kernels executed N / M" against the __global__ kernels in kernels/cuda/*.cu.
@@ -31,7 +31,7 @@ step() {
 step gpu_ops_f32 "$BUILD/emu/gpu_ops" --tiny --weights f32
 step gpu_ops_f16 "$BUILD/emu/gpu_ops" --tiny --weights f16
 step gpu_ops_bf16 "$BUILD/emu/gpu_ops" --tiny --weights bf16
-DALLE_EMU_SCHEDULES=forward step gpu_e2e_f32 "$BUILD/emu/gpu_e2e" models/tiny
+DALLE_EMU_SCHEDULES=forward step gpu_e2e_f32 "$BUILD/emu/gpu_e2e" models/tiny --quick
 
 kernels=$(perl -0777 -ne 'print "$1\n" while /__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)/g' \
           kernels/cuda/*.cu | sort -u)

@@ -46,8 +46,10 @@ struct kstat {
 std::mutex mu;
 std::map<std::string, kstat> stats;
 std::vector<std::string> since; /* kernels launched since the last attribution */
+#if !EMU_ASAN
 char *arena;                    /* mapped: arena_map bytes, the last page the guard */
 size_t arena_map;
+#endif
 char *dyn;        /* this launch's dynamic shared memory */
 size_t dyn_bytes; /* its size */
 size_t dyn_span;  /* from dyn to the guard page */
