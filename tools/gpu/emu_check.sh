@@ -3,7 +3,7 @@
 # (docs/gpu-emulator.md), no GPU needed. Runs $BUILD/emu/gpu_ops --tiny with f32, f16 and
 # bf16 weights (every launch in two thread schedules, forward and reversed, which must write
 # the same bytes) and $BUILD/emu/gpu_e2e --quick on models/tiny (fp32: greedy codes identical
-# to the CPU backend, VQGAN pixels, CLIP scores, job API vs batch API; one schedule), then prints the table: per kernel its launches, blocks, a few grid/block
+# to the CPU backend, VQGAN pixels, CLIP scores; one schedule), then prints the table: per kernel its launches, blocks, a few grid/block
 # shapes, the ops whose comparisons used it with their max error (relative, or a count of
 # differing values/tokens), and the launches whose two schedules were compared; then
 # "kernels executed N / M" against the __global__ kernels in kernels/cuda/*.cu.
