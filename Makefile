@@ -124,7 +124,8 @@ EMU_CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter
                 -ffp-contract=off -MMD -MP $(SAN) $(EMU_BOUNDS)
 EMU_CPPFLAGS := -Ikernels/cuda/emu/include -Iinclude -I. -Icommon -I/usr/include/x86_64-linux-gnu/openblas-pthread -DDALLE_WITH_CUDA -DDALLE_CUDA_EMU
 EMU_LDLIBS   := $(filter-out -lcublas -lcudart -lstdc++,$(LDLIBS)) -lstdc++
-EMU_BIN      := $(EMU_DIR)/gpu_ops $(EMU_DIR)/gpu_e2e $(BUILD)/dalle-server-emu
+EMU_RT_OBJ   := $(EMU_RT_SRC:%.cc=$(EMU_DIR)/%.o)
+EMU_BIN      := $(EMU_DIR)/gpu_ops $(EMU_DIR)/gpu_e2e $(BUILD)/dalle-server-emu $(EMU_DIR)/emu_selftest
 
 $(EMU_DIR)/%.o: %.cu
 	@mkdir -p $(@D)
@@ -139,13 +140,15 @@ $(EMU_LIB): $(filter-out $(EMU_C_SRC:%.c=$(BUILD)/%.o),$(LIB_OBJ)) $(EMU_OBJ)
 	ar rcs $@ $^
 $(EMU_DIR)/gpu_%: tests/gpu/gpu_%.c $(EMU_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(EMU_LIB) $(LDFLAGS) $(EMU_BOUNDS) $(EMU_LDLIBS) -o $@
+$(EMU_DIR)/emu_selftest: $(EMU_DIR)/tests/gpu/emu_selftest.o $(EMU_RT_OBJ)
+	$(CXX) $(LDFLAGS) $(EMU_BOUNDS) $^ -lopenblas -lpthread -o $@
 $(BUILD)/dalle-server-emu: $(SERVER_OBJ) $(EMU_LIB)
 	$(CC) $(LDFLAGS) $(EMU_BOUNDS) $(SERVER_OBJ) $(EMU_LIB) $(EMU_LDLIBS) -lmicrohttpd -o $@
 $(BUILD)/tests/gpu/test_gpu_emu: $(EMU_BIN)
 gpu-emu: $(EMU_BIN)
 	BUILD=$(BUILD) tools/gpu/emu_check.sh
 .PHONY: gpu-emu
--include $(EMU_OBJ:.o=.d)
+-include $(EMU_OBJ:.o=.d) $(EMU_DIR)/tests/gpu/emu_selftest.d
 
 DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
             libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \

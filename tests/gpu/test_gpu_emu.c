@@ -5,7 +5,8 @@
  * launch run in two thread schedules; models/tiny end to end (gpu_e2e --quick, plain build
  * only: too slow under ASan) — and an injected sticky device
  * fault (DALLE_EMU_FAULT_AT) must end the process through dalle_fault, naming the op and
- * the CUDA error. A failing program's output is printed.
+ * the CUDA error; and the emulator's bug finders each catch their deliberate bug
+ * (tests/gpu/emu_selftest.cc). A failing program's output is printed.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -64,6 +65,47 @@ Test(gpu_emu, e2e_quick_greedy_codes_identical) {
     passes("DALLE_EMU_SCHEDULES=forward", "gpu_e2e", "models/tiny --quick");
 }
 #endif
+
+/* the emulator's own bug finders: emu_selftest CASE has one deliberate bug and must end with
+ * the report (under ASan an overrun is ASan's report) */
+static void finds(const char *what, const char *report) {
+    const int rc = run("", "emu_selftest", what);
+#if defined(__SANITIZE_ADDRESS__)
+    const int asan = strstr(out, "AddressSanitizer") != NULL;
+#else
+    const int asan = 0;
+#endif
+    cr_assert_neq(rc, 0, "emu_selftest %s must fail:\n%s", what, out);
+    cr_assert(strstr(out, report) != NULL || asan, "emu_selftest %s:\n%s", what, out);
+}
+
+Test(gpu_emu, finds_missing_barrier) {
+    finds("missing_barrier", "the forward and the reversed schedule wrote different bytes");
+}
+
+Test(gpu_emu, finds_exited_barrier) {
+    finds("exited_barrier", "is not reached by every thread");
+}
+
+Test(gpu_emu, finds_divergent_barrier) {
+    finds("divergent_barrier", "__syncthreads in divergent code");
+}
+
+Test(gpu_emu, finds_warp_divergence) {
+    finds("warp_divergence", "deadlock: thread (0,0,0) waits at the warp operation");
+}
+
+Test(gpu_emu, finds_shared_overrun) {
+    finds("shared_overrun", "past the end of the dynamic shared memory");
+}
+
+Test(gpu_emu, finds_global_overrun) {
+    finds("global_overrun", "past the end of a device allocation");
+}
+
+Test(gpu_emu, correct_kernel_passes) {
+    passes("", "emu_selftest", "correct");
+}
 
 Test(gpu_emu, sticky_fault_reaches_dalle_fault) {
     const int rc = run("DALLE_EMU_FAULT_AT=3", "gpu_ops", "--tiny");
