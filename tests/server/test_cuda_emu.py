@@ -17,7 +17,8 @@ SANITIZED = EMU_BIN.exists() and b"__asan_init" in EMU_BIN.read_bytes()
 @pytest.mark.skipif(SANITIZED, reason="a generation on fibers under ASan takes minutes")
 def test_generate_on_emulated_cuda_device():
     s = Server("--device", "cuda", binary=EMU_BIN,
-               env={"DALLE_EMU_SCHEDULES": os.environ.get("DALLE_EMU_SCHEDULES", "forward")})
+               env={"DALLE_EMU_SCHEDULES": os.environ.get("DALLE_EMU_SCHEDULES", "forward"),
+                    "OMP_WAIT_POLICY": "passive", "OPENBLAS_NUM_THREADS": "1"})
     try:
         info = s.get("/info").json()
         assert info["model"]["backend"] == "cuda", info

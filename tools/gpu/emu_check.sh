@@ -3,7 +3,8 @@
 # (docs/gpu-emulator.md), no GPU needed. Runs $BUILD/emu/gpu_ops --tiny with f32, f16 and
 # bf16 weights (every launch in two thread schedules, forward and reversed, which must write
 # the same bytes) and $BUILD/emu/gpu_e2e --quick on models/tiny (fp32: greedy codes identical
-# to the CPU backend, VQGAN pixels, CLIP scores; one schedule), then prints the table: per kernel its launches, blocks, a few grid/block
+# to the CPU backend, VQGAN pixels, CLIP scores; f16 weights: images within tolerance; one
+# schedule), then prints the table: per kernel its launches, blocks, a few grid/block
 # shapes, the ops whose comparisons used it with their max error (relative, or a count of
 # differing values/tokens), and the launches whose two schedules were compared; then
 # "kernels executed N / M" against the __global__ kernels in kernels/cuda/*.cu.
@@ -14,6 +15,9 @@ BUILD=${BUILD:-build}
 stats=$(mktemp)
 trap 'rm -f "$stats"' EXIT
 export DALLE_EMU_STATS=$stats
+# idle OpenMP / OpenBLAS workers of the CPU backend sleep instead of spinning: the emulator
+# runs on one thread and needs the cores
+export OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1
 failed=0
 
 # step NAME CMD… — runs CMD, prints its summary line and wall time, keeps its log on failure
@@ -32,6 +36,7 @@ step gpu_ops_f32 "$BUILD/emu/gpu_ops" --tiny --weights f32
 step gpu_ops_f16 "$BUILD/emu/gpu_ops" --tiny --weights f16
 step gpu_ops_bf16 "$BUILD/emu/gpu_ops" --tiny --weights bf16
 DALLE_EMU_SCHEDULES=forward step gpu_e2e_f32 "$BUILD/emu/gpu_e2e" models/tiny --quick
+DALLE_EMU_SCHEDULES=forward DALLE_CUDA_WEIGHTS=f16 step gpu_e2e_f16 "$BUILD/emu/gpu_e2e" models/tiny --quick
 
 kernels=$(perl -0777 -ne 'print "$1\n" while /__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)/g' \
           kernels/cuda/*.cu | sort -u)

@@ -84,6 +84,9 @@ enum warp_kind { W_SHFL_XOR, W_SHFL_UP, W_SHFL_DOWN, W_SHFL_IDX, W_BALLOT, W_ANY
 uint64_t warp_step(warp_kind kind, unsigned mask, uint64_t value, int arg, int width,
                    const char *file, int line);
 void barrier(const char *file, int line);
+/* the calling thread's lane, and its warp's 256-float scratch tile (wmma) */
+int lane_id();
+float *warp_tile();
 void *dyn_smem();
 /* the lane/thread being emulated, for a diagnostic */
 [[noreturn]] void kernel_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -78,9 +78,10 @@ struct fiber {
 };
 
 fiber fibers[EMU_MAX_THREADS];
-int arrived[EMU_MAX_THREADS / 32]; /* lanes of each warp waiting at a warp operation */
-int nthreads, nrun, ndone;         /* threads, of which runnable, finished */
-bool reversed;                     /* this block's schedule */
+int arrived[EMU_MAX_THREADS / 32];      /* lanes of each warp waiting at a warp operation */
+float tiles[EMU_MAX_THREADS / 32][256]; /* each warp's scratch tile */
+int nthreads, nrun, ndone;              /* threads, of which runnable, finished */
+bool reversed;                          /* this block's schedule */
 fiber *cur;
 void *main_sp;
 const std::function<void()> *body;
@@ -358,6 +359,14 @@ uint64_t warp_step(warp_kind kind, unsigned mask, uint64_t value, int arg, int w
         switch_away(false);
     }
     return f->result;
+}
+
+int lane_id() {
+    return (int)(cur - fibers) & 31;
+}
+
+float *warp_tile() {
+    return tiles[(cur - fibers) / 32];
 }
 
 void barrier(const char *file, int line) {

@@ -2,8 +2,9 @@
  * store and mma_sync. The fragment layout is opaque in CUDA, so every lane holds the whole
  * tile; each operation is a warp-collective step (all 32 lanes must meet there) and checks
  * the documented pointer (32-byte) and leading-dimension (16-byte multiple) rules.
- * mma_sync multiplies the 16-bit inputs exactly in fp32 and accumulates in fp32, k in order
- * (real tensor cores may round the sum differently: docs/gpu-emulator.md). */
+ * mma_sync multiplies once per warp (lane 0, into the warp's scratch tile): the 16-bit
+ * inputs exactly in fp32, accumulated in fp32, k in order (real tensor cores may round the
+ * sum differently: docs/gpu-emulator.md). */
 #ifndef DALLE_EMU_MMA_H
 #define DALLE_EMU_MMA_H
 
@@ -70,22 +71,27 @@ inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, flo
                 f.x[r * N + c];
 }
 
+/* lane 0 multiplies once for the warp into the warp's scratch tile, between two warp
+ * steps; every lane then copies the result */
 template <int M, int N, int K, class T, class LA, class LB>
 inline void mma_sync(fragment<accumulator, M, N, K, float> &d,
                      const fragment<matrix_a, M, N, K, T, LA> &a,
                      const fragment<matrix_b, M, N, K, T, LB> &b,
                      const fragment<accumulator, M, N, K, float> &c,
                      const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+    static_assert(M * N <= 256, "the warp's scratch tile holds 16 × 16 floats");
     dalle_emu::warp_step(dalle_emu::W_SYNC, 0xffffffffu, 0, 0, 32, file, line);
-    float out[M * N];
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float s = c.x[i * N + j];
-            for (int k = 0; k < K; k++)
-                s += to_float(a.x[i * K + k]) * to_float(b.x[k * N + j]);
-            out[i * N + j] = s;
-        }
-    std::memcpy(d.x, out, sizeof out);
+    float *out = dalle_emu::warp_tile();
+    if (dalle_emu::lane_id() == 0)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float s = c.x[i * N + j];
+                for (int k = 0; k < K; k++)
+                    s += to_float(a.x[i * K + k]) * to_float(b.x[k * N + j]);
+                out[i * N + j] = s;
+            }
+    dalle_emu::warp_step(dalle_emu::W_SYNC, 0xffffffffu, 0, 0, 32, file, line);
+    std::memcpy(d.x, out, sizeof d.x);
 }
 
 } // namespace wmma
