@@ -187,14 +187,15 @@ extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *
         CUDA_LAUNCHED(op);
     }
     const void *gg = gn_gamma ? gn_gamma->data : NULL, *gb = gn_beta ? gn_beta->data : NULL;
-    if (w->dtype == DALLE_F16)
+    if (w->dtype == DALLE_F16) {
         DALLE_LAUNCH(conv_igemm_kernel<__half>, grid, IG_THREADS, 0, cu->stream)
         (y, x, (const __half *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up, st, gg,
          gb, groups, swish);
-    else
+    } else {
         DALLE_LAUNCH(conv_igemm_kernel<__nv_bfloat16>, grid, IG_THREADS, 0, cu->stream)
         (y, x, (const __nv_bfloat16 *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up,
          st, gg, gb, groups, swish);
+    }
     CUDA_LAUNCHED(op);
 }
 

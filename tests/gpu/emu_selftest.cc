@@ -71,9 +71,12 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         void (*fn)(float *);
-    } cases[] = {{"missing_barrier", missing_barrier},     {"exited_barrier", exited_barrier},
-                 {"divergent_barrier", divergent_barrier}, {"warp_divergence", warp_divergence},
-                 {"shared_overrun", shared_overrun},       {"global_overrun", global_overrun},
+    } cases[] = {{"missing_barrier", missing_barrier},
+                 {"exited_barrier", exited_barrier},
+                 {"divergent_barrier", divergent_barrier},
+                 {"warp_divergence", warp_divergence},
+                 {"shared_overrun", shared_overrun},
+                 {"global_overrun", global_overrun},
                  {"correct", correct}};
     for (const auto &c : cases) {
         if (argc != 2 || strcmp(argv[1], c.name))

@@ -77,8 +77,10 @@ static int fails;
 int main(int argc, char **argv) {
     const char *pos[2] = {"models/tiny", "cuda"}; /* MODEL_DIR, BACKEND */
     for (int i = 1, k = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1, n_prompts = 1, n_images = 2;
-        else if (k < 2) pos[k++] = argv[i];
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1, n_prompts = 1, n_images = 2;
+        else if (k < 2)
+            pos[k++] = argv[i];
     }
     const char *dir = pos[0], *backend = pos[1];
     const char *wenv = getenv("DALLE_CUDA_WEIGHTS");
@@ -135,9 +137,12 @@ int main(int argc, char **argv) {
             t_cpu += t1 - t0;
             t_gpu += t2 - t1;
             long same = 0;
-            for (int i = 0; i < n_images * L; i++) same += cc[i] == gc[i];
-            if (mode == 0) greedy_same += same, greedy_total += n_images * L;
-            else samp_same += same, samp_total += n_images * L;
+            for (int i = 0; i < n_images * L; i++)
+                same += cc[i] == gc[i];
+            if (mode == 0)
+                greedy_same += same, greedy_total += n_images * L;
+            else
+                samp_same += same, samp_total += n_images * L;
             if (mode != 0 || !crgb) continue;
             /* images and CLIP scores of the greedy codes (the CPU's codes on both sides) */
             if (dalle_decode_codes(cpu.s, cc, n_images, crgb, &err) != DALLE_OK ||
@@ -161,8 +166,10 @@ int main(int argc, char **argv) {
                 int32_t co[MAX_IMAGES], go[MAX_IMAGES];
                 for (int i = 0; i < n_images; i++)
                     ci[i] = crgb + i * img_bytes, gi[i] = ci[i] /* the same pixels: CLIP alone */, w[i] = h[i] = R;
-                if (dalle_rank_images(cpu.s, t.clip_ids, ci, w, h, n_images, cs, co, &err) != DALLE_OK ||
-                    dalle_rank_images(gpu.s, t.clip_ids, gi, w, h, n_images, gs, go, &err) != DALLE_OK) {
+                if (dalle_rank_images(cpu.s, t.clip_ids, ci, w, h, n_images, cs, co, &err) !=
+                        DALLE_OK ||
+                    dalle_rank_images(gpu.s, t.clip_ids, gi, w, h, n_images, gs, go, &err) !=
+                        DALLE_OK) {
                     printf("FAIL rank: %s\n", err.msg);
                     return 1;
                 }
@@ -178,8 +185,9 @@ int main(int argc, char **argv) {
     CHECK(greedy_same == greedy_total || !f32, "greedy codes (top_k=1)   %ld/%ld identical",
           greedy_same, greedy_total);
     const double rate = samp_total ? (double)samp_same / samp_total : 1;
-    if (!quick) CHECK(rate >= 0.9 || !f32, "seeded top_k=50 codes    %ld/%ld identical (%.2f %%)", samp_same,
-          samp_total, 100 * rate);
+    if (!quick)
+        CHECK(rate >= 0.9 || !f32, "seeded top_k=50 codes    %ld/%ld identical (%.2f %%)",
+              samp_same, samp_total, 100 * rate);
     if (crgb) {
         const double same = px_total ? (double)px_same / px_total : 1, mean = px_sum / px_total;
         CHECK(f32 ? (px_max <= 2 && same >= 0.99) : mean <= 4,
@@ -197,7 +205,8 @@ int main(int argc, char **argv) {
         int32_t go[MAX_IMAGES];
         const uint8_t *gi[MAX_IMAGES];
         int w[MAX_IMAGES];
-        for (int i = 0; i < n_images; i++) gi[i] = grgb + i * img_bytes, w[i] = R;
+        for (int i = 0; i < n_images; i++)
+            gi[i] = grgb + i * img_bytes, w[i] = R;
         if (dalle_generate(gpu.s, prompts[0], strlen(prompts[0]), &p, NULL, &r, &err) != DALLE_OK ||
             dalle_decode_codes(gpu.s, r.codes, n_images, grgb, &err) != DALLE_OK ||
             dalle_text_encode(gpu.m, prompts[0], strlen(prompts[0]), &t, &err) != DALLE_OK ||
@@ -233,9 +242,12 @@ int main(int argc, char **argv) {
         while (dalle_job_progress(gpu.s, job) < L) dalle_state_step(gpu.s);
         dalle_job_release(gpu.s, job);
         long same = 0;
-        for (int i = 0; i < n_images * L; i++) same += cc[i] == gc[i];
-        CHECK(same == (long)n_images * L, "job API vs batch API     %ld/%d codes identical (tokens "
-              "via the host vs kept on the device)", same, n_images * L);
+        for (int i = 0; i < n_images * L; i++)
+            same += cc[i] == gc[i];
+        CHECK(same == (long)n_images * L,
+              "job API vs batch API     %ld/%d codes identical (tokens "
+              "via the host vs kept on the device)",
+              same, n_images * L);
         dalle_text_free(&t);
     }
     if (cpu.info.has_clip && crgb) {
@@ -243,7 +255,8 @@ int main(int argc, char **argv) {
         CHECK(rel <= (f32 ? 1e-4 : 2e-2), "CLIP scores              max |diff| / max |score| %.3e",
               rel);
     }
-    printf("time: generate codes cpu %.1f ms, cuda %.1f ms (%d calls, first cuda call includes warm-up)\n",
+    printf("time: generate codes cpu %.1f ms, cuda %.1f ms (%d calls, first cuda call includes "
+           "warm-up)\n",
            t_cpu, t_gpu, 2 * n_prompts);
     dalle_state_free(cpu.s), dalle_state_free(gpu.s);
     dalle_model_free(cpu.m), dalle_model_free(gpu.m);

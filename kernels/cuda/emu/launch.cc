@@ -47,7 +47,7 @@ std::mutex mu;
 std::map<std::string, kstat> stats;
 std::vector<std::string> since; /* kernels launched since the last attribution */
 #if !EMU_ASAN
-char *arena;                    /* mapped: arena_map bytes, the last page the guard */
+char *arena; /* mapped: arena_map bytes, the last page the guard */
 size_t arena_map;
 #endif
 char *dyn;        /* this launch's dynamic shared memory */
