@@ -88,6 +88,7 @@ int main(int argc, char **argv) {
         if (cudaGetLastError() != cudaSuccess ||
             cudaMemcpy(h, y, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess)
             return 2;
+        cudaFree(y);
         const float want = N_THREADS * (N_THREADS - 1) / 2;
         for (int i = 0; i < N_THREADS; i++)
             if (h[i] != want) {
