@@ -108,7 +108,50 @@ gpu-check:
 gpu-bundle:
 	tools/gpu/bundle.sh
 
-DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev \
+# ---- the emulated CUDA device (docs/gpu-emulator.md) ------------------------------------
+# kernels/cuda/*.cu compiled by g++ as C++ against kernels/cuda/emu/ (no GPU, no nvcc needed):
+# $(EMU_LIB) is the engine library with that CUDA backend, linked into gpu_ops, gpu_e2e and
+# dalle-server-emu. make test / make asan run them through tests/gpu/test_gpu_emu.c and
+# tests/server/test_cuda_emu.py; make gpu-emu runs the programs and prints the kernel table.
+# The emulated cuBLAS GEMMs call OpenBLAS (cblas_sgemm): the only use of OpenBLAS left.
+EMU_DIR      := $(BUILD)/emu
+EMU_C_SRC    := $(shell grep -l DALLE_WITH_CUDA $(LIB_SRC))
+EMU_RT_SRC   := $(wildcard kernels/cuda/emu/*.cc)
+EMU_OBJ      := $(CUDA_SRC:%.cu=$(EMU_DIR)/%.o) $(EMU_RT_SRC:%.cc=$(EMU_DIR)/%.o) \
+                $(EMU_C_SRC:%.c=$(EMU_DIR)/%.o)
+EMU_LIB      := $(BUILD)/libdalle-emu.a
+EMU_BOUNDS   := $(if $(SAN),,-fsanitize=bounds -fno-sanitize-recover=bounds)
+EMU_CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
+                -ffp-contract=off -MMD -MP $(SAN) $(EMU_BOUNDS)
+EMU_CPPFLAGS := -Ikernels/cuda/emu/include -Iinclude -I. -Icommon -I/usr/include/x86_64-linux-gnu/openblas-pthread -DDALLE_WITH_CUDA -DDALLE_CUDA_EMU
+EMU_LDLIBS   := $(filter-out -lcublas -lcudart -lstdc++,$(LDLIBS)) -lopenblas -lstdc++
+EMU_RT_OBJ   := $(EMU_RT_SRC:%.cc=$(EMU_DIR)/%.o)
+EMU_BIN      := $(EMU_DIR)/gpu_ops $(EMU_DIR)/gpu_e2e $(BUILD)/dalle-server-emu $(EMU_DIR)/emu_selftest
+
+$(EMU_DIR)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CPPFLAGS) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+$(EMU_DIR)/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CPPFLAGS) $(EMU_CXXFLAGS) -c $< -o $@
+$(EMU_DIR)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DDALLE_WITH_CUDA $(CFLAGS) -c $< -o $@
+$(EMU_LIB): $(filter-out $(EMU_C_SRC:%.c=$(BUILD)/%.o),$(LIB_OBJ)) $(EMU_OBJ)
+	ar rcs $@ $^
+$(EMU_DIR)/gpu_%: tests/gpu/gpu_%.c $(EMU_LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(EMU_LIB) $(LDFLAGS) $(EMU_BOUNDS) $(EMU_LDLIBS) -o $@
+$(EMU_DIR)/emu_selftest: $(EMU_DIR)/tests/gpu/emu_selftest.o $(EMU_RT_OBJ)
+	$(CXX) $(LDFLAGS) $(EMU_BOUNDS) $^ -lopenblas -lpthread -o $@
+$(BUILD)/dalle-server-emu: $(SERVER_OBJ) $(EMU_LIB)
+	$(CC) $(LDFLAGS) $(EMU_BOUNDS) $(SERVER_OBJ) $(EMU_LIB) $(EMU_LDLIBS) -lmicrohttpd -o $@
+$(BUILD)/tests/gpu/test_gpu_emu: $(EMU_BIN)
+gpu-emu: $(EMU_BIN)
+	BUILD=$(BUILD) tools/gpu/emu_check.sh
+.PHONY: gpu-emu
+-include $(EMU_OBJ:.o=.d) $(EMU_DIR)/tests/gpu/emu_selftest.d
+
+DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
             libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
             python3-pytest python3-requests python3-yaml python3-numpy python3-pil
 # tests/server: headless Chromium + selenium for the page test, node for the page-script test,

@@ -23,7 +23,7 @@ __global__ void attention_kernel(float *out, const float *q, const float *k, con
                                  const int32_t *kv_index, const uint8_t *key_mask,
                                  const int32_t *causal_pos, int Tq, int Tk, int kv_cap, int H,
                                  int D, float scale) {
-    extern __shared__ float s[]; /* [Tk] scores, then [32] reduction space */
+    DALLE_SHARED_DYN(float, s); /* [Tk] scores, then [32] reduction space */
     float *red = s + Tk;
     const int h = blockIdx.x % H, i = (blockIdx.x / H) % Tq, b = blockIdx.x / (H * Tq);
     const int C = H * D;
@@ -96,9 +96,9 @@ extern "C" void dalle_cuda_attention(dalle_backend *be, float *out, const float 
     const size_t shm = ((size_t)Tk + 32) * sizeof(float);
     DALLE_ASSERT(shm <= 48 * 1024);
     const float scale = 1.0f / sqrtf((float)D);
-    attention_kernel<<<(unsigned)((int64_t)B * Tq * H), ATT_THREADS, shm,
-                       dalle_cuda_of(be)->stream>>>(
-        out, q, k, v, (const int32_t *)dev[0], (const uint8_t *)dev[1], (const int32_t *)dev[2],
-        Tq, Tk, kv_cap, H, D, scale);
+    DALLE_LAUNCH(attention_kernel, (unsigned)((int64_t)B * Tq * H), ATT_THREADS, shm,
+                 dalle_cuda_of(be)->stream)
+    (out, q, k, v, (const int32_t *)dev[0], (const uint8_t *)dev[1], (const int32_t *)dev[2], Tq,
+     Tk, kv_cap, H, D, scale);
     CUDA_LAUNCHED("attention");
 }

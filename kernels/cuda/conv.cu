@@ -40,9 +40,9 @@ __global__ void fill_bias_kernel(float *y, const void *bias, int dt, int64_t row
 /* y[rows, N] = bias broadcast; returns the GEMM beta that adds the product to it. */
 static float bias_rows(dalle_backend *be, float *y, const dalle_tensor *bias, int64_t rows, int N) {
     if (!bias) return 0.0f;
-    fill_bias_kernel<<<dalle_cuda_blocks(rows * N, CONV_THREADS), CONV_THREADS, 0,
-                       dalle_cuda_of(be)->stream>>>(y, bias->data,
-                                                    dalle_cuda_of(be)->ops.weight_dtype, rows, N);
+    DALLE_LAUNCH(fill_bias_kernel, dalle_cuda_blocks(rows * N, CONV_THREADS), CONV_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, bias->data, dalle_cuda_of(be)->ops.weight_dtype, rows, N);
     CUDA_LAUNCHED("conv2d");
     return 1.0f;
 }
@@ -85,8 +85,9 @@ extern "C" void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x,
         const int M = nr * W;
         float *yb = y + r0 * W * Cout; // [nr·W, Cout]
         const int64_t n = (int64_t)M * K;
-        im2col_kernel<<<dalle_cuda_blocks(n, CONV_THREADS), CONV_THREADS, 0,
-                        dalle_cuda_of(be)->stream>>>(cols, x, r0, nr, H, W, Cin, k);
+        DALLE_LAUNCH(im2col_kernel, dalle_cuda_blocks(n, CONV_THREADS), CONV_THREADS, 0,
+                     dalle_cuda_of(be)->stream)
+        (cols, x, r0, nr, H, W, Cin, k);
         CUDA_LAUNCHED("conv2d");
         const float beta = bias_rows(be, yb, bias, M, Cout);
         dalle_cuda_gemm_xwt(be, yb, cols, &w2, M, Cout, (int)K, beta, "conv2d");

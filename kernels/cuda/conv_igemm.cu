@@ -182,18 +182,20 @@ extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *
     if (gn_gamma) {
         DALLE_ASSERT(gn_beta && !up && groups >= 1 && Cin % groups == 0);
         st = (float *)dalle_cuda_scratch(be, 0, (size_t)B * groups * 3 * sizeof(float), op);
-        gn_stats_kernel<<<B * groups, 1024, 0, cu->stream>>>(st, x, H * W, Cin, groups, eps);
+        DALLE_LAUNCH(gn_stats_kernel, B * groups, 1024, 0, cu->stream)
+        (st, x, H * W, Cin, groups, eps);
         CUDA_LAUNCHED(op);
     }
     const void *gg = gn_gamma ? gn_gamma->data : NULL, *gb = gn_beta ? gn_beta->data : NULL;
-    if (w->dtype == DALLE_F16)
-        conv_igemm_kernel<__half><<<grid, IG_THREADS, 0, cu->stream>>>(
-            y, x, (const __half *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up,
-            st, gg, gb, groups, swish);
-    else
-        conv_igemm_kernel<__nv_bfloat16><<<grid, IG_THREADS, 0, cu->stream>>>(
-            y, x, (const __nv_bfloat16 *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k,
-            up, st, gg, gb, groups, swish);
+    if (w->dtype == DALLE_F16) {
+        DALLE_LAUNCH(conv_igemm_kernel<__half>, grid, IG_THREADS, 0, cu->stream)
+        (y, x, (const __half *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up, st, gg,
+         gb, groups, swish);
+    } else {
+        DALLE_LAUNCH(conv_igemm_kernel<__nv_bfloat16>, grid, IG_THREADS, 0, cu->stream)
+        (y, x, (const __nv_bfloat16 *)w->data, bd, cu->ops.weight_dtype, B, H, W, Cin, Cout, k, up,
+         st, gg, gb, groups, swish);
+    }
     CUDA_LAUNCHED(op);
 }
 
@@ -214,7 +216,7 @@ extern "C" void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x
                                    int32_t *nonfinite) {
     DALLE_ASSERT(n >= 0);
     if (n == 0) return;
-    rgb8_kernel<<<dalle_cuda_blocks(n, 256), 256, 0, dalle_cuda_of(be)->stream>>>(y, x, n,
-                                                                                 nonfinite);
+    DALLE_LAUNCH(rgb8_kernel, dalle_cuda_blocks(n, 256), 256, 0, dalle_cuda_of(be)->stream)
+    (y, x, n, nonfinite);
     CUDA_LAUNCHED("to_rgb8");
 }

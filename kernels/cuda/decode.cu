@@ -68,7 +68,7 @@ template <typename T>
 __global__ void split_kernel(float *part, const float *q, const T *kc, const T *vc,
                              const int32_t *slot, const int32_t *pos, int H, int D, int cap,
                              int chunk, float scale) {
-    extern __shared__ float sh[]; /* q [D], scores [chunk], reduction [32] */
+    DALLE_SHARED_DYN(float, sh); /* q [D], scores [chunk], reduction [32] */
     float *qs = sh, *s = sh + D, *red = s + chunk;
     const int bh = blockIdx.x, b = bh / H, h = bh % H, sp = blockIdx.y, nsplit = gridDim.y;
     const int C = H * D;
@@ -141,8 +141,8 @@ static void decode_attention_t(dalle_backend *be, float *out, const float *q, co
     dalle_cuda *cu = dalle_cuda_of(be);
     const int C = H * D;
     const int64_t n = (int64_t)B * C;
-    kv_append_kernel<T><<<dalle_cuda_blocks(n, 256), 256, 0, cu->stream>>>(
-        (T *)kc, (T *)vc, k, v, slot, pos, B, C, cap);
+    DALLE_LAUNCH(kv_append_kernel<T>, dalle_cuda_blocks(n, 256), 256, 0, cu->stream)
+    ((T *)kc, (T *)vc, k, v, slot, pos, B, C, cap);
     CUDA_LAUNCHED("decode_attention");
     /* splits: enough blocks for 2 per SM, chunks of a multiple of 32 keys */
     const int rows_heads = B * H, max_split = (cap + DEC_CHUNK_MIN - 1) / DEC_CHUNK_MIN;
@@ -158,12 +158,11 @@ static void decode_attention_t(dalle_backend *be, float *out, const float *q, co
     const size_t shm = ((size_t)D + chunk + 32) * sizeof(float);
     DALLE_ASSERT(shm <= 48 * 1024);
     const dim3 grid((unsigned)rows_heads, (unsigned)nsplit);
-    split_kernel<T><<<grid, DEC_THREADS, shm, cu->stream>>>(part, q, (const T *)kc, (const T *)vc,
-                                                           slot, pos, H, D, cap, chunk,
-                                                           1.0f / sqrtf((float)D));
+    DALLE_LAUNCH(split_kernel<T>, grid, DEC_THREADS, shm, cu->stream)
+    (part, q, (const T *)kc, (const T *)vc, slot, pos, H, D, cap, chunk, 1.0f / sqrtf((float)D));
     CUDA_LAUNCHED("decode_attention");
-    combine_kernel<<<(unsigned)rows_heads, D <= 64 ? 64 : DEC_THREADS, 0, cu->stream>>>(
-        out, part, H, D, nsplit);
+    DALLE_LAUNCH(combine_kernel, (unsigned)rows_heads, D <= 64 ? 64 : DEC_THREADS, 0, cu->stream)
+    (out, part, H, D, nsplit);
     CUDA_LAUNCHED("decode_attention");
 }
 
@@ -185,7 +184,7 @@ extern "C" void dalle_cuda_decode_attention(dalle_backend *be, float *out, const
 __global__ void cross_kernel(float *out, const float *q, const float *k, const float *v,
                              const int32_t *block, const uint8_t *key_mask, int T, int H, int D,
                              float scale) {
-    extern __shared__ float s[]; /* [T] scores, then [32] reduction space */
+    DALLE_SHARED_DYN(float, s); /* [T] scores, then [32] reduction space */
     float *red = s + T;
     const int h = blockIdx.x % H, b = blockIdx.x / H;
     const int C = H * D, blk = block[b];
@@ -229,7 +228,8 @@ extern "C" void dalle_cuda_cross_attention(dalle_backend *be, float *out, const 
     if (B == 0) return;
     const size_t shm = ((size_t)T + 32) * sizeof(float);
     DALLE_ASSERT(shm <= 48 * 1024);
-    cross_kernel<<<(unsigned)((int64_t)B * H), DEC_THREADS, shm, dalle_cuda_of(be)->stream>>>(
-        out, q, k, v, block, key_mask, T, H, D, 1.0f / sqrtf((float)D));
+    DALLE_LAUNCH(cross_kernel, (unsigned)((int64_t)B * H), DEC_THREADS, shm,
+                 dalle_cuda_of(be)->stream)
+    (out, q, k, v, block, key_mask, T, H, D, 1.0f / sqrtf((float)D));
     CUDA_LAUNCHED("cross_attention");
 }

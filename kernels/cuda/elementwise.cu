@@ -40,9 +40,10 @@ extern "C" void dalle_cuda_embed(dalle_backend *be, float *y, const dalle_tensor
     void *dev[2];
     dalle_cuda_stage(be, 2, src, bytes, dev, "embed");
     const int64_t n = (int64_t)rows * C;
-    embed_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dalle_cuda_of(be)->stream>>>(
-        y, table->data, pos_table ? pos_table->data : NULL, dalle_cuda_of(be)->ops.weight_dtype,
-        (const int32_t *)dev[0], (const int32_t *)dev[1], rows, C);
+    DALLE_LAUNCH(embed_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, table->data, pos_table ? pos_table->data : NULL, dalle_cuda_of(be)->ops.weight_dtype,
+     (const int32_t *)dev[0], (const int32_t *)dev[1], rows, C);
     CUDA_LAUNCHED("embed");
 }
 
@@ -56,9 +57,10 @@ extern "C" void dalle_cuda_embed_dev(dalle_backend *be, float *y, const dalle_te
     DALLE_ASSERT(rows >= 0 && C >= 1);
     if (rows == 0) return;
     const int64_t n = (int64_t)rows * C;
-    embed_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dalle_cuda_of(be)->stream>>>(
-        y, table->data, pos_table ? pos_table->data : NULL, dalle_cuda_of(be)->ops.weight_dtype,
-        ids, pos_table ? pos : NULL, rows, C);
+    DALLE_LAUNCH(embed_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, table->data, pos_table ? pos_table->data : NULL, dalle_cuda_of(be)->ops.weight_dtype, ids,
+     pos_table ? pos : NULL, rows, C);
     CUDA_LAUNCHED("embed_dev");
 }
 
@@ -81,9 +83,9 @@ extern "C" void dalle_cuda_kv_store(dalle_backend *be, float *cache, const float
     void *dev[2];
     dalle_cuda_stage(be, 2, s, bytes, dev, "kv_store");
     const int64_t n = (int64_t)B * T * C;
-    kv_store_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                      dalle_cuda_of(be)->stream>>>(cache, src, (const int32_t *)dev[0],
-                                                   (const int32_t *)dev[1], B, T, C, cap);
+    DALLE_LAUNCH(kv_store_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (cache, src, (const int32_t *)dev[0], (const int32_t *)dev[1], B, T, C, cap);
     CUDA_LAUNCHED("kv_store");
 }
 
@@ -105,8 +107,9 @@ extern "C" void dalle_cuda_patchify(dalle_backend *be, float *y, const float *x,
     DALLE_ASSERT(B >= 0 && C >= 1 && p >= 1 && H >= p && W >= p && H % p == 0 && W % p == 0);
     const int64_t n = (int64_t)B * H * W * C;
     if (n == 0) return;
-    patchify_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                      dalle_cuda_of(be)->stream>>>(y, x, B, H, W, C, p);
+    DALLE_LAUNCH(patchify_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, x, B, H, W, C, p);
     CUDA_LAUNCHED("patchify");
 }
 
@@ -123,8 +126,9 @@ extern "C" void dalle_cuda_upsample2x(dalle_backend *be, float *y, const float *
     DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && C >= 1 && y != x);
     const int64_t n = (int64_t)B * 4 * H * W * C;
     if (n == 0) return;
-    upsample2x_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                        dalle_cuda_of(be)->stream>>>(y, x, B, H, W, C);
+    DALLE_LAUNCH(upsample2x_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, x, B, H, W, C);
     CUDA_LAUNCHED("upsample2x");
 }
 
@@ -140,8 +144,9 @@ extern "C" void dalle_cuda_gelu_mul(dalle_backend *be, float *y, const float *a,
                                     int64_t n) {
     DALLE_ASSERT(n >= 0);
     if (n == 0) return;
-    gelu_mul_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                      dalle_cuda_of(be)->stream>>>(y, a, b, n);
+    DALLE_LAUNCH(gelu_mul_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, a, b, n);
     CUDA_LAUNCHED("gelu_mul");
 }
 
@@ -155,8 +160,9 @@ __global__ void quick_gelu_kernel(float *y, const float *x, int64_t n) {
 extern "C" void dalle_cuda_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n) {
     DALLE_ASSERT(n >= 0);
     if (n == 0) return;
-    quick_gelu_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                        dalle_cuda_of(be)->stream>>>(y, x, n);
+    DALLE_LAUNCH(quick_gelu_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, x, n);
     CUDA_LAUNCHED("quick_gelu");
 }
 
@@ -169,9 +175,9 @@ extern "C" void dalle_cuda_bias_add(dalle_backend *be, float *y, const dalle_ten
     DALLE_ASSERT(bias && bias->data && rows >= 0 && N >= 1 && dalle_tensor_numel(bias) == N);
     const int64_t n = (int64_t)rows * N;
     if (n == 0) return;
-    bias_add_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                      dalle_cuda_of(be)->stream>>>(y, bias->data,
-                                                   dalle_cuda_of(be)->ops.weight_dtype, rows, N);
+    DALLE_LAUNCH(bias_add_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, bias->data, dalle_cuda_of(be)->ops.weight_dtype, rows, N);
     CUDA_LAUNCHED("bias_add");
 }
 
@@ -182,8 +188,9 @@ __global__ void add_kernel(float *y, const float *x, int64_t n) {
 extern "C" void dalle_cuda_add(dalle_backend *be, float *y, const float *x, int64_t n) {
     DALLE_ASSERT(n >= 0);
     if (n == 0) return;
-    add_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dalle_cuda_of(be)->stream>>>(
-        y, x, n);
+    DALLE_LAUNCH(add_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (y, x, n);
     CUDA_LAUNCHED("add");
 }
 
@@ -204,7 +211,8 @@ __global__ void fill_random_kernel(void *p, int64_t n, int dt, float scale, uint
 extern "C" void dalle_cuda_fill_random(dalle_backend *be, void *p, int64_t n, dalle_dtype dtype,
                                        float scale, uint64_t seed) {
     if (n <= 0) return;
-    fill_random_kernel<<<dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                         dalle_cuda_of(be)->stream>>>(p, n, (int)dtype, scale, seed);
+    DALLE_LAUNCH(fill_random_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
+                 dalle_cuda_of(be)->stream)
+    (p, n, (int)dtype, scale, seed);
     CUDA_LAUNCHED("fill_random");
 }

@@ -87,12 +87,12 @@ extern "C" void dalle_cuda_clip_prep(dalle_backend *be, float *pixels, const uin
     if (both) {
         const int64_t n = (int64_t)B * th * tw * 3;
         tmp = (uint8_t *)dalle_cuda_scratch(be, 0, (size_t)n, "clip_prep");
-        pass1_kernel<<<dalle_cuda_blocks(n, IMG_THREADS), IMG_THREADS, 0, st>>>(tmp, rgb, *pl, B,
-                                                                               th, tw);
+        DALLE_LAUNCH(pass1_kernel, dalle_cuda_blocks(n, IMG_THREADS), IMG_THREADS, 0, st)
+        (tmp, rgb, *pl, B, th, tw);
         CUDA_LAUNCHED("clip_prep");
     }
     const int64_t n = (int64_t)B * pl->size * pl->size * 3;
-    out_kernel<<<dalle_cuda_blocks(n, IMG_THREADS), IMG_THREADS, 0, st>>>(pixels, rgb, tmp, *pl, B,
-                                                                         th, tw);
+    DALLE_LAUNCH(out_kernel, dalle_cuda_blocks(n, IMG_THREADS), IMG_THREADS, 0, st)
+    (pixels, rgb, tmp, *pl, B, th, tw);
     CUDA_LAUNCHED("clip_prep");
 }

@@ -68,6 +68,18 @@ void dalle_cuda_fail(const char *what, const char *detail, const char *op, const
             dalle_cuda_fail(#stmt, cublasGetStatusString(s_), op, __FILE__, __LINE__);        \
     } while (0)
 
+/* A kernel launch, kernel<<<grid, block, smem, stream>>>(args…), and a kernel's dynamic
+ * shared memory, extern __shared__ T name[]: written through these so that the same source
+ * also runs on the emulated device (g++ with DALLE_CUDA_EMU, docs/gpu-emulator.md). */
+#ifdef DALLE_CUDA_EMU
+#define DALLE_LAUNCH(kernel, grid, block, smem, stream)                                            \
+    dalle_emu::launch(#kernel, kernel, grid, block, smem, stream)
+#define DALLE_SHARED_DYN(T, name) T *name = (T *)dalle_emu::dyn_smem()
+#else
+#define DALLE_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#define DALLE_SHARED_DYN(T, name)                       extern __shared__ T name[]
+#endif
+
 /* After each kernel launch: a bad launch configuration or an earlier sticky fault. */
 #define CUDA_LAUNCHED(op) CUDA_CHECK(cudaGetLastError(), op)
 
@@ -127,7 +139,7 @@ __device__ __forceinline__ float dalle_warp_max(float v) {
     return v;
 }
 
-static __device__ float dalle_block_max(float v, float *shm /* [32] */) {
+__device__ inline float dalle_block_max(float v, float *shm /* [32] */) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     v = dalle_warp_max(v);
     __syncthreads(); /* shm may still be read from a previous call */

@@ -40,11 +40,12 @@ void dalle_cuda_gemm_xwt(dalle_backend *be, float *y, const float *x, const dall
     void *xh = dalle_cuda_scratch(be, 1, (size_t)n * 2, op);
     cudaDataType_t t;
     if (w->dtype == DALLE_F16) {
-        round_to<__half><<<dalle_cuda_blocks(n, 256), 256, 0, cu->stream>>>((__half *)xh, x, n);
+        DALLE_LAUNCH(round_to<__half>, dalle_cuda_blocks(n, 256), 256, 0, cu->stream)
+        ((__half *)xh, x, n);
         t = CUDA_R_16F;
     } else {
-        round_to<__nv_bfloat16>
-            <<<dalle_cuda_blocks(n, 256), 256, 0, cu->stream>>>((__nv_bfloat16 *)xh, x, n);
+        DALLE_LAUNCH(round_to<__nv_bfloat16>, dalle_cuda_blocks(n, 256), 256, 0, cu->stream)
+        ((__nv_bfloat16 *)xh, x, n);
         t = CUDA_R_16BF;
     }
     CUDA_LAUNCHED(op);

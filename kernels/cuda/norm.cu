@@ -46,8 +46,8 @@ extern "C" void dalle_cuda_layernorm(dalle_backend *be, float *y, const float *x
     DALLE_ASSERT(!beta || dalle_tensor_numel(beta) == C);
     if (rows == 0) return;
     const int dt = dalle_cuda_of(be)->ops.weight_dtype;
-    layernorm_kernel<<<rows, NORM_THREADS, 0, dalle_cuda_of(be)->stream>>>(
-        y, x, gamma ? gamma->data : NULL, beta ? beta->data : NULL, dt, C, eps);
+    DALLE_LAUNCH(layernorm_kernel, rows, NORM_THREADS, 0, dalle_cuda_of(be)->stream)
+    (y, x, gamma ? gamma->data : NULL, beta ? beta->data : NULL, dt, C, eps);
     CUDA_LAUNCHED("layernorm");
 }
 
@@ -89,7 +89,7 @@ extern "C" void dalle_cuda_group_norm(dalle_backend *be, float *y, const float *
     DALLE_ASSERT(dalle_tensor_numel(gamma) == C && dalle_tensor_numel(beta) == C);
     if (B == 0) return;
     const int dt = dalle_cuda_of(be)->ops.weight_dtype;
-    group_norm_kernel<<<B * groups, 1024, 0, dalle_cuda_of(be)->stream>>>(
-        y, x, gamma->data, beta->data, dt, HW, C, groups, eps, swish);
+    DALLE_LAUNCH(group_norm_kernel, B * groups, 1024, 0, dalle_cuda_of(be)->stream)
+    (y, x, gamma->data, beta->data, dt, HW, C, groups, eps, swish);
     CUDA_LAUNCHED("group_norm");
 }

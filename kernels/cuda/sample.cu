@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(FS_THREADS)
     sample_fast_kernel(int32_t *tokens, const float *logits, int V, int ld,
                        const dalle_sample_params *params, const int32_t *step, float *cand_v,
                        int32_t *cand_i, int kmax, int sortn) {
-    extern __shared__ float fs[]; /* g [V], sv [sortn], si [sortn] */
+    DALLE_SHARED_DYN(float, fs); /* g [V], sv [sortn], si [sortn] */
     float *g = fs, *sv = fs + V;
     int *si = (int *)(sv + sortn);
     __shared__ unsigned hist[256];
@@ -322,18 +322,18 @@ static int32_t *sample_launch(dalle_backend *be, const float *logits, int B, int
     const bool rounds = (which && strcmp(which, "rounds") == 0) || kmax > FS_MAX_K ||
                         fs_bytes > (size_t)160 * 1024;
     if (rounds) {
-        sample_kernel<<<B, SAMPLE_THREADS, 0, cu->stream>>>(
-            tok_dev, logits, V, ld, (const dalle_sample_params *)dev[0], (const int32_t *)dev[1],
-            cand_v, cand_i, kmax);
+        DALLE_LAUNCH(sample_kernel, B, SAMPLE_THREADS, 0, cu->stream)
+        (tok_dev, logits, V, ld, (const dalle_sample_params *)dev[0], (const int32_t *)dev[1],
+         cand_v, cand_i, kmax);
     } else {
         if (fs_bytes > 48 * 1024)
             CUDA_CHECK(cudaFuncSetAttribute(sample_fast_kernel,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             (int)fs_bytes),
                        "sample");
-        sample_fast_kernel<<<B, FS_THREADS, fs_bytes, cu->stream>>>(
-            tok_dev, logits, V, ld, (const dalle_sample_params *)dev[0], (const int32_t *)dev[1],
-            cand_v, cand_i, kmax, sortn);
+        DALLE_LAUNCH(sample_fast_kernel, B, FS_THREADS, fs_bytes, cu->stream)
+        (tok_dev, logits, V, ld, (const dalle_sample_params *)dev[0], (const int32_t *)dev[1],
+         cand_v, cand_i, kmax, sortn);
     }
     CUDA_LAUNCHED("sample");
     return tok_dev;
@@ -360,7 +360,7 @@ extern "C" void dalle_cuda_sample_dev(dalle_backend *be, int32_t *rows, int32_t 
     if (B == 0) return;
     const int32_t *at_dev;
     int32_t *tok_dev = sample_launch(be, logits, B, V, ld, params, step, code_at, &at_dev);
-    sample_scatter_kernel<<<(B + 127) / 128, 128, 0, dalle_cuda_of(be)->stream>>>(
-        rows, codes, at_dev, tok_dev, B);
+    DALLE_LAUNCH(sample_scatter_kernel, (B + 127) / 128, 128, 0, dalle_cuda_of(be)->stream)
+    (rows, codes, at_dev, tok_dev, B);
     CUDA_LAUNCHED("sample_dev");
 }

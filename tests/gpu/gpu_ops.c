@@ -3,9 +3,11 @@
  * each run. Not a Criterion test and not named test_…, so make test skips it: `make gpu-test`
  * builds it and tools/gpu/check.sh runs it on a GPU machine.
  *
- *   gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu] [--small]
+ *   gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu] [--small] [--tiny]
  * --small skips the cases with more than 2^21 output values or 2^27 multiply-adds (for a
  * run under compute-sanitizer, which is 10-100× slower).
+ * --tiny runs a grid of the smallest shapes that still reach every kernel and branch (the
+ * emulated device, docs/gpu-emulator.md, where every thread is a fiber).
  * --cpu-vs-cpu runs the whole grid with a second CPU backend in place of CUDA (a dry run of
  * this program on a machine without a GPU; fp32 only).
  *
@@ -43,7 +45,7 @@ static int n_cases, n_failed;
 static double worst_by_op[32];
 static const char *op_names[32];
 static int n_ops;
-static int small_only;
+static int small_only, tiny;
 
 /* --small: skip this case? */
 static int skip(double outputs, double work) {
@@ -156,6 +158,15 @@ static void wfree(wpair *w) {
 }
 
 /* ---- comparison ---- */
+
+/* on the emulated device (kernels/cuda/emu/launch.cc): charge a case's error to the kernels
+ * it launched, for the make gpu-emu table; absent (NULL) on a real GPU build */
+void dalle_emu_attribute(const char *op, double err) __attribute__((weak));
+static void emu_note(const char *op, double err) {
+    if (dalle_emu_attribute)
+        dalle_emu_attribute(op, err);
+}
+
 static void check(const char *op, const char *shape, const float *ref, const float *dev_out,
                   size_t n, double tol) {
     float *got = host_of(dev_out, n);
@@ -176,6 +187,7 @@ static void check(const char *op, const char *shape, const float *ref, const flo
         worst_by_op[k] = 0;
     }
     if (!(rel <= worst_by_op[k])) worst_by_op[k] = rel;
+    emu_note(op, rel);
     printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", op, shape, rel, tol);
     free(got);
 }
@@ -385,6 +397,7 @@ static void t_decode_attention(int B, int slots, int cap, int H, int D) {
     for (size_t i = 0; i < nc; i++) bad += gk[i] != kc[i] || gv[i] != vc[i];
     n_cases++;
     if (bad) n_failed++;
+    emu_note("decode_append", bad);
     printf("%-4s %-12s %-44s %d cache values differ\n", bad ? "FAIL" : "ok", "decode_append", sh, bad);
     free(kc), free(vc), free(q), free(k), free(v), free(kr), free(vr), free(slot), free(pos);
     free(oc), free(gk), free(gv);
@@ -513,6 +526,7 @@ static void t_graph(int R, int steps, int C, int H, int cap, int T) {
 #undef GRAPH_STEP
     n_cases++;
     if (!ok) n_failed++;
+    emu_note("graph", worst);
     printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", "graph", sh, worst, graph_tol());
     if (g) gpu->ops->graph_free(gpu, g);
     free(kc), free(vc), free(ck), free(cv), free(mask), free(x), free(h), free(a), free(o);
@@ -652,6 +666,7 @@ static void t_to_rgb8(int64_t n, int64_t at, float value) {
     bad += (fc != want) + (fg != want);
     n_cases++;
     if (bad) n_failed++;
+    emu_note("to_rgb8", bad);
     printf("%-4s %-12s %-44s %ld bytes differ (flag cpu %d cuda %d, want %d)\n",
            bad ? "FAIL" : "ok", "to_rgb8", sh, bad, fc, fg, want);
     free(x), free(yc), free(yg), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
@@ -840,6 +855,7 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
     }
     n_cases++;
     if (mism) n_failed++;
+    emu_note(sample_label, mism);
     printf("%-4s %-12s %-44s tokens %ld/%ld identical\n", mism ? "FAIL" : "ok", sample_label, sh,
            total - mism, total);
     if (gpu->ops->sample_dev) {
@@ -852,35 +868,102 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
     free(l), free(p), free(step), free(tc), free(tg), gpu->ops->free(gpu, dl);
 }
 
-int main(int argc, char **argv) {
-    int self = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--cpu-vs-cpu")) {
-            self = 1;
-        } else if (!strcmp(argv[i], "--small")) {
-            small_only = 1;
-        } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
-            const char *v = argv[++i];
-            wdt = !strcmp(v, "f16") ? DALLE_F16 : !strcmp(v, "bf16") ? DALLE_BF16 : DALLE_F32;
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            rng_state = strtoull(argv[++i], NULL, 10);
-        } else {
-            fprintf(stderr, "usage: gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu] [--small]\n");
-            return 2;
+/* dalle_cuda_fill_random (the benchmarks' device-side weights): in [−scale, scale), finite,
+ * the same for the same seed and different for another, in every dtype */
+static void t_fill_random(int64_t n) {
+    if (!strcmp(gpu->ops->name, "cpu"))
+        return;
+    for (int t = DALLE_F32; t <= DALLE_BF16; t++) {
+        const size_t es = dalle_dtype_size((dalle_dtype)t);
+        void *d = gpu->ops->alloc(gpu, (size_t)n * es);
+        unsigned char *a = malloc((size_t)n * es), *b = malloc((size_t)n * es);
+        dalle_cuda_fill_random(gpu, d, n, (dalle_dtype)t, 0.5f, 42);
+        gpu->ops->to_host(gpu, a, d, (size_t)n * es);
+        dalle_cuda_fill_random(gpu, d, n, (dalle_dtype)t, 0.5f, 42);
+        gpu->ops->to_host(gpu, b, d, (size_t)n * es);
+        long bad = memcmp(a, b, (size_t)n * es) != 0;
+        for (int64_t i = 0; i < n; i++) {
+            float v;
+            if (t == DALLE_F32)
+                memcpy(&v, a + i * 4, 4);
+            else if (t == DALLE_F16) {
+                _Float16 h;
+                memcpy(&h, a + i * 2, 2);
+                v = (float)h;
+            } else {
+                uint32_t u = (uint32_t)a[i * 2] << 16 | (uint32_t)a[i * 2 + 1] << 24;
+                memcpy(&v, &u, 4);
+            }
+            bad += !(v >= -0.5f && v <= 0.5f);
         }
+        dalle_cuda_fill_random(gpu, d, n, (dalle_dtype)t, 0.5f, 43);
+        gpu->ops->to_host(gpu, b, d, (size_t)n * es);
+        bad += memcmp(a, b, (size_t)n * es) == 0;
+        n_cases++;
+        if (bad)
+            n_failed++;
+        emu_note("fill_random", bad);
+        printf("%-4s %-12s n=%-42lld %ld bad values (range, determinism, seed)\n",
+               bad ? "FAIL" : "ok", "fill_random", (long long)n, bad);
+        gpu->ops->free(gpu, d);
+        free(a), free(b);
     }
-    dalle_error err = {0};
-    if (self) wdt = DALLE_F32;
-    gpu = self ? dalle_backend_cpu_new(1) : dalle_backend_cuda_new(0, wdt, &err);
-    if (!gpu) {
-        printf("gpu_ops: skipped: no CUDA device (%s)\n", err.msg);
-        return 2;
-    }
-    cpu = dalle_backend_cpu_new(0);
-    printf("gpu_ops: %s backend vs CPU backend, weights %s, seed %llu\n",
-           self ? "a second CPU (--cpu-vs-cpu)" : "CUDA", dalle_dtype_name(wdt),
-           (unsigned long long)rng_state);
+}
 
+/* --tiny: every kernel and every branch of its launcher (splits, tiles with tails, both
+ * samplers, both CLIP pass orders) on the smallest shapes that reach them — for the
+ * emulated device (make gpu-emu, make test), which runs each thread as a fiber */
+static void grid_tiny(void) {
+    t_matmul(3, 33, 40, 17, 0);
+    t_matmul(2, 20, 20, 16, 1);
+    t_layernorm(1, 1, 1, 1, 0);
+    t_layernorm(3, 300, 1, 1, 0);
+    t_layernorm(5, 77, 0, 1, 1);
+    t_embed(50, 64, 5, 40, 1);
+    t_embed(100, 1, 5, 31, 0);
+    t_attention("enc", 2, 8, 8, 8, 2, 16, 0, 1, 0);
+    t_attention("dec", 3, 1, 20, 21, 2, 16, 1, 0, 1);
+    t_attention("odd", 2, 7, 11, 13, 3, 5, 1, 1, 1);
+    t_decode_attention(2, 3, 96, 2, 16); /* 4 row·heads → 3 splits of 32 keys */
+    t_decode_attention(3, 4, 37, 3, 5);  /* odd: one split */
+    t_cross_attention(5, 3, 7, 3, 5);
+    t_embed_dev(50, 16, 5, 24);
+    t_graph(2, 4, 16, 2, 8, 4);
+    t_kv_store(2, 5, 7, 11, 4);
+    t_unary("gelu_mul", 1);
+    t_unary("gelu_mul", 1000);
+    t_unary("quick_gelu", 777);
+    t_unary("add", 777);
+    t_bias_add(13, 3);
+    t_conv2d(2, 7, 5, 3, 4, 3, 1);   /* 3×3: im2col + SGEMM, or igemm with 16-bit weights */
+    t_conv2d(1, 9, 9, 8, 3, 1, 1);   /* 1×1: one GEMM */
+    t_conv2d(1, 9, 9, 20, 70, 3, 1); /* 2 × 2 tiles with M and N tails, 6 K steps */
+    t_conv2d_up2x(2, 6, 4, 5, 7, 3);
+    t_conv2d_gn(1, 9, 7, 12, 5, 3, 3, 0);
+    t_conv2d_gn(1, 4, 4, 64, 8, 1, 32, 1);
+    t_to_rgb8(1000, -1, 0.0f);
+    t_to_rgb8(1000, 6, INFINITY);
+    t_clip_prep(0, 40, 30, 24, 20, 16, 2); /* both axes down */
+    t_clip_prep(0, 20, 40, 30, 24, 16, 1); /* the other pass order */
+    t_clip_prep(0, 30, 20, 30, 26, 16, 1); /* vertical only */
+    t_clip_prep(0, 20, 20, 20, 20, 16, 1); /* nothing to resize */
+    t_group_norm(3, 5, 6, 3, 1);
+    t_group_norm(2, 49, 64, 32, 0);
+    t_upsample(2, 3, 5, 7);
+    t_patchify(1, 6, 4, 5, 2);
+    t_fill_random(1000);
+    t_sample(4, 300, 320, 3, 0);
+    t_sample(3, 64, 64, 2, 1);
+    t_sample(2, 1, 3, 2, 0);
+    setenv("DALLE_CUDA_SAMPLER", "rounds", 1);
+    sample_label = "sample_rounds";
+    t_sample(2, 300, 320, 2, 1);
+    sample_label = "sample";
+    unsetenv("DALLE_CUDA_SAMPLER");
+}
+
+/* the full grid: the models' real shapes and odd ones (a GPU machine) */
+static void grid_full(void) {
     /* matmul: decode (M = 2 rows per image), prefill, odd sizes, lm_head restricted */
     t_matmul(1, 7, 7, 5, 0);
     t_matmul(3, 33, 40, 17, 0);
@@ -981,6 +1064,45 @@ int main(int argc, char **argv) {
     t_sample(16, 300, 320, 30, 1);
     t_sample(4, 1, 3, 10, 0);
     unsetenv("DALLE_CUDA_SAMPLER");
+}
+
+int main(int argc, char **argv) {
+    int self = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--cpu-vs-cpu")) {
+            self = 1;
+        } else if (!strcmp(argv[i], "--tiny")) {
+            tiny = 1;
+        } else if (!strcmp(argv[i], "--small")) {
+            small_only = 1;
+        } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+            const char *v = argv[++i];
+            wdt = !strcmp(v, "f16") ? DALLE_F16 : !strcmp(v, "bf16") ? DALLE_BF16 : DALLE_F32;
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            rng_state = strtoull(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "usage: gpu_ops [--weights f32|f16|bf16] [--seed S] [--cpu-vs-cpu] "
+                            "[--small] [--tiny]\n");
+            return 2;
+        }
+    }
+    dalle_error err = {0};
+    if (self)
+        wdt = DALLE_F32;
+    gpu = self ? dalle_backend_cpu_new(1) : dalle_backend_cuda_new(0, wdt, &err);
+    if (!gpu) {
+        printf("gpu_ops: skipped: no CUDA device (%s)\n", err.msg);
+        return 2;
+    }
+    cpu = dalle_backend_cpu_new(0);
+    printf("gpu_ops: %s backend vs CPU backend, weights %s, seed %llu\n",
+           self ? "a second CPU (--cpu-vs-cpu)" : "CUDA", dalle_dtype_name(wdt),
+           (unsigned long long)rng_state);
+
+    if (tiny)
+        grid_tiny();
+    else
+        grid_full();
 
     printf("\nworst max_rel per op (weights %s):\n", dalle_dtype_name(wdt));
     for (int k = 0; k < n_ops; k++) printf("  %-12s %.3e\n", op_names[k], worst_by_op[k]);

@@ -26,10 +26,10 @@ REQ_TIMEOUT = 300
 
 
 class Server:
-    def __init__(self, *args, env=None, wait_ready=True):
+    def __init__(self, *args, env=None, wait_ready=True, binary=BIN):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("DALLE_")}
         full_env.update(env or {})
-        cmd = [str(BIN), "--model", str(MODEL), "--port", "0", *args]
+        cmd = [str(binary), "--model", str(MODEL), "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=full_env, text=True)
         first = self.proc.stderr.readline()
