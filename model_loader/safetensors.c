@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/half.h"
 #include "model_loader/json_util.h"
 #include "model_loader/regular_file.h"
 
@@ -442,18 +443,6 @@ dalle_status dalle_safetensors_check_all_used(const dalle_safetensors *st, dalle
 }
 
 /* IEEE half → single, exact: subnormals are man·2^-24, inf and NaN keep their payload. */
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0) {
-        float v = (float)man * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    uint32_t bits = sign | (exp == 0x1f ? 0xffu : exp + 127 - 15) << 23 | man << 13;
-    float v;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
-
 void dalle_st_tensor_to_f32(const dalle_st_tensor *t, float *dst) {
     const uint8_t *p = t->data;
     size_t n = (size_t)t->numel;
@@ -464,13 +453,11 @@ void dalle_st_tensor_to_f32(const dalle_st_tensor *t, float *dst) {
         return;
     case DALLE_F16:
         for (size_t i = 0; i < n; i++)
-            dst[i] = f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+            dst[i] = dalle_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return;
     case DALLE_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
-            memcpy(&dst[i], &bits, sizeof bits);
-        }
+        for (size_t i = 0; i < n; i++)
+            dst[i] = dalle_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return;
     }
 }

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/half.h"
 #include "kernels/cpu/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -45,45 +46,23 @@
 #endif
 
 #define GEMM_MB           96  /* rows of x per item at most (a multiple of each mr) */
-#define GEMM_KC           256 /* K per slice of a dense x with more than a few rows */
+#define GEMM_KC           256 /* K per segment of a matmul: fixes its summation order */
 #define GEMM_GROUP_SMALL  2   /* panels per item, one row block */
 #define GEMM_GROUP_LARGE  8   /* panels per item, several row blocks */
 #define GEMM_PAR_MIN_MACS ((int64_t)1 << 16) /* below: one thread */
 
-/* ---- element conversions (portable variant and packing) ---------------------------- */
-
-static float f16_to_f32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    uint32_t u;
-    if (e == 0x1f) {
-        u = sign | 0x7f800000u | (m << 13); // inf, NaN
-    } else if (e) {
-        u = sign | ((e + 112) << 23) | (m << 13);
-    } else if (m) { // subnormal: m · 2^-24, exact in fp32
-        const float f = (float)m * 0x1p-24f;
-        memcpy(&u, &f, 4);
-        u |= sign;
-    } else {
-        u = sign;
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+/* ---- element loads (portable variant, dalle_cpu_widen) ---------------------------- */
 
 static inline float load_f16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-    return f16_to_f32(h);
+    return dalle_f16_to_f32(h);
 }
 
 static inline float load_bf16(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return dalle_bf16_to_f32(h);
 }
 
 static inline float load_f32(const uint8_t *p) {
