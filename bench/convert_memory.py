@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """convert_memory.py — peak memory of tools/convert.py on a DALL·E Mega-sized checkpoint.
 
-Writes a random checkpoint with the published Mega shapes (model-spec §1.1: d_model 2048, 24+24
+Writes a random checkpoint with the published Mega shapes (d_model 2048, 24+24
 layers, GLU 4096, text vocab 50272, lm_head 16416; 2.59 B parameters, fp16 like the published
 files, ≈5.2 GB) into a temporary directory, in min-dalle's format (encoder.pt + decoder.pt,
 torch.save zip layout) and/or dalle-mini's Flax format (flax_model.msgpack, scanned layers,

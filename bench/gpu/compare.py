@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """compare.py — bench/gpu's table: ours vs min-dalle on the same GPU, and both against the
-H100 floor of shared/reference/performance.md §3, from the JSON lines that
+H100 floor (below), from the JSON lines that
 tools/gpu/gpu_bench --e2e and bench/gpu/min_dalle_gpu.py wrote.
 
 usage: python3 bench/gpu/compare.py OURS.jsonl MIN_DALLE.jsonl [GPU_NAME]
 
-Floor per generation of B images (performance.md §3.1-3.4, bf16 weights and KV, H100 SXM at
+Floor per generation of B images (bf16 weights and KV, H100 SXM at
 3.0 TB/s and 800 TFLOP/s, cond + uncond sequences, nothing shared):
   decode step   = max(bytes / 3.0e12, FLOPs / 800e12) with
                   bytes = 2 B/param · params touched per step + 2B sequences · (self KV at the
