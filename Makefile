@@ -5,7 +5,7 @@
 #   make deps     apt-get install the Debian packages the build and tests need, if missing, and
 #                 pip install tests/requirements.txt into .venv-test when it changed
 #   make fuzz     libFuzzer targets (tests/fuzz/, clang) under ASan + UBSan, FUZZ_S seconds each
-#   make format   clang-format every C source in place
+#   make format   clang-format every C and CUDA source in place (format-check: CI's dry run)
 
 BUILD   ?= build
 ifeq ($(origin CC),default)
@@ -56,7 +56,7 @@ CPPFLAGS  += -DDALLE_WITH_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-.PHONY: all deps test asan run demo format clean info gpu-test gpu-check gpu-bundle fuzz fuzz-run
+.PHONY: all deps test asan run demo format format-check clean info gpu-test gpu-check gpu-bundle fuzz fuzz-run
 all: info $(LIB) $(CLI) $(SERVER) $(CUDA_OBJ)
 
 info:
@@ -201,8 +201,15 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) $(BUILD)/server/request.o
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $< $(BUILD)/server/request.o $(LIB) $(LDFLAGS) \
 	  $(LDLIBS) -o $@
 
+# Every tracked C, header and CUDA source; CI runs format-check.
+DEB_PKGS += clang-format
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null)
+
 format:
-	clang-format -i $$(find include common model_loader model kernels cli tests config server -name '*.[ch]' 2>/dev/null)
+	@clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan build-fuzz

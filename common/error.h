@@ -22,13 +22,13 @@
 dalle_status dalle_error_set(dalle_error *err, dalle_status status, const char *fmt, ...)
     DALLE_PRINTF(3, 4);
 
-#define DALLE_ASSERT(cond)                                                               \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: assertion failed: %s\n", __FILE__, __LINE__,     \
-                    __func__, #cond);                                                    \
-            abort();                                                                     \
-        }                                                                                \
+#define DALLE_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s: assertion failed: %s\n", __FILE__, __LINE__, __func__,     \
+                    #cond);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif /* DALLE_COMMON_ERROR_H */

@@ -16,7 +16,8 @@ struct dalle_jpeg_encoder {
 dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, dalle_error *err) {
     *out = NULL;
     dalle_jpeg_encoder *e = calloc(1, sizeof *e);
-    if (!e) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!e)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     e->tj = tjInitCompress();
     if (!e->tj) {
         free(e);
@@ -27,8 +28,10 @@ dalle_status dalle_jpeg_encoder_new(dalle_jpeg_encoder **out, dalle_error *err) 
 }
 
 void dalle_jpeg_encoder_free(dalle_jpeg_encoder *e) {
-    if (!e) return;
-    if (e->tj) tjDestroy(e->tj);
+    if (!e)
+        return;
+    if (e->tj)
+        tjDestroy(e->tj);
     tjFree(e->buf);
     free(e);
 }
@@ -38,10 +41,11 @@ dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int wi
                                size_t *size, dalle_error *err) {
     static const int TJ_SUBSAMP[] = {TJSAMP_444, TJSAMP_422, TJSAMP_420};
     if (quality < 1 || quality > 100)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "JPEG quality must be in [1, 100], got %d",
-                               quality);
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "JPEG quality must be in [1, 100], got %d", quality);
     if ((int)subsamp < 0 || (int)subsamp > DALLE_SUBSAMP_420)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "unknown JPEG subsampling %d", (int)subsamp);
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "unknown JPEG subsampling %d",
+                               (int)subsamp);
     const int ss = TJ_SUBSAMP[subsamp];
     if (width < 1 || height < 1 || width > DALLE_JPEG_MAX_SIDE || height > DALLE_JPEG_MAX_SIDE)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "image size %dx%d outside 1..%d", width,
@@ -51,7 +55,8 @@ dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int wi
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "tjBufSize: %s", tjGetErrorStr2(e->tj));
     if (need > e->cap) {
         unsigned char *b = tjAlloc((int)need);
-        if (!b) return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot allocate %lu bytes", need);
+        if (!b)
+            return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot allocate %lu bytes", need);
         tjFree(e->buf);
         e->buf = b;
         e->cap = need;

@@ -23,8 +23,10 @@ typedef struct {
     const char *help;
 } setting;
 
-#define NUM(k, lo, hi, d, h) {#k, 0, offsetof(dalle_server_config, k), lo, hi, d, h}
-#define STR(k, d, h)         {#k, 1, offsetof(dalle_server_config, k), 0, 0, d, h}
+#define NUM(k, lo, hi, d, h)                                                                       \
+    { #k, 0, offsetof(dalle_server_config, k), lo, hi, d, h }
+#define STR(k, d, h)                                                                               \
+    { #k, 1, offsetof(dalle_server_config, k), 0, 0, d, h }
 
 static const setting SETTINGS[] = {
     STR(model, "models/demo",
@@ -61,13 +63,15 @@ static const setting SETTINGS[] = {
 static void flag_name(const setting *s, char *buf, size_t n) {
     snprintf(buf, n, "--%s", s->key);
     for (char *p = buf + 2; *p; p++)
-        if (*p == '_') *p = '-';
+        if (*p == '_')
+            *p = '-';
 }
 
 static void env_name(const setting *s, char *buf, size_t n) {
     snprintf(buf, n, "DALLE_%s", s->key);
     for (char *p = buf + 6; *p; p++)
-        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
 }
 
 void dalle_server_config_usage(FILE *f) {
@@ -121,7 +125,8 @@ static int set_text(dalle_server_config *c, const setting *s, const char *val, c
 
 static const setting *find_key(const char *key) {
     for (size_t i = 0; i < N_SETTINGS; i++)
-        if (!strcmp(SETTINGS[i].key, key)) return &SETTINGS[i];
+        if (!strcmp(SETTINGS[i].key, key))
+            return &SETTINGS[i];
     return NULL;
 }
 
@@ -140,7 +145,8 @@ static int load_file(dalle_server_config *c, const char *path, char *msg, size_t
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
-        if (rc) break;
+        if (rc)
+            break;
         const setting *s = find_key(key);
         char src[512], num[32];
         snprintf(src, sizeof src, "%s: %s", path, key);
@@ -174,9 +180,12 @@ void dalle_server_config_free(dalle_server_config *c) {
 static int parse_device(dalle_server_config *c, char *msg, size_t msg_size) {
     const char *d = c->device;
     c->n_gpus = 0;
-    if (!strcmp(d, "auto")) c->device_kind = DALLE_DEVICE_AUTO;
-    else if (!strcmp(d, "cpu")) c->device_kind = DALLE_DEVICE_CPU;
-    else if (!strcmp(d, "cuda")) c->device_kind = DALLE_DEVICE_CUDA;
+    if (!strcmp(d, "auto"))
+        c->device_kind = DALLE_DEVICE_AUTO;
+    else if (!strcmp(d, "cpu"))
+        c->device_kind = DALLE_DEVICE_CPU;
+    else if (!strcmp(d, "cuda"))
+        c->device_kind = DALLE_DEVICE_CUDA;
     else if (!strncmp(d, "cuda:", 5)) {
         c->device_kind = DALLE_DEVICE_CUDA;
         for (const char *p = d + 5;; p++) {
@@ -184,7 +193,8 @@ static int parse_device(dalle_server_config *c, char *msg, size_t msg_size) {
             errno = 0;
             const long k = strtol(p, &end, 10);
             int dup = 0;
-            for (int i = 0; i < c->n_gpus; i++) dup |= c->gpus[i] == k;
+            for (int i = 0; i < c->n_gpus; i++)
+                dup |= c->gpus[i] == k;
             if (end == p || *p == '-' || *p == '+' || errno || k > 1023 || dup ||
                 (*end && *end != ',') || c->n_gpus == DALLE_SERVER_MAX_DEVICES) {
                 snprintf(msg, msg_size,
@@ -194,7 +204,8 @@ static int parse_device(dalle_server_config *c, char *msg, size_t msg_size) {
                 return -1;
             }
             c->gpus[c->n_gpus++] = (int)k;
-            if (!*end) break;
+            if (!*end)
+                break;
             p = end;
         }
     } else {
@@ -209,7 +220,8 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
     memset(c, 0, sizeof *c);
     const char *file = getenv("DALLE_CONFIG");
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return DALLE_CONFIG_HELP;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return DALLE_CONFIG_HELP;
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) {
                 snprintf(msg, msg_size, "--config: needs a value");
@@ -221,12 +233,14 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
     for (size_t i = 0; i < N_SETTINGS; i++)
         if (SETTINGS[i].def && set_text(c, &SETTINGS[i], SETTINGS[i].def, "default", msg, msg_size))
             goto bad;
-    if (file && load_file(c, file, msg, msg_size)) goto bad;
+    if (file && load_file(c, file, msg, msg_size))
+        goto bad;
     for (size_t i = 0; i < N_SETTINGS; i++) {
         char env[64];
         env_name(&SETTINGS[i], env, sizeof env);
         const char *v = getenv(env);
-        if (v && set_text(c, &SETTINGS[i], v, env, msg, msg_size)) goto bad;
+        if (v && set_text(c, &SETTINGS[i], v, env, msg, msg_size))
+            goto bad;
     }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config")) {
@@ -237,7 +251,8 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
         for (size_t k = 0; k < N_SETTINGS && !s; k++) {
             char flag[64];
             flag_name(&SETTINGS[k], flag, sizeof flag);
-            if (!strcmp(argv[i], flag)) s = &SETTINGS[k];
+            if (!strcmp(argv[i], flag))
+                s = &SETTINGS[k];
         }
         if (!s) {
             snprintf(msg, msg_size, "%s: unknown option (see --help)", argv[i]);
@@ -247,7 +262,8 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
             snprintf(msg, msg_size, "%s: needs a value", argv[i]);
             goto bad;
         }
-        if (set_text(c, s, argv[i + 1], argv[i], msg, msg_size)) goto bad;
+        if (set_text(c, s, argv[i + 1], argv[i], msg, msg_size))
+            goto bad;
         i++;
     }
     struct in_addr addr;
@@ -255,7 +271,8 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
         snprintf(msg, msg_size, "--host: '%s' is not an IPv4 address", c->host);
         goto bad;
     }
-    if (parse_device(c, msg, msg_size)) goto bad;
+    if (parse_device(c, msg, msg_size))
+        goto bad;
     return DALLE_CONFIG_OK;
 bad:
     dalle_server_config_free(c);

@@ -12,8 +12,8 @@
 
 #include <stdio.h>
 
-#define DALLE_SERVER_MAX_BATCH 256 /* the largest --max-batch */
-#define DALLE_SERVER_MAX_DEVICES 16 /* GPUs one server drives */
+#define DALLE_SERVER_MAX_BATCH   256 /* the largest --max-batch */
+#define DALLE_SERVER_MAX_DEVICES 16  /* GPUs one server drives */
 
 /* --device: auto (every visible GPU, else the CPU), cpu, cuda (every visible GPU) or
  * cuda:I,J,… (those GPUs). Resolved against the visible devices by the server. */

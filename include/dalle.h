@@ -17,13 +17,13 @@ extern "C" {
 
 typedef enum {
     DALLE_OK = 0,
-    DALLE_ERR_INVALID_ARG,  /* bad input from the caller (prompt, parameter range) */
-    DALLE_ERR_IO,           /* a file could not be opened, read or mapped */
-    DALLE_ERR_FORMAT,       /* a model file is damaged or does not match config.json */
-    DALLE_ERR_NOMEM,        /* an allocation failed */
-    DALLE_ERR_UNSUPPORTED,  /* valid but not implemented here (dtype, backend) */
-    DALLE_ERR_BACKEND,      /* the compute backend failed */
-    DALLE_ERR_CANCELLED,    /* the caller asked to stop */
+    DALLE_ERR_INVALID_ARG, /* bad input from the caller (prompt, parameter range) */
+    DALLE_ERR_IO,          /* a file could not be opened, read or mapped */
+    DALLE_ERR_FORMAT,      /* a model file is damaged or does not match config.json */
+    DALLE_ERR_NOMEM,       /* an allocation failed */
+    DALLE_ERR_UNSUPPORTED, /* valid but not implemented here (dtype, backend) */
+    DALLE_ERR_BACKEND,     /* the compute backend failed */
+    DALLE_ERR_CANCELLED,   /* the caller asked to stop */
 } dalle_status;
 
 /* A status plus a human-readable one-line message. */
@@ -36,8 +36,8 @@ const char *dalle_status_str(dalle_status s);
 
 /* ---- model -------------------------------------------------------------------- */
 
-typedef struct dalle_model dalle_model;  /* read-only after load; share freely */
-typedef struct dalle_state dalle_state;  /* one per worker thread */
+typedef struct dalle_model dalle_model; /* read-only after load; share freely */
+typedef struct dalle_state dalle_state; /* one per worker thread */
 
 typedef struct {
     const char *backend; /* "cpu" or "cuda" (builds with CUDA) */
@@ -60,8 +60,8 @@ void dalle_model_free(dalle_model *m);
 typedef struct {
     const char *name;
     const char *backend;
-    const char *kernels; /* the backend's kernel variant: the CPU GEMM's instruction set
-                            (avx512, avx2, portable), else the backend name */
+    const char *kernels;  /* the backend's kernel variant: the CPU GEMM's instruction set
+                             (avx512, avx2, portable), else the backend name */
     int64_t weight_bytes; /* weights held in backend memory (BART, VQGAN, CLIP) */
     int d_model, encoder_layers, decoder_layers, heads, glu_dim;
     int text_vocab_size, text_length, image_vocab_size, image_length, start_token;
@@ -90,11 +90,11 @@ void dalle_set_fault_handler(dalle_fault_handler fn, void *user);
 #define DALLE_CLIP_TEXT_LENGTH 77
 
 typedef struct {
-    char *normalized;    /* the text given to BPE (normalizer output, or the prompt) */
-    int text_length;     /* = model text_length */
-    int32_t *ids;        /* [text_length] <s> … </s> <pad>… */
-    uint8_t *mask;       /* [text_length] 1 for real tokens */
-    int n_ids;           /* real tokens */
+    char *normalized; /* the text given to BPE (normalizer output, or the prompt) */
+    int text_length;  /* = model text_length */
+    int32_t *ids;     /* [text_length] <s> … </s> <pad>… */
+    uint8_t *mask;    /* [text_length] 1 for real tokens */
+    int n_ids;        /* real tokens */
     int32_t clip_ids[DALLE_CLIP_TEXT_LENGTH]; /* SOT … EOT 0…; n_clip = 0 without CLIP */
     int n_clip;
 } dalle_text;
@@ -107,12 +107,12 @@ void dalle_text_free(dalle_text *t);
 /* ---- generation ----------------------------------------------------------------- */
 
 typedef struct {
-    int n_images;       /* >= 1, <= the state's max_images */
-    uint64_t seed;      /* image i draws from RNG(seed, i, step) */
-    float cond_scale;   /* classifier-free guidance scale, [0, 1000] */
-    float temperature;  /* (0, 100] */
-    float top_p;        /* (0, 1] */
-    int top_k;          /* [1, image_vocab_size] */
+    int n_images;      /* >= 1, <= the state's max_images */
+    uint64_t seed;     /* image i draws from RNG(seed, i, step) */
+    float cond_scale;  /* classifier-free guidance scale, [0, 1000] */
+    float temperature; /* (0, 100] */
+    float top_p;       /* (0, 1] */
+    int top_k;         /* [1, image_vocab_size] */
     /* optional: polled between decode steps; non-zero stops with DALLE_ERR_CANCELLED */
     int (*should_stop)(void *user);
     void *user;
@@ -122,8 +122,8 @@ typedef struct {
 void dalle_gen_params_default(const dalle_model *m, dalle_gen_params *p);
 
 /* Range checks; the message names the parameter. */
-dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params *p,
-                                    int max_images, dalle_error *err);
+dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params *p, int max_images,
+                                    dalle_error *err);
 
 typedef struct {
     int max_images;  /* images decoded together, over all prompts (2 decoder rows each) */
@@ -213,9 +213,9 @@ typedef struct {
 void dalle_output_params_default(const dalle_model *m, dalle_output_params *o);
 
 typedef struct {
-    int index;        /* image index in the request (its RNG stream) */
-    float score;      /* CLIP score; 0 when not ranked */
-    uint8_t *jpeg;    /* the JPEG file */
+    int index;     /* image index in the request (its RNG stream) */
+    float score;   /* CLIP score; 0 when not ranked */
+    uint8_t *jpeg; /* the JPEG file */
     size_t jpeg_size;
 } dalle_image;
 

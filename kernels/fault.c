@@ -30,7 +30,8 @@ void dalle_fault(const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const dalle_fault_handler fn = atomic_load(&fault_fn);
-    if (fn) fn(msg, atomic_load(&fault_user));
+    if (fn)
+        fn(msg, atomic_load(&fault_user));
     fprintf(stderr, "fatal device fault: %s\n", msg);
     fflush(stderr);
     abort();
@@ -60,14 +61,16 @@ static void inject_destroy(dalle_backend *be) {
 
 dalle_status dalle_fault_inject_arm(dalle_backend *be, dalle_error *err) {
     const char *v = getenv("DALLE_FAULT_INJECT");
-    if (!v || !*v) return DALLE_OK;
+    if (!v || !*v)
+        return DALLE_OK;
     char *end = NULL;
     const long n = strncmp(v, "step:", 5) ? 0 : strtol(v + 5, &end, 10);
     if (n < 1 || !end || *end)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
                                "DALLE_FAULT_INJECT must be step:N with N >= 1, got '%s'", v);
     fault_ops *f = calloc(1, sizeof *f);
-    if (!f) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!f)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     f->real = be->ops;
     f->ops = *be->ops;
     f->ops.sample = inject_sample;

@@ -21,6 +21,7 @@ const char *dalle_dtype_name(dalle_dtype t) {
 
 int64_t dalle_tensor_numel(const dalle_tensor *t) {
     int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
     return n;
 }

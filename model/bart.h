@@ -19,23 +19,23 @@
 #include "model_loader/safetensors.h"
 
 typedef struct {
-    dalle_tensor pre_self_ln_b;             // [C]  bias-only LN
-    dalle_tensor q, k, v, o;                // [C, C]
-    dalle_tensor self_ln_g, self_ln_b;      // [C]
-    dalle_tensor pre_cross_ln_b;            // [C]  decoder only
-    dalle_tensor cq, ck, cv, co;            // [C, C] decoder only
-    dalle_tensor cross_ln_g, cross_ln_b;    // [C]  decoder only
-    dalle_tensor glu_ln0_b;                 // [C]
-    dalle_tensor fc0, fc1;                  // [F, C]
-    dalle_tensor glu_ln1_b;                 // [F]
-    dalle_tensor fc2;                       // [C, F]
+    dalle_tensor pre_self_ln_b;          // [C]  bias-only LN
+    dalle_tensor q, k, v, o;             // [C, C]
+    dalle_tensor self_ln_g, self_ln_b;   // [C]
+    dalle_tensor pre_cross_ln_b;         // [C]  decoder only
+    dalle_tensor cq, ck, cv, co;         // [C, C] decoder only
+    dalle_tensor cross_ln_g, cross_ln_b; // [C]  decoder only
+    dalle_tensor glu_ln0_b;              // [C]
+    dalle_tensor fc0, fc1;               // [F, C]
+    dalle_tensor glu_ln1_b;              // [F]
+    dalle_tensor fc2;                    // [C, F]
 } dalle_bart_layer;
 
 typedef struct {
-    dalle_tensor embed;      // [vocab, C]
-    dalle_tensor pos;        // [P, C]
-    dalle_tensor emb_ln_g, emb_ln_b;  // [C]
-    dalle_tensor final_ln_b; // [C]
+    dalle_tensor embed;              // [vocab, C]
+    dalle_tensor pos;                // [P, C]
+    dalle_tensor emb_ln_g, emb_ln_b; // [C]
+    dalle_tensor final_ln_b;         // [C]
     dalle_bart_layer *layers;
     int n_layers;
 } dalle_bart_stack;
@@ -43,10 +43,10 @@ typedef struct {
 typedef struct {
     dalle_bart_hparams hp;
     dalle_bart_stack enc, dec;
-    dalle_tensor lm_head;    // [lm_head_size, C]
+    dalle_tensor lm_head; // [lm_head_size, C]
     void *block_enc, *block_dec;
     size_t weight_bytes; /* both blocks */
-    dalle_backend *be;       // the backend that owns the weight blocks
+    dalle_backend *be;   // the backend that owns the weight blocks
 } dalle_bart;
 
 dalle_status dalle_bart_load(dalle_bart *m, dalle_backend *be, const dalle_bart_hparams *hp,
@@ -57,25 +57,25 @@ void dalle_bart_free(dalle_bart *m);
 
 typedef struct {
     int max_seqs, max_rows, max_blocks;
-    int rows_cap;                  // decoder rows the buffers hold: max_rows rounded up to 2^k
+    int rows_cap; // decoder rows the buffers hold: max_rows rounded up to 2^k
     dalle_backend *be;
-    float *x, *h, *q, *k, *v, *a;  // [max(S·T, rows_cap), C]
-    float *g, *u;                  // [max(S·T, rows_cap), F]
-    float *logits;                 // [rows_cap, lm_head_size]
-    void **self_k, **self_v;       // per decoder layer: [max_rows + 1, image_length, C] of
-                                   // kv_dtype; slot max_rows takes the padding rows' K/V
-    float **cross_k, **cross_v;    // per decoder layer: [max_blocks, text_length, C]
-    uint8_t *cross_mask;           // host [max_blocks, text_length]
-    uint8_t *cross_mask_dev;       // backend copy of cross_mask
-    int32_t *pos_host;             // host [max_seqs·T] encoder positions
-    int32_t *step_host, *step_dev; // host / backend [4, rows_cap]: token, pos, slot, block
-    int32_t *codes_dev;            // backend [max_rows, image_length]: sampled codes by slot
-    void *graph[DALLE_BART_GRAPHS];// recorded decode step per bucket (backend handle)
+    float *x, *h, *q, *k, *v, *a;   // [max(S·T, rows_cap), C]
+    float *g, *u;                   // [max(S·T, rows_cap), F]
+    float *logits;                  // [rows_cap, lm_head_size]
+    void **self_k, **self_v;        // per decoder layer: [max_rows + 1, image_length, C] of
+                                    // kv_dtype; slot max_rows takes the padding rows' K/V
+    float **cross_k, **cross_v;     // per decoder layer: [max_blocks, text_length, C]
+    uint8_t *cross_mask;            // host [max_blocks, text_length]
+    uint8_t *cross_mask_dev;        // backend copy of cross_mask
+    int32_t *pos_host;              // host [max_seqs·T] encoder positions
+    int32_t *step_host, *step_dev;  // host / backend [4, rows_cap]: token, pos, slot, block
+    int32_t *codes_dev;             // backend [max_rows, image_length]: sampled codes by slot
+    void *graph[DALLE_BART_GRAPHS]; // recorded decode step per bucket (backend handle)
     int graph_rows[DALLE_BART_GRAPHS], graph_logits[DALLE_BART_GRAPHS];
     uint8_t graph_warm[DALLE_BART_GRAPHS]; // bucket ran eagerly once (scratch grown)
-    int no_graph;                  // the backend records nothing (or recording kept failing)
-    int graph_failures;            // recordings that failed
-    int n_layers_;                 // decoder layers the per-layer arrays hold
+    int no_graph;       // the backend records nothing (or recording kept failing)
+    int graph_failures; // recordings that failed
+    int n_layers_;      // decoder layers the per-layer arrays hold
 } dalle_bart_work;
 
 dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_backend *be,

@@ -94,14 +94,14 @@ void dalle_clip_free(dalle_clip *m);
 typedef struct {
     dalle_backend *be;
     int max_images;
-    float *pixels;                 // [B, S, S, 3]
-    float *patches;                // [B, G, p·p·3]
-    float *x, *h, *q, *k, *v, *a;  // [rows, max(Cv, Ct)], rows = max(B·Tv, Tt)
-    float *f;                      // [rows, max(Fv, Ft)]
-    float *pooled;                 // [B, max(Cv, Ct)]
-    float *emb;                    // [B, E]
-    int32_t *vision_ids;           // host [B·Tv]: token t of every image reads position t
-    int32_t *text_pos;             // host [Tt]: 0, 1, …
+    float *pixels;                // [B, S, S, 3]
+    float *patches;               // [B, G, p·p·3]
+    float *x, *h, *q, *k, *v, *a; // [rows, max(Cv, Ct)], rows = max(B·Tv, Tt)
+    float *f;                     // [rows, max(Fv, Ft)]
+    float *pooled;                // [B, max(Cv, Ct)]
+    float *emb;                   // [B, E]
+    int32_t *vision_ids;          // host [B·Tv]: token t of every image reads position t
+    int32_t *text_pos;            // host [Tt]: 0, 1, …
 } dalle_clip_work;
 
 dalle_status dalle_clip_work_new(dalle_clip_work *w, const dalle_clip *m, dalle_backend *be,

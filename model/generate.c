@@ -21,8 +21,9 @@
 static dalle_status check_text(const dalle_model *m, const dalle_text *t, dalle_error *err) {
     const dalle_bart_hparams *hp = &m->cfg.bart;
     if (t->text_length != hp->text_length)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text has %d positions, the model wants %d",
-                               t->text_length, hp->text_length);
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "text has %d positions, the model wants %d", t->text_length,
+                               hp->text_length);
     for (int i = 0; i < hp->text_length; i++)
         if (t->ids[i] < 0 || t->ids[i] >= hp->text_vocab_size)
             return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "text id %d out of range [0, %d)",
@@ -34,7 +35,8 @@ static dalle_status check_text(const dalle_model *m, const dalle_text *t, dalle_
 
 int dalle_state_free_images(const dalle_state *s) {
     int n = 0;
-    for (int k = 0; k < s->max_images; k++) n += s->image_job[k] < 0;
+    for (int k = 0; k < s->max_images; k++)
+        n += s->image_job[k] < 0;
     return n;
 }
 
@@ -44,7 +46,8 @@ int dalle_state_running_images(const dalle_state *s) {
 
 int dalle_state_free_prompts(const dalle_state *s) {
     int n = 0;
-    for (int b = 1; b <= s->max_prompts; b++) n += !s->block_used[b];
+    for (int b = 1; b <= s->max_prompts; b++)
+        n += !s->block_used[b];
     return n;
 }
 
@@ -54,17 +57,23 @@ dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model;
     *job = -1;
     if (p->n_images > s->max_images)
-        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "%d images in one job; this state takes %d",
-                               p->n_images, s->max_images);
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED,
+                               "%d images in one job; this state takes %d", p->n_images,
+                               s->max_images);
     dalle_status st = dalle_gen_params_check(m, p, s->max_images, err);
-    if (st == DALLE_OK) st = check_text(m, text, err);
-    if (st != DALLE_OK) return st;
-    if (dalle_state_free_images(s) < p->n_images || dalle_state_free_prompts(s) < 1) return DALLE_OK;
+    if (st == DALLE_OK)
+        st = check_text(m, text, err);
+    if (st != DALLE_OK)
+        return st;
+    if (dalle_state_free_images(s) < p->n_images || dalle_state_free_prompts(s) < 1)
+        return DALLE_OK;
     int j = 0, b = 1;
-    while (s->jobs[j].state != DALLE_JOB_FREE) j++;   // a free record exists: n_images ≥ 1 each
-    while (s->block_used[b]) b++;
+    while (s->jobs[j].state != DALLE_JOB_FREE)
+        j++; // a free record exists: n_images ≥ 1 each
+    while (s->block_used[b])
+        b++;
     float *enc = s->enc_out + (size_t)(b - 1) * T * C;
-    dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, enc);   // [1, T, C]
+    dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, enc); // [1, T, C]
     dalle_bart_cross_kv(&m->bart, &s->work, enc, text->mask, b);
     s->block_used[b] = 1;
     s->jobs[j] = (dalle_job_rec){DALLE_JOB_RUNNING, b, 0, codes, *p};
@@ -88,9 +97,11 @@ dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle
  * when it leaves. */
 static void tokens_to_host(dalle_state *s) {
     const int n = s->dev_tokens;
-    if (!n) return;
+    if (!n)
+        return;
     s->be->ops->to_host(s->be, s->token, s->work.step_dev, (size_t)2 * n * sizeof *s->token);
-    for (int i = 0; i < n; i++) s->image_token[s->batch_image[i]] = s->token[2 * i];
+    for (int i = 0; i < n; i++)
+        s->image_token[s->batch_image[i]] = s->token[2 * i];
     s->dev_tokens = 0;
 }
 
@@ -100,26 +111,31 @@ static void codes_to_host(dalle_state *s, int j) {
     for (int k = 0; k < s->max_images; k++)
         if (s->image_job[k] == j)
             s->be->ops->to_host(s->be, r->codes + (size_t)s->image_index[k] * P,
-                                s->work.codes_dev + (size_t)2 * k * P, (size_t)P * sizeof *r->codes);
+                                s->work.codes_dev + (size_t)2 * k * P,
+                                (size_t)P * sizeof *r->codes);
 }
 
 /* Free the images and the prompt block of job j; the record stays until released. */
 static void job_leave(dalle_state *s, int j, dalle_job_state state) {
     tokens_to_host(s);
     for (int k = 0; k < s->max_images; k++)
-        if (s->image_job[k] == j) s->image_job[k] = -1;
+        if (s->image_job[k] == j)
+            s->image_job[k] = -1;
     s->block_used[s->jobs[j].block] = 0;
     s->jobs[j].state = state;
 }
 
 void dalle_job_release(dalle_state *s, int job) {
-    if (job < 0 || job >= s->max_images || s->jobs[job].state == DALLE_JOB_FREE) return;
-    if (s->jobs[job].state == DALLE_JOB_RUNNING) job_leave(s, job, DALLE_JOB_CANCELLED);
+    if (job < 0 || job >= s->max_images || s->jobs[job].state == DALLE_JOB_FREE)
+        return;
+    if (s->jobs[job].state == DALLE_JOB_RUNNING)
+        job_leave(s, job, DALLE_JOB_CANCELLED);
     memset(&s->jobs[job], 0, sizeof s->jobs[job]);
 }
 
 int dalle_job_progress(const dalle_state *s, int job) {
-    if (job < 0 || job >= s->max_images) return -1;
+    if (job < 0 || job >= s->max_images)
+        return -1;
     const dalle_job_rec *r = &s->jobs[job];
     return r->state == DALLE_JOB_RUNNING || r->state == DALLE_JOB_DONE ? r->step : -1;
 }
@@ -133,9 +149,10 @@ static void state_step(dalle_state *s, int dev) {
         if (r->state == DALLE_JOB_RUNNING && r->p.should_stop && r->p.should_stop(r->p.user))
             job_leave(s, j, DALLE_JOB_CANCELLED);
     }
-    int same = s->dev_tokens > 0, n = 0;  // this step's packing is the last one
+    int same = s->dev_tokens > 0, n = 0; // this step's packing is the last one
     for (int k = 0; k < s->max_images; k++) {
-        if (s->image_job[k] < 0) continue;
+        if (s->image_job[k] < 0)
+            continue;
         same &= n < s->dev_tokens && s->batch_image[n] == k;
         n++;
     }
@@ -143,16 +160,18 @@ static void state_step(dalle_state *s, int dev) {
         same = 0;
         tokens_to_host(s);
     }
-    n = 0;  // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
+    n = 0; // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
     for (int k = 0; k < s->max_images; k++) {
-        if (s->image_job[k] < 0) continue;
+        if (s->image_job[k] < 0)
+            continue;
         const dalle_job_rec *r = &s->jobs[s->image_job[k]];
         const dalle_gen_params *p = &r->p;
         s->batch_image[n] = k;
-        s->sp[n] = (dalle_sample_params){p->cond_scale, p->temperature, p->top_p, p->top_k, p->seed,
-                                         (uint32_t)s->image_index[k]};
+        s->sp[n] =
+            (dalle_sample_params){p->cond_scale, p->temperature, p->top_p,
+                                  p->top_k,      p->seed,        (uint32_t)s->image_index[k]};
         s->step[n] = r->step;
-        s->sampled[n] = 2 * k * P + r->step;  // dev: where sample_dev puts the code
+        s->sampled[n] = 2 * k * P + r->step; // dev: where sample_dev puts the code
         for (int c = 0; c < 2; c++) {
             s->token[2 * n + c] = s->image_token[k];
             s->pos[2 * n + c] = r->step;
@@ -161,7 +180,8 @@ static void state_step(dalle_state *s, int dev) {
         }
         n++;
     }
-    if (n == 0) return;
+    if (n == 0)
+        return;
     dalle_bart_decode_step(&m->bart, &s->work, same ? NULL : s->token, s->pos, s->slot, s->block,
                            2 * n, V);
     if (dev) {
@@ -179,8 +199,10 @@ static void state_step(dalle_state *s, int dev) {
     }
     for (int j = 0; j < s->max_images; j++) {
         dalle_job_rec *r = &s->jobs[j];
-        if (r->state != DALLE_JOB_RUNNING || ++r->step < P) continue;
-        if (dev) codes_to_host(s, j);
+        if (r->state != DALLE_JOB_RUNNING || ++r->step < P)
+            continue;
+        if (dev)
+            codes_to_host(s, j);
         job_leave(s, j, DALLE_JOB_DONE);
     }
 }
@@ -199,8 +221,10 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
     int images = 0;
     for (int r = 0; r < n_req; r++) {
         dalle_status st = dalle_gen_params_check(s->m, &params[r], s->max_images, err);
-        if (st == DALLE_OK) st = check_text(s->m, &texts[r], err);
-        if (st != DALLE_OK) return st;
+        if (st == DALLE_OK)
+            st = check_text(s->m, &texts[r], err);
+        if (st != DALLE_OK)
+            return st;
         images += params[r].n_images;
     }
     if (images > dalle_state_free_images(s))
@@ -214,7 +238,7 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
     int jobs[4096];
     for (int r = 0; r < n_req; r++) {
         dalle_status st = dalle_job_start(s, &texts[r], &params[r], codes[r], &jobs[r], err);
-        DALLE_ASSERT(st == DALLE_OK && jobs[r] >= 0);  // checked above
+        DALLE_ASSERT(st == DALLE_OK && jobs[r] >= 0); // checked above
     }
     s->be->ops->sync(s->be);
     double t1 = dalle_now_ms();
@@ -222,11 +246,14 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
     int cancelled = 0;
     for (int t = 0; t < P && !cancelled; t++) {
         state_step(s, dev);
-        for (int r = 0; r < n_req; r++) cancelled |= dalle_job_progress(s, jobs[r]) < 0;
+        for (int r = 0; r < n_req; r++)
+            cancelled |= dalle_job_progress(s, jobs[r]) < 0;
     }
-    for (int r = 0; r < n_req; r++) dalle_job_release(s, jobs[r]);
+    for (int r = 0; r < n_req; r++)
+        dalle_job_release(s, jobs[r]);
     double t2 = dalle_now_ms();
-    if (cancelled) return dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
+    if (cancelled)
+        return dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
     if (timings) {
         memset(timings, 0, sizeof *timings);
         timings->encode_ms = t1 - t0;
@@ -247,11 +274,13 @@ dalle_status dalle_generate_codes(dalle_state *s, const char *prompt, size_t n,
                                   const dalle_gen_params *p, int32_t *codes, dalle_timings *timings,
                                   dalle_error *err) {
     dalle_status st = dalle_gen_params_check(s->m, p, s->max_images, err);
-    if (st != DALLE_OK) return st;
+    if (st != DALLE_OK)
+        return st;
     double t0 = dalle_now_ms();
     dalle_text text;
     st = dalle_text_encode(s->m, prompt, n, &text, err);
-    if (st != DALLE_OK) return st;
+    if (st != DALLE_OK)
+        return st;
     double text_ms = dalle_now_ms() - t0;
     st = dalle_generate_codes_text(s, &text, p, codes, timings, err);
     dalle_text_free(&text);
@@ -276,7 +305,8 @@ dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uin
     for (int done = 0; done < n;) {
         const int B = n - done < s->max_images ? n - done : s->max_images;
         dalle_status st = dalle_vqgan_decode(&m->vqgan, &s->vqgan, codes + done * L, B, err);
-        if (st != DALLE_OK) return st;
+        if (st != DALLE_OK)
+            return st;
         const int bad = dalle_vqgan_read_u8(&m->vqgan, &s->vqgan, B, rgb + done * px);
         if (bad >= 0)
             return dalle_error_set(err, DALLE_ERR_BACKEND,
@@ -296,22 +326,24 @@ static dalle_status clip_input(dalle_state *s, const uint8_t *rgb, int width, in
     const dalle_model *m = s->m;
     dalle_backend *be = s->be;
     const size_t S = (size_t)m->clip.hp.image_size, in = S * S * 3;
-    float *dst = s->clip.pixels + b * in;  // [S, S, 3]
+    float *dst = s->clip.pixels + b * in; // [S, S, 3]
     const int planned = m->has_vqgan && width == s->prep.in_w && height == s->prep.in_h;
     if (planned && s->prep_plan_mem) {
         const size_t px = (size_t)width * height * 3;
-        const uint8_t *src = s->vqgan.rgb + (resident ? i : b) * px;  // [R, R, 3]
-        if (!resident) be->ops->to_device(be, s->vqgan.rgb + b * px, rgb, px);
+        const uint8_t *src = s->vqgan.rgb + (resident ? i : b) * px; // [R, R, 3]
+        if (!resident)
+            be->ops->to_device(be, s->vqgan.rgb + b * px, rgb, px);
         be->ops->clip_prep(be, dst, src, &s->prep_plan, 1);
         return DALLE_OK;
     }
     float *host = s->clip_pixels + b * in;
-    if (planned) {  // the prepared host plan
+    if (planned) { // the prepared host plan
         dalle_image_prep_run(&s->prep, rgb, 1, host);
     } else {
         dalle_image_prep prep;
         dalle_status st = dalle_image_prep_init(&prep, width, height, (int)S, err);
-        if (st != DALLE_OK) return st;
+        if (st != DALLE_OK)
+            return st;
         dalle_image_prep_run(&prep, rgb, 1, host);
         dalle_image_prep_free(&prep);
     }
@@ -327,23 +359,28 @@ static dalle_status rank(dalle_state *s, const int32_t *clip_ids, const uint8_t 
     if (!m->has_clip)
         return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no CLIP (files.clip)",
                                m->cfg.name);
-    if (n < 1) return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "no images to rank");
+    if (n < 1)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "no images to rank");
     const size_t E = (size_t)m->clip.hp.embed_dim;
     dalle_status st = dalle_clip_text_embed(&m->clip, &s->clip, clip_ids, s->clip_txt, err);
-    if (st != DALLE_OK) return st;
+    if (st != DALLE_OK)
+        return st;
     float *img = malloc((size_t)n * E * sizeof *img);
-    if (!img) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!img)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     for (int done = 0; done < n && st == DALLE_OK;) {
         int B = 0;
         for (; st == DALLE_OK && B < s->max_images && done + B < n; B++) {
             const int i = done + B;
             st = clip_input(s, rgb[i], width[i], height[i], i, B, resident, err);
         }
-        if (st != DALLE_OK) break;
+        if (st != DALLE_OK)
+            break;
         dalle_clip_image_embed(&m->clip, &s->clip, s->clip.pixels, B, img + (size_t)done * E);
         done += B;
     }
-    if (st == DALLE_OK) dalle_clip_scores(&m->clip, img, n, s->clip_txt, scores, order);
+    if (st == DALLE_OK)
+        dalle_clip_scores(&m->clip, img, n, s->clip_txt, scores, order);
     free(img);
     return st;
 }
@@ -384,7 +421,8 @@ static dalle_status output_check(const dalle_model *m, const dalle_output_params
 
 void dalle_result_free(dalle_result *r) {
     if (r->images)
-        for (int i = 0; i < r->n_images; i++) free(r->images[i].jpeg);
+        for (int i = 0; i < r->n_images; i++)
+            free(r->images[i].jpeg);
     free(r->images);
     free(r->codes);
     memset(r, 0, sizeof *r);
@@ -401,12 +439,14 @@ static dalle_status encode_images(dalle_state *s, const dalle_output_params *o, 
         size_t size;
         dalle_status st = dalle_jpeg_encode(s->jpeg, s->rgb + (size_t)i * R * R * 3, R, R,
                                             o->jpeg_quality, ss, &jpg, &size, err);
-        if (st != DALLE_OK) return st;
+        if (st != DALLE_OK)
+            return st;
         dalle_image *img = &out->images[k];
         img->index = i;
         img->score = scores ? scores[i] : 0.0f;
         img->jpeg = malloc(size);
-        if (!img->jpeg) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        if (!img->jpeg)
+            return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
         memcpy(img->jpeg, jpg, size);
         img->jpeg_size = size;
     }
@@ -418,17 +458,21 @@ dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const 
     const dalle_model *m = s->m;
     memset(out, 0, sizeof *out);
     dalle_output_params def;
-    if (!o) dalle_output_params_default(m, &def), o = &def;
+    if (!o)
+        dalle_output_params_default(m, &def), o = &def;
     dalle_subsamp ss = DALLE_SUBSAMP_420;
     dalle_status st = output_check(m, o, &ss, err);
-    if (st == DALLE_OK) st = dalle_gen_params_check(m, p, s->max_images, err);
-    if (st != DALLE_OK) return st;
+    if (st == DALLE_OK)
+        st = dalle_gen_params_check(m, p, s->max_images, err);
+    if (st != DALLE_OK)
+        return st;
 
     const int N = p->n_images, R = m->vqgan.hp.resolution, P = m->cfg.bart.image_length;
     double t0 = dalle_now_ms();
     dalle_text text;
     st = dalle_text_encode(m, prompt, n, &text, err);
-    if (st != DALLE_OK) return st;
+    if (st != DALLE_OK)
+        return st;
     out->n_images = N;
     out->width = out->height = R;
     out->ranked = o->rank;
@@ -436,16 +480,20 @@ dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const 
     out->images = calloc((size_t)N, sizeof *out->images);
     float scores[4096];
     int32_t order[4096];
-    if (!out->codes || !out->images) st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!out->codes || !out->images)
+        st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     double t1 = dalle_now_ms();
-    if (st == DALLE_OK) st = dalle_generate_codes_text(s, &text, p, out->codes, &out->timings, err);
+    if (st == DALLE_OK)
+        st = dalle_generate_codes_text(s, &text, p, out->codes, &out->timings, err);
     double t2 = dalle_now_ms();
-    if (st == DALLE_OK) st = dalle_decode_codes(s, out->codes, N, s->rgb, err);
+    if (st == DALLE_OK)
+        st = dalle_decode_codes(s, out->codes, N, s->rgb, err);
     double t3 = dalle_now_ms();
-    if (st == DALLE_OK && o->rank) {  // N ≤ max_images: one decode, all in s->vqgan.rgb
+    if (st == DALLE_OK && o->rank) { // N ≤ max_images: one decode, all in s->vqgan.rgb
         const uint8_t *rgb[4096];
         int side[4096];
-        for (int i = 0; i < N; i++) rgb[i] = s->rgb + (size_t)i * R * R * 3, side[i] = R;
+        for (int i = 0; i < N; i++)
+            rgb[i] = s->rgb + (size_t)i * R * R * 3, side[i] = R;
         st = rank(s, text.clip_ids, rgb, side, side, N, 1, scores, order, err);
     }
     double t4 = dalle_now_ms();

@@ -29,8 +29,10 @@ static const double CLIP_STD[3] = {0.26862954, 0.26130258, 0.27577711};
 static double cubic(double x) {
     const double a = -0.5;
     x = fabs(x);
-    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-    if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+    if (x < 1.0)
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0)
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
     return 0.0;
 }
 
@@ -56,14 +58,16 @@ static dalle_status axis_init(dalle_resample_axis *ax, int in, int out, dalle_er
     if (!ax->first || !ax->count || !ax->coef || !w) {
         free(w);
         axis_free(ax);
-        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory planning a %d → %d resize",
-                               in, out);
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory planning a %d → %d resize", in,
+                               out);
     }
     for (int i = 0; i < out; i++) {
         const double centre = (i + 0.5) * scale;
         int lo = (int)(centre - support + 0.5), hi = (int)(centre + support + 0.5);
-        if (lo < 0) lo = 0;
-        if (hi > in) hi = in;
+        if (lo < 0)
+            lo = 0;
+        if (hi > in)
+            hi = in;
         const int n = hi - lo;
         DALLE_ASSERT(n >= 1 && n <= ax->taps);
         double sum = 0;
@@ -84,7 +88,8 @@ static dalle_status axis_init(dalle_resample_axis *ax, int in, int out, dalle_er
 }
 
 static inline uint8_t clip8(int32_t acc) {
-    if (acc < 0) return 0;
+    if (acc < 0)
+        return 0;
     acc >>= PREC_BITS;
     return acc > 255 ? 255 : (uint8_t)acc;
 }
@@ -97,7 +102,8 @@ static void resample_line(const dalle_resample_axis *ax, const uint8_t *src, siz
         const int32_t *k = ax->coef + (size_t)i * ax->taps;
         const uint8_t *s = src + (size_t)(ax->first[i] - shift) * sstep;
         int32_t acc = 1 << (PREC_BITS - 1);
-        for (int j = 0; j < ax->count[i]; j++) acc += (int32_t)s[(size_t)j * sstep] * k[j];
+        for (int j = 0; j < ax->count[i]; j++)
+            acc += (int32_t)s[(size_t)j * sstep] * k[j];
         dst[(size_t)i * dstep] = clip8(acc);
     }
 }
@@ -114,10 +120,11 @@ dalle_status dalle_bicubic_init(dalle_bicubic *r, int in_w, int in_h, int out_w,
     if (channels < 1 || channels > 4)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
                                "resize: %d channels; 1 to 4 are supported", channels);
-    *r = (dalle_bicubic){.in_w = in_w, .in_h = in_h, .out_w = out_w, .out_h = out_h,
-                         .channels = channels};
+    *r = (dalle_bicubic){
+        .in_w = in_w, .in_h = in_h, .out_w = out_w, .out_h = out_h, .channels = channels};
     dalle_status s = axis_init(&r->x, in_w, out_w, err);
-    if (s == DALLE_OK) s = axis_init(&r->y, in_h, out_h, err);
+    if (s == DALLE_OK)
+        s = axis_init(&r->y, in_h, out_h, err);
     if (s == DALLE_OK && in_w != out_w && in_h != out_h) {
         r->vertical_first = in_h > out_h && in_h - out_h > 2 * (in_w - out_w);
         const dalle_resample_axis *first = r->vertical_first ? &r->x : &r->y;
@@ -126,10 +133,11 @@ dalle_status dalle_bicubic_init(dalle_bicubic *r, int in_w, int in_h, int out_w,
         const size_t n = (size_t)r->span * (r->vertical_first ? out_h : out_w) * channels;
         if (!(r->tmp = malloc(n)))
             s = dalle_error_set(err, DALLE_ERR_NOMEM,
-                                "out of memory planning a %dx%d → %dx%d resize", in_w, in_h,
-                                out_w, out_h);
+                                "out of memory planning a %dx%d → %dx%d resize", in_w, in_h, out_w,
+                                out_h);
     }
-    if (s != DALLE_OK) dalle_bicubic_free(r);
+    if (s != DALLE_OK)
+        dalle_bicubic_free(r);
     return s;
 }
 
@@ -188,8 +196,10 @@ dalle_status dalle_image_prep_init(dalle_image_prep *p, int in_w, int in_h, int 
                                in_h, size, DALLE_IMAGE_MAX_SIDE);
     // short side → S, long side → int(S·long/short), as HF's shortest_edge resize
     int rw = size, rh = size;
-    if (in_w <= in_h) rh = (int)((double)size * in_h / in_w);
-    else rw = (int)((double)size * in_w / in_h);
+    if (in_w <= in_h)
+        rh = (int)((double)size * in_h / in_w);
+    else
+        rw = (int)((double)size * in_w / in_h);
     if (rw > DALLE_IMAGE_MAX_SIDE || rh > DALLE_IMAGE_MAX_SIDE)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
                                "image preprocessing %dx%d → %d: the resized long side exceeds %d",
@@ -202,7 +212,8 @@ dalle_status dalle_image_prep_init(dalle_image_prep *p, int in_w, int in_h, int 
     dalle_status s = dalle_bicubic_init(&p->bicubic, in_w, in_h, rw, rh, 3, err);
     if (s == DALLE_OK && !(p->resized = malloc((size_t)rw * rh * 3)))
         s = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory for a %dx%d image", rw, rh);
-    if (s != DALLE_OK) dalle_image_prep_free(p);
+    if (s != DALLE_OK)
+        dalle_image_prep_free(p);
     return s;
 }
 
@@ -232,7 +243,8 @@ dalle_status dalle_image_prep_plan(const dalle_image_prep *p, dalle_backend *be,
     const dalle_bicubic *r = &p->bicubic;
     const dalle_resample_axis *ax[2] = {&r->x, &r->y};
     size_t n[2], total = 0; // int32 per axis: first [out], count [out], coef [out, taps]
-    for (int a = 0; a < 2; a++) total += n[a] = (size_t)ax[a]->out * (2 + ax[a]->taps);
+    for (int a = 0; a < 2; a++)
+        total += n[a] = (size_t)ax[a]->out * (2 + ax[a]->taps);
     int32_t *d = *mem = be->ops->alloc(be, total * sizeof *d);
     if (!d)
         return dalle_error_set(err, DALLE_ERR_NOMEM, "%s: out of memory for a %dx%d → %d plan",
@@ -248,14 +260,23 @@ dalle_status dalle_image_prep_plan(const dalle_image_prep *p, dalle_backend *be,
             d += len[k];
         }
     }
-    *plan = (dalle_clip_prep_plan){.in_w = p->in_w, .in_h = p->in_h, .out_w = r->out_w,
-                                   .out_h = r->out_h, .size = p->size, .top = p->top,
-                                   .left = p->left, .horizontal = r->out_w != p->in_w,
+    *plan = (dalle_clip_prep_plan){.in_w = p->in_w,
+                                   .in_h = p->in_h,
+                                   .out_w = r->out_w,
+                                   .out_h = r->out_h,
+                                   .size = p->size,
+                                   .top = p->top,
+                                   .left = p->left,
+                                   .horizontal = r->out_w != p->in_w,
                                    .vertical = r->out_h != p->in_h,
-                                   .vertical_first = r->vertical_first, .taps_x = r->x.taps,
-                                   .taps_y = r->y.taps, .first_x = part[0][0],
-                                   .count_x = part[0][1], .coef_x = part[0][2],
-                                   .first_y = part[1][0], .count_y = part[1][1],
+                                   .vertical_first = r->vertical_first,
+                                   .taps_x = r->x.taps,
+                                   .taps_y = r->y.taps,
+                                   .first_x = part[0][0],
+                                   .count_x = part[0][1],
+                                   .coef_x = part[0][2],
+                                   .first_y = part[1][0],
+                                   .count_y = part[1][1],
                                    .coef_y = part[1][2]};
     for (int c = 0; c < 3; c++) {
         plan->mean[c] = (float)CLIP_MEAN[c];

@@ -51,10 +51,10 @@ void dalle_bicubic_run(dalle_bicubic *r, const uint8_t *src, uint8_t *dst);
 void dalle_bicubic_free(dalle_bicubic *r);
 
 typedef struct {
-    int in_w, in_h, size;   // W, H, S
-    int top, left;          // crop offsets in the resized image
-    dalle_bicubic bicubic;  // [H, W, 3] → resized [rh, rw, 3] (a copy when nothing changes)
-    uint8_t *resized;       // [rh, rw, 3]
+    int in_w, in_h, size;  // W, H, S
+    int top, left;         // crop offsets in the resized image
+    dalle_bicubic bicubic; // [H, W, 3] → resized [rh, rw, 3] (a copy when nothing changes)
+    uint8_t *resized;      // [rh, rw, 3]
 } dalle_image_prep;
 
 /* Plan the preprocessing of W×H RGB images to S×S. */

@@ -26,9 +26,11 @@ double dalle_now_ms(void) {
 }
 
 int dalle_backend_device_count(const char *backend) {
-    if (!backend || strcmp(backend, "cpu") == 0) return 1;
+    if (!backend || strcmp(backend, "cpu") == 0)
+        return 1;
 #ifdef DALLE_WITH_CUDA
-    if (strcmp(backend, "cuda") == 0) return dalle_cuda_device_count();
+    if (strcmp(backend, "cuda") == 0)
+        return dalle_cuda_device_count();
 #endif
     return 0;
 }
@@ -51,7 +53,8 @@ static dalle_status backend_new(const dalle_model_params *p, dalle_backend **out
     else if (strcmp(p->backend, "cuda") == 0) {
         const int dt = dalle_cuda_weight_dtype_from_env();
         if (dt < 0)
-            dalle_error_set(&e, DALLE_ERR_INVALID_ARG, "DALLE_CUDA_WEIGHTS must be f32, f16 or bf16");
+            dalle_error_set(&e, DALLE_ERR_INVALID_ARG,
+                            "DALLE_CUDA_WEIGHTS must be f32, f16 or bf16");
         else if ((*out = dalle_backend_cuda_new(p->device, (dalle_dtype)dt, &e)))
             e.status = DALLE_OK;
         else if (e.status == DALLE_OK)
@@ -70,7 +73,8 @@ static dalle_status backend_new(const dalle_model_params *p, dalle_backend **out
         (*out)->ops->destroy(*out);
         *out = NULL;
     }
-    if (err && e.status != DALLE_OK) *err = e;
+    if (err && e.status != DALLE_OK)
+        *err = e;
     return e.status;
 }
 
@@ -97,7 +101,8 @@ static dalle_status encode_uncond(dalle_model *m, dalle_error *err) {
         free(ids);
         return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
-    for (int i = 0; i < T; i++) ids[i] = m->cfg.text.pad_id;
+    for (int i = 0; i < T; i++)
+        ids[i] = m->cfg.text.pad_id;
     ids[0] = m->cfg.text.bos_id;
     ids[1] = m->cfg.text.eos_id;
     m->uncond_mask[0] = m->uncond_mask[1] = 1;
@@ -124,20 +129,19 @@ static dalle_status load_text(dalle_model *m, const char *dir, dalle_error *err)
     const dalle_model_config *c = &m->cfg;
     dalle_status s = dalle_bart_tokenizer_load(&m->bpe, model_path(a, sizeof a, dir, c->vocab_file),
                                                model_path(b, sizeof b, dir, c->merges_file), err);
-    if (s != DALLE_OK) return s;
+    if (s != DALLE_OK)
+        return s;
     if (dalle_bart_tokenizer_vocab_size(m->bpe) > c->bart.text_vocab_size + 1)
         return dalle_error_set(err, DALLE_ERR_FORMAT,
                                "%s: %d entries, but the encoder embeds only %d ids", c->vocab_file,
                                dalle_bart_tokenizer_vocab_size(m->bpe), c->bart.text_vocab_size);
-    s = dalle_normalizer_new(&m->normalizer,
-                             c->wiki_words_file[0]
-                                 ? model_path(a, sizeof a, dir, c->wiki_words_file)
-                                 : NULL,
-                             err);
-    if (s != DALLE_OK || !c->clip_merges_file[0]) return s;
-    return dalle_clip_tokenizer_load(&m->clip_bpe,
-                                     model_path(a, sizeof a, dir, c->clip_merges_file), CLIP_MERGES,
-                                     err);
+    s = dalle_normalizer_new(
+        &m->normalizer,
+        c->wiki_words_file[0] ? model_path(a, sizeof a, dir, c->wiki_words_file) : NULL, err);
+    if (s != DALLE_OK || !c->clip_merges_file[0])
+        return s;
+    return dalle_clip_tokenizer_load(
+        &m->clip_bpe, model_path(a, sizeof a, dir, c->clip_merges_file), CLIP_MERGES, err);
 }
 
 /* The optional image stages: VQGAN (files.vqgan + "vqgan") and CLIP (files.clip + "clip",
@@ -149,19 +153,22 @@ static dalle_status load_images(dalle_model *m, const char *dir, dalle_error *er
     snprintf(label, sizeof label, "%s/config.json", dir);
     if (c->vqgan_file[0]) {
         if (!c->vqgan_json)
-            return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: files.vqgan needs a \"vqgan\" section",
-                                   label);
+            return dalle_error_set(err, DALLE_ERR_FORMAT,
+                                   "%s: files.vqgan needs a \"vqgan\" section", label);
         s = dalle_vqgan_load(&m->vqgan, m->be, c->vqgan_json, label,
                              model_path(path, sizeof path, dir, c->vqgan_file), err);
-        if (s != DALLE_OK) return s;
+        if (s != DALLE_OK)
+            return s;
         m->has_vqgan = 1;
         const dalle_vqgan_hparams *v = &m->vqgan.hp;
-        if (v->latent * v->latent != c->bart.image_length || v->codebook_size < c->bart.image_vocab_size)
-            return dalle_error_set(err, DALLE_ERR_FORMAT,
-                                   "%s: the VQGAN takes %d×%d codes below %d, but the decoder makes "
-                                   "%d codes below %d",
-                                   label, v->latent, v->latent, v->codebook_size,
-                                   c->bart.image_length, c->bart.image_vocab_size);
+        if (v->latent * v->latent != c->bart.image_length ||
+            v->codebook_size < c->bart.image_vocab_size)
+            return dalle_error_set(
+                err, DALLE_ERR_FORMAT,
+                "%s: the VQGAN takes %d×%d codes below %d, but the decoder makes "
+                "%d codes below %d",
+                label, v->latent, v->latent, v->codebook_size, c->bart.image_length,
+                c->bart.image_vocab_size);
     }
     if (c->clip_file[0]) {
         dalle_clip_hparams hp;
@@ -183,7 +190,8 @@ static dalle_status load_images(dalle_model *m, const char *dir, dalle_error *er
         if (s == DALLE_OK)
             s = dalle_clip_load(&m->clip, m->be, &hp,
                                 model_path(path, sizeof path, dir, c->clip_file), err);
-        if (s != DALLE_OK) return s;
+        if (s != DALLE_OK)
+            return s;
         m->has_clip = 1;
     }
     return DALLE_OK;
@@ -193,20 +201,27 @@ dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_mo
                               dalle_error *err) {
     *out = NULL;
     dalle_model *m = calloc(1, sizeof *m);
-    if (!m) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-    if (p) m->params = *p;
-    else dalle_model_params_default(&m->params);
+    if (!m)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (p)
+        m->params = *p;
+    else
+        dalle_model_params_default(&m->params);
 
     char enc[PATH_MAX], dec[PATH_MAX];
     dalle_status s = dalle_model_config_load(&m->cfg, dir, err);
-    if (s == DALLE_OK) s = load_text(m, dir, err);
-    if (s == DALLE_OK) s = backend_new(&m->params, &m->be, err);
+    if (s == DALLE_OK)
+        s = load_text(m, dir, err);
+    if (s == DALLE_OK)
+        s = backend_new(&m->params, &m->be, err);
     if (s == DALLE_OK)
         s = dalle_bart_load(&m->bart, m->be, &m->cfg.bart,
                             model_path(enc, sizeof enc, dir, m->cfg.encoder_file),
                             model_path(dec, sizeof dec, dir, m->cfg.decoder_file), err);
-    if (s == DALLE_OK) s = encode_uncond(m, err);
-    if (s == DALLE_OK) s = load_images(m, dir, err);
+    if (s == DALLE_OK)
+        s = encode_uncond(m, err);
+    if (s == DALLE_OK)
+        s = load_images(m, dir, err);
     if (s != DALLE_OK) {
         dalle_model_free(m);
         return s;
@@ -216,11 +231,15 @@ dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_mo
 }
 
 void dalle_model_free(dalle_model *m) {
-    if (!m) return;
+    if (!m)
+        return;
     dalle_bart_free(&m->bart);
-    if (m->has_vqgan) dalle_vqgan_free(&m->vqgan);
-    if (m->has_clip) dalle_clip_free(&m->clip);
-    if (m->be) m->be->ops->destroy(m->be);
+    if (m->has_vqgan)
+        dalle_vqgan_free(&m->vqgan);
+    if (m->has_clip)
+        dalle_clip_free(&m->clip);
+    if (m->be)
+        m->be->ops->destroy(m->be);
     dalle_normalizer_free(m->normalizer);
     dalle_bart_tokenizer_free(m->bpe);
     dalle_clip_tokenizer_free(m->clip_bpe);
@@ -236,8 +255,9 @@ void dalle_model_get_info(const dalle_model *m, dalle_model_info *info) {
         .name = m->cfg.name,
         .backend = m->be->ops->name,
         .kernels = m->be->ops->variant ? m->be->ops->variant(m->be) : m->be->ops->name,
-        .weight_bytes = (int64_t)(m->bart.weight_bytes + (m->has_vqgan ? m->vqgan.weight_bytes : 0) +
-                                  (m->has_clip ? m->clip.weight_bytes : 0)),
+        .weight_bytes =
+            (int64_t)(m->bart.weight_bytes + (m->has_vqgan ? m->vqgan.weight_bytes : 0) +
+                      (m->has_clip ? m->clip.weight_bytes : 0)),
         .d_model = hp->d_model,
         .encoder_layers = hp->encoder_layers,
         .decoder_layers = hp->decoder_layers,
@@ -289,7 +309,8 @@ dalle_status dalle_text_encode(const dalle_model *m, const char *prompt, size_t 
     if (s == DALLE_OK && m->clip_bpe)
         s = dalle_clip_tokenize(m->clip_bpe, prompt, n, DALLE_CLIP_TEXT_LENGTH, out->clip_ids,
                                 &out->n_clip, err);
-    if (s != DALLE_OK) dalle_text_free(out);
+    if (s != DALLE_OK)
+        dalle_text_free(out);
     return s;
 }
 
@@ -313,8 +334,8 @@ void dalle_gen_params_default(const dalle_model *m, dalle_gen_params *p) {
     };
 }
 
-dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params *p,
-                                    int max_images, dalle_error *err) {
+dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params *p, int max_images,
+                                    dalle_error *err) {
     const dalle_status bad = DALLE_ERR_INVALID_ARG;
     if (p->n_images < 1 || p->n_images > max_images)
         return dalle_error_set(err, bad, "n must be in [1, %d], got %d", max_images, p->n_images);
@@ -332,7 +353,8 @@ dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params
 
 static void *host_alloc(size_t bytes, int *ok) {
     void *p = malloc(bytes ? bytes : 1);
-    if (!p) *ok = 0;
+    if (!p)
+        *ok = 0;
     return p;
 }
 
@@ -349,18 +371,21 @@ static dalle_status state_images(dalle_state *s, dalle_error *err) {
         s->rgb = host_alloc(B * R * R * 3, &ok);
         st = dalle_vqgan_work_new(&s->vqgan, &m->vqgan, s->be, s->max_images, err);
     }
-    if (st != DALLE_OK || !m->has_clip) return ok ? st : dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (st != DALLE_OK || !m->has_clip)
+        return ok ? st : dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     const size_t S = (size_t)m->clip.hp.image_size, E = (size_t)m->clip.hp.embed_dim;
     s->clip_pixels = host_alloc(B * S * S * 3 * sizeof(float), &ok);
     s->clip_img = host_alloc(B * E * sizeof(float), &ok);
     s->clip_txt = host_alloc(E * sizeof(float), &ok);
-    if (!ok) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!ok)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     if (m->has_vqgan) {
         const int R = m->vqgan.hp.resolution;
         st = dalle_image_prep_init(&s->prep, R, R, (int)S, err);
-        if (st == DALLE_OK) st = dalle_image_prep_plan(&s->prep, s->be, &s->prep_plan,
-                                                       &s->prep_plan_mem, err);
-        if (st != DALLE_OK) return st;
+        if (st == DALLE_OK)
+            st = dalle_image_prep_plan(&s->prep, s->be, &s->prep_plan, &s->prep_plan_mem, err);
+        if (st != DALLE_OK)
+            return st;
     }
     return dalle_clip_work_new(&s->clip, &m->clip, s->be, s->max_images, err);
 }
@@ -376,7 +401,8 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
                                max_images, max_prompts);
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model, R = 2 * max_images;
     dalle_state *s = calloc(1, sizeof *s);
-    if (!s) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!s)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     s->m = m;
     s->max_images = max_images;
     s->max_prompts = max_prompts;
@@ -402,11 +428,15 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
         s->image_token = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->batch_image = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->block_used = calloc((size_t)max_prompts + 1, 1);
-        if (!s->jobs || !s->block_used) ok = 0;
-        for (int k = 0; ok && k < max_images; k++) s->image_job[k] = -1;
-        if (!ok) st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        if (!s->jobs || !s->block_used)
+            ok = 0;
+        for (int k = 0; ok && k < max_images; k++)
+            s->image_job[k] = -1;
+        if (!ok)
+            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
-    if (st == DALLE_OK) st = state_images(s, err);
+    if (st == DALLE_OK)
+        st = state_images(s, err);
     if (st == DALLE_OK) {
         s->be->ops->to_device(s->be, s->enc_out, m->uncond_enc, (size_t)T * C * sizeof(float));
         dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, m->uncond_mask, DALLE_UNCOND_BLOCK);
@@ -421,21 +451,25 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
 }
 
 void dalle_state_free(dalle_state *s) {
-    if (!s) return;
+    if (!s)
+        return;
     dalle_bart_work_free(&s->work);
     dalle_vqgan_work_free(&s->vqgan);
     dalle_clip_work_free(&s->clip);
     dalle_image_prep_free(&s->prep);
     dalle_jpeg_encoder_free(s->jpeg);
     if (s->be) {
-        if (s->enc_out) s->be->ops->free(s->be, s->enc_out);
-        if (s->prep_plan_mem) s->be->ops->free(s->be, s->prep_plan_mem);
+        if (s->enc_out)
+            s->be->ops->free(s->be, s->enc_out);
+        if (s->prep_plan_mem)
+            s->be->ops->free(s->be, s->prep_plan_mem);
         s->be->ops->destroy(s->be);
     }
-    void *host[] = {s->ids,         s->mask,        s->token,       s->pos,      s->slot,
-                    s->block,       s->sp,          s->step,        s->sampled,  s->clip_pixels,
-                    s->clip_img,    s->clip_txt,    s->rgb,         s->jobs,     s->image_job,
+    void *host[] = {s->ids,         s->mask,        s->token,       s->pos,       s->slot,
+                    s->block,       s->sp,          s->step,        s->sampled,   s->clip_pixels,
+                    s->clip_img,    s->clip_txt,    s->rgb,         s->jobs,      s->image_job,
                     s->image_index, s->image_token, s->batch_image, s->block_used};
-    for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++)
+        free(host[i]);
     free(s);
 }

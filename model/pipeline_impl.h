@@ -26,21 +26,26 @@
 
 #define DALLE_UNCOND_BLOCK 0
 
-typedef enum { DALLE_JOB_FREE = 0, DALLE_JOB_RUNNING, DALLE_JOB_DONE, DALLE_JOB_CANCELLED } dalle_job_state;
+typedef enum {
+    DALLE_JOB_FREE = 0,
+    DALLE_JOB_RUNNING,
+    DALLE_JOB_DONE,
+    DALLE_JOB_CANCELLED
+} dalle_job_state;
 
 /* One prompt's images in the running batch (iteration-level batching, generate.c). */
 typedef struct {
     dalle_job_state state;
-    int block;               /* its cross-attention block, 1..max_prompts */
-    int step;                /* codes written per image */
-    int32_t *codes;          /* the caller's [n_images, image_length] */
+    int block;      /* its cross-attention block, 1..max_prompts */
+    int step;       /* codes written per image */
+    int32_t *codes; /* the caller's [n_images, image_length] */
     dalle_gen_params p;
 } dalle_job_rec;
 
 struct dalle_model {
     dalle_model_config cfg;
     dalle_model_params params;
-    dalle_backend *be;              /* owns the weights */
+    dalle_backend *be; /* owns the weights */
     dalle_bart bart;
     int has_vqgan, has_clip;
     dalle_vqgan vqgan;

@@ -53,9 +53,11 @@ static const char *const OTHER_KEYS[] = {"ch_mult", "attn_resolutions", "eps"};
 
 static int known_key(const char *key) {
     for (size_t i = 0; i < N_INT_KEYS; i++)
-        if (!strcmp(key, INT_KEYS[i].key)) return 1;
+        if (!strcmp(key, INT_KEYS[i].key))
+            return 1;
     for (size_t i = 0; i < sizeof OTHER_KEYS / sizeof *OTHER_KEYS; i++)
-        if (!strcmp(key, OTHER_KEYS[i])) return 1;
+        if (!strcmp(key, OTHER_KEYS[i]))
+            return 1;
     return 0;
 }
 
@@ -67,18 +69,18 @@ static dalle_status need(json_t *obj, const char *key, json_t **v, const char *l
 }
 
 /* A JSON array of min_n … DALLE_VQGAN_MAX_LEVELS integers in [lo, hi]. */
-static dalle_status read_int_list(json_t *obj, const char *key, int min_n, int lo, int hi,
-                                  int *out, int *n, const char *label, dalle_error *err) {
+static dalle_status read_int_list(json_t *obj, const char *key, int min_n, int lo, int hi, int *out,
+                                  int *n, const char *label, dalle_error *err) {
     char found[64];
     json_t *v;
     dalle_status s = need(obj, key, &v, label, err);
-    if (s != DALLE_OK) return s;
+    if (s != DALLE_OK)
+        return s;
     const size_t len = json_array_size(v);
     if (!json_is_array(v) || len < (size_t)min_n || len > DALLE_VQGAN_MAX_LEVELS)
-        return dalle_error_set(err, DALLE_ERR_FORMAT,
-                               "%s: vqgan.%s: expected an array of %d to %d integers, found %s",
-                               label, key, min_n, DALLE_VQGAN_MAX_LEVELS,
-                               dalle_json_describe(v, found, sizeof found));
+        return dalle_error_set(
+            err, DALLE_ERR_FORMAT, "%s: vqgan.%s: expected an array of %d to %d integers, found %s",
+            label, key, min_n, DALLE_VQGAN_MAX_LEVELS, dalle_json_describe(v, found, sizeof found));
     for (size_t i = 0; i < len; i++) {
         json_t *e = json_array_get(v, i);
         const json_int_t x = json_integer_value(e);
@@ -96,18 +98,19 @@ static dalle_status read_int_list(json_t *obj, const char *key, int min_n, int l
 /* The level whose resolution is res, or -1. */
 static int level_of(const dalle_vqgan_hparams *hp, int res) {
     for (int i = 0; i < hp->n_levels; i++)
-        if (hp->resolution >> i == res) return i;
+        if (hp->resolution >> i == res)
+            return i;
     return -1;
 }
 
 static int level_has_attn(const dalle_vqgan_hparams *hp, int level) {
     for (int a = 0; a < hp->n_attn; a++)
-        if (hp->attn_resolutions[a] == hp->resolution >> level) return 1;
+        if (hp->attn_resolutions[a] == hp->resolution >> level)
+            return 1;
     return 0;
 }
 
-static dalle_status check_relations(dalle_vqgan_hparams *hp, const char *label,
-                                    dalle_error *err) {
+static dalle_status check_relations(dalle_vqgan_hparams *hp, const char *label, dalle_error *err) {
     for (int i = 0; i < hp->n_levels; i++) {
         const long c = (long)hp->ch * hp->ch_mult[i];
         if (c > VQGAN_MAX_CHANNELS)
@@ -157,21 +160,22 @@ static dalle_status parse_object(dalle_vqgan_hparams *hp, json_t *obj, const cha
     dalle_status s;
     for (size_t i = 0; i < N_INT_KEYS; i++) {
         const int_key *k = &INT_KEYS[i];
-        if ((s = need(obj, k->key, &v, label, err)) != DALLE_OK) return s;
+        if ((s = need(obj, k->key, &v, label, err)) != DALLE_OK)
+            return s;
         const json_int_t x = json_integer_value(v);
         if (!json_is_integer(v) || x < k->lo || x > k->hi)
-            return dalle_error_set(err, DALLE_ERR_FORMAT,
-                                   "%s: vqgan.%s: expected an integer in [%d, %d], found %s",
-                                   label, k->key, k->lo, k->hi,
-                                   dalle_json_describe(v, found, sizeof found));
+            return dalle_error_set(
+                err, DALLE_ERR_FORMAT, "%s: vqgan.%s: expected an integer in [%d, %d], found %s",
+                label, k->key, k->lo, k->hi, dalle_json_describe(v, found, sizeof found));
         *(int *)((char *)hp + k->off) = (int)x;
     }
     if ((s = read_int_list(obj, "ch_mult", 1, 1, 64, hp->ch_mult, &hp->n_levels, label, err)))
         return s;
-    if ((s = read_int_list(obj, "attn_resolutions", 0, 1, 4096, hp->attn_resolutions,
-                           &hp->n_attn, label, err)))
+    if ((s = read_int_list(obj, "attn_resolutions", 0, 1, 4096, hp->attn_resolutions, &hp->n_attn,
+                           label, err)))
         return s;
-    if ((s = need(obj, "eps", &v, label, err)) != DALLE_OK) return s;
+    if ((s = need(obj, "eps", &v, label, err)) != DALLE_OK)
+        return s;
     const double eps = json_number_value(v);
     if (!json_is_number(v) || !(eps > 0 && (float)eps > 0 && eps <= 0.1))
         return dalle_error_set(err, DALLE_ERR_FORMAT,
@@ -181,13 +185,14 @@ static dalle_status parse_object(dalle_vqgan_hparams *hp, json_t *obj, const cha
     return check_relations(hp, label, err);
 }
 
-dalle_status dalle_vqgan_hparams_parse(dalle_vqgan_hparams *hp, const char *json,
-                                       const char *label, dalle_error *err) {
+dalle_status dalle_vqgan_hparams_parse(dalle_vqgan_hparams *hp, const char *json, const char *label,
+                                       dalle_error *err) {
     memset(hp, 0, sizeof *hp);
     if (!json)
         return dalle_error_set(err, DALLE_ERR_FORMAT, "%s: missing section 'vqgan'", label);
     json_t *obj = dalle_json_parse_object(json, strlen(json), label, err);
-    if (!obj) return err ? err->status : DALLE_ERR_FORMAT;
+    if (!obj)
+        return err ? err->status : DALLE_ERR_FORMAT;
     dalle_status s = parse_object(hp, obj, label, err);
     json_decref(obj);
     return s;
@@ -227,10 +232,14 @@ static dalle_status bind_resblock(loader *L, dalle_vqgan_resblock *rb, int cin, 
     dalle_status s;
     rb->cin = cin;
     rb->cout = cout;
-    if ((s = bind_norm(L, &rb->norm1, cin, sub(p, sizeof p, name, "norm1")))) return s;
-    if ((s = bind_conv(L, &rb->conv1, cout, cin, 3, sub(p, sizeof p, name, "conv1")))) return s;
-    if ((s = bind_norm(L, &rb->norm2, cout, sub(p, sizeof p, name, "norm2")))) return s;
-    if ((s = bind_conv(L, &rb->conv2, cout, cout, 3, sub(p, sizeof p, name, "conv2")))) return s;
+    if ((s = bind_norm(L, &rb->norm1, cin, sub(p, sizeof p, name, "norm1"))))
+        return s;
+    if ((s = bind_conv(L, &rb->conv1, cout, cin, 3, sub(p, sizeof p, name, "conv1"))))
+        return s;
+    if ((s = bind_norm(L, &rb->norm2, cout, sub(p, sizeof p, name, "norm2"))))
+        return s;
+    if ((s = bind_conv(L, &rb->conv2, cout, cout, 3, sub(p, sizeof p, name, "conv2"))))
+        return s;
     if (cin != cout)
         return bind_conv(L, &rb->nin, cout, cin, 1, sub(p, sizeof p, name, "nin_shortcut"));
     return DALLE_OK;
@@ -240,10 +249,14 @@ static dalle_status bind_attn(loader *L, dalle_vqgan_attn *a, int C, const char 
     char p[128];
     dalle_status s;
     a->C = C;
-    if ((s = bind_norm(L, &a->norm, C, sub(p, sizeof p, name, "norm")))) return s;
-    if ((s = bind_conv(L, &a->q, C, C, 1, sub(p, sizeof p, name, "q")))) return s;
-    if ((s = bind_conv(L, &a->k, C, C, 1, sub(p, sizeof p, name, "k")))) return s;
-    if ((s = bind_conv(L, &a->v, C, C, 1, sub(p, sizeof p, name, "v")))) return s;
+    if ((s = bind_norm(L, &a->norm, C, sub(p, sizeof p, name, "norm"))))
+        return s;
+    if ((s = bind_conv(L, &a->q, C, C, 1, sub(p, sizeof p, name, "q"))))
+        return s;
+    if ((s = bind_conv(L, &a->k, C, C, 1, sub(p, sizeof p, name, "k"))))
+        return s;
+    if ((s = bind_conv(L, &a->v, C, C, 1, sub(p, sizeof p, name, "v"))))
+        return s;
     return bind_conv(L, &a->proj, C, C, 1, sub(p, sizeof p, name, "proj_out"));
 }
 
@@ -262,7 +275,8 @@ static dalle_status bind_all(loader *L, dalle_vqgan *m) {
         (s = bind_resblock(L, &m->mid2, cin, cin, "decoder.mid.block_2")))
         return s;
     m->levels = calloc((size_t)hp->n_levels, sizeof *m->levels);
-    if (!m->levels) return dalle_error_set(L->err, DALLE_ERR_NOMEM, "out of memory");
+    if (!m->levels)
+        return dalle_error_set(L->err, DALLE_ERR_NOMEM, "out of memory");
     for (int i = hp->n_levels - 1; i >= 0; i--) {
         dalle_vqgan_level *lv = &m->levels[i];
         const int cout = hp->ch * hp->ch_mult[i];
@@ -273,13 +287,16 @@ static dalle_status bind_all(loader *L, dalle_vqgan *m) {
             return dalle_error_set(L->err, DALLE_ERR_NOMEM, "out of memory");
         for (int j = 0; j < nb; j++) {
             snprintf(name, sizeof name, "decoder.up.%d.block.%d", i, j);
-            if ((s = bind_resblock(L, &lv->blocks[j], j ? cout : cin, cout, name))) return s;
+            if ((s = bind_resblock(L, &lv->blocks[j], j ? cout : cin, cout, name)))
+                return s;
             snprintf(name, sizeof name, "decoder.up.%d.attn.%d", i, j);
-            if (lv->attn && (s = bind_attn(L, &lv->attn[j], cout, name))) return s;
+            if (lv->attn && (s = bind_attn(L, &lv->attn[j], cout, name)))
+                return s;
         }
         cin = cout;
         snprintf(name, sizeof name, "decoder.up.%d.upsample.conv", i);
-        if (i > 0 && (s = bind_conv(L, &lv->upsample, cout, cout, 3, name))) return s;
+        if (i > 0 && (s = bind_conv(L, &lv->upsample, cout, cout, 3, name)))
+            return s;
     }
     if ((s = bind_norm(L, &m->norm_out, cin, "decoder.norm_out")) ||
         (s = bind_conv(L, &m->conv_out, hp->out_ch, cin, 3, "decoder.conv_out")))
@@ -292,23 +309,27 @@ dalle_status dalle_vqgan_load(dalle_vqgan *m, dalle_backend *be, const char *con
     memset(m, 0, sizeof *m);
     m->be = be;
     dalle_status s = dalle_vqgan_hparams_parse(&m->hp, config_json, label, err);
-    if (s != DALLE_OK) return s;
+    if (s != DALLE_OK)
+        return s;
     loader L = {.err = err};
     dalle_binder_init(&L.b, be);
     s = dalle_safetensors_open(&L.st, weights_path, err);
     if (s == DALLE_OK) {
         s = bind_all(&L, m);
-        if (s == DALLE_OK) s = dalle_binder_upload(&L.b, &m->block, err);
+        if (s == DALLE_OK)
+            s = dalle_binder_upload(&L.b, &m->block, err);
         m->weight_bytes = L.b.bytes;
         dalle_safetensors_close(&L.st);
     }
     dalle_binder_free(&L.b);
-    if (s != DALLE_OK) dalle_vqgan_free(m);
+    if (s != DALLE_OK)
+        dalle_vqgan_free(m);
     return s;
 }
 
 void dalle_vqgan_free(dalle_vqgan *m) {
-    if (m->block) m->be->ops->free(m->be, m->block);
+    if (m->block)
+        m->be->ops->free(m->be, m->block);
     if (m->levels)
         for (int i = 0; i < m->hp.n_levels; i++) {
             free(m->levels[i].blocks);
@@ -325,16 +346,20 @@ static void map_sizes(const dalle_vqgan_hparams *hp, size_t *map, size_t *attn) 
     const size_t l2 = (size_t)hp->latent * hp->latent;
     int cin = hp->ch * hp->ch_mult[hp->n_levels - 1];
     size_t c0 = (size_t)cin;
-    if ((size_t)hp->embed_dim > c0) c0 = (size_t)hp->embed_dim;
-    if ((size_t)hp->z_channels > c0) c0 = (size_t)hp->z_channels;
+    if ((size_t)hp->embed_dim > c0)
+        c0 = (size_t)hp->embed_dim;
+    if ((size_t)hp->z_channels > c0)
+        c0 = (size_t)hp->z_channels;
     *map = l2 * c0;
     *attn = l2 * cin; // mid
     for (int i = hp->n_levels - 1; i >= 0; i--) {
         const int cout = hp->ch * hp->ch_mult[i];
         const size_t res = (size_t)(hp->resolution >> i);
         const size_t m = res * res * (size_t)(cin > cout ? cin : cout);
-        if (m > *map) *map = m;
-        if (level_has_attn(hp, i) && res * res * cout > *attn) *attn = res * res * cout;
+        if (m > *map)
+            *map = m;
+        if (level_has_attn(hp, i) && res * res * cout > *attn)
+            *attn = res * res * cout;
         cin = cout; // the ×2 upsample output is the next level's input map
     }
 }
@@ -354,11 +379,10 @@ dalle_status dalle_vqgan_work_new(dalle_vqgan_work *w, const dalle_vqgan *m, dal
     size_t map, attn;
     map_sizes(hp, &map, &attn);
     const size_t B = (size_t)max_batch, out = B * pixels * hp->out_ch, f = sizeof(float);
-    void **bufs[] = {(void **)&w->x, (void **)&w->t, (void **)&w->u, (void **)&w->k,
-                     (void **)&w->v, (void **)&w->image, (void **)&w->rgb,
-                     (void **)&w->nonfinite};
-    const size_t bytes[] = {B * map * f, B * map * f, B * map * f, B * attn * f, B * attn * f,
-                            out * f, out, sizeof(int32_t)};
+    void **bufs[] = {(void **)&w->x, (void **)&w->t,     (void **)&w->u,   (void **)&w->k,
+                     (void **)&w->v, (void **)&w->image, (void **)&w->rgb, (void **)&w->nonfinite};
+    const size_t bytes[] = {B * map * f,  B * map * f, B * map * f, B * attn * f,
+                            B * attn * f, out * f,     out,         sizeof(int32_t)};
     int ok = 1;
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         ok &= (*bufs[i] = be->ops->alloc(be, bytes[i])) != NULL;
@@ -377,7 +401,8 @@ void dalle_vqgan_work_free(dalle_vqgan_work *w) {
     if (w->be) {
         void *bufs[] = {w->x, w->t, w->u, w->k, w->v, w->image, w->rgb, w->nonfinite};
         for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-            if (bufs[i]) w->be->ops->free(w->be, bufs[i]);
+            if (bufs[i])
+                w->be->ops->free(w->be, bufs[i]);
     }
     free(w->host);
     memset(w, 0, sizeof *w);
@@ -407,12 +432,12 @@ static void gn_conv(pass *p, float *y, const float *x, float *scratch, const dal
                     const dalle_vqgan_conv *cv, int res, int cin, int cout) {
     const dalle_vqgan_hparams *hp = &p->m->hp;
     if (p->op->conv2d_gn) {
-        p->op->conv2d_gn(p->be, y, x, &nm->g, &nm->b, hp->groups, hp->eps, 1, &cv->w, &cv->b,
-                         p->B, res, res, cin, cout, 3);
+        p->op->conv2d_gn(p->be, y, x, &nm->g, &nm->b, hp->groups, hp->eps, 1, &cv->w, &cv->b, p->B,
+                         res, res, cin, cout, 3);
         return;
     }
-    p->op->group_norm(p->be, scratch, x, &nm->g, &nm->b, p->B, res * res, cin, hp->groups,
-                      hp->eps, 1);
+    p->op->group_norm(p->be, scratch, x, &nm->g, &nm->b, p->B, res * res, cin, hp->groups, hp->eps,
+                      1);
     p->op->conv2d(p->be, y, scratch, &cv->w, &cv->b, p->B, res, res, cin, cout, 3);
 }
 
@@ -456,7 +481,7 @@ dalle_status dalle_vqgan_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const
                                    (int)(i / N), codes[i], (int)(i % N), hp->codebook_size);
     pass p = {m, w, w->be, w->be->ops, B, w->x, w->t, w->u};
     int C = hp->ch * hp->ch_mult[hp->n_levels - 1];
-    p.op->embed(p.be, p.t, &m->codebook, codes, NULL, NULL, B * N, E);            // [B, L, L, E]
+    p.op->embed(p.be, p.t, &m->codebook, codes, NULL, NULL, B * N, E); // [B, L, L, E]
     p.op->conv2d(p.be, p.u, p.t, &m->post_quant.w, &m->post_quant.b, B, L, L, E, Z, 1);
     p.op->conv2d(p.be, p.x, p.u, &m->conv_in.w, &m->conv_in.b, B, L, L, Z, C, 3); // [B, L, L, C]
     resblock(&p, &m->mid1, L);
@@ -467,10 +492,12 @@ dalle_status dalle_vqgan_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const
         const int res = lv->res;
         for (int j = 0; j <= hp->num_res_blocks; j++) {
             resblock(&p, &lv->blocks[j], res);
-            if (lv->attn) attnblock(&p, &lv->attn[j], res);
+            if (lv->attn)
+                attnblock(&p, &lv->attn[j], res);
         }
         C = lv->blocks[hp->num_res_blocks].cout;
-        if (i == 0) break;
+        if (i == 0)
+            break;
         const dalle_vqgan_conv *up = &lv->upsample; // ×2 nearest, then conv: [B, 2res, 2res, C]
         if (p.op->conv2d_up2x) {
             p.op->conv2d_up2x(p.be, p.u, p.x, &up->w, &up->b, B, 2 * res, 2 * res, C, C, 3);
@@ -481,7 +508,7 @@ dalle_status dalle_vqgan_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const
         swap_xu(&p);
     }
     gn_conv(&p, w->image, p.x, p.t, &m->norm_out, &m->conv_out, hp->resolution, C,
-            hp->out_ch);                                                   // [B, R, R, O]
+            hp->out_ch); // [B, R, R, O]
     return DALLE_OK;
 }
 
@@ -502,7 +529,8 @@ int dalle_vqgan_read_u8(const dalle_vqgan *m, dalle_vqgan_work *w, int B, uint8_
         op->to_rgb8(w->be, w->rgb, w->image, (int64_t)n, w->nonfinite);
         op->to_host(w->be, pixels, w->rgb, n);
         op->to_host(w->be, &bad, w->nonfinite, sizeof bad);
-        if (!bad) return -1;
+        if (!bad)
+            return -1;
     }
     // no device conversion, or a non-finite value to find: the floats come back
     op->to_host(w->be, w->host, w->image, n * sizeof(float));
@@ -511,6 +539,7 @@ int dalle_vqgan_read_u8(const dalle_vqgan *m, dalle_vqgan_work *w, int B, uint8_
         op->to_device(w->be, w->rgb, pixels, n);
     }
     for (size_t i = 0; i < n; i++)
-        if (!isfinite(w->host[i])) return (int)(i / per);
+        if (!isfinite(w->host[i]))
+            return (int)(i / per);
     return -1;
 }

@@ -24,28 +24,28 @@
 #define DALLE_VQGAN_MAX_LEVELS 8
 
 typedef struct {
-    int codebook_size;    /* codes: 16384 for VQGAN f16 16384 */
-    int embed_dim;        /* E: codebook vector size */
-    int z_channels;       /* Z: post_quant_conv output, conv_in input */
-    int ch;               /* base channel count; level i has ch · ch_mult[i] */
-    int n_levels;         /* entries of ch_mult */
+    int codebook_size; /* codes: 16384 for VQGAN f16 16384 */
+    int embed_dim;     /* E: codebook vector size */
+    int z_channels;    /* Z: post_quant_conv output, conv_in input */
+    int ch;            /* base channel count; level i has ch · ch_mult[i] */
+    int n_levels;      /* entries of ch_mult */
     int ch_mult[DALLE_VQGAN_MAX_LEVELS];
-    int num_res_blocks;   /* each level has num_res_blocks + 1 ResBlocks */
-    int n_attn;           /* entries of attn_resolutions */
+    int num_res_blocks;                           /* each level has num_res_blocks + 1 ResBlocks */
+    int n_attn;                                   /* entries of attn_resolutions */
     int attn_resolutions[DALLE_VQGAN_MAX_LEVELS]; /* levels (by resolution) with AttnBlocks */
-    int resolution;       /* R */
-    int out_ch;           /* O: 3 (RGB) */
-    int groups;           /* GroupNorm groups: 32 */
-    float eps;            /* GroupNorm ε: 1e-6 taming / VQGAN-JAX, 1e-5 min-dalle */
-    int latent;           /* derived: L = R >> (n_levels − 1) */
+    int resolution;                               /* R */
+    int out_ch;                                   /* O: 3 (RGB) */
+    int groups;                                   /* GroupNorm groups: 32 */
+    float eps;  /* GroupNorm ε: 1e-6 taming / VQGAN-JAX, 1e-5 min-dalle */
+    int latent; /* derived: L = R >> (n_levels − 1) */
 } dalle_vqgan_hparams;
 
 /* Parse and validate the "vqgan" section (JSON object text). Errors are DALLE_ERR_FORMAT,
  * one line starting with `label` and naming the key (vqgan.<key>): missing or unknown
  * keys, types, ranges, groups not dividing a level's channels, a resolution that is not a
  * multiple of 2^(n_levels − 1), attention at a resolution no level has. */
-dalle_status dalle_vqgan_hparams_parse(dalle_vqgan_hparams *hp, const char *json,
-                                       const char *label, dalle_error *err);
+dalle_status dalle_vqgan_hparams_parse(dalle_vqgan_hparams *hp, const char *json, const char *label,
+                                       dalle_error *err);
 
 typedef struct {
     dalle_tensor w; // [Cout, k, k, Cin]
@@ -80,17 +80,17 @@ typedef struct {
 
 typedef struct {
     dalle_vqgan_hparams hp;
-    dalle_tensor codebook;             // [codebook_size, E]
-    dalle_vqgan_conv post_quant;       // 1×1, E → Z
-    dalle_vqgan_conv conv_in;          // 3×3, Z → ch · ch_mult[n_levels − 1]
+    dalle_tensor codebook;       // [codebook_size, E]
+    dalle_vqgan_conv post_quant; // 1×1, E → Z
+    dalle_vqgan_conv conv_in;    // 3×3, Z → ch · ch_mult[n_levels − 1]
     dalle_vqgan_resblock mid1, mid2;
     dalle_vqgan_attn mid_attn;
-    dalle_vqgan_level *levels;         // [n_levels]
-    dalle_vqgan_norm norm_out;         // [ch · ch_mult[0]]
-    dalle_vqgan_conv conv_out;         // 3×3, ch · ch_mult[0] → O
-    void *block;                       // the one weight allocation
-    size_t weight_bytes;               // its size
-    dalle_backend *be;                 // the backend that owns it
+    dalle_vqgan_level *levels; // [n_levels]
+    dalle_vqgan_norm norm_out; // [ch · ch_mult[0]]
+    dalle_vqgan_conv conv_out; // 3×3, ch · ch_mult[0] → O
+    void *block;               // the one weight allocation
+    size_t weight_bytes;       // its size
+    dalle_backend *be;         // the backend that owns it
 } dalle_vqgan;
 
 /* Parse `config_json` (the raw "vqgan" section; NULL = the section is missing) and upload
@@ -104,12 +104,12 @@ void dalle_vqgan_free(dalle_vqgan *m);
 typedef struct {
     int max_batch;
     dalle_backend *be;
-    float *x, *t, *u; // [max_batch · largest map] feature maps, rotated during a decode
-    float *k, *v;     // [max_batch · largest attention map]
-    float *image;     // [max_batch, R, R, O] decode output
-    uint8_t *rgb;     // [max_batch, R, R, O] pixels of the last dalle_vqgan_read_u8
+    float *x, *t, *u;   // [max_batch · largest map] feature maps, rotated during a decode
+    float *k, *v;       // [max_batch · largest attention map]
+    float *image;       // [max_batch, R, R, O] decode output
+    uint8_t *rgb;       // [max_batch, R, R, O] pixels of the last dalle_vqgan_read_u8
     int32_t *nonfinite; // [1] the to_rgb8 flag
-    float *host;      // host [max_batch, R, R, O] staging when the floats are needed
+    float *host;        // host [max_batch, R, R, O] staging when the floats are needed
 } dalle_vqgan_work;
 
 dalle_status dalle_vqgan_work_new(dalle_vqgan_work *w, const dalle_vqgan *m, dalle_backend *be,

@@ -16,27 +16,27 @@
 
 #include "dalle.h"
 
-#define DALLE_CONFIG_FORMAT "dalle-server-model"
+#define DALLE_CONFIG_FORMAT  "dalle-server-model"
 #define DALLE_CONFIG_VERSION 1
-#define DALLE_NAME_MAX 128
+#define DALLE_NAME_MAX       128
 
 typedef struct {
-    int d_model;         /* d: 1024 mini, 2048 Mega */
+    int d_model; /* d: 1024 mini, 2048 Mega */
     int encoder_layers;
     int decoder_layers;
-    int heads;           /* d_model % heads == 0 */
-    int glu_dim;         /* F: 2730 mini, 4096 Mega */
-    int text_vocab_size; /* encoder embedding rows */
-    int text_length;     /* 64 */
-    int image_vocab_size;/* VQGAN codes that can be sampled: 16384 */
-    int image_length;    /* 256 decoder positions */
-    int lm_head_size;    /* decoder embedding rows = lm_head outputs (16385 | 16416) */
-    int start_token;     /* 16384 (dalle-mini) or 16383 (min-dalle); < lm_head_size */
+    int heads;            /* d_model % heads == 0 */
+    int glu_dim;          /* F: 2730 mini, 4096 Mega */
+    int text_vocab_size;  /* encoder embedding rows */
+    int text_length;      /* 64 */
+    int image_vocab_size; /* VQGAN codes that can be sampled: 16384 */
+    int image_length;     /* 256 decoder positions */
+    int lm_head_size;     /* decoder embedding rows = lm_head outputs (16385 | 16416) */
+    int start_token;      /* 16384 (dalle-mini) or 16383 (min-dalle); < lm_head_size */
     float layer_norm_eps;
 } dalle_bart_hparams;
 
 typedef struct {
-    int normalize;       /* run the dalle-mini TextNormalizer before BPE */
+    int normalize; /* run the dalle-mini TextNormalizer before BPE */
     int bos_id, pad_id, eos_id, unk_id;
 } dalle_text_hparams;
 
@@ -61,8 +61,8 @@ typedef struct {
     char wiki_words_file[DALLE_NAME_MAX];  /* optional: hashtag splitting */
     char vqgan_file[DALLE_NAME_MAX];       /* optional until the image stage */
     char clip_file[DALLE_NAME_MAX];        /* optional until the image stage */
-    char *vqgan_json; /* raw "vqgan" section or NULL (malloc'd) */
-    char *clip_json;  /* raw "clip" section or NULL (malloc'd) */
+    char *vqgan_json;                      /* raw "vqgan" section or NULL (malloc'd) */
+    char *clip_json;                       /* raw "clip" section or NULL (malloc'd) */
 } dalle_model_config;
 
 dalle_status dalle_model_config_parse(dalle_model_config *cfg, const char *json, size_t n,

@@ -39,11 +39,11 @@ typedef struct {
 } dalle_st_tensor;
 
 typedef struct {
-    char label[256];       /* file name used in messages */
+    char label[256];          /* file name used in messages */
     dalle_st_tensor *tensors; /* sorted by name (find() is a binary search) */
     size_t n_tensors;
-    char *metadata_json;   /* the "__metadata__" object re-serialized, or NULL */
-    void *map;             /* mmap base when opened from a file, else NULL */
+    char *metadata_json; /* the "__metadata__" object re-serialized, or NULL */
+    void *map;           /* mmap base when opened from a file, else NULL */
     size_t map_size;
 } dalle_safetensors;
 

@@ -29,14 +29,17 @@ static void *lane_main(void *arg) {
     lane *l = arg;
     for (;;) {
         pthread_mutex_lock(&l->mu);
-        while (!l->head && !l->stop) pthread_cond_wait(&l->cv, &l->mu);
+        while (!l->head && !l->stop)
+            pthread_cond_wait(&l->cv, &l->mu);
         dalle_pool_task *t = l->head;
         if (t) {
             l->head = t->next;
-            if (!l->head) l->tail = NULL;
+            if (!l->head)
+                l->tail = NULL;
         }
         pthread_mutex_unlock(&l->mu);
-        if (!t) return NULL; /* stopped and empty */
+        if (!t)
+            return NULL; /* stopped and empty */
         t->run(t, l->enc);
     }
 }
@@ -75,15 +78,18 @@ void dalle_encode_pool_submit(dalle_encode_pool *p, int lane_index, dalle_pool_t
     lane *l = &p->lanes[lane_index];
     t->next = NULL;
     pthread_mutex_lock(&l->mu);
-    if (l->tail) l->tail->next = t;
-    else l->head = t;
+    if (l->tail)
+        l->tail->next = t;
+    else
+        l->head = t;
     l->tail = t;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
 }
 
 void dalle_encode_pool_free(dalle_encode_pool *p) {
-    if (!p) return;
+    if (!p)
+        return;
     for (int i = 0; i < p->n; i++) {
         lane *l = &p->lanes[i];
         pthread_mutex_lock(&l->mu);
@@ -93,7 +99,8 @@ void dalle_encode_pool_free(dalle_encode_pool *p) {
     }
     for (int i = 0; i < p->n; i++) {
         lane *l = &p->lanes[i];
-        if (l->started) pthread_join(l->thread, NULL);
+        if (l->started)
+            pthread_join(l->thread, NULL);
         dalle_jpeg_encoder_free(l->enc);
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv);

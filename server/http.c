@@ -75,7 +75,7 @@ typedef struct {
     dalle_http *h;
     dalle_route route;
     char id[DALLE_REQUEST_ID_MAX + 1];
-    char path[128];   /* printable copy for the log */
+    char path[128]; /* printable copy for the log */
     char method[16];
     double t0;
     char *body;
@@ -103,10 +103,14 @@ typedef struct {
 } route_entry;
 
 static const route_entry ROUTES[] = {
-    {"/generate", DALLE_ROUTE_GENERATE, "POST"}, {"/dalle", DALLE_ROUTE_DALLE, "POST"},
-    {"/", DALLE_ROUTE_ROOT, "GET"},               {"/health", DALLE_ROUTE_HEALTH, "GET"},
-    {"/ready", DALLE_ROUTE_READY, "GET"},         {"/info", DALLE_ROUTE_INFO, "GET"},
-    {"/metrics", DALLE_ROUTE_METRICS, "GET"},     {"/openapi.yaml", DALLE_ROUTE_OPENAPI, "GET"},
+    {"/generate", DALLE_ROUTE_GENERATE, "POST"},
+    {"/dalle", DALLE_ROUTE_DALLE, "POST"},
+    {"/", DALLE_ROUTE_ROOT, "GET"},
+    {"/health", DALLE_ROUTE_HEALTH, "GET"},
+    {"/ready", DALLE_ROUTE_READY, "GET"},
+    {"/info", DALLE_ROUTE_INFO, "GET"},
+    {"/metrics", DALLE_ROUTE_METRICS, "GET"},
+    {"/openapi.yaml", DALLE_ROUTE_OPENAPI, "GET"},
     {"/v1/images/generations", DALLE_ROUTE_V1_IMAGES, "POST"},
     {"/v1/models", DALLE_ROUTE_V1_MODELS, "GET"},
 };
@@ -114,7 +118,8 @@ static const route_entry ROUTES[] = {
 
 static const route_entry *find_route(const char *url) {
     for (size_t i = 0; i < N_ROUTES; i++)
-        if (!strcmp(ROUTES[i].path, url)) return &ROUTES[i];
+        if (!strcmp(ROUTES[i].path, url))
+            return &ROUTES[i];
     return NULL;
 }
 
@@ -134,18 +139,18 @@ static int add_header(struct MHD_Response *r, const char *k, const char *v) {
 static enum MHD_Result queue_response(struct MHD_Connection *c, request_ctx *ctx, int status,
                                       const char *type, struct MHD_Response *r,
                                       const extra_headers *x) {
-    int ok = add_header(r, "Access-Control-Allow-Origin", "*") &&
-             add_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After") &&
-             add_header(r, "X-Request-Id", ctx->id) &&
-             (!type || add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type)) &&
-             (!x || !x->retry_after ||
-              add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, x->retry_after)) &&
-             (!x || !x->allow || add_header(r, MHD_HTTP_HEADER_ALLOW, x->allow)) &&
-             (!x || !x->www_authenticate ||
-              add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, x->www_authenticate));
+    int ok =
+        add_header(r, "Access-Control-Allow-Origin", "*") &&
+        add_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After") &&
+        add_header(r, "X-Request-Id", ctx->id) &&
+        (!type || add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type)) &&
+        (!x || !x->retry_after || add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, x->retry_after)) &&
+        (!x || !x->allow || add_header(r, MHD_HTTP_HEADER_ALLOW, x->allow)) &&
+        (!x || !x->www_authenticate ||
+         add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, x->www_authenticate));
     if (ok && status == MHD_HTTP_NO_CONTENT) {
-        const char *req_h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                        "Access-Control-Request-Headers");
+        const char *req_h =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
         ok = add_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS") &&
              add_header(r, "Access-Control-Allow-Headers",
                         req_h ? req_h : "Content-Type, Authorization, X-Request-Id") &&
@@ -153,7 +158,8 @@ static enum MHD_Result queue_response(struct MHD_Connection *c, request_ctx *ctx
     }
     enum MHD_Result res = ok ? MHD_queue_response(c, (unsigned)status, r) : MHD_NO;
     MHD_destroy_response(r);
-    if (res == MHD_YES) ctx->status = status;
+    if (res == MHD_YES)
+        ctx->status = status;
     return res;
 }
 
@@ -164,15 +170,17 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request_ctx *ctx, int
     struct MHD_Response *r = MHD_create_response_from_buffer(
         len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
-        if (must_free) free(body);
+        if (must_free)
+            free(body);
         return MHD_NO;
     }
     return queue_response(c, ctx, status, type, r, x);
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, request_ctx *ctx, int status,
-                                 char *body, size_t len, const extra_headers *x) {
-    if (!body) return MHD_NO;
+static enum MHD_Result send_json(struct MHD_Connection *c, request_ctx *ctx, int status, char *body,
+                                 size_t len, const extra_headers *x) {
+    if (!body)
+        return MHD_NO;
     return send_body(c, ctx, status, "application/json", body, len, 1, x);
 }
 
@@ -185,7 +193,8 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request_ctx *ctx,
 
 static enum MHD_Result send_jansson(struct MHD_Connection *c, request_ctx *ctx, int status,
                                     json_t *v, const extra_headers *x) {
-    if (!v) return MHD_NO;
+    if (!v)
+        return MHD_NO;
     char *s = json_dumps(v, JSON_COMPACT);
     json_decref(v);
     return send_json(c, ctx, status, s, s ? strlen(s) : 0, x);
@@ -199,7 +208,8 @@ static enum MHD_Result send_unavailable(struct MHD_Connection *c, request_ctx *c
                              "a compute device failed; the server is restarting");
     else if (atomic_load(&ctx->h->srv->draining))
         dalle_http_error_set(&e, 503, "shutting_down", NULL, "the server is shutting down");
-    else dalle_http_error_set(&e, 503, "loading", NULL, "the model is loading");
+    else
+        dalle_http_error_set(&e, 503, "loading", NULL, "the model is loading");
     return send_error(c, ctx, &e, &(extra_headers){.retry_after = "1"});
 }
 
@@ -212,11 +222,11 @@ static json_t *devices_json(const dalle_server *srv) {
     for (int i = 0; a && i < srv->n_devices; i++) {
         const dalle_device *d = &srv->devices[i];
         int queued = 0, capacity = 0, in_flight = 0, images = 0;
-        if (loaded) dalle_scheduler_stats(srv->sched[i], &queued, &capacity, &in_flight, &images);
+        if (loaded)
+            dalle_scheduler_stats(srv->sched[i], &queued, &capacity, &in_flight, &images);
         if (json_array_append_new(a, json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", d->name,
-                                               "backend", d->backend, "queued", queued,
-                                               "in_flight", in_flight, "batch_images",
-                                               images))) {
+                                               "backend", d->backend, "queued", queued, "in_flight",
+                                               in_flight, "batch_images", images))) {
             json_decref(a);
             a = NULL;
         }
@@ -231,14 +241,13 @@ static json_t *info_json(const dalle_server *srv) {
         model = json_pack("{s:s, s:s, s:i, s:i, s:b}", "name", srv->info.name, "backend",
                           srv->info.backend, "image_size", srv->info.image_size, "image_length",
                           srv->info.image_length, "rank", srv->info.has_clip);
-    return json_pack("{s:o, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model",
-                     model, "device", cfg->device, "devices", devices_json(srv), "limits",
-                     "max_images", (json_int_t)cfg->max_batch, "max_prompt_bytes",
-                     (json_int_t)cfg->max_prompt, "body_limit_bytes", (json_int_t)cfg->body_limit,
-                     "queue_capacity", (json_int_t)cfg->queue, "deadline_s",
-                     (json_int_t)cfg->deadline, "preview_min_every", DALLE_PREVIEW_MIN_EVERY,
-                     "jpeg_threads", (json_int_t)cfg->jpeg_threads, "version",
-                     DALLE_SERVER_VERSION);
+    return json_pack("{s:o, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model", model,
+                     "device", cfg->device, "devices", devices_json(srv), "limits", "max_images",
+                     (json_int_t)cfg->max_batch, "max_prompt_bytes", (json_int_t)cfg->max_prompt,
+                     "body_limit_bytes", (json_int_t)cfg->body_limit, "queue_capacity",
+                     (json_int_t)cfg->queue, "deadline_s", (json_int_t)cfg->deadline,
+                     "preview_min_every", DALLE_PREVIEW_MIN_EVERY, "jpeg_threads",
+                     (json_int_t)cfg->jpeg_threads, "version", DALLE_SERVER_VERSION);
 }
 
 static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
@@ -252,18 +261,19 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
         return send_jansson(c, ctx, 200, json_pack("{s:b}", "success", 1), NULL);
     }
     case DALLE_ROUTE_HEALTH:
-        if (atomic_load(&srv->faulted)) return send_unavailable(c, ctx);
+        if (atomic_load(&srv->faulted))
+            return send_unavailable(c, ctx);
         return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ok"), NULL);
     case DALLE_ROUTE_READY:
-        if (!atomic_load(&srv->ready)) return send_unavailable(c, ctx);
+        if (!atomic_load(&srv->ready))
+            return send_unavailable(c, ctx);
         return send_jansson(c, ctx, 200, json_pack("{s:s}", "status", "ready"), NULL);
     case DALLE_ROUTE_INFO: return send_jansson(c, ctx, 200, info_json(srv), NULL);
     case DALLE_ROUTE_V1_MODELS:
         return send_jansson(c, ctx, 200,
                             json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data",
                                       "id", atomic_load(&srv->n_sched) ? srv->info.name : "loading",
-                                      "object", "model", "created", 0, "owned_by",
-                                      "dalle-server"),
+                                      "object", "model", "created", 0, "owned_by", "dalle-server"),
                             NULL);
     case DALLE_ROUTE_OPENAPI:
         return send_body(c, ctx, 200, "application/yaml", (char *)openapi_yaml,
@@ -277,7 +287,8 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
         }
         size_t len = 0;
         char *text = dalle_metrics_render(srv->metrics, &g, &len);
-        if (!text) return MHD_NO;
+        if (!text)
+            return MHD_NO;
         return send_body(c, ctx, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, 1,
                          NULL);
     }
@@ -295,8 +306,10 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
                                      const char *value) {
     (void)kind, (void)value;
     framing *f = cls;
-    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) f->content_length++;
-    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) f->transfer_encoding++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        f->content_length++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        f->transfer_encoding++;
     return MHD_YES;
 }
 
@@ -323,15 +336,18 @@ static int check_framing(struct MHD_Connection *c, const dalle_server *srv, dall
 
 static void append_body(request_ctx *ctx, const char *data, size_t n) {
     const size_t limit = (size_t)ctx->h->srv->cfg.body_limit;
-    if (ctx->too_large || ctx->oom) return;
+    if (ctx->too_large || ctx->oom)
+        return;
     if (n > limit - ctx->len) {
         ctx->too_large = 1;
         return;
     }
     if (ctx->len + n > ctx->cap) {
         size_t cap = ctx->cap ? ctx->cap : 1024;
-        while (cap < ctx->len + n) cap *= 2;
-        if (cap > limit) cap = limit;
+        while (cap < ctx->len + n)
+            cap *= 2;
+        if (cap > limit)
+            cap = limit;
         char *p = realloc(ctx->body, cap);
         if (!p) {
             ctx->oom = 1;
@@ -348,7 +364,8 @@ static void job_done(dalle_job *job) {
     request_ctx *ctx = job->user;
     pthread_mutex_lock(&ctx->mu);
     ctx->ready = 1;
-    if (ctx->suspended) MHD_resume_connection(ctx->conn);
+    if (ctx->suspended)
+        MHD_resume_connection(ctx->conn);
     pthread_mutex_unlock(&ctx->mu);
 }
 
@@ -379,7 +396,8 @@ static void ctx_free(request_ctx *ctx) {
 }
 
 static void ctx_unref(request_ctx *ctx) {
-    if (atomic_fetch_sub(&ctx->refs, 1) == 1) ctx_free(ctx);
+    if (atomic_fetch_sub(&ctx->refs, 1) == 1)
+        ctx_free(ctx);
 }
 
 /* Append "event: name\ndata: data\n\n" (ctx->mu held) and wake the reader. */
@@ -415,7 +433,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         const size_t k = ctx->ev_len - ctx->ev_off < max ? ctx->ev_len - ctx->ev_off : max;
         memcpy(buf, ctx->ev + ctx->ev_off, k);
         ctx->ev_off += k;
-        if (ctx->ev_off == ctx->ev_len) ctx->ev_off = ctx->ev_len = 0;
+        if (ctx->ev_off == ctx->ev_len)
+            ctx->ev_off = ctx->ev_len = 0;
         n = (ssize_t)k;
     } else if (ctx->finished) {
         n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -446,8 +465,10 @@ static void stream_preview(dalle_job *job, const char *json, size_t len) {
 static void stream_done(dalle_job *job) {
     request_ctx *ctx = job->user;
     pthread_mutex_lock(&ctx->mu);
-    if (!job->body) ctx->ev_oom = 1;
-    else push_event(ctx, job->status == 200 ? "result" : "error", job->body, job->body_len);
+    if (!job->body)
+        ctx->ev_oom = 1;
+    else
+        push_event(ctx, job->status == 200 ? "result" : "error", job->body, job->body_len);
     ctx->images = job->status == 200 ? job->images : 0;
     ctx->finished = 1;
     if (ctx->suspended) { /* push_event did not run */
@@ -467,7 +488,8 @@ static enum MHD_Result start_stream(struct MHD_Connection *c, request_ctx *ctx, 
     pthread_mutex_unlock(&ctx->mu);
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, ctx, NULL);
-    if (!r) return MHD_NO;
+    if (!r)
+        return MHD_NO;
     if (!add_header(r, "Cache-Control", "no-cache")) {
         MHD_destroy_response(r);
         return MHD_NO;
@@ -488,13 +510,14 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     }
     dalle_error err = {0};
     const double t0 = dalle_server_now_ms();
-    dalle_status st = dalle_text_encode(srv->model, job->req.prompt, job->req.prompt_len,
-                                        &job->text, &err);
+    dalle_status st =
+        dalle_text_encode(srv->model, job->req.prompt, job->req.prompt_len, &job->text, &err);
     if (st != DALLE_OK) {
         dalle_metrics_failure(srv->metrics, DALLE_FAIL_VALIDATION);
         if (st == DALLE_ERR_INVALID_ARG)
             dalle_http_error_set(&e, openai ? 400 : 422, "invalid_prompt", "prompt", "%s", err.msg);
-        else dalle_http_error_set(&e, 500, "generation", NULL, "%s", err.msg);
+        else
+            dalle_http_error_set(&e, 500, "generation", NULL, "%s", err.msg);
         return send_error(c, ctx, &e, NULL);
     }
     job->t_submit = dalle_server_now_ms();
@@ -521,14 +544,16 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
         }
     }
     pthread_mutex_unlock(&ctx->mu);
-    if (r == DALLE_SUBMIT_OK && stream) return start_stream(c, ctx, position);
-    if (r == DALLE_SUBMIT_OK) return MHD_YES;
+    if (r == DALLE_SUBMIT_OK && stream)
+        return start_stream(c, ctx, position);
+    if (r == DALLE_SUBMIT_OK)
+        return MHD_YES;
     atomic_store(&ctx->refs, 1);
-    if (r == DALLE_SUBMIT_CLOSED) return send_unavailable(c, ctx);
+    if (r == DALLE_SUBMIT_CLOSED)
+        return send_unavailable(c, ctx);
     dalle_metrics_failure(srv->metrics, DALLE_FAIL_OVERLOADED);
     dalle_http_error_set(&e, 429, "overloaded", NULL,
-                         "the queue is full (%ld requests); retry later",
-                         srv->cfg.queue);
+                         "the queue is full (%ld requests); retry later", srv->cfg.queue);
     return send_error(c, ctx, &e, &(extra_headers){.retry_after = "2"});
 }
 
@@ -553,9 +578,11 @@ static enum MHD_Result serve_post(struct MHD_Connection *c, request_ctx *ctx,
     }
     pthread_mutex_lock(&ctx->mu);
     const int submitted = ctx->submitted, ready = ctx->ready;
-    if (ready) ctx->suspended = 0;
+    if (ready)
+        ctx->suspended = 0;
     pthread_mutex_unlock(&ctx->mu);
-    if (ready) return send_job_result(c, ctx);
+    if (ready)
+        return send_job_result(c, ctx);
     if (submitted)
         return MHD_YES; /* not expected: MHD calls again only after the resume */
     if (ctx->oom) {
@@ -595,14 +622,18 @@ static void request_id(struct MHD_Connection *c, char *id) {
 /* The API key check of the generation routes; constant time in the key's length. */
 static int authorized(struct MHD_Connection *c, const dalle_server *srv) {
     const char *key = srv->cfg.api_key;
-    if (!key) return 1;
+    if (!key)
+        return 1;
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7)) return 0;
+    if (!auth || strncmp(auth, "Bearer ", 7))
+        return 0;
     auth += 7;
     const size_t n = strlen(key);
-    if (strlen(auth) != n) return 0;
+    if (strlen(auth) != n)
+        return 0;
     unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(auth[i] ^ key[i]);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(auth[i] ^ key[i]);
     return diff == 0;
 }
 
@@ -628,7 +659,8 @@ static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, co
     dalle_http_error e;
     if (check_request(c, ctx, url, version, &e))
         return send_error(c, ctx, &e, NULL);
-    if (!strcmp(method, "OPTIONS")) return send_body(c, ctx, 204, NULL, "", 0, 0, NULL);
+    if (!strcmp(method, "OPTIONS"))
+        return send_body(c, ctx, 204, NULL, "", 0, 0, NULL);
     if (!r) {
         dalle_http_error_set(&e, 404, "not_found", NULL, "no route %s", ctx->path);
         return send_error(c, ctx, &e, NULL);
@@ -637,11 +669,11 @@ static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, co
     if (strcmp(method, r->method) && !head_ok) {
         char allow[32];
         snprintf(allow, sizeof allow, "%s, OPTIONS", r->method);
-        dalle_http_error_set(&e, 405, "method_not_allowed", NULL, "%s allows %s", r->path,
-                             allow);
+        dalle_http_error_set(&e, 405, "method_not_allowed", NULL, "%s allows %s", r->path, allow);
         return send_error(c, ctx, &e, &(extra_headers){.allow = allow});
     }
-    if (strcmp(r->method, "POST")) return serve_get(c, ctx);
+    if (strcmp(r->method, "POST"))
+        return serve_get(c, ctx);
     if (!authorized(c, ctx->h->srv)) {
         dalle_http_error_set(&e, 401, "invalid_api_key", NULL,
                              "missing or wrong API key (Authorization: Bearer KEY)");
@@ -656,7 +688,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     request_ctx *ctx = *req_cls;
     if (!ctx) {
         ctx = calloc(1, sizeof *ctx);
-        if (!ctx) return MHD_NO;
+        if (!ctx)
+            return MHD_NO;
         ctx->h = cls;
         ctx->conn = c;
         atomic_store(&ctx->refs, 1);
@@ -686,9 +719,11 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     request_ctx *ctx = *req_cls;
     const int guard_status = dalle_conn_guard_answered(c); /* a 408 of the reaper */
     dalle_conn_guard_completed(c); /* the next request's deadlines start now */
-    if (!ctx) return;
+    if (!ctx)
+        return;
     pthread_mutex_lock(&ctx->mu);
-    if (!ctx->finished) atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
+    if (!ctx->finished)
+        atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
     const int images = ctx->images;
     pthread_mutex_unlock(&ctx->mu);
     const int status = ctx->status ? ctx->status : guard_status ? guard_status : 499;
@@ -697,7 +732,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
             ctx->method, ctx->path, status, images, ms,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     dalle_metrics_request(h->srv->metrics, ctx->route, status, ms / 1e3);
-    if (ctx->submitted) atomic_fetch_sub(&h->pending, 1);
+    if (ctx->submitted)
+        atomic_fetch_sub(&h->pending, 1);
     *req_cls = NULL;
     ctx_unref(ctx);
 }
@@ -757,9 +793,11 @@ void dalle_http_quiesce(dalle_http *h) {
 
 void dalle_http_stop(dalle_http *h, double wait_s) {
     const double until = dalle_server_now_ms() + wait_s * 1e3;
-    while (atomic_load(&h->pending) > 0 && dalle_server_now_ms() < until) usleep(10000);
+    while (atomic_load(&h->pending) > 0 && dalle_server_now_ms() < until)
+        usleep(10000);
     MHD_stop_daemon(h->daemon);
     dalle_conn_guard_destroy(h->guard);
-    if (h->listen_fd >= 0) close(h->listen_fd);
+    if (h->listen_fd >= 0)
+        close(h->listen_fd);
     free(h);
 }

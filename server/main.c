@@ -51,10 +51,12 @@ static void on_fault(const char *msg, void *user) {
     fprintf(stderr, "device fault: %s\n", msg);
     atomic_store(&srv->faulted, 1);
     atomic_store(&srv->ready, 0);
-    if (!dalle_scheduler_fault_here()) _exit(EXIT_FAULT);
+    if (!dalle_scheduler_fault_here())
+        _exit(EXIT_FAULT);
     const unsigned char b = WAKE_FAULT;
     (void)!write(signal_pipe[1], &b, 1);
-    for (;;) pause();
+    for (;;)
+        pause();
 }
 
 /* cfg.device → srv->devices; 0, or -1 with msg (a bad setting). */
@@ -71,8 +73,9 @@ static int resolve_devices(dalle_server *srv, char *msg, size_t msg_size) {
                  c->device);
         return -1;
     }
-    const int n = c->n_gpus ? c->n_gpus : gpus < DALLE_SERVER_MAX_DEVICES ? gpus
-                                                                            : DALLE_SERVER_MAX_DEVICES;
+    const int n = c->n_gpus                         ? c->n_gpus
+                  : gpus < DALLE_SERVER_MAX_DEVICES ? gpus
+                                                    : DALLE_SERVER_MAX_DEVICES;
     for (int i = 0; i < n; i++) {
         const int k = c->n_gpus ? c->gpus[i] : i;
         if (k >= gpus) {
@@ -100,7 +103,8 @@ static dalle_status load_devices(dalle_server *srv, dalle_error *err) {
             srv->model = srv->models[0];
             dalle_model_get_info(srv->model, &srv->info);
         }
-        if (st == DALLE_OK) st = dalle_scheduler_new(&srv->sched[i], srv, srv->models[i], err);
+        if (st == DALLE_OK)
+            st = dalle_scheduler_new(&srv->sched[i], srv, srv->models[i], err);
         if (st != DALLE_OK) {
             char m[sizeof err->msg + sizeof srv->devices[i].name + 2];
             snprintf(m, sizeof m, "%s: %s", srv->devices[i].name, err->msg);
@@ -158,7 +162,8 @@ int main(int argc, char **argv) {
         dalle_http_quiesce(http);
         dalle_http_stop(http, 0);
         for (int i = 0; i < srv.n_devices; i++)
-            if (srv.sched[i]) dalle_scheduler_drain(srv.sched[i], 0, 0);
+            if (srv.sched[i])
+                dalle_scheduler_drain(srv.sched[i], 0, 0);
         goto out;
     }
     atomic_store(&srv.n_sched, srv.n_devices);

@@ -34,8 +34,10 @@ struct dalle_metrics {
 };
 
 static const char *const ROUTE_PATH[DALLE_ROUTE_COUNT] = {
-    "/generate", "/dalle",   "/",            "/health", "/ready",
-    "/info",     "/metrics", "/openapi.yaml", "/v1/images/generations", "/v1/models", "other",
+    "/generate",  "/dalle",        "/",
+    "/health",    "/ready",        "/info",
+    "/metrics",   "/openapi.yaml", "/v1/images/generations",
+    "/v1/models", "other",
 };
 static const char *const STAGE_NAME[DALLE_STAGE_COUNT] = {
     "text_encode", "decode", "vqgan", "clip", "jpeg",
@@ -50,10 +52,12 @@ const char *dalle_route_path(dalle_route r) {
 
 dalle_metrics *dalle_metrics_new(void) {
     dalle_metrics *m = calloc(1, sizeof(dalle_metrics));
-    if (!m) return NULL;
+    if (!m)
+        return NULL;
     m->request_seconds.bounds = m->queue_seconds.bounds = SECONDS;
     m->batch_size.bounds = IMAGES;
-    for (int s = 0; s < DALLE_STAGE_COUNT; s++) m->stage_seconds[s].bounds = SECONDS;
+    for (int s = 0; s < DALLE_STAGE_COUNT; s++)
+        m->stage_seconds[s].bounds = SECONDS;
     return m;
 }
 
@@ -63,7 +67,8 @@ void dalle_metrics_free(dalle_metrics *m) {
 
 static void observe(histogram *h, double x) {
     size_t b = 0;
-    while (b < N_BUCKETS && x > h->bounds[b]) b++;
+    while (b < N_BUCKETS && x > h->bounds[b])
+        b++;
     atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
     double old = atomic_load_explicit(&h->sum, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + x, memory_order_relaxed,
@@ -102,20 +107,23 @@ static void printf_sbuf(dalle_sbuf *b, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n > 0) dalle_sbuf_put(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    if (n > 0)
+        dalle_sbuf_put(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 /* One histogram's lines; label: "" or "stage=\"decode\"" (then HELP/TYPE are not repeated). */
 static void render_histogram(dalle_sbuf *b, const char *name, const char *help, const char *label,
                              histogram *h) {
-    if (help) printf_sbuf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    if (help)
+        printf_sbuf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     const char *sep = *label ? "," : "";
     unsigned long cum = 0;
     for (size_t i = 0; i <= N_BUCKETS; i++) {
         cum += atomic_load_explicit(&h->count[i], memory_order_relaxed);
         if (i < N_BUCKETS)
             printf_sbuf(b, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, label, sep, h->bounds[i], cum);
-        else printf_sbuf(b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, label, sep, cum);
+        else
+            printf_sbuf(b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, label, sep, cum);
     }
     const char *open = *label ? "{" : "", *close = *label ? "}" : "";
     printf_sbuf(b, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %lu\n", name, open, label, close,
@@ -124,17 +132,21 @@ static void render_histogram(dalle_sbuf *b, const char *name, const char *help, 
 
 char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len) {
     dalle_sbuf b = {0};
-    printf_sbuf(&b, "# HELP dalle_queue_size Requests waiting for the scheduler.\n"
-                    "# TYPE dalle_queue_size gauge\ndalle_queue_size %d\n",
+    printf_sbuf(&b,
+                "# HELP dalle_queue_size Requests waiting for the scheduler.\n"
+                "# TYPE dalle_queue_size gauge\ndalle_queue_size %d\n",
                 g->queue_size);
-    printf_sbuf(&b, "# HELP dalle_queue_capacity Queue length limit.\n"
-                    "# TYPE dalle_queue_capacity gauge\ndalle_queue_capacity %d\n",
+    printf_sbuf(&b,
+                "# HELP dalle_queue_capacity Queue length limit.\n"
+                "# TYPE dalle_queue_capacity gauge\ndalle_queue_capacity %d\n",
                 g->queue_capacity);
-    printf_sbuf(&b, "# HELP dalle_requests_in_flight Requests being generated.\n"
-                    "# TYPE dalle_requests_in_flight gauge\ndalle_requests_in_flight %d\n",
+    printf_sbuf(&b,
+                "# HELP dalle_requests_in_flight Requests being generated.\n"
+                "# TYPE dalle_requests_in_flight gauge\ndalle_requests_in_flight %d\n",
                 g->in_flight);
-    printf_sbuf(&b, "# HELP dalle_batch_images Images in the running decode batch.\n"
-                    "# TYPE dalle_batch_images gauge\ndalle_batch_images %d\n",
+    printf_sbuf(&b,
+                "# HELP dalle_batch_images Images in the running decode batch.\n"
+                "# TYPE dalle_batch_images gauge\ndalle_batch_images %d\n",
                 g->batch_images);
     printf_sbuf(&b, "# HELP dalle_requests_total HTTP requests by route and status.\n"
                     "# TYPE dalle_requests_total counter\n");
@@ -150,12 +162,14 @@ char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len)
     for (int f = 0; f < DALLE_FAIL_COUNT; f++)
         printf_sbuf(&b, "dalle_request_failures_total{err=\"%s\"} %lu\n", FAILURE_NAME[f],
                     atomic_load_explicit(&m->failures[f], memory_order_relaxed));
-    printf_sbuf(&b, "# HELP dalle_images_generated_total Images returned.\n"
-                    "# TYPE dalle_images_generated_total counter\n"
-                    "dalle_images_generated_total %lu\n",
+    printf_sbuf(&b,
+                "# HELP dalle_images_generated_total Images returned.\n"
+                "# TYPE dalle_images_generated_total counter\n"
+                "dalle_images_generated_total %lu\n",
                 atomic_load(&m->images));
-    printf_sbuf(&b, "# HELP dalle_image_tokens_total Image codes decoded for returned images.\n"
-                    "# TYPE dalle_image_tokens_total counter\ndalle_image_tokens_total %lu\n",
+    printf_sbuf(&b,
+                "# HELP dalle_image_tokens_total Image codes decoded for returned images.\n"
+                "# TYPE dalle_image_tokens_total counter\ndalle_image_tokens_total %lu\n",
                 atomic_load(&m->image_tokens));
     render_histogram(&b, "dalle_request_duration_seconds", "HTTP request duration.", "",
                      &m->request_seconds);
@@ -169,8 +183,9 @@ char *dalle_metrics_render(dalle_metrics *m, const dalle_gauges *g, size_t *len)
                          s ? NULL : "Per-request stage time (decode: wall time in the batch).",
                          label, &m->stage_seconds[s]);
     }
-    printf_sbuf(&b, "# HELP dalle_build_info Build information.\n# TYPE dalle_build_info gauge\n"
-                    "dalle_build_info{version=\"%s\"} 1\n",
+    printf_sbuf(&b,
+                "# HELP dalle_build_info Build information.\n# TYPE dalle_build_info gauge\n"
+                "dalle_build_info{version=\"%s\"} 1\n",
                 DALLE_SERVER_VERSION);
     return dalle_sbuf_finish(&b, len);
 }

@@ -55,9 +55,12 @@ int dalle_http_error_set(dalle_http_error *e, int status, const char *code, cons
 }
 
 static const char *error_type(int status) {
-    if (status == 429) return "rate_limit_error";
-    if (status == 503) return "service_unavailable_error";
-    if (status >= 500) return "server_error";
+    if (status == 429)
+        return "rate_limit_error";
+    if (status == 503)
+        return "service_unavailable_error";
+    if (status >= 500)
+        return "server_error";
     return "invalid_request_error";
 }
 
@@ -65,10 +68,12 @@ char *dalle_error_body(const dalle_http_error *e, size_t *len) {
     json_t *root = json_pack("{s:{s:s, s:s, s:o, s:s}}", "error", "code", e->code, "message",
                              e->message, "param", e->param[0] ? json_string(e->param) : json_null(),
                              "type", error_type(e->status));
-    if (!root) return NULL;
+    if (!root)
+        return NULL;
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    if (s) *len = strlen(s);
+    if (s)
+        *len = strlen(s);
     return s;
 }
 
@@ -78,12 +83,15 @@ static int json_depth(const char *p, size_t n) {
     for (size_t i = 0; i < n && max <= DALLE_JSON_MAX_DEPTH; i++) {
         const char c = p[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
         } else if (c == '"') {
             in_str = 1;
         } else if (c == '[' || c == '{') {
-            if (++depth > max) max = depth;
+            if (++depth > max)
+                max = depth;
         } else if (c == ']' || c == '}') {
             depth--;
         }
@@ -114,10 +122,9 @@ static int get_int(json_t *v, const char *key, json_int_t lo, json_int_t hi, jso
         return dalle_http_error_set(e, 422, "invalid_type", key, "%s must be an integer", key);
     const json_int_t x = json_integer_value(v);
     if (x < lo || x > hi)
-        return dalle_http_error_set(e, 422, "out_of_range", key,
-                                    "%s must be in [%" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT
-                                    "]",
-                                    key, lo, hi);
+        return dalle_http_error_set(
+            e, 422, "out_of_range", key,
+            "%s must be in [%" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT "]", key, lo, hi);
     *out = x;
     return 0;
 }
@@ -161,7 +168,8 @@ static int get_prompt(const dalle_server *srv, json_t *v, const char *key, dalle
                                     "%s is %zu bytes, the limit is %ld", key, n,
                                     srv->cfg.max_prompt);
     req->prompt = strndup(s, n);
-    if (!req->prompt) return dalle_http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
+    if (!req->prompt)
+        return dalle_http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
     req->prompt_len = n;
     return 0;
 }
@@ -178,13 +186,15 @@ static uint64_t random_seed(void) {
 #define OPENAI_MAX_N 10
 
 /* One field of an OpenAI body into req. */
-static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
-                            dalle_request *req, dalle_http_error *e) {
+static int set_openai_field(const dalle_server *srv, const char *key, json_t *v, dalle_request *req,
+                            dalle_http_error *e) {
     json_int_t i;
-    if (!strcmp(key, "prompt")) return get_prompt(srv, v, key, req, e);
+    if (!strcmp(key, "prompt"))
+        return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n")) {
         const long max = srv->cfg.max_batch < OPENAI_MAX_N ? srv->cfg.max_batch : OPENAI_MAX_N;
-        if (get_int(v, key, 1, max, &i, e)) return -1;
+        if (get_int(v, key, 1, max, &i, e))
+            return -1;
         req->gen.n_images = (int)i;
         return 0;
     }
@@ -209,34 +219,43 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
     json_int_t i;
     float d;
     dalle_gen_params *g = &req->gen;
-    if (!strcmp(key, "prompt") || !strcmp(key, "text")) return get_prompt(srv, v, key, req, e);
+    if (!strcmp(key, "prompt") || !strcmp(key, "text"))
+        return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n") || !strcmp(key, "num_images")) {
-        if (get_int(v, key, 1, srv->cfg.max_batch, &i, e)) return -1;
+        if (get_int(v, key, 1, srv->cfg.max_batch, &i, e))
+            return -1;
         g->n_images = (int)i;
     } else if (!strcmp(key, "seed")) {
-        if (get_int(v, key, 0, INT64_MAX, &i, e)) return -1;
+        if (get_int(v, key, 0, INT64_MAX, &i, e))
+            return -1;
         g->seed = (uint64_t)i;
     } else if (!strcmp(key, "temperature")) {
-        if (get_number(v, key, 0, 100, 1, &d, e)) return -1;
+        if (get_number(v, key, 0, 100, 1, &d, e))
+            return -1;
         g->temperature = d;
     } else if (!strcmp(key, "top_p")) {
-        if (get_number(v, key, 0, 1, 1, &d, e)) return -1;
+        if (get_number(v, key, 0, 1, 1, &d, e))
+            return -1;
         g->top_p = d;
     } else if (!strcmp(key, "cond_scale")) {
-        if (get_number(v, key, 0, 1000, 0, &d, e)) return -1;
+        if (get_number(v, key, 0, 1000, 0, &d, e))
+            return -1;
         g->cond_scale = d;
     } else if (!strcmp(key, "top_k")) {
-        if (get_int(v, key, 1, srv->info.image_vocab_size, &i, e)) return -1;
+        if (get_int(v, key, 1, srv->info.image_vocab_size, &i, e))
+            return -1;
         g->top_k = (int)i;
     } else if (!strcmp(key, "quality")) {
-        if (get_int(v, key, 1, 100, &i, e)) return -1;
+        if (get_int(v, key, 1, 100, &i, e))
+            return -1;
         req->quality = (int)i;
     } else if (!strcmp(key, "stream")) {
         if (!json_is_boolean(v))
             return dalle_http_error_set(e, 422, "invalid_type", key, "stream must be a boolean");
         req->stream = json_is_true(v);
     } else if (!strcmp(key, "preview_every")) {
-        if (get_int(v, key, DALLE_PREVIEW_MIN_EVERY, srv->info.image_length, &i, e)) return -1;
+        if (get_int(v, key, DALLE_PREVIEW_MIN_EVERY, srv->info.image_length, &i, e))
+            return -1;
         req->preview_every = (int)i;
     } else if (!strcmp(key, "rank")) {
         if (!json_is_boolean(v))
@@ -277,14 +296,15 @@ int dalle_request_parse(const dalle_server *srv, int openai, const char *body, s
         dalle_output_params_default(srv->model, &o);
         req->rank = o.rank;
         req->quality = o.jpeg_quality;
-        req->dialect = openai                         ? DALLE_DIALECT_OPENAI
+        req->dialect = openai                          ? DALLE_DIALECT_OPENAI
                        : json_object_get(root, "text") ? DALLE_DIALECT_PLAYGROUND
                                                        : DALLE_DIALECT_NATIVE;
         const char *key;
         json_t *v;
         json_object_foreach(root, key, v) {
             rc = openai ? set_openai_field(srv, key, v, req, e) : set_field(srv, key, v, req, e);
-            if (rc) break;
+            if (rc)
+                break;
         }
         if (!rc && !req->prompt)
             rc = dalle_http_error_set(e, 422, "missing_field", "prompt", "prompt is required");
@@ -293,8 +313,10 @@ int dalle_request_parse(const dalle_server *srv, int openai, const char *body, s
                                       "preview_every needs \"stream\": true");
     }
     json_decref(root);
-    if (rc && openai && e->status == 422) e->status = 400;
-    if (rc) dalle_request_free(req);
+    if (rc && openai && e->status == 422)
+        e->status = 400;
+    if (rc)
+        dalle_request_free(req);
     return rc;
 }
 

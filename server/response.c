@@ -70,28 +70,33 @@ static json_t *openai_body(json_t *images) {
         }
     }
     json_decref(images);
-    if (!data) return NULL;
+    if (!data)
+        return NULL;
     return json_pack("{s:I, s:o}", "created", (json_int_t)time(NULL), "data", data);
 }
 
 static char *dump(json_t *root, size_t *len) {
-    if (!root) return NULL;
+    if (!root)
+        return NULL;
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    if (s) *len = strlen(s);
+    if (s)
+        *len = strlen(s);
     return s;
 }
 
 char *dalle_preview_body(const dalle_result *r, int step, int steps, size_t *len) {
     json_t *images = image_array(r);
-    if (!images) return NULL;
+    if (!images)
+        return NULL;
     return dump(json_pack("{s:i, s:i, s:o}", "step", step, "steps", steps, "images", images), len);
 }
 
 char *dalle_response_body(const dalle_server *srv, const dalle_request *req, const char *id,
                           const dalle_result *r, double queue_ms, size_t *len) {
     json_t *images = image_array(r);
-    if (!images) return NULL;
+    if (!images)
+        return NULL;
     json_t *root;
     switch (req->dialect) {
     case DALLE_DIALECT_PLAYGROUND:

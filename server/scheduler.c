@@ -68,7 +68,7 @@ struct dalle_scheduler {
     dalle_model *model;
     dalle_state *state; /* created by the scheduler thread itself */
     dalle_error init_err;
-    int init_done;      /* guarded by mu: the thread made its state, or failed */
+    int init_done;          /* guarded by mu: the thread made its state, or failed */
     int32_t *preview_codes; /* [max_batch, image_length] */
     int latent_side;        /* codes per row */
     dalle_job **running;    /* [max_batch] decoding */
@@ -97,7 +97,8 @@ double dalle_server_now_ms(void) {
 }
 
 static int client_gone(int fd) {
-    if (fd < 0) return 0;
+    if (fd < 0)
+        return 0;
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
@@ -105,7 +106,8 @@ static int client_gone(int fd) {
 static int should_stop(void *user) {
     dalle_job *job = user;
     const double at = atomic_load(&job->sched->stop_at_ms);
-    if (at > 0 && dalle_server_now_ms() > at) return 1;
+    if (at > 0 && dalle_server_now_ms() > at)
+        return 1;
     return job->gone = atomic_load(&job->abandoned) || client_gone(job->fd);
 }
 
@@ -128,7 +130,8 @@ static void fail_device(const dalle_server *srv, dalle_job *job) {
 
 /* A job stopped by the drain deadline or a device fault (never a client's doing). */
 static void fail_stopped(dalle_scheduler *s, dalle_job *job, int ran) {
-    if (atomic_load(&s->stop_fault)) fail_device(s->srv, job);
+    if (atomic_load(&s->stop_fault))
+        fail_device(s->srv, job);
     else
         fail(s->srv, job, DALLE_FAIL_SHUTDOWN, 503, "shutting_down", 1,
              ran ? "the server is shutting down; the generation was stopped"
@@ -147,7 +150,8 @@ static dalle_status encode_jpegs(dalle_jpeg_encoder *enc, const uint8_t *rgb, in
                                             DALLE_SUBSAMP_420, &jpg, &size, err);
         if (st == DALLE_OK && !(out[k].jpeg = malloc(size)))
             st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-        if (st != DALLE_OK) return st;
+        if (st != DALLE_OK)
+            return st;
         memcpy(out[k].jpeg, jpg, size);
         out[k].jpeg_size = size;
         out[k].index = i;
@@ -166,8 +170,10 @@ static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
     const int n = job->req.gen.n_images, R = srv->info.image_size;
     dalle_error err = {0};
     dalle_result r = {.n_images = n, .width = R, .height = R, .ranked = job->req.rank};
-    r.timings = (dalle_timings){.text_ms = job->text_ms, .decode_ms = job->decode_ms,
-                                .vqgan_ms = job->vqgan_ms, .clip_ms = job->clip_ms};
+    r.timings = (dalle_timings){.text_ms = job->text_ms,
+                                .decode_ms = job->decode_ms,
+                                .vqgan_ms = job->vqgan_ms,
+                                .clip_ms = job->clip_ms};
     const double t0 = dalle_server_now_ms();
     r.images = calloc((size_t)n, sizeof *r.images);
     dalle_status st = r.images ? encode_jpegs(enc, job->rgb, n, R, job->order, job->scores,
@@ -198,7 +204,8 @@ static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
 /* Pool: the last task of a job. */
 static void finish_task(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     dalle_job *job = (dalle_job *)((char *)t - offsetof(dalle_job, task));
-    if (job->status == 0) encode_result(job, enc);
+    if (job->status == 0)
+        encode_result(job, enc);
     free(job->codes);
     free(job->rgb);
     job->codes = NULL;
@@ -226,8 +233,8 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     dalle_job *job = p->job;
     const dalle_server *srv = job->sched->srv;
     const int n = job->req.gen.n_images, R = srv->info.image_size;
-    const int quality = job->req.quality < DALLE_PREVIEW_MAX_QUALITY ? job->req.quality
-                                                                     : DALLE_PREVIEW_MAX_QUALITY;
+    const int quality =
+        job->req.quality < DALLE_PREVIEW_MAX_QUALITY ? job->req.quality : DALLE_PREVIEW_MAX_QUALITY;
     dalle_result r = {.n_images = n, .width = R, .height = R};
     r.images = calloc((size_t)n, sizeof *r.images);
     dalle_error err = {0};
@@ -235,7 +242,8 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
         encode_jpegs(enc, p->rgb, n, R, NULL, NULL, quality, r.images, &err) == DALLE_OK) {
         size_t len = 0;
         char *body = dalle_preview_body(&r, p->step, p->steps, &len);
-        if (body) job->preview(job, body, len);
+        if (body)
+            job->preview(job, body, len);
         free(body);
     }
     dalle_result_free(&r);
@@ -248,12 +256,14 @@ static void preview(dalle_scheduler *s, dalle_job *job, int step) {
     const int P = s->srv->info.image_length, R = s->srv->info.image_size, W = s->latent_side;
     const int n = job->req.gen.n_images;
     preview_task *p = malloc(sizeof *p + (size_t)n * R * R * 3);
-    if (!p) return;
+    if (!p)
+        return;
     for (int i = 0; i < n; i++) {
         const int32_t *src = job->codes + (size_t)i * P;
         int32_t *dst = s->preview_codes + (size_t)i * P;
         memcpy(dst, src, (size_t)step * sizeof *dst);
-        for (int k = step; k < P; k++) dst[k] = k >= W ? dst[k - W] : dst[step - 1];
+        for (int k = step; k < P; k++)
+            dst[k] = k >= W ? dst[k - W] : dst[step - 1];
     }
     dalle_error err = {0};
     if (dalle_decode_codes(s->state, s->preview_codes, n, p->rgb, &err) != DALLE_OK) {
@@ -317,7 +327,8 @@ static dalle_job *pop_if_fits(dalle_scheduler *s) {
         dalle_state_free_images(s->state) < job->req.gen.n_images)
         return NULL;
     s->head = job->next;
-    if (!s->head) s->tail = NULL;
+    if (!s->head)
+        s->tail = NULL;
     dequeued(s, job);
     return job;
 }
@@ -362,7 +373,8 @@ static void start(dalle_scheduler *s, dalle_job *job) {
     if (st != DALLE_OK) {
         if (st == DALLE_ERR_INVALID_ARG)
             fail(s->srv, job, DALLE_FAIL_VALIDATION, 422, "invalid_prompt", 0, err.msg);
-        else fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
+        else
+            fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
         finish(s, job);
         return;
     }
@@ -377,19 +389,22 @@ static void complete(dalle_scheduler *s, dalle_job *job) {
     dalle_error err = {0};
     const double t0 = dalle_server_now_ms();
     job->decode_ms = t0 - job->t_start;
-    for (int i = 0; i < n; i++) job->order[i] = i, job->scores[i] = 0;
+    for (int i = 0; i < n; i++)
+        job->order[i] = i, job->scores[i] = 0;
     dalle_status st = dalle_decode_codes(s->state, job->codes, n, job->rgb, &err);
     const double t1 = dalle_server_now_ms();
     if (st == DALLE_OK && job->req.rank) {
         const uint8_t *rgb[DALLE_SERVER_MAX_BATCH];
         int side[DALLE_SERVER_MAX_BATCH];
-        for (int i = 0; i < n; i++) rgb[i] = job->rgb + (size_t)i * R * R * 3, side[i] = R;
+        for (int i = 0; i < n; i++)
+            rgb[i] = job->rgb + (size_t)i * R * R * 3, side[i] = R;
         st = dalle_rank_images(s->state, job->text.clip_ids, rgb, side, side, n, job->scores,
                                job->order, &err);
     }
     job->vqgan_ms = t1 - t0;
     job->clip_ms = dalle_server_now_ms() - t1;
-    if (st != DALLE_OK) fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
+    if (st != DALLE_OK)
+        fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
 }
 
 /* After a step: progress and previews of the running jobs; answer and release the jobs
@@ -414,17 +429,20 @@ static void collect(dalle_scheduler *s) {
     for (int i = 0; i < s->n_running; i++) {
         dalle_job *job = s->running[i];
         const int progress = dalle_job_progress(s->state, job->handle);
-        if (job->progress && progress % DALLE_PROGRESS_EVERY == 0) job->progress(job, progress, P);
+        if (job->progress && progress % DALLE_PROGRESS_EVERY == 0)
+            job->progress(job, progress, P);
         if (job->req.preview_every && progress % job->req.preview_every == 0)
             preview(s, job, progress);
     }
     for (; s->finish_next < s->n_finishing; s->finish_next++) {
         dalle_job *job = s->finishing[s->finish_next];
-        if (job->decoded) complete(s, job);
+        if (job->decoded)
+            complete(s, job);
         else if (job->gone)
             fail(s->srv, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0,
                  "the client closed the connection");
-        else fail_stopped(s, job, 1);
+        else
+            fail_stopped(s, job, 1);
         finish(s, job);
     }
     s->n_finishing = s->finish_next = 0;
@@ -447,11 +465,13 @@ static int init_state(dalle_scheduler *s) {
 
 static void *scheduler_main(void *arg) {
     dalle_scheduler *s = arg;
-    if (!init_state(s)) return NULL;
+    if (!init_state(s))
+        return NULL;
     this_scheduler = s;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->n_running && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
+        while (!s->head && !s->n_running && !s->closing)
+            pthread_cond_wait(&s->cv, &s->mu);
         if (!s->head && !s->n_running) { /* closing, nothing left */
             pthread_mutex_unlock(&s->mu);
             return NULL;
@@ -467,7 +487,8 @@ static void *scheduler_main(void *arg) {
             pthread_mutex_lock(&s->mu);
             dalle_job *job = pop_if_fits(s);
             pthread_mutex_unlock(&s->mu);
-            if (!job) break;
+            if (!job)
+                break;
             start(s, job);
         }
         if (s->n_running) {
@@ -489,14 +510,16 @@ static void destroy(dalle_scheduler *s) {
 dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle_model *model,
                                  dalle_error *err) {
     dalle_scheduler *s = calloc(1, sizeof *s);
-    if (!s) return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    if (!s)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     s->srv = srv;
     s->model = model;
     s->capacity = (int)srv->cfg.queue;
     dalle_model_info info;
     dalle_model_get_info(model, &info);
     const int B = (int)srv->cfg.max_batch;
-    while ((s->latent_side + 1) * (s->latent_side + 1) <= info.image_length) s->latent_side++;
+    while ((s->latent_side + 1) * (s->latent_side + 1) <= info.image_length)
+        s->latent_side++;
     dalle_status st = DALLE_OK;
     if (!info.has_vqgan)
         st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "the model has no VQGAN (files.vqgan)");
@@ -518,11 +541,13 @@ dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle
         return dalle_error_set(err, DALLE_ERR_NOMEM, "cannot start the scheduler thread");
     }
     pthread_mutex_lock(&s->mu);
-    while (!s->init_done) pthread_cond_wait(&s->cv, &s->mu);
+    while (!s->init_done)
+        pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     if (!s->state) {
         pthread_join(s->thread, NULL);
-        if (err) *err = s->init_err;
+        if (err)
+            *err = s->init_err;
         st = s->init_err.status;
         dalle_scheduler_free(s);
         return st;
@@ -537,11 +562,15 @@ dalle_submit_result dalle_scheduler_submit(dalle_scheduler *s, dalle_job *job, i
     job->sched = s;
     job->lane = dalle_encode_pool_lane(s->srv->pool);
     pthread_mutex_lock(&s->mu);
-    if (s->closing) r = DALLE_SUBMIT_CLOSED;
-    else if (s->queued >= s->capacity) r = DALLE_SUBMIT_FULL;
+    if (s->closing)
+        r = DALLE_SUBMIT_CLOSED;
+    else if (s->queued >= s->capacity)
+        r = DALLE_SUBMIT_FULL;
     else {
-        if (s->tail) s->tail->next = job;
-        else s->head = job;
+        if (s->tail)
+            s->tail->next = job;
+        else
+            s->head = job;
         s->tail = job;
         s->queued++;
         s->queued_images += job->req.gen.n_images;
@@ -573,7 +602,8 @@ dalle_submit_result dalle_scheduler_dispatch(dalle_server *srv, dalle_job *job, 
                 best = i;
         tried[best] = 1;
         const dalle_submit_result r = dalle_scheduler_submit(srv->sched[best], job, position);
-        if (r == DALLE_SUBMIT_OK) return r;
+        if (r == DALLE_SUBMIT_OK)
+            return r;
         full |= r == DALLE_SUBMIT_FULL;
     }
     return full ? DALLE_SUBMIT_FULL : DALLE_SUBMIT_CLOSED;
@@ -601,15 +631,19 @@ void dalle_scheduler_drain(dalle_scheduler *s, double drain_s, int fault) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-        if (pthread_timedjoin_np(s->thread, NULL, &ts) != ETIMEDOUT) return;
-        if (atomic_load(&s->parked)) return;
+        if (ts.tv_nsec >= 1000000000)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        if (pthread_timedjoin_np(s->thread, NULL, &ts) != ETIMEDOUT)
+            return;
+        if (atomic_load(&s->parked))
+            return;
     }
 }
 
 int dalle_scheduler_fault_here(void) {
     dalle_scheduler *s = this_scheduler;
-    if (!s) return 0;
+    if (!s)
+        return 0;
     this_scheduler = NULL;
     atomic_store(&s->stop_fault, 1);
     for (dalle_job *job = close_queue(s), *next; job; job = next) {
@@ -619,9 +653,12 @@ int dalle_scheduler_fault_here(void) {
     }
     dalle_job *held[1 + 2 * DALLE_SERVER_MAX_BATCH];
     int n = 0;
-    if (s->starting) held[n++] = s->starting;
-    for (int i = 0; i < s->n_running; i++) held[n++] = s->running[i];
-    for (int i = s->finish_next; i < s->n_finishing; i++) held[n++] = s->finishing[i];
+    if (s->starting)
+        held[n++] = s->starting;
+    for (int i = 0; i < s->n_running; i++)
+        held[n++] = s->running[i];
+    for (int i = s->finish_next; i < s->n_finishing; i++)
+        held[n++] = s->finishing[i];
     s->starting = NULL;
     s->n_running = s->n_finishing = s->finish_next = 0;
     atomic_store(&s->in_flight, 0);
@@ -635,7 +672,8 @@ int dalle_scheduler_fault_here(void) {
 }
 
 void dalle_scheduler_free(dalle_scheduler *s) {
-    if (!s) return;
+    if (!s)
+        return;
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     destroy(s);

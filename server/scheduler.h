@@ -33,8 +33,8 @@ struct dalle_job {
     void *user;
     atomic_int abandoned; /* set by the submitter when the client is gone (stop polling fd) */
     /* out */
-    int status;      /* HTTP status */
-    char *body;      /* malloc'ed JSON (NULL only when out of memory) */
+    int status; /* HTTP status */
+    char *body; /* malloc'ed JSON (NULL only when out of memory) */
     size_t body_len;
     int retry_after; /* seconds for Retry-After, 0 for none */
     int images;      /* images in the response */
@@ -46,11 +46,11 @@ struct dalle_job {
     uint8_t *rgb;   /* [n_images, R, R, 3] VQGAN output, for the pool */
     float scores[DALLE_SERVER_MAX_BATCH];
     int32_t order[DALLE_SERVER_MAX_BATCH]; /* best first when ranked */
-    int handle;     /* dalle_job_start handle */
-    int decoded;    /* its codes are complete */
-    int gone;       /* the client hung up */
-    double t_admit; /* taken from the queue */
-    double t_start; /* decode start */
+    int handle;                            /* dalle_job_start handle */
+    int decoded;                           /* its codes are complete */
+    int gone;                              /* the client hung up */
+    double t_admit;                        /* taken from the queue */
+    double t_start;                        /* decode start */
     double decode_ms, vqgan_ms, clip_ms;
     dalle_pool_task task; /* finishing: JPEG + JSON (status 0) or the error body, then done */
 };

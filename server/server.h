@@ -35,11 +35,11 @@ typedef struct {
     dalle_server_config cfg;
     dalle_device devices[DALLE_SERVER_MAX_DEVICES]; /* resolved from cfg.device */
     int n_devices;
-    dalle_model *models[DALLE_SERVER_MAX_DEVICES];  /* one per device */
+    dalle_model *models[DALLE_SERVER_MAX_DEVICES]; /* one per device */
     dalle_scheduler *sched[DALLE_SERVER_MAX_DEVICES];
-    atomic_int n_sched;     /* 0 until every scheduler runs */
-    dalle_model *model;     /* models[0] once n_sched > 0 */
-    dalle_model_info info;  /* of models[0] */
+    atomic_int n_sched;      /* 0 until every scheduler runs */
+    dalle_model *model;      /* models[0] once n_sched > 0 */
+    dalle_model_info info;   /* of models[0] */
     dalle_encode_pool *pool; /* JPEG + base64, finished jobs */
     dalle_metrics *metrics;
     atomic_int ready;    /* loaded, not draining, no device fault */
@@ -58,13 +58,13 @@ typedef struct {
     dalle_gen_params gen; /* n_images, seed and sampling, range-checked */
     int rank;
     int quality;
-    int stream; /* answer as text/event-stream: queued, progress…, result | error */
+    int stream;        /* answer as text/event-stream: queued, progress…, result | error */
     int preview_every; /* stream a preview event every k decode steps; 0 = none */
 } dalle_request;
 
 /* Previews: every k ≥ DALLE_PREVIEW_MIN_EVERY steps (so at most image_length / 16 − 1 per
  * request), JPEG quality at most DALLE_PREVIEW_MAX_QUALITY. */
-#define DALLE_PREVIEW_MIN_EVERY 16
+#define DALLE_PREVIEW_MIN_EVERY   16
 #define DALLE_PREVIEW_MAX_QUALITY 75
 
 /* An HTTP error: status, machine code, message, the offending field or NULL. */

@@ -22,7 +22,8 @@ static inline float *golden_tensor(const dalle_safetensors *st, const char *name
     float *v = malloc((size_t)t->numel * sizeof *v);
     cr_assert_not_null(v);
     dalle_st_tensor_to_f32(t, v);
-    if (numel) *numel = t->numel;
+    if (numel)
+        *numel = t->numel;
     return v;
 }
 
@@ -46,8 +47,10 @@ static inline double max_rel_err(const float *ours, const float *ref, size_t n) 
     double diff = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN propagates as a failure */
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+        if (!(d <= diff))
+            diff = d; /* NaN propagates as a failure */
+        if (fabs(ref[i]) > scale)
+            scale = fabs(ref[i]);
     }
     return scale > 0 ? diff / scale : diff;
 }
@@ -88,7 +91,8 @@ static inline void expect_greedy_codes(const char *dir, const dalle_safetensors 
         for (int i = 0; i < P; i++)
             if (codes[i] != (int32_t)ref[i] || codes[P + i] != (int32_t)ref[i]) {
                 diff++;
-                if (first < 0) first = i;
+                if (first < 0)
+                    first = i;
             }
         printf("%s greedy p%d: %d/%d codes differ from the reference\n", dir, p, diff, P);
         cr_expect_eq(diff, 0, "p%d: %d greedy codes differ (first at step %d)", p, diff, first);

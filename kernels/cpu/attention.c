@@ -93,7 +93,7 @@ void dalle_cpu_decode_attention(dalle_backend *be, float *out, const float *q, c
 
 /* Cross-attention, one query per row (ops.h cross_attention): the attention op above. */
 void dalle_cpu_cross_attention(dalle_backend *be, float *out, const float *q, const float *k,
-                               const float *v, const int32_t *block, const uint8_t *key_mask,
-                               int B, int T, int H, int D) {
+                               const float *v, const int32_t *block, const uint8_t *key_mask, int B,
+                               int T, int H, int D) {
     dalle_cpu_attention(be, out, q, k, v, block, key_mask, NULL, B, 1, T, T, H, D);
 }

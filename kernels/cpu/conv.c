@@ -213,8 +213,9 @@ void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
                        int32_t *nonfinite) {
     DALLE_ASSERT(n >= 0);
     int bad = 0;
-#pragma omp parallel for num_threads(dalle_cpu_of(be)->threads) reduction(| : bad) \
-    if (n >= DALLE_CPU_PAR_MIN)
+#pragma omp parallel for num_threads(dalle_cpu_of(be)->threads)                                    \
+    reduction(|                                                                                    \
+              : bad) if (n >= DALLE_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float v = x[i] > 0 ? (x[i] < 1 ? x[i] : 1.0f) : 0.0f; // NaN → 0
         y[i] = (uint8_t)(v * 255.0f);

@@ -29,7 +29,8 @@ __global__ void attention_kernel(float *out, const float *q, const float *k, con
     const int C = H * D;
     const int blk = kv_index ? kv_index[b] : b;
     int n = Tk;
-    if (causal_pos && causal_pos[b] + i + 1 < n) n = causal_pos[b] + i + 1;
+    if (causal_pos && causal_pos[b] + i + 1 < n)
+        n = causal_pos[b] + i + 1;
     const uint8_t *mask = key_mask ? key_mask + (size_t)blk * kv_cap : NULL;
     const size_t row = ((size_t)b * Tq + i) * C + (size_t)h * D; // [B, Tq, C]
     const float *qr = q + row;
@@ -40,13 +41,16 @@ __global__ void attention_kernel(float *out, const float *q, const float *k, con
     for (int j = warp; j < n; j += nw) {
         const float *kj = kb + (size_t)j * C;
         float dot = 0;
-        for (int d = lane; d < D; d += 32) dot += qr[d] * kj[d];
+        for (int d = lane; d < D; d += 32)
+            dot += qr[d] * kj[d];
         dot = dalle_warp_sum(dot);
-        if (lane == 0) s[j] = (mask && !mask[j]) ? -INFINITY : dot * scale;
+        if (lane == 0)
+            s[j] = (mask && !mask[j]) ? -INFINITY : dot * scale;
     }
     __syncthreads();
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, s[j]);
+    for (int j = threadIdx.x; j < n; j += blockDim.x)
+        mx = fmaxf(mx, s[j]);
     mx = dalle_block_max(mx, red);
     float z = 0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
@@ -59,23 +63,26 @@ __global__ void attention_kernel(float *out, const float *q, const float *k, con
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0;
         for (int j = 0; j < n; j++)
-            if (s[j] != 0.0f) acc += s[j] * vb[(size_t)j * C + d];
+            if (s[j] != 0.0f)
+                acc += s[j] * vb[(size_t)j * C + d];
         out[row + d] = acc * inv;
     }
 }
 
-extern "C" void dalle_cuda_attention(dalle_backend *be, float *out, const float *q,
-                                     const float *k, const float *v, const int32_t *kv_index,
+extern "C" void dalle_cuda_attention(dalle_backend *be, float *out, const float *q, const float *k,
+                                     const float *v, const int32_t *kv_index,
                                      const uint8_t *key_mask, const int32_t *causal_pos, int B,
                                      int Tq, int Tk, int kv_cap, int H, int D) {
     DALLE_ASSERT(B >= 0 && Tq >= 1 && Tk >= 1 && Tk <= kv_cap && H >= 1 && D >= 1);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     int nblk = B;
     if (kv_index) {
         nblk = 0;
         for (int b = 0; b < B; b++) {
             DALLE_ASSERT(kv_index[b] >= 0);
-            if (kv_index[b] + 1 > nblk) nblk = kv_index[b] + 1;
+            if (kv_index[b] + 1 > nblk)
+                nblk = kv_index[b] + 1;
         }
     }
     /* every query must see at least one key (a broken invariant otherwise, as on the CPU) */
@@ -83,13 +90,13 @@ extern "C" void dalle_cuda_attention(dalle_backend *be, float *out, const float 
         const int blk = kv_index ? kv_index[b] : b;
         int first = 0; /* first key that the mask lets through */
         if (key_mask)
-            while (first < Tk && !key_mask[(size_t)blk * kv_cap + first]) first++;
+            while (first < Tk && !key_mask[(size_t)blk * kv_cap + first])
+                first++;
         const int n_min = causal_pos ? (causal_pos[b] + 1 < Tk ? causal_pos[b] + 1 : Tk) : Tk;
         DALLE_ASSERT(first < n_min); /* the query i = 0 sees the fewest keys */
     }
     const void *src[3] = {kv_index, key_mask, causal_pos};
-    const size_t bytes[3] = {kv_index ? (size_t)B * 4 : 0,
-                             key_mask ? (size_t)nblk * kv_cap : 0,
+    const size_t bytes[3] = {kv_index ? (size_t)B * 4 : 0, key_mask ? (size_t)nblk * kv_cap : 0,
                              causal_pos ? (size_t)B * 4 : 0};
     void *dev[3];
     dalle_cuda_stage(be, 3, src, bytes, dev, "attention");

@@ -34,17 +34,20 @@ static void *cu_alloc(dalle_backend *be, size_t bytes) {
 
 static void cu_free(dalle_backend *be, void *p) {
     (void)be;
-    if (p) CUDA_CHECK(cudaFree(p), "free");
+    if (p)
+        CUDA_CHECK(cudaFree(p), "free");
 }
 
 static void cu_to_device(dalle_backend *be, void *dst, const void *src, size_t bytes) {
-    if (!bytes) return;
+    if (!bytes)
+        return;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, dalle_cuda_of(be)->stream),
                "to_device");
 }
 
 static void cu_to_host(dalle_backend *be, void *dst, const void *src, size_t bytes) {
-    if (!bytes) return;
+    if (!bytes)
+        return;
     dalle_cuda *cu = dalle_cuda_of(be);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream), "to_host");
     CUDA_CHECK(cudaStreamSynchronize(cu->stream), "to_host");
@@ -55,17 +58,22 @@ static void cu_sync(dalle_backend *be) {
 }
 
 static void cu_destroy(dalle_backend *be) {
-    if (!be) return;
+    if (!be)
+        return;
     dalle_cuda *cu = dalle_cuda_of(be);
     if (cu) {
         cudaSetDevice(cu->device);
-        if (cu->stream) cudaStreamSynchronize(cu->stream);
+        if (cu->stream)
+            cudaStreamSynchronize(cu->stream);
         cudaFree(cu->stage);
-        for (int i = 0; i < 3; i++) cudaFree(cu->scratch[i]);
+        for (int i = 0; i < 3; i++)
+            cudaFree(cu->scratch[i]);
         cudaFree(cu->blas_ws);
         free(cu->host_stage);
-        if (cu->blas) cublasDestroy(cu->blas);
-        if (cu->stream) cudaStreamDestroy(cu->stream);
+        if (cu->blas)
+            cublasDestroy(cu->blas);
+        if (cu->stream)
+            cudaStreamDestroy(cu->stream);
         free(cu);
     }
     free(be);
@@ -81,9 +89,11 @@ static void *grow(dalle_cuda *cu, void **buf, size_t *have, size_t bytes, int re
         return *buf;
     }
     if (bytes > *have) {
-        if (recorded) cu->generation++; /* recorded steps may hold its address */
+        if (recorded)
+            cu->generation++; /* recorded steps may hold its address */
         size_t n = bytes < 4096 ? 4096 : bytes + bytes / 4;
-        if (*buf) CUDA_CHECK(cudaFree(*buf), op);
+        if (*buf)
+            CUDA_CHECK(cudaFree(*buf), op);
         *buf = NULL;
         *have = 0;
         CUDA_CHECK(cudaMalloc(buf, n), op);
@@ -109,12 +119,14 @@ void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const si
         total += (bytes[i] + 255) / 256 * 256;
     }
     if (total == 0) {
-        for (int i = 0; i < n; i++) dev[i] = NULL;
+        for (int i = 0; i < n; i++)
+            dev[i] = NULL;
         return;
     }
     if (cu->capturing) { /* a host-array op inside a recording: not recordable */
         cu->capture_failed = 1;
-        for (int i = 0; i < n; i++) dev[i] = cu->stage;
+        for (int i = 0; i < n; i++)
+            dev[i] = cu->stage;
         return;
     }
     if (total > cu->host_stage_bytes) {
@@ -124,10 +136,12 @@ void dalle_cuda_stage(dalle_backend *be, int n, const void *const *src, const si
         cu->host_stage_bytes = total;
     }
     for (int i = 0; i < n; i++)
-        if (src[i] && bytes[i]) memcpy((char *)cu->host_stage + off[i], src[i], bytes[i]);
+        if (src[i] && bytes[i])
+            memcpy((char *)cu->host_stage + off[i], src[i], bytes[i]);
     char *d = (char *)grow(cu, &cu->stage, &cu->stage_bytes, total, 0, op);
     CUDA_CHECK(cudaMemcpyAsync(d, cu->host_stage, total, cudaMemcpyHostToDevice, cu->stream), op);
-    for (int i = 0; i < n; i++) dev[i] = src[i] && bytes[i] ? d + off[i] : NULL;
+    for (int i = 0; i < n; i++)
+        dev[i] = src[i] && bytes[i] ? d + off[i] : NULL;
 }
 
 int dalle_cuda_device_count(void) {
@@ -141,18 +155,25 @@ int dalle_cuda_device_count(void) {
 
 int dalle_cuda_weight_dtype_from_env(void) {
     const char *v = getenv("DALLE_CUDA_WEIGHTS");
-    if (!v || !*v || strcmp(v, "f32") == 0) return DALLE_F32;
-    if (strcmp(v, "f16") == 0) return DALLE_F16;
-    if (strcmp(v, "bf16") == 0) return DALLE_BF16;
+    if (!v || !*v || strcmp(v, "f32") == 0)
+        return DALLE_F32;
+    if (strcmp(v, "f16") == 0)
+        return DALLE_F16;
+    if (strcmp(v, "bf16") == 0)
+        return DALLE_BF16;
     return -1;
 }
 
 int dalle_cuda_kv_dtype_from_env(dalle_dtype weight_dtype) {
     const char *v = getenv("DALLE_CUDA_KV");
-    if (!v || !*v) return weight_dtype;
-    if (strcmp(v, "f32") == 0) return DALLE_F32;
-    if (strcmp(v, "f16") == 0) return DALLE_F16;
-    if (strcmp(v, "bf16") == 0) return DALLE_BF16;
+    if (!v || !*v)
+        return weight_dtype;
+    if (strcmp(v, "f32") == 0)
+        return DALLE_F32;
+    if (strcmp(v, "f16") == 0)
+        return DALLE_F16;
+    if (strcmp(v, "bf16") == 0)
+        return DALLE_BF16;
     return -1;
 }
 
@@ -166,7 +187,8 @@ typedef struct {
 static int cu_graph_begin(dalle_backend *be) {
     dalle_cuda *cu = dalle_cuda_of(be);
     const char *env = getenv("DALLE_CUDA_GRAPHS");
-    if ((env && strcmp(env, "0") == 0) || cu->capturing) return 0;
+    if ((env && strcmp(env, "0") == 0) || cu->capturing)
+        return 0;
     CUDA_CHECK(cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal), "graph_begin");
     cu->capturing = 1;
     cu->capture_failed = 0;
@@ -181,11 +203,13 @@ static void *cu_graph_end(dalle_backend *be) {
     cu->capturing = 0;
     if (e != cudaSuccess || cu->capture_failed || !graph) {
         if (e != cudaSuccess) {
-            fprintf(stderr, "CUDA backend: recording the decode step failed (%s); running it eagerly\n",
+            fprintf(stderr,
+                    "CUDA backend: recording the decode step failed (%s); running it eagerly\n",
                     cudaGetErrorString(e));
             (void)cudaGetLastError();
         }
-        if (graph) cudaGraphDestroy(graph);
+        if (graph)
+            cudaGraphDestroy(graph);
         return NULL;
     }
     cu_graph *g = (cu_graph *)calloc(1, sizeof *g);
@@ -206,7 +230,8 @@ static void *cu_graph_end(dalle_backend *be) {
 static int cu_graph_launch(dalle_backend *be, void *graph) {
     dalle_cuda *cu = dalle_cuda_of(be);
     cu_graph *g = (cu_graph *)graph;
-    if (g->generation != cu->generation) return 0;
+    if (g->generation != cu->generation)
+        return 0;
     CUDA_CHECK(cudaGraphLaunch(g->exec, cu->stream), "graph_launch");
     return 1;
 }
@@ -214,7 +239,8 @@ static int cu_graph_launch(dalle_backend *be, void *graph) {
 static void cu_graph_free(dalle_backend *be, void *graph) {
     (void)be;
     cu_graph *g = (cu_graph *)graph;
-    if (!g) return;
+    if (!g)
+        return;
     CUDA_CHECK(cudaGraphExecDestroy(g->exec), "graph_free");
     free(g);
 }
@@ -222,8 +248,8 @@ static void cu_graph_free(dalle_backend *be, void *graph) {
 static const dalle_backend_ops cuda_ops = {
     .name = "cuda",
     .weight_dtype = DALLE_F32,
-    .keep_16bit = 0,     /* every weight in weight_dtype */
-    .pack_bytes = NULL,  /* row-major: cuBLAS reads W as it is */
+    .keep_16bit = 0,    /* every weight in weight_dtype */
+    .pack_bytes = NULL, /* row-major: cuBLAS reads W as it is */
     .pack = NULL,
     .alloc = cu_alloc,
     .free = cu_free,
@@ -271,7 +297,8 @@ dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dall
         return NULL;
     }
     if (device < 0 || device >= n) {
-        dalle_error_set(err, DALLE_ERR_BACKEND, "no CUDA device %d (this machine has %d)", device, n);
+        dalle_error_set(err, DALLE_ERR_BACKEND, "no CUDA device %d (this machine has %d)", device,
+                        n);
         return NULL;
     }
     dalle_backend *be = (dalle_backend *)calloc(1, sizeof *be);
@@ -298,10 +325,12 @@ dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dall
     be->impl = cu;
     const char *step = NULL;
     cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
-    if ((e = cudaSetDevice(device)) != cudaSuccess) step = "cudaSetDevice";
+    if ((e = cudaSetDevice(device)) != cudaSuccess)
+        step = "cudaSetDevice";
     else if ((e = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking)) != cudaSuccess)
         step = "cudaStreamCreate";
-    else if ((bs = cublasCreate(&cu->blas)) != CUBLAS_STATUS_SUCCESS) step = "cublasCreate";
+    else if ((bs = cublasCreate(&cu->blas)) != CUBLAS_STATUS_SUCCESS)
+        step = "cublasCreate";
     else if ((bs = cublasSetStream(cu->blas, cu->stream)) != CUBLAS_STATUS_SUCCESS)
         step = "cublasSetStream";
     /* after cublasSetStream, which resets the workspace to cuBLAS's own pool: a workspace of
@@ -318,7 +347,7 @@ dalle_backend *dalle_backend_cuda_new(int device, dalle_dtype weight_dtype, dall
      * compare with the CPU at ~1e-5; 16-bit weights use tensor cores with fp32 accumulation
      * (cublasGemmEx, CUBLAS_COMPUTE_32F). */
     else if ((bs = cublasSetMathMode(cu->blas, weight_dtype == DALLE_F32 ? CUBLAS_PEDANTIC_MATH
-                                                                          : CUBLAS_DEFAULT_MATH)) !=
+                                                                         : CUBLAS_DEFAULT_MATH)) !=
              CUBLAS_STATUS_SUCCESS)
         step = "cublasSetMathMode";
     if (step) {

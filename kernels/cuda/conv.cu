@@ -39,7 +39,8 @@ __global__ void fill_bias_kernel(float *y, const void *bias, int dt, int64_t row
 
 /* y[rows, N] = bias broadcast; returns the GEMM beta that adds the product to it. */
 static float bias_rows(dalle_backend *be, float *y, const dalle_tensor *bias, int64_t rows, int N) {
-    if (!bias) return 0.0f;
+    if (!bias)
+        return 0.0f;
     DALLE_LAUNCH(fill_bias_kernel, dalle_cuda_blocks(rows * N, CONV_THREADS), CONV_THREADS, 0,
                  dalle_cuda_of(be)->stream)
     (y, bias->data, dalle_cuda_of(be)->ops.weight_dtype, rows, N);
@@ -58,7 +59,8 @@ extern "C" void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x,
     const int64_t rows = (int64_t)B * H;
     const int64_t K = (int64_t)k * k * Cin;
     DALLE_ASSERT(rows * W <= INT_MAX && K <= INT_MAX);
-    if (rows == 0) return;
+    if (rows == 0)
+        return;
     if (k > 1 && w->dtype != DALLE_F32) { /* tensor cores, no im2col (conv_igemm.cu) */
         dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, NULL, NULL, 0, 0, 0,
                               "conv2d");
@@ -77,8 +79,10 @@ extern "C" void dalle_cuda_conv2d(dalle_backend *be, float *y, const float *x,
     }
     const size_t row_bytes = (size_t)W * (size_t)K * sizeof(float);
     int64_t band = (int64_t)(CONV_BAND_BYTES / row_bytes);
-    if (band < 1) band = 1;
-    if (band > rows) band = rows;
+    if (band < 1)
+        band = 1;
+    if (band > rows)
+        band = rows;
     float *cols = (float *)dalle_cuda_scratch(be, 0, (size_t)band * row_bytes, "conv2d");
     for (int64_t r0 = 0; r0 < rows; r0 += band) {
         const int nr = (int)(rows - r0 < band ? rows - r0 : band);
@@ -105,14 +109,15 @@ extern "C" void dalle_cuda_conv2d_up2x(dalle_backend *be, float *y, const float 
                  w->shape[3] == Cin);
     DALLE_ASSERT(!bias || dalle_tensor_numel(bias) == Cout);
     DALLE_ASSERT(y != x);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     if (w->dtype != DALLE_F32) {
         dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 1, NULL, NULL, 0, 0, 0,
                               "conv2d_up2x");
         return;
     }
-    float *u = (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float),
-                                           "conv2d_up2x");
+    float *u =
+        (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float), "conv2d_up2x");
     dalle_cuda_upsample2x(be, u, x, B, H / 2, W / 2, Cin);
     dalle_cuda_conv2d(be, y, u, w, bias, B, H, W, Cin, Cout, k);
 }
@@ -132,14 +137,15 @@ extern "C" void dalle_cuda_conv2d_gn(dalle_backend *be, float *y, const float *x
                  w->shape[3] == Cin);
     DALLE_ASSERT(!bias || dalle_tensor_numel(bias) == Cout);
     DALLE_ASSERT(y != x);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     if (w->dtype != DALLE_F32) {
-        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, gamma, beta, groups,
-                              eps, swish, "conv2d_gn");
+        dalle_cuda_conv_igemm(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0, gamma, beta, groups, eps,
+                              swish, "conv2d_gn");
         return;
     }
-    float *t = (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float),
-                                           "conv2d_gn");
+    float *t =
+        (float *)dalle_cuda_scratch(be, 1, (size_t)B * H * W * Cin * sizeof(float), "conv2d_gn");
     dalle_cuda_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);
     dalle_cuda_conv2d(be, y, t, w, bias, B, H, W, Cin, Cout, k);
 }

@@ -31,10 +31,10 @@
 
 using namespace nvcuda;
 
-#define IG_BM 64
-#define IG_BN 64
-#define IG_BK 32
-#define IG_LDS (IG_BK + 8) /* 16-bit elements per staged row: 80 bytes, a multiple of 16 */
+#define IG_BM      64
+#define IG_BN      64
+#define IG_BK      32
+#define IG_LDS     (IG_BK + 8) /* 16-bit elements per staged row: 80 bytes, a multiple of 16 */
 #define IG_THREADS 128
 
 template <typename T> __device__ __forceinline__ T ig_cvt(float v);
@@ -54,7 +54,8 @@ __global__ void gn_stats_kernel(float *st, const float *x, int HW, int C, int gr
     const float *xb = x + (size_t)b * HW * C + (size_t)g * cg; // [HW, C] from channel g·cg
     const int64_t n = (int64_t)HW * cg;
     double s = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += xb[(i / cg) * C + i % cg];
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += xb[(i / cg) * C + i % cg];
     const double mean = dalle_block_sum(s, shm) / (double)n;
     double ss = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
@@ -77,7 +78,8 @@ __device__ __forceinline__ float gn_apply(float v, const float *st, const void *
     const float scale = __fmul_rn(s[2], dalle_ldw(g, dt, (size_t)c));
     float t = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(v, s[0]), s[1]), scale),
                         dalle_ldw(be, dt, (size_t)c));
-    if (swish) t = t / (1.0f + expf(-t));
+    if (swish)
+        t = t / (1.0f + expf(-t));
     return t;
 }
 
@@ -108,7 +110,8 @@ __global__ void __launch_bounds__(IG_THREADS)
     }
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
     for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+        for (int j = 0; j < 2; j++)
+            wmma::fill_fragment(acc[i][j], 0.0f);
     __syncthreads();
     for (int k0 = 0; k0 < K; k0 += IG_BK) {
         for (int e = threadIdx.x; e < IG_BM * IG_BK; e += blockDim.x) { /* A: the input gather */
@@ -118,19 +121,20 @@ __global__ void __launch_bounds__(IG_THREADS)
                 const int ci = kk % Cin, t = kk / Cin, kx = t % k, ky = t / k;
                 int iy = ry[r] + ky - pad, ix = rx[r] + kx - pad;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-                    if (up) iy >>= 1, ix >>= 1;
+                    if (up)
+                        iy >>= 1, ix >>= 1;
                     v = x[(((size_t)rb[r] * Hx + iy) * Wx + ix) * Cin + ci];
                     if (gn_st) /* GroupNorm (+ swish) in the prologue; padding stays 0 */
-                        v = gn_apply(v, gn_st, gn_g, gn_b, bias_dt, rb[r], ci, Cin / groups,
-                                     groups, swish);
+                        v = gn_apply(v, gn_st, gn_g, gn_b, bias_dt, rb[r], ci, Cin / groups, groups,
+                                     swish);
                 }
             }
             As[r * IG_LDS + c] = ig_cvt<T>(v);
         }
         for (int e = threadIdx.x; e < IG_BN * IG_BK; e += blockDim.x) { /* B: weight rows */
             const int n = e / IG_BK, c = e % IG_BK;
-            Bs[n * IG_LDS + c] = (n0 + n < Cout && k0 + c < K) ? w[(size_t)(n0 + n) * K + k0 + c]
-                                                               : ig_cvt<T>(0.0f);
+            Bs[n * IG_LDS + c] =
+                (n0 + n < Cout && k0 + c < K) ? w[(size_t)(n0 + n) * K + k0 + c] : ig_cvt<T>(0.0f);
         }
         __syncthreads();
         for (int kk = 0; kk < IG_BK; kk += 16) {
@@ -141,7 +145,8 @@ __global__ void __launch_bounds__(IG_THREADS)
             for (int j = 0; j < 2; j++)
                 wmma::load_matrix_sync(b[j], Bs + (wn + 16 * j) * IG_LDS + kk, IG_LDS);
             for (int i = 0; i < 2; i++)
-                for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+                for (int j = 0; j < 2; j++)
+                    wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
         __syncthreads();
     }
@@ -164,8 +169,8 @@ __global__ void __launch_bounds__(IG_THREADS)
  * (groups, eps; + swish) while staged, its statistics computed first into scratch 0.
  * Weights F16 or BF16. */
 extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *x,
-                                      const dalle_tensor *w, const dalle_tensor *bias, int B,
-                                      int H, int W, int Cin, int Cout, int k, int up,
+                                      const dalle_tensor *w, const dalle_tensor *bias, int B, int H,
+                                      int W, int Cin, int Cout, int k, int up,
                                       const dalle_tensor *gn_gamma, const dalle_tensor *gn_beta,
                                       int groups, float eps, int swish, const char *op) {
     dalle_cuda *cu = dalle_cuda_of(be);
@@ -173,7 +178,8 @@ extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *
     DALLE_ASSERT(!up || (H % 2 == 0 && W % 2 == 0));
     const int64_t M = (int64_t)B * H * W;
     DALLE_ASSERT((int64_t)k * k * Cin <= INT_MAX);
-    if (M == 0) return;
+    if (M == 0)
+        return;
     const int64_t mb = (M + IG_BM - 1) / IG_BM;
     DALLE_ASSERT(mb <= INT_MAX);
     const dim3 grid((unsigned)mb, (unsigned)((Cout + IG_BN - 1) / IG_BN));
@@ -209,13 +215,15 @@ __global__ void rgb8_kernel(uint8_t *y, const float *x, int64_t n, int32_t *nonf
         y[i] = (uint8_t)__fmul_rn(v, 255.0f);
         bad |= !isfinite(xi);
     }
-    if (bad && nonfinite) *nonfinite = 1;
+    if (bad && nonfinite)
+        *nonfinite = 1;
 }
 
 extern "C" void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
                                    int32_t *nonfinite) {
     DALLE_ASSERT(n >= 0);
-    if (n == 0) return;
+    if (n == 0)
+        return;
     DALLE_LAUNCH(rgb8_kernel, dalle_cuda_blocks(n, 256), 256, 0, dalle_cuda_of(be)->stream)
     (y, x, n, nonfinite);
     CUDA_LAUNCHED("to_rgb8");

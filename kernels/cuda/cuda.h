@@ -1,5 +1,5 @@
-/* cuda.h — the CUDA backend (the .cu files in kernels/cuda/): the ops.h seam on one GPU. Built only when
- * nvcc is found (the Makefile then defines DALLE_WITH_CUDA).
+/* cuda.h — the CUDA backend (the .cu files in kernels/cuda/): the ops.h seam on one GPU. Built only
+ * when nvcc is found (the Makefile then defines DALLE_WITH_CUDA).
  *
  * Contract:
  *  - One backend = one device, one stream, one cuBLAS handle; all ops are queued on that

@@ -26,7 +26,7 @@
 
 #include "kernels/cuda/internal.cuh"
 
-#define DEC_THREADS 128
+#define DEC_THREADS   128
 #define DEC_CHUNK_MIN 32
 
 template <typename T> __device__ __forceinline__ float kv_ld(const T *p, size_t i);
@@ -36,7 +36,8 @@ template <> __device__ __forceinline__ float kv_ld<float>(const float *p, size_t
 template <> __device__ __forceinline__ float kv_ld<__half>(const __half *p, size_t i) {
     return __half2float(p[i]);
 }
-template <> __device__ __forceinline__ float kv_ld<__nv_bfloat16>(const __nv_bfloat16 *p, size_t i) {
+template <>
+__device__ __forceinline__ float kv_ld<__nv_bfloat16>(const __nv_bfloat16 *p, size_t i) {
     return __bfloat162float(p[i]);
 }
 template <typename T> __device__ __forceinline__ T kv_cvt(float x);
@@ -76,25 +77,31 @@ __global__ void split_kernel(float *part, const float *q, const T *kc, const T *
     const int j0 = sp * chunk, j1 = min(j0 + chunk, n);
     float *pm = part + ((size_t)bh * nsplit + sp) * (D + 2);
     if (j0 >= j1) { /* past this row's length */
-        for (int d = threadIdx.x; d < D; d += blockDim.x) pm[2 + d] = 0.0f;
-        if (threadIdx.x == 0) pm[0] = -INFINITY, pm[1] = 0.0f;
+        for (int d = threadIdx.x; d < D; d += blockDim.x)
+            pm[2 + d] = 0.0f;
+        if (threadIdx.x == 0)
+            pm[0] = -INFINITY, pm[1] = 0.0f;
         return;
     }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = q[(size_t)b * C + (size_t)h * D + d];
+    for (int d = threadIdx.x; d < D; d += blockDim.x)
+        qs[d] = q[(size_t)b * C + (size_t)h * D + d];
     __syncthreads();
     const size_t base = (size_t)slot[b] * cap * C + (size_t)h * D; // [slots, cap, C] → head h
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     for (int j = j0 + warp; j < j1; j += nw) {
         const size_t kj = base + (size_t)j * C;
         float dot = 0;
-        for (int d = lane; d < D; d += 32) dot += qs[d] * kv_ld<T>(kc, kj + d);
+        for (int d = lane; d < D; d += 32)
+            dot += qs[d] * kv_ld<T>(kc, kj + d);
         dot = dalle_warp_sum(dot);
-        if (lane == 0) s[j - j0] = dot * scale;
+        if (lane == 0)
+            s[j - j0] = dot * scale;
     }
     __syncthreads();
     const int m = j1 - j0;
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, s[j]);
+    for (int j = threadIdx.x; j < m; j += blockDim.x)
+        mx = fmaxf(mx, s[j]);
     mx = dalle_block_max(mx, red);
     float z = 0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
@@ -105,10 +112,12 @@ __global__ void split_kernel(float *part, const float *q, const T *kc, const T *
     z = dalle_block_sum(z, red); /* ends with a barrier: all of s[] is written */
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0;
-        for (int j = 0; j < m; j++) acc += s[j] * kv_ld<T>(vc, base + (size_t)(j0 + j) * C + d);
+        for (int j = 0; j < m; j++)
+            acc += s[j] * kv_ld<T>(vc, base + (size_t)(j0 + j) * C + d);
         pm[2 + d] = acc;
     }
-    if (threadIdx.x == 0) pm[0] = mx, pm[1] = z;
+    if (threadIdx.x == 0)
+        pm[0] = mx, pm[1] = z;
 }
 
 /* out[b, h·D + d] from the nsplit partials of (b, h) */
@@ -116,11 +125,13 @@ __global__ void combine_kernel(float *out, const float *part, int H, int D, int 
     const int bh = blockIdx.x;
     const float *p0 = part + (size_t)bh * nsplit * (D + 2);
     float M = -INFINITY;
-    for (int s = 0; s < nsplit; s++) M = fmaxf(M, p0[(size_t)s * (D + 2)]);
+    for (int s = 0; s < nsplit; s++)
+        M = fmaxf(M, p0[(size_t)s * (D + 2)]);
     float L = 0;
     for (int s = 0; s < nsplit; s++) {
         const float ms = p0[(size_t)s * (D + 2)];
-        if (ms != -INFINITY) L += p0[(size_t)s * (D + 2) + 1] * expf(ms - M);
+        if (ms != -INFINITY)
+            L += p0[(size_t)s * (D + 2) + 1] * expf(ms - M);
     }
     const float inv = L > 0 ? 1.0f / L : 0.0f;
     float *o = out + (size_t)bh * D; /* [B, H·D]: row b, head h at b·C + h·D = bh·D */
@@ -128,7 +139,8 @@ __global__ void combine_kernel(float *out, const float *part, int H, int D, int 
         float acc = 0;
         for (int s = 0; s < nsplit; s++) {
             const float ms = p0[(size_t)s * (D + 2)];
-            if (ms != -INFINITY) acc += p0[(size_t)s * (D + 2) + 2 + d] * expf(ms - M);
+            if (ms != -INFINITY)
+                acc += p0[(size_t)s * (D + 2) + 2 + d] * expf(ms - M);
         }
         o[d] = acc * inv;
     }
@@ -148,8 +160,10 @@ static void decode_attention_t(dalle_backend *be, float *out, const float *q, co
     const int rows_heads = B * H, max_split = (cap + DEC_CHUNK_MIN - 1) / DEC_CHUNK_MIN;
     const int want = 2 * (cu->sms > 0 ? cu->sms : 132);
     int nsplit = (want + rows_heads - 1) / rows_heads;
-    if (nsplit > max_split) nsplit = max_split;
-    if (nsplit < 1) nsplit = 1;
+    if (nsplit > max_split)
+        nsplit = max_split;
+    if (nsplit < 1)
+        nsplit = 1;
     int chunk = (cap + nsplit - 1) / nsplit;
     chunk = (chunk + DEC_CHUNK_MIN - 1) / DEC_CHUNK_MIN * DEC_CHUNK_MIN;
     nsplit = (cap + chunk - 1) / chunk;
@@ -168,13 +182,18 @@ static void decode_attention_t(dalle_backend *be, float *out, const float *q, co
 
 extern "C" void dalle_cuda_decode_attention(dalle_backend *be, float *out, const float *q,
                                             const float *k, const float *v, void *kc, void *vc,
-                                            const int32_t *slot, const int32_t *pos, int B,
-                                            int cap, int H, int D) {
+                                            const int32_t *slot, const int32_t *pos, int B, int cap,
+                                            int H, int D) {
     DALLE_ASSERT(B >= 0 && cap >= 1 && H >= 1 && D >= 1);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     switch (dalle_cuda_of(be)->ops.kv_dtype) {
-    case DALLE_F32: decode_attention_t<float>(be, out, q, k, v, kc, vc, slot, pos, B, cap, H, D); break;
-    case DALLE_F16: decode_attention_t<__half>(be, out, q, k, v, kc, vc, slot, pos, B, cap, H, D); break;
+    case DALLE_F32:
+        decode_attention_t<float>(be, out, q, k, v, kc, vc, slot, pos, B, cap, H, D);
+        break;
+    case DALLE_F16:
+        decode_attention_t<__half>(be, out, q, k, v, kc, vc, slot, pos, B, cap, H, D);
+        break;
     case DALLE_BF16:
         decode_attention_t<__nv_bfloat16>(be, out, q, k, v, kc, vc, slot, pos, B, cap, H, D);
         break;
@@ -196,13 +215,16 @@ __global__ void cross_kernel(float *out, const float *q, const float *k, const f
     for (int j = warp; j < T; j += nw) {
         float dot = 0;
         if (mask[j])
-            for (int d = lane; d < D; d += 32) dot += qr[d] * kb[(size_t)j * C + d];
+            for (int d = lane; d < D; d += 32)
+                dot += qr[d] * kb[(size_t)j * C + d];
         dot = dalle_warp_sum(dot);
-        if (lane == 0) s[j] = mask[j] ? dot * scale : -INFINITY;
+        if (lane == 0)
+            s[j] = mask[j] ? dot * scale : -INFINITY;
     }
     __syncthreads();
     float mx = -INFINITY;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) mx = fmaxf(mx, s[j]);
+    for (int j = threadIdx.x; j < T; j += blockDim.x)
+        mx = fmaxf(mx, s[j]);
     mx = dalle_block_max(mx, red);
     float z = 0;
     for (int j = threadIdx.x; j < T; j += blockDim.x) {
@@ -216,7 +238,8 @@ __global__ void cross_kernel(float *out, const float *q, const float *k, const f
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0;
         for (int j = 0; j < T; j++)
-            if (s[j] != 0.0f) acc += s[j] * vb[(size_t)j * C + d];
+            if (s[j] != 0.0f)
+                acc += s[j] * vb[(size_t)j * C + d];
         o[d] = acc * inv;
     }
 }
@@ -225,7 +248,8 @@ extern "C" void dalle_cuda_cross_attention(dalle_backend *be, float *out, const 
                                            const float *k, const float *v, const int32_t *block,
                                            const uint8_t *key_mask, int B, int T, int H, int D) {
     DALLE_ASSERT(B >= 0 && T >= 1 && H >= 1 && D >= 1 && key_mask);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     const size_t shm = ((size_t)T + 32) * sizeof(float);
     DALLE_ASSERT(shm <= 48 * 1024);
     DALLE_LAUNCH(cross_kernel, (unsigned)((int64_t)B * H), DEC_THREADS, shm,

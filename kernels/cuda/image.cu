@@ -13,13 +13,15 @@
 #define IMG_THREADS 256
 
 __device__ __forceinline__ uint8_t img_resample(const uint8_t *s, size_t step, const int32_t *first,
-                                                const int32_t *count, const int32_t *coef,
-                                                int taps, int i) {
+                                                const int32_t *count, const int32_t *coef, int taps,
+                                                int i) {
     const int32_t *k = coef + (size_t)i * taps;
     const uint8_t *p = s + (size_t)first[i] * step;
     int32_t acc = 1 << 21;
-    for (int j = 0; j < count[i]; j++) acc += (int32_t)p[(size_t)j * step] * k[j];
-    if (acc < 0) return 0;
+    for (int j = 0; j < count[i]; j++)
+        acc += (int32_t)p[(size_t)j * step] * k[j];
+    if (acc < 0)
+        return 0;
     acc >>= 22;
     return acc > 255 ? 255 : (uint8_t)acc;
 }
@@ -33,11 +35,10 @@ __global__ void pass1_kernel(uint8_t *tmp, const uint8_t *rgb, dalle_clip_prep_p
         const int c = (int)(e % 3), x = (int)((e / 3) % tw), y = (int)((e / (3 * tw)) % th);
         const int64_t b = e / ((int64_t)3 * tw * th);
         const uint8_t *src = rgb + (size_t)b * pl.in_h * pl.in_w * 3; // [in_h, in_w, 3]
-        tmp[e] = pl.vertical_first
-                     ? img_resample(src + (size_t)x * 3 + c, (size_t)pl.in_w * 3, pl.first_y,
-                                    pl.count_y, pl.coef_y, pl.taps_y, y)
-                     : img_resample(src + (size_t)y * pl.in_w * 3 + c, 3, pl.first_x, pl.count_x,
-                                    pl.coef_x, pl.taps_x, x);
+        tmp[e] = pl.vertical_first ? img_resample(src + (size_t)x * 3 + c, (size_t)pl.in_w * 3,
+                                                  pl.first_y, pl.count_y, pl.coef_y, pl.taps_y, y)
+                                   : img_resample(src + (size_t)y * pl.in_w * 3 + c, 3, pl.first_x,
+                                                  pl.count_x, pl.coef_x, pl.taps_x, x);
     }
 }
 
@@ -64,8 +65,8 @@ __global__ void out_kernel(float *pixels, const uint8_t *rgb, const uint8_t *tmp
             u = img_resample(src + (size_t)ry * pl.in_w * 3 + c, 3, pl.first_x, pl.count_x,
                              pl.coef_x, pl.taps_x, rx);
         else if (pl.vertical)
-            u = img_resample(src + (size_t)rx * 3 + c, (size_t)pl.in_w * 3, pl.first_y,
-                             pl.count_y, pl.coef_y, pl.taps_y, ry);
+            u = img_resample(src + (size_t)rx * 3 + c, (size_t)pl.in_w * 3, pl.first_y, pl.count_y,
+                             pl.coef_y, pl.taps_y, ry);
         else
             u = src[((size_t)ry * pl.in_w + rx) * 3 + c];
         const float v = __double2float_rn(__dmul_rn((double)u, 1.0 / 255.0));
@@ -78,7 +79,8 @@ extern "C" void dalle_cuda_clip_prep(dalle_backend *be, float *pixels, const uin
     DALLE_ASSERT(B >= 0 && pl->size >= 1);
     DALLE_ASSERT(pl->top >= 0 && pl->left >= 0 && pl->top + pl->size <= pl->out_h &&
                  pl->left + pl->size <= pl->out_w);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     cudaStream_t st = dalle_cuda_of(be)->stream;
     const int both = pl->horizontal && pl->vertical;
     const int tw = pl->vertical_first ? pl->in_w : pl->out_w;

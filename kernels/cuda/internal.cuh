@@ -31,15 +31,15 @@ typedef struct {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
-    void *stage;  /* device staging for host parameter arrays, grow-only */
+    void *stage; /* device staging for host parameter arrays, grow-only */
     size_t stage_bytes;
     void *host_stage; /* host packing buffer for the same */
     size_t host_stage_bytes;
     void *scratch[3]; /* device scratch: [0] im2col / sampler, [1] 16-bit GEMM operand,
                        * [2] decode_attention partials */
     size_t scratch_bytes[3];
-    int sms;          /* streaming multiprocessors of the device */
-    void *blas_ws;    /* cuBLAS workspace (set explicitly so that recording allocates nothing) */
+    int sms;       /* streaming multiprocessors of the device */
+    void *blas_ws; /* cuBLAS workspace (set explicitly so that recording allocates nothing) */
     /* Recording (graph_* in backend.cu): while `capturing`, ops are recorded on the stream;
      * an op that would allocate or copy from the host sets `capture_failed` instead.
      * `generation` counts reallocations of scratch 1 and 2 (the ones recordable ops use):
@@ -55,17 +55,18 @@ static inline dalle_cuda *dalle_cuda_of(dalle_backend *be) {
 void dalle_cuda_fail(const char *what, const char *detail, const char *op, const char *file,
                      int line);
 
-#define CUDA_CHECK(stmt, op)                                                                  \
-    do {                                                                                      \
-        cudaError_t e_ = (stmt);                                                              \
-        if (e_ != cudaSuccess) dalle_cuda_fail(#stmt, cudaGetErrorString(e_), op, __FILE__, __LINE__); \
+#define CUDA_CHECK(stmt, op)                                                                       \
+    do {                                                                                           \
+        cudaError_t e_ = (stmt);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            dalle_cuda_fail(#stmt, cudaGetErrorString(e_), op, __FILE__, __LINE__);                \
     } while (0)
 
-#define CUBLAS_CHECK(stmt, op)                                                                \
-    do {                                                                                      \
-        cublasStatus_t s_ = (stmt);                                                           \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                      \
-            dalle_cuda_fail(#stmt, cublasGetStatusString(s_), op, __FILE__, __LINE__);        \
+#define CUBLAS_CHECK(stmt, op)                                                                     \
+    do {                                                                                           \
+        cublasStatus_t s_ = (stmt);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            dalle_cuda_fail(#stmt, cublasGetStatusString(s_), op, __FILE__, __LINE__);             \
     } while (0)
 
 /* A kernel launch, kernel<<<grid, block, smem, stream>>>(args…), and a kernel's dynamic
@@ -86,8 +87,10 @@ void dalle_cuda_fail(const char *what, const char *detail, const char *op, const
 /* Blocks of `threads` covering n items (n ≥ 1), capped for grid-stride loops. */
 static inline unsigned dalle_cuda_blocks(int64_t n, int threads) {
     int64_t b = (n + threads - 1) / threads;
-    if (b < 1) b = 1;
-    if (b > 65535LL * 32) b = 65535LL * 32;
+    if (b < 1)
+        b = 1;
+    if (b > 65535LL * 32)
+        b = 65535LL * 32;
     return (unsigned)b;
 }
 
@@ -105,19 +108,22 @@ void *dalle_cuda_scratch(dalle_backend *be, int which, size_t bytes, const char 
 
 /* y[M,N] (ld N) = alpha·x[M,K] (ld K) · W[:N,:K]ᵀ + beta·y for a weight in any weight
  * dtype; 16-bit weights round x into scratch 1 first. */
-void dalle_cuda_gemm_xwt(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
-                         int M, int N, int K, float beta, const char *op);
+void dalle_cuda_gemm_xwt(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
+                         int N, int K, float beta, const char *op);
 
 /* Weight element i as float, whatever the weight dtype. */
 __device__ __forceinline__ float dalle_ldw(const void *p, int dtype, size_t i) {
-    if (dtype == DALLE_F32) return ((const float *)p)[i];
-    if (dtype == DALLE_F16) return __half2float(((const __half *)p)[i]);
+    if (dtype == DALLE_F32)
+        return ((const float *)p)[i];
+    if (dtype == DALLE_F16)
+        return __half2float(((const __half *)p)[i]);
     return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
 }
 
 /* Warp and block reductions (blockDim.x a multiple of 32, ≤ 1024). */
 template <typename T> __device__ __forceinline__ T dalle_warp_sum(T v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
@@ -125,17 +131,21 @@ template <typename T> __device__ T dalle_block_sum(T v, T *shm /* [32] */) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     v = dalle_warp_sum(v);
     __syncthreads(); /* shm may still be read from a previous call */
-    if (lane == 0) shm[warp] = v;
+    if (lane == 0)
+        shm[warp] = v;
     __syncthreads();
     T t = lane < nw ? shm[lane] : (T)0;
-    if (warp == 0) t = dalle_warp_sum(t);
-    if (threadIdx.x == 0) shm[0] = t;
+    if (warp == 0)
+        t = dalle_warp_sum(t);
+    if (threadIdx.x == 0)
+        shm[0] = t;
     __syncthreads();
     return shm[0];
 }
 
 __device__ __forceinline__ float dalle_warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
@@ -143,11 +153,14 @@ __device__ inline float dalle_block_max(float v, float *shm /* [32] */) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     v = dalle_warp_max(v);
     __syncthreads(); /* shm may still be read from a previous call */
-    if (lane == 0) shm[warp] = v;
+    if (lane == 0)
+        shm[warp] = v;
     __syncthreads();
     float t = lane < nw ? shm[lane] : -INFINITY;
-    if (warp == 0) t = dalle_warp_max(t);
-    if (threadIdx.x == 0) shm[0] = t;
+    if (warp == 0)
+        t = dalle_warp_max(t);
+    if (threadIdx.x == 0)
+        shm[0] = t;
     __syncthreads();
     return shm[0];
 }

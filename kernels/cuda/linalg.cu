@@ -18,17 +18,19 @@ template <> __global__ void round_to<__half>(__half *dst, const float *src, int6
          i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = __float2half_rn(src[i]);
 }
-template <> __global__ void round_to<__nv_bfloat16>(__nv_bfloat16 *dst, const float *src, int64_t n) {
+template <>
+__global__ void round_to<__nv_bfloat16>(__nv_bfloat16 *dst, const float *src, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = __float2bfloat16_rn(src[i]);
 }
 
-void dalle_cuda_gemm_xwt(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
-                         int M, int N, int K, float beta, const char *op) {
+void dalle_cuda_gemm_xwt(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
+                         int N, int K, float beta, const char *op) {
     dalle_cuda *cu = dalle_cuda_of(be);
     DALLE_ASSERT(w && w->data && w->dtype == cu->ops.weight_dtype);
-    if (M == 0) return;
+    if (M == 0)
+        return;
     const float alpha = 1.0f;
     if (w->dtype == DALLE_F32) {
         CUBLAS_CHECK(cublasSgemm(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha,

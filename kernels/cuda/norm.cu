@@ -20,7 +20,8 @@ __global__ void layernorm_kernel(float *y, const float *x, const void *g, const 
     const float *xr = x + r * C; // [rows, C]
     float *yr = y + r * C;
     double s = 0;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) s += xr[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        s += xr[c];
     const double mean = dalle_block_sum(s, shm) / C;
     double ss = 0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -32,8 +33,10 @@ __global__ void layernorm_kernel(float *y, const float *x, const void *g, const 
     const float inv = (float)(1.0 / sqrt(ss / C + eps));
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float t = __fmul_rn(__fsub_rn(xr[c], m), inv);
-        if (g) t = __fmul_rn(t, dalle_ldw(g, dt, c));
-        if (b) t = __fadd_rn(t, dalle_ldw(b, dt, c));
+        if (g)
+            t = __fmul_rn(t, dalle_ldw(g, dt, c));
+        if (b)
+            t = __fadd_rn(t, dalle_ldw(b, dt, c));
         yr[c] = t;
     }
 }
@@ -44,7 +47,8 @@ extern "C" void dalle_cuda_layernorm(dalle_backend *be, float *y, const float *x
     DALLE_ASSERT(rows >= 0 && C >= 1 && eps >= 0);
     DALLE_ASSERT(!gamma || dalle_tensor_numel(gamma) == C);
     DALLE_ASSERT(!beta || dalle_tensor_numel(beta) == C);
-    if (rows == 0) return;
+    if (rows == 0)
+        return;
     const int dt = dalle_cuda_of(be)->ops.weight_dtype;
     DALLE_LAUNCH(layernorm_kernel, rows, NORM_THREADS, 0, dalle_cuda_of(be)->stream)
     (y, x, gamma ? gamma->data : NULL, beta ? beta->data : NULL, dt, C, eps);
@@ -60,7 +64,8 @@ __global__ void group_norm_kernel(float *y, const float *x, const void *gamma, c
     float *yb = y + (size_t)b * HW * C + (size_t)g * cg;
     const int64_t n = (int64_t)HW * cg;
     double s = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += xb[(i / cg) * C + i % cg];
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += xb[(i / cg) * C + i % cg];
     const double mean = dalle_block_sum(s, shm) / (double)n;
     double ss = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
@@ -76,7 +81,8 @@ __global__ void group_norm_kernel(float *y, const float *x, const void *gamma, c
         const float scale = __fmul_rn(rstd, dalle_ldw(gamma, dt, g * cg + c));
         float t = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(xb[at], hi), lo), scale),
                             dalle_ldw(beta, dt, g * cg + c));
-        if (swish) t = t / (1.0f + expf(-t));
+        if (swish)
+            t = t / (1.0f + expf(-t));
         yb[at] = t;
     }
 }
@@ -87,7 +93,8 @@ extern "C" void dalle_cuda_group_norm(dalle_backend *be, float *y, const float *
     DALLE_ASSERT(gamma && beta);
     DALLE_ASSERT(B >= 0 && HW >= 1 && C >= 1 && groups >= 1 && C % groups == 0 && eps >= 0);
     DALLE_ASSERT(dalle_tensor_numel(gamma) == C && dalle_tensor_numel(beta) == C);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     const int dt = dalle_cuda_of(be)->ops.weight_dtype;
     DALLE_LAUNCH(group_norm_kernel, B * groups, 1024, 0, dalle_cuda_of(be)->stream)
     (y, x, gamma->data, beta->data, dt, HW, C, groups, eps, swish);

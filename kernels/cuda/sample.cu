@@ -45,8 +45,8 @@ __device__ void sample_finish(int32_t *tokens, float *cv, const int32_t *ci, int
                               const dalle_sample_params &p, const int32_t *step, int b);
 
 __global__ void sample_kernel(int32_t *tokens, const float *logits, int V, int ld,
-                              const dalle_sample_params *params, const int32_t *step,
-                              float *cand_v, int32_t *cand_i, int kmax) {
+                              const dalle_sample_params *params, const int32_t *step, float *cand_v,
+                              int32_t *cand_i, int kmax) {
     __shared__ float wv[32];
     __shared__ int wi[32];
     const int b = blockIdx.x;
@@ -100,7 +100,8 @@ __global__ void sample_kernel(int32_t *tokens, const float *logits, int V, int l
         pi = wi[0];
         __syncthreads(); /* wv/wi are rewritten next round */
     }
-    if (threadIdx.x != 0) return;
+    if (threadIdx.x != 0)
+        return;
     sample_finish(tokens, cv, ci, k, p, step, b);
 }
 
@@ -114,7 +115,8 @@ __device__ void sample_finish(int32_t *tokens, float *cv, const int32_t *ci, int
         cv[i] = (float)exp((double)__fsub_rn(cv[i], mx));
         z = __fadd_rn(z, cv[i]);
     }
-    for (int i = 0; i < k; i++) cv[i] = __fdiv_rn(cv[i], z);
+    for (int i = 0; i < k; i++)
+        cv[i] = __fdiv_rn(cv[i], z);
     int kept = k;
     if (p.top_p < 1) {
         float cum = 0;
@@ -127,7 +129,8 @@ __device__ void sample_finish(int32_t *tokens, float *cv, const int32_t *ci, int
         }
     }
     float total = 0;
-    for (int i = 0; i < kept; i++) total = __fadd_rn(total, cv[i]);
+    for (int i = 0; i < kept; i++)
+        total = __fadd_rn(total, cv[i]);
     const float target = __fmul_rn(dalle_rng_uniform(p.seed, p.image, (uint32_t)step[b]), total);
     float acc = 0;
     int32_t tok = ci[kept - 1];
@@ -152,7 +155,7 @@ __device__ void sample_finish(int32_t *tokens, float *cv, const int32_t *ci, int
  *  4. a bitonic sort of the k (padded to a power of two with (−∞, INT_MAX)) by (value desc,
  *     index asc), then sample_finish on thread 0. */
 #define FS_THREADS 512
-#define FS_MAX_K 2048
+#define FS_MAX_K   2048
 
 __device__ __forceinline__ uint32_t order_key(float v) {
     const uint32_t u = __float_as_uint(v == 0.0f ? 0.0f : v); /* −0 → +0 */
@@ -166,17 +169,21 @@ __device__ int block_excl_scan(int v, int *total, int *sh) {
     int x = v;
     for (int o = 1; o < 32; o <<= 1) {
         const int y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
+        if (lane >= o)
+            x += y;
     }
-    if (lane == 31) sh[warp] = x;
+    if (lane == 31)
+        sh[warp] = x;
     __syncthreads();
     if (warp == 0) {
         int w = lane < nw ? sh[lane] : 0;
         for (int o = 1; o < 32; o <<= 1) {
             const int y = __shfl_up_sync(0xffffffffu, w, o);
-            if (lane >= o) w += y;
+            if (lane >= o)
+                w += y;
         }
-        if (lane < nw) sh[lane] = w; /* inclusive sums of the warp totals */
+        if (lane < nw)
+            sh[lane] = w; /* inclusive sums of the warp totals */
     }
     __syncthreads();
     const int off = warp ? sh[warp - 1] : 0;
@@ -201,23 +208,28 @@ __global__ void __launch_bounds__(FS_THREADS)
     const float *lc = logits + (size_t)2 * b * ld; // [B, 2, ld]
     const float *lu = lc + ld;
     const int k = p.top_k < V ? p.top_k : V;
-    for (int j = tid; j < V; j += blockDim.x) g[j] = guided(lc, lu, j, p.cond_scale, p.temperature);
-    if (tid == 0) s_prefix = 0, s_mask = 0, s_need = (unsigned)k;
+    for (int j = tid; j < V; j += blockDim.x)
+        g[j] = guided(lc, lu, j, p.cond_scale, p.temperature);
+    if (tid == 0)
+        s_prefix = 0, s_mask = 0, s_need = (unsigned)k;
     __syncthreads();
     for (int shift = 24; shift >= 0; shift -= 8) { /* 2. radix select */
-        for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0;
+        for (int i = tid; i < 256; i += blockDim.x)
+            hist[i] = 0;
         __syncthreads();
         const unsigned prefix = s_prefix, mask = s_mask;
         for (int j = tid; j < V; j += blockDim.x) {
             const uint32_t key = order_key(g[j]);
-            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+            if ((key & mask) == prefix)
+                atomicAdd(&hist[(key >> shift) & 255u], 1u);
         }
         __syncthreads();
         if (tid == 0) { /* the digit holding the need-th largest among this prefix */
             unsigned need = s_need;
             int d = 255;
             for (; d > 0; d--) {
-                if (hist[d] >= need) break;
+                if (hist[d] >= need)
+                    break;
                 need -= hist[d];
             }
             s_prefix = prefix | ((unsigned)d << shift);
@@ -228,7 +240,8 @@ __global__ void __launch_bounds__(FS_THREADS)
     }
     const uint32_t T = s_prefix;
     const int need_eq = (int)s_need; /* keys equal to T to take, smallest indices first */
-    if (tid == 0) s_base = 0, s_eq = 0;
+    if (tid == 0)
+        s_base = 0, s_eq = 0;
     __syncthreads();
     for (int j0 = 0; j0 < V; j0 += blockDim.x) { /* 3. candidates in index order */
         const int j = j0 + tid;
@@ -250,13 +263,15 @@ __global__ void __launch_bounds__(FS_THREADS)
         }
         __syncthreads();
     }
-    for (int i = k + tid; i < sortn; i += blockDim.x) sv[i] = -INFINITY, si[i] = INT_MAX;
+    for (int i = k + tid; i < sortn; i += blockDim.x)
+        sv[i] = -INFINITY, si[i] = INT_MAX;
     __syncthreads();
     for (int size = 2; size <= sortn; size <<= 1) /* 4. bitonic sort, best first */
         for (int stride = size >> 1; stride > 0; stride >>= 1) {
             for (int i = tid; i < sortn; i += blockDim.x) {
                 const int l = i ^ stride;
-                if (l <= i) continue;
+                if (l <= i)
+                    continue;
                 const float av = sv[i], bv = sv[l];
                 const int ai = si[i], bi = si[l];
                 const bool up = (i & size) == 0;
@@ -269,9 +284,11 @@ __global__ void __launch_bounds__(FS_THREADS)
         }
     float *cv = cand_v + (size_t)b * kmax;
     int32_t *ci = cand_i + (size_t)b * kmax;
-    for (int i = tid; i < k; i += blockDim.x) cv[i] = sv[i], ci[i] = si[i];
+    for (int i = tid; i < k; i += blockDim.x)
+        cv[i] = sv[i], ci[i] = si[i];
     __syncthreads();
-    if (tid != 0) return;
+    if (tid != 0)
+        return;
     sample_finish(tokens, cv, ci, k, p, step, b);
 }
 
@@ -279,7 +296,8 @@ __global__ void __launch_bounds__(FS_THREADS)
 __global__ void sample_scatter_kernel(int32_t *rows, int32_t *codes, const int32_t *code_at,
                                       const int32_t *tok, int B) {
     const int b = blockIdx.x * blockDim.x + threadIdx.x;
-    if (b >= B) return;
+    if (b >= B)
+        return;
     const int32_t t = tok[b];
     rows[2 * b] = t;
     rows[2 * b + 1] = t;
@@ -299,7 +317,8 @@ static int32_t *sample_launch(dalle_backend *be, const float *logits, int B, int
         DALLE_ASSERT(p->temperature > 0 && p->top_p > 0 && p->top_p <= 1 && p->top_k >= 1);
         DALLE_ASSERT(step[b] >= 0);
         const int k = p->top_k < V ? p->top_k : V;
-        if (k > kmax) kmax = k;
+        if (k > kmax)
+            kmax = k;
     }
     dalle_cuda *cu = dalle_cuda_of(be);
     const void *src[3] = {params, step, extra};
@@ -316,11 +335,12 @@ static int32_t *sample_launch(dalle_backend *be, const float *logits, int B, int
     /* the select-and-sort kernel unless k is large, the logits do not fit in shared memory,
      * or DALLE_CUDA_SAMPLER=rounds asks for the k-round kernel */
     int sortn = 1;
-    while (sortn < kmax) sortn *= 2;
+    while (sortn < kmax)
+        sortn *= 2;
     const size_t fs_bytes = (size_t)V * 4 + (size_t)sortn * 8;
     const char *which = getenv("DALLE_CUDA_SAMPLER");
-    const bool rounds = (which && strcmp(which, "rounds") == 0) || kmax > FS_MAX_K ||
-                        fs_bytes > (size_t)160 * 1024;
+    const bool rounds =
+        (which && strcmp(which, "rounds") == 0) || kmax > FS_MAX_K || fs_bytes > (size_t)160 * 1024;
     if (rounds) {
         DALLE_LAUNCH(sample_kernel, B, SAMPLE_THREADS, 0, cu->stream)
         (tok_dev, logits, V, ld, (const dalle_sample_params *)dev[0], (const int32_t *)dev[1],
@@ -343,7 +363,8 @@ extern "C" void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const floa
                                   int V, int ld, const dalle_sample_params *params,
                                   const int32_t *step) {
     DALLE_ASSERT(B >= 0);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     const int32_t *unused;
     int32_t *tok_dev = sample_launch(be, logits, B, V, ld, params, step, NULL, &unused);
     dalle_cuda *cu = dalle_cuda_of(be);
@@ -357,7 +378,8 @@ extern "C" void dalle_cuda_sample_dev(dalle_backend *be, int32_t *rows, int32_t 
                                       int ld, const dalle_sample_params *params,
                                       const int32_t *step) {
     DALLE_ASSERT(B >= 0);
-    if (B == 0) return;
+    if (B == 0)
+        return;
     const int32_t *at_dev;
     int32_t *tok_dev = sample_launch(be, logits, B, V, ld, params, step, code_at, &at_dev);
     DALLE_LAUNCH(sample_scatter_kernel, (B + 127) / 128, 128, 0, dalle_cuda_of(be)->stream)

@@ -31,7 +31,8 @@ Test(base64, random_round_trip_no_line_breaks) {
     srand(7);
     for (int len = 0; len < 300; len++) {
         uint8_t in[300], back[300];
-        for (int i = 0; i < len; i++) in[i] = (uint8_t)rand();
+        for (int i = 0; i < len; i++)
+            in[i] = (uint8_t)rand();
         char out[512];
         dalle_base64_encode(in, (size_t)len, out);
         size_t m = strlen(out);
@@ -40,11 +41,14 @@ Test(base64, random_round_trip_no_line_breaks) {
         size_t k = 0;
         for (size_t i = 0; i < m; i += 4) {
             int v[4];
-            for (int j = 0; j < 4; j++) v[j] = out[i + j] == '=' ? 0 : b64val(out[i + j]);
-            for (int j = 0; j < 4; j++) cr_assert_geq(v[j], 0);
+            for (int j = 0; j < 4; j++)
+                v[j] = out[i + j] == '=' ? 0 : b64val(out[i + j]);
+            for (int j = 0; j < 4; j++)
+                cr_assert_geq(v[j], 0);
             uint32_t w = (uint32_t)v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3];
             uint8_t b[3] = {w >> 16, (w >> 8) & 255, w & 255};
-            for (int j = 0; j < 3 && k < (size_t)len; j++) back[k++] = b[j];
+            for (int j = 0; j < 3 && k < (size_t)len; j++)
+                back[k++] = b[j];
         }
         cr_assert_eq(k, (size_t)len);
         cr_assert_arr_eq(in, back, (size_t)len);
@@ -62,7 +66,8 @@ static void picture(uint8_t *rgb, int w, int h) {
         }
 }
 
-static double decode_psnr(const uint8_t *jpg, size_t n, const uint8_t *ref, int w, int h, int *subsamp) {
+static double decode_psnr(const uint8_t *jpg, size_t n, const uint8_t *ref, int w, int h,
+                          int *subsamp) {
     tjhandle d = tjInitDecompress();
     int dw, dh, ss, cs;
     cr_assert_eq(tjDecompressHeader3(d, jpg, n, &dw, &dh, &ss, &cs), 0);
@@ -72,7 +77,8 @@ static double decode_psnr(const uint8_t *jpg, size_t n, const uint8_t *ref, int 
     uint8_t *out = malloc((size_t)w * h * 3);
     cr_assert_eq(tjDecompress2(d, jpg, n, out, w, 0, h, TJPF_RGB, 0), 0);
     double se = 0;
-    for (size_t i = 0; i < (size_t)w * h * 3; i++) se += (double)(out[i] - ref[i]) * (out[i] - ref[i]);
+    for (size_t i = 0; i < (size_t)w * h * 3; i++)
+        se += (double)(out[i] - ref[i]) * (out[i] - ref[i]);
     free(out);
     tjDestroy(d);
     double mse = se / ((double)w * h * 3);
@@ -86,7 +92,8 @@ Test(jpeg, encodes_decodable_256x256_with_settings) {
     cr_assert_eq(dalle_jpeg_encoder_new(&e, NULL), DALLE_OK);
     const uint8_t *jpg;
     size_t n;
-    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL),
+                 DALLE_OK);
     cr_assert(n > 100 && jpg[0] == 0xFF && jpg[1] == 0xD8);
     int ss;
     double psnr90 = decode_psnr(jpg, n, rgb, 256, 256, &ss);
@@ -94,16 +101,19 @@ Test(jpeg, encodes_decodable_256x256_with_settings) {
     cr_assert(psnr90 > 35, "PSNR at quality 90: %.1f dB", psnr90);
     size_t n90 = n;
     /* the same encoder, other settings → other output */
-    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, 50, DALLE_SUBSAMP_444, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, rgb, 256, 256, 50, DALLE_SUBSAMP_444, &jpg, &n, NULL),
+                 DALLE_OK);
     double psnr50 = decode_psnr(jpg, n, rgb, 256, 256, &ss);
     cr_assert_eq(ss, TJSAMP_444);
     cr_assert(psnr50 < psnr90);
     cr_assert(n != n90);
     /* a smaller then a larger image through one encoder */
-    cr_assert_eq(dalle_jpeg_encode(e, rgb, 16, 16, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, rgb, 16, 16, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL),
+                 DALLE_OK);
     uint8_t *big = malloc(512 * 300 * 3);
     picture(big, 512, 300);
-    cr_assert_eq(dalle_jpeg_encode(e, big, 512, 300, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL), DALLE_OK);
+    cr_assert_eq(dalle_jpeg_encode(e, big, 512, 300, 90, DALLE_SUBSAMP_420, &jpg, &n, NULL),
+                 DALLE_OK);
     decode_psnr(jpg, n, big, 512, 300, &ss);
     free(big);
     dalle_jpeg_encoder_free(e);
@@ -125,9 +135,9 @@ Test(jpeg, limits) {
                  DALLE_ERR_INVALID_ARG);
     cr_assert_eq(dalle_jpeg_encode(e, px, 0, 1, 90, DALLE_SUBSAMP_420, &jpg, &n, &err),
                  DALLE_ERR_INVALID_ARG);
-    cr_assert_eq(dalle_jpeg_encode(e, px, 1, DALLE_JPEG_MAX_SIDE + 1, 90, DALLE_SUBSAMP_420, &jpg,
-                                   &n, &err),
-                 DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(
+        dalle_jpeg_encode(e, px, 1, DALLE_JPEG_MAX_SIDE + 1, 90, DALLE_SUBSAMP_420, &jpg, &n, &err),
+        DALLE_ERR_INVALID_ARG);
     cr_assert_not_null(strstr(err.msg, "8192"));
     cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 100, DALLE_SUBSAMP_420, &jpg, &n, &err), DALLE_OK);
     cr_assert_eq(dalle_jpeg_encode(e, px, 1, 1, 1, DALLE_SUBSAMP_444, &jpg, &n, &err), DALLE_OK);

@@ -21,14 +21,14 @@
 #include "model_loader/model_config.h"
 #include "tests/helpers.h"
 
-#define MODEL_DIR "models/demo"
-#define GOLDEN "tests/demo/golden/demo_golden.safetensors"
-#define N_PROMPTS 2
-#define N_GRIDS 3
-#define N_IMAGES 5
+#define MODEL_DIR      "models/demo"
+#define GOLDEN         "tests/demo/golden/demo_golden.safetensors"
+#define N_PROMPTS      2
+#define N_GRIDS        3
+#define N_IMAGES       5
 #define N_CLIP_PROMPTS 3
-#define TOL 1e-4
-#define COND_SCALE 4.0f
+#define TOL            1e-4
+#define COND_SCALE     4.0f
 
 static dalle_model_config cfg;
 static dalle_backend *be;
@@ -99,7 +99,8 @@ Test(demo_golden, bart_encoder_and_every_logit) {
             dalle_bart_decode_step(&bart, &w, tok, pos, slot, block, 2, L);
             for (int b = 0; b < 2; b++) {
                 double e2 = max_rel_err(w.logits + (size_t)b * L, ref_b[b] + (size_t)t * L, L);
-                if (e2 > worst) worst = e2;
+                if (e2 > worst)
+                    worst = e2;
             }
             /* guided argmax over the image codes, as the sampler with top_k 1 */
             const float *c = w.logits, *u = w.logits + L;
@@ -107,7 +108,8 @@ Test(demo_golden, bart_encoder_and_every_logit) {
             float best = -INFINITY;
             for (int j = 0; j < V; j++) {
                 const float g = u[j] + COND_SCALE * (c[j] - u[j]);
-                if (g > best) best = g, am = j;
+                if (g > best)
+                    best = g, am = j;
             }
             argmax_diff += am != (int)greedy[t];
         }
@@ -116,7 +118,8 @@ Test(demo_golden, bart_encoder_and_every_logit) {
                p, P, L, worst, argmax_diff);
         cr_expect(worst <= TOL, "p%d logits: %g", p, worst);
         cr_expect_eq(argmax_diff, 0, "p%d: %d guided argmax differences", p, argmax_diff);
-        for (int b = 0; b < 2; b++) free(ref_b[b]);
+        for (int b = 0; b < 2; b++)
+            free(ref_b[b]);
         free(greedy);
     }
     free(enc);
@@ -147,7 +150,8 @@ Test(demo_golden, vqgan_decoder) {
     cr_assert_eq(nc, (int64_t)N_GRIDS * N);
     cr_assert_eq(np, (int64_t)N_GRIDS * vq.hp.resolution * vq.hp.resolution * vq.hp.out_ch);
     int32_t *codes = malloc(sizeof(int32_t) * nc);
-    for (int64_t i = 0; i < nc; i++) codes[i] = (int32_t)codesf[i];
+    for (int64_t i = 0; i < nc; i++)
+        codes[i] = (int32_t)codesf[i];
     cr_assert_eq(dalle_vqgan_decode(&vq, &w, codes, N_GRIDS, &err), DALLE_OK, "%s", err.msg);
     float *ours = malloc(sizeof(float) * np);
     uint8_t *px = malloc((size_t)np);
@@ -158,8 +162,10 @@ Test(demo_golden, vqgan_decoder) {
     size_t same = 0, worse = 0;
     for (int64_t i = 0; i < np; i++) {
         const double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= max_abs)) max_abs = d;
-        if (fabs(ref[i]) > max_ref) max_ref = fabs(ref[i]);
+        if (!(d <= max_abs))
+            max_abs = d;
+        if (fabs(ref[i]) > max_ref)
+            max_ref = fabs(ref[i]);
         const int du = abs((int)px[i] - (int)ref8[i]);
         same += du == 0;
         worse += du > 1;
@@ -180,8 +186,8 @@ Test(demo_golden, clip_pixels_embeddings_logits) {
     dalle_clip clip;
     dalle_clip_work w;
     dalle_error err = {0};
-    cr_assert_eq(dalle_clip_hparams_parse(&hp, cfg.clip_json, "config.json", &err), DALLE_OK,
-                 "%s", err.msg);
+    cr_assert_eq(dalle_clip_hparams_parse(&hp, cfg.clip_json, "config.json", &err), DALLE_OK, "%s",
+                 err.msg);
     char path[512];
     snprintf(path, sizeof path, "%s/%s", MODEL_DIR, cfg.clip_file);
     cr_assert_eq(dalle_clip_load(&clip, be, &hp, path, &err), DALLE_OK, "%s", err.msg);
@@ -193,7 +199,8 @@ Test(demo_golden, clip_pixels_embeddings_logits) {
     int64_t n;
     float *f = golden_tensor(&gold, "clip.images", &n);
     uint8_t *u8 = malloc((size_t)n);
-    for (int64_t i = 0; i < n; i++) u8[i] = (uint8_t)f[i];
+    for (int64_t i = 0; i < n; i++)
+        u8[i] = (uint8_t)f[i];
     dalle_image_prep prep;
     cr_assert_eq(dalle_image_prep_init(&prep, W, H, S, &err), DALLE_OK, "%s", err.msg);
     float *px = malloc(sizeof(float) * N_IMAGES * S * S * 3);
@@ -202,17 +209,20 @@ Test(demo_golden, clip_pixels_embeddings_logits) {
     float *ref_px = golden_tensor(&gold, "clip.pixel_values", &n);
     cr_assert_eq(n, (int64_t)N_IMAGES * S * S * 3);
     size_t same = 0;
-    for (int64_t i = 0; i < n; i++) same += px[i] == ref_px[i];
+    for (int64_t i = 0; i < n; i++)
+        same += px[i] == ref_px[i];
     printf("demo clip pixels: %zu/%lld identical to CLIPImageProcessorPil\n", same, (long long)n);
     cr_expect_eq(same, (size_t)n);
 
-    float *img = malloc(sizeof(float) * N_IMAGES * E), *txt = malloc(sizeof(float) * N_CLIP_PROMPTS * E);
+    float *img = malloc(sizeof(float) * N_IMAGES * E),
+          *txt = malloc(sizeof(float) * N_CLIP_PROMPTS * E);
     dalle_clip_image_embed(&clip, &w, px, N_IMAGES, img);
     float *ids_f = golden_tensor(&gold, "clip.input_ids", &n);
     const int Tt = hp.context_length;
     for (int p = 0; p < N_CLIP_PROMPTS; p++) {
         int32_t ids[4096];
-        for (int i = 0; i < Tt; i++) ids[i] = (int32_t)ids_f[p * Tt + i];
+        for (int i = 0; i < Tt; i++)
+            ids[i] = (int32_t)ids_f[p * Tt + i];
         cr_assert_eq(dalle_clip_text_embed(&clip, &w, ids, txt + p * E, &err), DALLE_OK, "%s",
                      err.msg);
     }
@@ -228,12 +238,14 @@ Test(demo_golden, clip_pixels_embeddings_logits) {
         float logits[N_IMAGES], ref[N_IMAGES];
         int32_t order[N_IMAGES];
         dalle_clip_scores(&clip, img, N_IMAGES, txt + p * E, logits, order);
-        for (int i = 0; i < N_IMAGES; i++) ref[i] = lpi[i * N_CLIP_PROMPTS + p];
+        for (int i = 0; i < N_IMAGES; i++)
+            ref[i] = lpi[i * N_CLIP_PROMPTS + p];
         const double e = max_rel_err(logits, ref, N_IMAGES);
-        if (e > el) el = e;
+        if (e > el)
+            el = e;
     }
-    printf("demo clip: image embeds %.3g, text embeds %.3g, logits %.3g (max relative error)\n",
-           ei, et, el);
+    printf("demo clip: image embeds %.3g, text embeds %.3g, logits %.3g (max relative error)\n", ei,
+           et, el);
     cr_expect(ei <= TOL && et <= TOL && el <= TOL, "clip errors %g %g %g", ei, et, el);
     free(f), free(u8), free(px), free(ref_px), free(img), free(txt), free(ids_f);
     free(ref_img), free(ref_txt), free(lpi);

@@ -57,21 +57,24 @@ static int open_side(side *sd, const char *dir, const char *backend, dalle_error
     dalle_model_params mp;
     dalle_model_params_default(&mp);
     mp.backend = backend;
-    if (dalle_model_load(&sd->m, dir, &mp, err) != DALLE_OK) return 0;
+    if (dalle_model_load(&sd->m, dir, &mp, err) != DALLE_OK)
+        return 0;
     dalle_model_get_info(sd->m, &sd->info);
     dalle_state_params sp = {.max_images = MAX_IMAGES, .max_prompts = 1};
-    if (dalle_state_new(&sd->s, sd->m, &sp, err) != DALLE_OK) return 0;
+    if (dalle_state_new(&sd->s, sd->m, &sp, err) != DALLE_OK)
+        return 0;
     return 1;
 }
 
 static int fails;
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        int ok_ = (cond);                                                                     \
-        printf("%-4s ", ok_ ? "ok" : "FAIL");                                                 \
-        printf(__VA_ARGS__);                                                                  \
-        printf("\n");                                                                         \
-        if (!ok_) fails++;                                                                    \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        int ok_ = (cond);                                                                          \
+        printf("%-4s ", ok_ ? "ok" : "FAIL");                                                      \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        if (!ok_)                                                                                  \
+            fails++;                                                                               \
     } while (0)
 
 int main(int argc, char **argv) {
@@ -85,8 +88,8 @@ int main(int argc, char **argv) {
     const char *dir = pos[0], *backend = pos[1];
     const char *wenv = getenv("DALLE_CUDA_WEIGHTS");
     const char *kenv = getenv("DALLE_CUDA_KV"); /* a 16-bit KV cache counts as 16-bit mode */
-    const int f32 = (!wenv || !*wenv || !strcmp(wenv, "f32")) &&
-                    (!kenv || !*kenv || !strcmp(kenv, "f32"));
+    const int f32 =
+        (!wenv || !*wenv || !strcmp(wenv, "f32")) && (!kenv || !*kenv || !strcmp(kenv, "f32"));
     dalle_error err = {0};
     side cpu = {0}, gpu = {0};
     if (!open_side(&gpu, dir, backend, &err)) {
@@ -121,8 +124,10 @@ int main(int argc, char **argv) {
             dalle_gen_params_default(cpu.m, &p);
             p.n_images = n_images;
             p.seed = 1000 + pi;
-            if (mode == 0) p.top_k = 1;
-            else p.top_k = 50 < cpu.info.image_vocab_size ? 50 : cpu.info.image_vocab_size;
+            if (mode == 0)
+                p.top_k = 1;
+            else
+                p.top_k = 50 < cpu.info.image_vocab_size ? 50 : cpu.info.image_vocab_size;
             double t0 = now_ms();
             if (dalle_generate_codes(cpu.s, pr, strlen(pr), &p, cc, NULL, &err) != DALLE_OK) {
                 printf("FAIL cpu generate: %s\n", err.msg);
@@ -143,7 +148,8 @@ int main(int argc, char **argv) {
                 greedy_same += same, greedy_total += n_images * L;
             else
                 samp_same += same, samp_total += n_images * L;
-            if (mode != 0 || !crgb) continue;
+            if (mode != 0 || !crgb)
+                continue;
             /* images and CLIP scores of the greedy codes (the CPU's codes on both sides) */
             if (dalle_decode_codes(cpu.s, cc, n_images, crgb, &err) != DALLE_OK ||
                 dalle_decode_codes(gpu.s, cc, n_images, grgb, &err) != DALLE_OK) {
@@ -154,18 +160,21 @@ int main(int argc, char **argv) {
                 const int d = abs((int)crgb[i] - (int)grgb[i]);
                 px_same += d == 0;
                 px_sum += d;
-                if (d > px_max) px_max = d;
+                if (d > px_max)
+                    px_max = d;
             }
             px_total += (long)(n_images * img_bytes);
             if (cpu.info.has_clip) {
                 dalle_text t;
-                if (dalle_text_encode(cpu.m, pr, strlen(pr), &t, &err) != DALLE_OK) return 1;
+                if (dalle_text_encode(cpu.m, pr, strlen(pr), &t, &err) != DALLE_OK)
+                    return 1;
                 const uint8_t *ci[MAX_IMAGES], *gi[MAX_IMAGES];
                 int w[MAX_IMAGES], h[MAX_IMAGES];
                 float cs[MAX_IMAGES], gs[MAX_IMAGES];
                 int32_t co[MAX_IMAGES], go[MAX_IMAGES];
                 for (int i = 0; i < n_images; i++)
-                    ci[i] = crgb + i * img_bytes, gi[i] = ci[i] /* the same pixels: CLIP alone */, w[i] = h[i] = R;
+                    ci[i] = crgb + i * img_bytes, gi[i] = ci[i] /* the same pixels: CLIP alone */,
+                    w[i] = h[i] = R;
                 if (dalle_rank_images(cpu.s, t.clip_ids, ci, w, h, n_images, cs, co, &err) !=
                         DALLE_OK ||
                     dalle_rank_images(gpu.s, t.clip_ids, gi, w, h, n_images, gs, go, &err) !=
@@ -175,8 +184,10 @@ int main(int argc, char **argv) {
                 }
                 for (int i = 0; i < n_images; i++) {
                     const double d = fabs((double)cs[i] - gs[i]);
-                    if (!(d <= score_diff)) score_diff = d;
-                    if (fabs((double)cs[i]) > score_max) score_max = fabs((double)cs[i]);
+                    if (!(d <= score_diff))
+                        score_diff = d;
+                    if (fabs((double)cs[i]) > score_max)
+                        score_max = fabs((double)cs[i]);
                 }
                 dalle_text_free(&t);
             }
@@ -217,8 +228,10 @@ int main(int argc, char **argv) {
         double d = 0, mx = 0;
         for (int k = 0; k < n_images; k++) {
             const double e = fabs((double)r.images[k].score - gs[r.images[k].index]);
-            if (!(e <= d)) d = e;
-            if (fabs((double)gs[k]) > mx) mx = fabs((double)gs[k]);
+            if (!(e <= d))
+                d = e;
+            if (fabs((double)gs[k]) > mx)
+                mx = fabs((double)gs[k]);
         }
         const double rel = mx > 0 ? d / mx : d;
         CHECK(rel <= 1e-5, "ranking in generate      vs rank_images, max |diff| / max |score| %.3e",
@@ -233,13 +246,15 @@ int main(int argc, char **argv) {
         p.seed = 11;
         dalle_text t;
         int job = -1;
-        if (dalle_generate_codes(gpu.s, prompts[1], strlen(prompts[1]), &p, gc, NULL, &err) != DALLE_OK ||
+        if (dalle_generate_codes(gpu.s, prompts[1], strlen(prompts[1]), &p, gc, NULL, &err) !=
+                DALLE_OK ||
             dalle_text_encode(gpu.m, prompts[1], strlen(prompts[1]), &t, &err) != DALLE_OK ||
             dalle_job_start(gpu.s, &t, &p, cc, &job, &err) != DALLE_OK || job < 0) {
             printf("FAIL job API: %s\n", err.msg);
             return 1;
         }
-        while (dalle_job_progress(gpu.s, job) < L) dalle_state_step(gpu.s);
+        while (dalle_job_progress(gpu.s, job) < L)
+            dalle_state_step(gpu.s);
         dalle_job_release(gpu.s, job);
         long same = 0;
         for (int i = 0; i < n_images * L; i++)

@@ -64,14 +64,17 @@ static float uni(void) { /* [-1, 1) */
 }
 static float *randv(size_t n, float scale, float offset) {
     float *v = malloc((n ? n : 1) * sizeof *v);
-    if (!v) abort();
-    for (size_t i = 0; i < n; i++) v[i] = uni() * scale + offset;
+    if (!v)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        v[i] = uni() * scale + offset;
     return v;
 }
 
 /* ---- 16-bit rounding (the CPU reference sees what the GPU weights hold) ---- */
 static float round_w(float x) {
-    if (wdt == DALLE_F16) return (float)(_Float16)x;
+    if (wdt == DALLE_F16)
+        return (float)(_Float16)x;
     if (wdt == DALLE_BF16) {
         uint32_t u;
         memcpy(&u, &x, 4);
@@ -89,12 +92,14 @@ static float *dev_from(const float *h, size_t n) {
         fprintf(stderr, "gpu_ops: device allocation of %zu floats failed\n", n);
         exit(1);
     }
-    if (h) gpu->ops->to_device(gpu, d, h, n * sizeof(float));
+    if (h)
+        gpu->ops->to_device(gpu, d, h, n * sizeof(float));
     return d;
 }
 static float *dev_poisoned(size_t n) {
     float *h = malloc((n ? n : 1) * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    for (size_t i = 0; i < n; i++)
+        h[i] = NAN;
     float *d = dev_from(h, n);
     free(h);
     return d;
@@ -106,7 +111,8 @@ static float *host_of(const float *d, size_t n) {
 }
 static float *poisoned(size_t n) {
     float *h = malloc((n ? n : 1) * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    for (size_t i = 0; i < n; i++)
+        h[i] = NAN;
     return h;
 }
 
@@ -118,17 +124,21 @@ static wpair weight(int ndim, const int64_t *shape, float scale) {
     wpair w;
     memset(&w, 0, sizeof w);
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
     float *v = randv((size_t)n, scale, 0);
-    for (int64_t i = 0; i < n; i++) v[i] = round_w(v[i]);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = round_w(v[i]);
     w.c.data = v;
     w.c.dtype = DALLE_F32;
     w.c.ndim = w.g.ndim = ndim;
-    for (int i = 0; i < ndim; i++) w.c.shape[i] = w.g.shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        w.c.shape[i] = w.g.shape[i] = shape[i];
     w.g.dtype = wdt;
     const size_t es = dalle_dtype_size(wdt);
     w.g.data = gpu->ops->alloc(gpu, (size_t)n * es);
-    if (!w.g.data) abort();
+    if (!w.g.data)
+        abort();
     if (wdt == DALLE_F32) {
         gpu->ops->to_device(gpu, w.g.data, v, (size_t)n * 4);
     } else {
@@ -173,20 +183,25 @@ static void check(const char *op, const char *shape, const float *ref, const flo
     double diff = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
         const double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= diff)) diff = d; /* NaN (poison left behind) fails */
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+        if (!(d <= diff))
+            diff = d; /* NaN (poison left behind) fails */
+        if (fabs(ref[i]) > scale)
+            scale = fabs(ref[i]);
     }
     const double rel = scale > 0 ? diff / scale : diff;
     const int ok = rel <= tol;
     n_cases++;
-    if (!ok) n_failed++;
+    if (!ok)
+        n_failed++;
     int k = 0;
-    while (k < n_ops && strcmp(op_names[k], op) != 0) k++;
+    while (k < n_ops && strcmp(op_names[k], op) != 0)
+        k++;
     if (k == n_ops) {
         op_names[n_ops++] = op;
         worst_by_op[k] = 0;
     }
-    if (!(rel <= worst_by_op[k])) worst_by_op[k] = rel;
+    if (!(rel <= worst_by_op[k]))
+        worst_by_op[k] = rel;
     emu_note(op, rel);
     printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", op, shape, rel, tol);
     free(got);
@@ -198,7 +213,8 @@ static double gemm_tol(void) {
 
 /* ---- ops ---- */
 static void t_matmul(int M, int N, int Nw, int K, int acc) {
-    if (skip((double)M * N, (double)M * N * K + (double)Nw * K)) return;
+    if (skip((double)M * N, (double)M * N * K + (double)Nw * K))
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "M=%d N=%d/%d K=%d%s", M, N, Nw, K, acc ? " acc" : "");
     const int64_t ws[2] = {Nw, K};
@@ -211,13 +227,15 @@ static void t_matmul(int M, int N, int Nw, int K, int acc) {
     cpu->ops->matmul(cpu, yc, x, &w.c, M, N, K, acc);
     gpu->ops->matmul(gpu, dy, dx, &w.g, M, N, K, acc);
     check("matmul", sh, yc, dy, (size_t)M * N, gemm_tol());
-    if (!acc) free(yc);
+    if (!acc)
+        free(yc);
     free(y0), free(x), wfree(&w);
     gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dy);
 }
 
 static void t_layernorm(int rows, int C, int has_g, int has_b, int inplace) {
-    if (skip((double)rows * C, 0)) return;
+    if (skip((double)rows * C, 0))
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "rows=%d C=%d%s%s%s", rows, C, has_g ? " g" : "", has_b ? " b" : "",
              inplace ? " inplace" : "");
@@ -229,7 +247,8 @@ static void t_layernorm(int rows, int C, int has_g, int has_b, int inplace) {
     cpu->ops->layernorm(cpu, yc, x, has_g ? &g.c : NULL, has_b ? &b.c : NULL, rows, C, 1e-5f);
     gpu->ops->layernorm(gpu, dy, dx, has_g ? &g.g : NULL, has_b ? &b.g : NULL, rows, C, 1e-5f);
     check("layernorm", sh, yc, dy, (size_t)rows * C, 1e-5);
-    if (!inplace) free(yc), gpu->ops->free(gpu, dy);
+    if (!inplace)
+        free(yc), gpu->ops->free(gpu, dy);
     free(x), wfree(&g), wfree(&b), gpu->ops->free(gpu, dx);
 }
 
@@ -239,7 +258,8 @@ static void t_embed(int V, int P, int rows, int C, int with_pos) {
     const int64_t ts[2] = {V, C}, ps[2] = {P, C};
     wpair t = weight(2, ts, 1), p = weight(2, ps, 1);
     int32_t *ids = malloc(rows * 4), *pos = malloc(rows * 4);
-    for (int r = 0; r < rows; r++) ids[r] = (int32_t)(next_u64() % V), pos[r] = (int32_t)(next_u64() % P);
+    for (int r = 0; r < rows; r++)
+        ids[r] = (int32_t)(next_u64() % V), pos[r] = (int32_t)(next_u64() % P);
     float *yc = poisoned((size_t)rows * C);
     float *dy = dev_poisoned((size_t)rows * C);
     cpu->ops->embed(cpu, yc, &t.c, ids, with_pos ? &p.c : NULL, pos, rows, C);
@@ -251,7 +271,8 @@ static void t_embed(int V, int P, int rows, int C, int with_pos) {
 /* kind: 0 encoder (key mask), 1 decode (causal, kv_index), 2 cross (kv_index + mask) */
 static void t_attention(const char *label, int B, int Tq, int Tk, int cap, int H, int D,
                         int use_index, int use_mask, int use_causal) {
-    if (skip((double)B * Tq * H * D, (double)B * Tq * Tk * H * D)) return;
+    if (skip((double)B * Tq * H * D, (double)B * Tq * Tk * H * D))
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "%s B=%d Tq=%d Tk=%d cap=%d H=%d D=%d", label, B, Tq, Tk, cap, H, D);
     const int C = H * D;
@@ -260,28 +281,35 @@ static void t_attention(const char *label, int B, int Tq, int Tk, int cap, int H
     if (use_index) {
         nblk = B / 2 + 1;
         idx = malloc(B * 4);
-        for (int b = 0; b < B; b++) idx[b] = (int32_t)(next_u64() % nblk);
+        for (int b = 0; b < B; b++)
+            idx[b] = (int32_t)(next_u64() % nblk);
     }
     uint8_t *mask = NULL;
     if (use_mask) {
         mask = malloc((size_t)nblk * cap);
-        for (size_t i = 0; i < (size_t)nblk * cap; i++) mask[i] = (next_u64() % 3) != 0;
-        for (int b = 0; b < nblk; b++) mask[(size_t)b * cap] = 1; /* every query sees key 0 */
+        for (size_t i = 0; i < (size_t)nblk * cap; i++)
+            mask[i] = (next_u64() % 3) != 0;
+        for (int b = 0; b < nblk; b++)
+            mask[(size_t)b * cap] = 1; /* every query sees key 0 */
     }
     if (use_causal) {
         cpos = malloc(B * 4);
-        for (int b = 0; b < B; b++) cpos[b] = (int32_t)(next_u64() % (Tk - Tq + 1));
-        if (B) cpos[0] = Tk - Tq; /* one row sees every key */
+        for (int b = 0; b < B; b++)
+            cpos[b] = (int32_t)(next_u64() % (Tk - Tq + 1));
+        if (B)
+            cpos[0] = Tk - Tq; /* one row sees every key */
     }
     const size_t nq = (size_t)B * Tq * C, nkv = (size_t)nblk * cap * C;
     float *q = randv(nq, 2, 0), *k = randv(nkv, 2, 0), *v = randv(nkv, 1, 0);
     float *oc = poisoned(nq);
-    float *dq = dev_from(q, nq), *dk = dev_from(k, nkv), *dv = dev_from(v, nkv), *dout = dev_poisoned(nq);
+    float *dq = dev_from(q, nq), *dk = dev_from(k, nkv), *dv = dev_from(v, nkv),
+          *dout = dev_poisoned(nq);
     cpu->ops->attention(cpu, oc, q, k, v, idx, mask, cpos, B, Tq, Tk, cap, H, D);
     gpu->ops->attention(gpu, dout, dq, dk, dv, idx, mask, cpos, B, Tq, Tk, cap, H, D);
     check("attention", sh, oc, dout, nq, 1e-5);
     free(idx), free(mask), free(cpos), free(q), free(k), free(v), free(oc);
-    gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dout);
+    gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv),
+        gpu->ops->free(gpu, dout);
 }
 
 /* ---- decode step ops with device-resident indices (ops.h embed_dev, decode_attention,
@@ -299,7 +327,8 @@ static float round_to(dalle_dtype t, float x) {
 /* n floats (already representable in t) uploaded to the GPU as dtype t */
 static void *dev_as(dalle_dtype t, const float *v, size_t n) {
     void *d = gpu->ops->alloc(gpu, (n ? n : 1) * dalle_dtype_size(t));
-    if (!d) abort();
+    if (!d)
+        abort();
     if (t == DALLE_F32) {
         gpu->ops->to_device(gpu, d, v, n * 4);
         return d;
@@ -324,14 +353,17 @@ static void *dev_as(dalle_dtype t, const float *v, size_t n) {
 /* a device copy of host int32 / uint8 index arrays */
 static void *dev_bytes(const void *h, size_t bytes) {
     void *d = gpu->ops->alloc(gpu, bytes ? bytes : 1);
-    if (!d) abort();
-    if (bytes) gpu->ops->to_device(gpu, d, h, bytes);
+    if (!d)
+        abort();
+    if (bytes)
+        gpu->ops->to_device(gpu, d, h, bytes);
     return d;
 }
 
 /* the K (or V) cache back on the host as floats */
 static float *cache_host(dalle_dtype t, const void *d, size_t n) {
-    if (t == DALLE_F32) return host_of(d, n);
+    if (t == DALLE_F32)
+        return host_of(d, n);
     uint16_t *h = malloc((n ? n : 1) * 2);
     gpu->ops->to_host(gpu, h, d, n * 2);
     float *f = malloc((n ? n : 1) * 4);
@@ -364,8 +396,10 @@ static double graph_tol(void) {
 /* decode_attention: B rows over distinct slots of a cache of `slots` × cap, random
  * lengths (one row at cap − 1, one at 0); checks the output and the appended cache. */
 static void t_decode_attention(int B, int slots, int cap, int H, int D) {
-    if (!gpu->ops->decode_attention) return;
-    if (skip((double)B * H * D, (double)B * cap * H * D)) return;
+    if (!gpu->ops->decode_attention)
+        return;
+    if (skip((double)B * H * D, (double)B * cap * H * D))
+        return;
     const dalle_dtype kt = gpu->ops->kv_dtype;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d slots=%d cap=%d H=%d D=%d kv=%s", B, slots, cap, H, D,
@@ -374,16 +408,19 @@ static void t_decode_attention(int B, int slots, int cap, int H, int D) {
     const size_t nc = (size_t)slots * cap * C, nq = (size_t)B * C;
     float *kc = randv(nc, 2, 0), *vc = randv(nc, 1, 0);
     float *q = randv(nq, 2, 0), *k = randv(nq, 2, 0), *v = randv(nq, 1, 0);
-    for (size_t i = 0; i < nc; i++) kc[i] = round_to(kt, kc[i]), vc[i] = round_to(kt, vc[i]);
+    for (size_t i = 0; i < nc; i++)
+        kc[i] = round_to(kt, kc[i]), vc[i] = round_to(kt, vc[i]);
     float *kr = malloc(nq * 4), *vr = malloc(nq * 4); /* the new K/V as the cache stores them */
-    for (size_t i = 0; i < nq; i++) kr[i] = round_to(kt, k[i]), vr[i] = round_to(kt, v[i]);
+    for (size_t i = 0; i < nq; i++)
+        kr[i] = round_to(kt, k[i]), vr[i] = round_to(kt, v[i]);
     int32_t *slot = malloc(B * 4), *pos = malloc(B * 4);
     for (int b = 0; b < B; b++) {
         slot[b] = (int32_t)((b * 7 + 1) % slots); /* distinct: B ≤ slots, gcd(7, slots) = 1 */
         pos[b] = (int32_t)(next_u64() % cap);
     }
     pos[0] = cap - 1;
-    if (B > 1) pos[1] = 0;
+    if (B > 1)
+        pos[1] = 0;
     void *dkc = dev_as(kt, kc, nc), *dvc = dev_as(kt, vc, nc);
     float *dq = dev_from(q, nq), *dk = dev_from(k, nq), *dv = dev_from(v, nq);
     float *dout = dev_poisoned(nq);
@@ -394,11 +431,14 @@ static void t_decode_attention(int B, int slots, int cap, int H, int D) {
     check("decode_attn", sh, oc, dout, nq, kv_tol());
     float *gk = cache_host(kt, dkc, nc), *gv = cache_host(kt, dvc, nc);
     int bad = 0;
-    for (size_t i = 0; i < nc; i++) bad += gk[i] != kc[i] || gv[i] != vc[i];
+    for (size_t i = 0; i < nc; i++)
+        bad += gk[i] != kc[i] || gv[i] != vc[i];
     n_cases++;
-    if (bad) n_failed++;
+    if (bad)
+        n_failed++;
     emu_note("decode_append", bad);
-    printf("%-4s %-12s %-44s %d cache values differ\n", bad ? "FAIL" : "ok", "decode_append", sh, bad);
+    printf("%-4s %-12s %-44s %d cache values differ\n", bad ? "FAIL" : "ok", "decode_append", sh,
+           bad);
     free(kc), free(vc), free(q), free(k), free(v), free(kr), free(vr), free(slot), free(pos);
     free(oc), free(gk), free(gv);
     gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc), gpu->ops->free(gpu, dq);
@@ -407,7 +447,8 @@ static void t_decode_attention(int B, int slots, int cap, int H, int D) {
 }
 
 static void t_cross_attention(int B, int blocks, int T, int H, int D) {
-    if (!gpu->ops->cross_attention) return;
+    if (!gpu->ops->cross_attention)
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d blocks=%d T=%d H=%d D=%d", B, blocks, T, H, D);
     const int C = H * D;
@@ -415,10 +456,14 @@ static void t_cross_attention(int B, int blocks, int T, int H, int D) {
     float *k = randv(nkv, 2, 0), *v = randv(nkv, 1, 0), *q = randv(nq, 2, 0);
     int32_t *blk = malloc(B * 4);
     uint8_t *mask = malloc((size_t)blocks * T);
-    for (int b = 0; b < B; b++) blk[b] = (int32_t)(next_u64() % blocks);
-    for (size_t i = 0; i < (size_t)blocks * T; i++) mask[i] = (next_u64() % 4) == 0;
-    for (int b = 0; b < blocks; b++) mask[(size_t)b * T] = 1;
-    float *dk = dev_from(k, nkv), *dv = dev_from(v, nkv), *dq = dev_from(q, nq), *dout = dev_poisoned(nq);
+    for (int b = 0; b < B; b++)
+        blk[b] = (int32_t)(next_u64() % blocks);
+    for (size_t i = 0; i < (size_t)blocks * T; i++)
+        mask[i] = (next_u64() % 4) == 0;
+    for (int b = 0; b < blocks; b++)
+        mask[(size_t)b * T] = 1;
+    float *dk = dev_from(k, nkv), *dv = dev_from(v, nkv), *dq = dev_from(q, nq),
+          *dout = dev_poisoned(nq);
     int32_t *dblk = dev_bytes(blk, (size_t)B * 4);
     uint8_t *dmask = dev_bytes(mask, (size_t)blocks * T);
     float *oc = poisoned(nq);
@@ -426,18 +471,21 @@ static void t_cross_attention(int B, int blocks, int T, int H, int D) {
     gpu->ops->cross_attention(gpu, dout, dq, dk, dv, dblk, dmask, B, T, H, D);
     check("cross_attn", sh, oc, dout, nq, 1e-5);
     free(k), free(v), free(q), free(blk), free(mask), free(oc);
-    gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dq), gpu->ops->free(gpu, dout);
+    gpu->ops->free(gpu, dk), gpu->ops->free(gpu, dv), gpu->ops->free(gpu, dq),
+        gpu->ops->free(gpu, dout);
     gpu->ops->free(gpu, dblk), gpu->ops->free(gpu, dmask);
 }
 
 static void t_embed_dev(int V, int P, int rows, int C) {
-    if (!gpu->ops->embed_dev) return;
+    if (!gpu->ops->embed_dev)
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "V=%d rows=%d C=%d +pos", V, rows, C);
     const int64_t ts[2] = {V, C}, ps[2] = {P, C};
     wpair t = weight(2, ts, 1), p = weight(2, ps, 1);
     int32_t *ids = malloc(rows * 4), *pos = malloc(rows * 4);
-    for (int r = 0; r < rows; r++) ids[r] = (int32_t)(next_u64() % V), pos[r] = (int32_t)(next_u64() % P);
+    for (int r = 0; r < rows; r++)
+        ids[r] = (int32_t)(next_u64() % V), pos[r] = (int32_t)(next_u64() % P);
     int32_t *dids = dev_bytes(ids, (size_t)rows * 4), *dpos = dev_bytes(pos, (size_t)rows * 4);
     float *yc = poisoned((size_t)rows * C), *dy = dev_poisoned((size_t)rows * C);
     cpu->ops->embed_dev(cpu, yc, &t.c, ids, &p.c, pos, rows, C);
@@ -461,30 +509,44 @@ static void t_graph(int R, int steps, int C, int H, int cap, int T) {
     char sh[96];
     snprintf(sh, sizeof sh, "R=%d steps=%d C=%d H=%d kv=%s", R, steps, C, H, dalle_dtype_name(kt));
     const int64_t es[2] = {V, C}, ps[2] = {cap, C}, ws[2] = {C, C};
-    wpair emb = weight(2, es, 1), pe = weight(2, ps, 1), wq = weight(2, ws, 0.2f), ln = weight1(C, 1);
+    wpair emb = weight(2, es, 1), pe = weight(2, ps, 1), wq = weight(2, ws, 0.2f),
+          ln = weight1(C, 1);
     const size_t nc = (size_t)R * cap * C, nx = (size_t)R * C, nkv = (size_t)R * T * C;
     float *kc = calloc(nc, 4), *vc = calloc(nc, 4); /* zero caches: exact in every dtype */
     float *ck = randv(nkv, 1, 0), *cv = randv(nkv, 1, 0);
     uint8_t *mask = malloc((size_t)R * T);
-    for (size_t i = 0; i < (size_t)R * T; i++) mask[i] = (i % T) < 1 + (i / T) % T;
+    for (size_t i = 0; i < (size_t)R * T; i++)
+        mask[i] = (i % T) < 1 + (i / T) % T;
     int32_t idx[4][64]; /* token, pos, slot, block */
-    if (R > 64) abort();
-    for (int r = 0; r < R; r++) idx[2][r] = R - 1 - r, idx[3][r] = r;
+    if (R > 64)
+        abort();
+    for (int r = 0; r < R; r++)
+        idx[2][r] = R - 1 - r, idx[3][r] = r;
     void *dkc = dev_as(kt, kc, nc), *dvc = dev_as(kt, vc, nc);
     float *dck = dev_from(ck, nkv), *dcv = dev_from(cv, nkv);
     uint8_t *dmask = dev_bytes(mask, (size_t)R * T);
     int32_t *didx = dev_bytes(idx, sizeof idx);
     float *x = malloc(nx * 4), *h = malloc(nx * 4), *a = malloc(nx * 4), *o = malloc(nx * 4);
-    float *dx = dev_poisoned(nx), *dh = dev_poisoned(nx), *da = dev_poisoned(nx), *dout = dev_poisoned(nx);
+    float *dx = dev_poisoned(nx), *dh = dev_poisoned(nx), *da = dev_poisoned(nx),
+          *dout = dev_poisoned(nx);
     /* the step, on either backend; i: index arrays (host for the CPU, device for the GPU) */
-#define GRAPH_STEP(be, W, i, X, Hh, A, O, KC, VC, CK, CV, MASK)                                      do {                                                                                              (be)->ops->embed_dev(be, X, &emb.W, (i)[0], &pe.W, (i)[1], R, C);                             (be)->ops->layernorm(be, Hh, X, &ln.W, NULL, R, C, 1e-5f);                                    (be)->ops->matmul(be, A, Hh, &wq.W, R, C, C, 0);                                               (be)->ops->decode_attention(be, O, A, Hh, X, KC, VC, (i)[2], (i)[1], R, cap, H, D);           (be)->ops->cross_attention(be, A, O, CK, CV, (i)[3], MASK, R, T, H, D);                       (be)->ops->add(be, O, A, (int64_t)R * C);                                                  } while (0)
+#define GRAPH_STEP(be, W, i, X, Hh, A, O, KC, VC, CK, CV, MASK)                                    \
+    do {                                                                                           \
+        (be)->ops->embed_dev(be, X, &emb.W, (i)[0], &pe.W, (i)[1], R, C);                          \
+        (be)->ops->layernorm(be, Hh, X, &ln.W, NULL, R, C, 1e-5f);                                 \
+        (be)->ops->matmul(be, A, Hh, &wq.W, R, C, C, 0);                                           \
+        (be)->ops->decode_attention(be, O, A, Hh, X, KC, VC, (i)[2], (i)[1], R, cap, H, D);        \
+        (be)->ops->cross_attention(be, A, O, CK, CV, (i)[3], MASK, R, T, H, D);                    \
+        (be)->ops->add(be, O, A, (int64_t)R *C);                                                   \
+    } while (0)
     const int32_t *hi[4] = {idx[0], idx[1], idx[2], idx[3]};
     const int32_t *di[4] = {didx, didx + 64, didx + 128, didx + 192};
     void *g = NULL;
     double worst = 0;
     int ok = 1;
     for (int s = 0; s < steps && ok; s++) {
-        for (int r = 0; r < R; r++) idx[0][r] = (int32_t)(next_u64() % V), idx[1][r] = s;
+        for (int r = 0; r < R; r++)
+            idx[0][r] = (int32_t)(next_u64() % V), idx[1][r] = s;
         gpu->ops->to_device(gpu, didx, idx, sizeof idx);
         /* with a 16-bit cache the GPU rounds the appended K/V and the CPU does not, so the
          * states drift apart within the 16-bit bound (kv_tol) */
@@ -515,24 +577,33 @@ static void t_graph(int R, int steps, int C, int H, int cap, int T) {
         double diff = 0, scale = 0;
         for (size_t i = 0; i < nx; i++) {
             const double d = fabs((double)got[i] - o[i]);
-            if (!(d <= diff)) diff = d;
-            if (fabs(o[i]) > scale) scale = fabs(o[i]);
+            if (!(d <= diff))
+                diff = d;
+            if (fabs(o[i]) > scale)
+                scale = fabs(o[i]);
         }
         free(got);
         const double rel = scale > 0 ? diff / scale : diff;
-        if (!(rel <= worst)) worst = rel;
-        if (!(rel <= graph_tol())) ok = 0;
+        if (!(rel <= worst))
+            worst = rel;
+        if (!(rel <= graph_tol()))
+            ok = 0;
     }
 #undef GRAPH_STEP
     n_cases++;
-    if (!ok) n_failed++;
+    if (!ok)
+        n_failed++;
     emu_note("graph", worst);
-    printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", "graph", sh, worst, graph_tol());
-    if (g) gpu->ops->graph_free(gpu, g);
+    printf("%-4s %-12s %-44s max_rel %.3e  tol %.0e\n", ok ? "ok" : "FAIL", "graph", sh, worst,
+           graph_tol());
+    if (g)
+        gpu->ops->graph_free(gpu, g);
     free(kc), free(vc), free(ck), free(cv), free(mask), free(x), free(h), free(a), free(o);
     wfree(&emb), wfree(&pe), wfree(&wq), wfree(&ln);
-    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc), gpu->ops->free(gpu, dck), gpu->ops->free(gpu, dcv);
-    gpu->ops->free(gpu, dmask), gpu->ops->free(gpu, didx), gpu->ops->free(gpu, dx), gpu->ops->free(gpu, dh);
+    gpu->ops->free(gpu, dkc), gpu->ops->free(gpu, dvc), gpu->ops->free(gpu, dck),
+        gpu->ops->free(gpu, dcv);
+    gpu->ops->free(gpu, dmask), gpu->ops->free(gpu, didx), gpu->ops->free(gpu, dx),
+        gpu->ops->free(gpu, dh);
     gpu->ops->free(gpu, da), gpu->ops->free(gpu, dout);
 }
 
@@ -542,8 +613,10 @@ static void t_kv_store(int B, int T, int C, int cap, int nslots) {
     const size_t ncache = (size_t)nslots * cap * C, nsrc = (size_t)B * T * C;
     float *cache = randv(ncache, 1, 0), *src = randv(nsrc, 1, 0);
     int32_t *slot = malloc(B * 4), *pos = malloc(B * 4);
-    for (int b = 0; b < B; b++) slot[b] = (b * 7 + 3) % nslots, pos[b] = (int32_t)(next_u64() % (cap - T + 1));
-    for (int b = 0; b < B && b < nslots; b++) slot[b] = b; /* distinct slots */
+    for (int b = 0; b < B; b++)
+        slot[b] = (b * 7 + 3) % nslots, pos[b] = (int32_t)(next_u64() % (cap - T + 1));
+    for (int b = 0; b < B && b < nslots; b++)
+        slot[b] = b; /* distinct slots */
     float *dc = dev_from(cache, ncache), *ds = dev_from(src, nsrc);
     cpu->ops->kv_store(cpu, cache, src, slot, pos, B, T, C, cap);
     gpu->ops->kv_store(gpu, dc, ds, slot, pos, B, T, C, cap);
@@ -571,7 +644,8 @@ static void t_unary(const char *op, int64_t n) {
         gpu->ops->add(gpu, dy, da, n);
     }
     check(op, sh, yc, dy, (size_t)n, 1e-6);
-    free(a), free(b), free(yc), gpu->ops->free(gpu, da), gpu->ops->free(gpu, db), gpu->ops->free(gpu, dy);
+    free(a), free(b), free(yc), gpu->ops->free(gpu, da), gpu->ops->free(gpu, db),
+        gpu->ops->free(gpu, dy);
 }
 
 static void t_bias_add(int rows, int N) {
@@ -587,9 +661,11 @@ static void t_bias_add(int rows, int N) {
 }
 
 static void t_conv2d(int B, int H, int W, int Cin, int Cout, int k, int with_bias) {
-    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin)) return;
+    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin))
+        return;
     char sh[96];
-    snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d%s", B, H, W, Cin, Cout, k, with_bias ? " +b" : "");
+    snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d%s", B, H, W, Cin, Cout, k,
+             with_bias ? " +b" : "");
     const int64_t ws[4] = {Cout, k, k, Cin};
     wpair w = weight(4, ws, 0.3f), bias = weight1(Cout, 1);
     const size_t nx = (size_t)B * H * W * Cin, ny = (size_t)B * H * W * Cout;
@@ -604,8 +680,10 @@ static void t_conv2d(int B, int H, int W, int Cin, int Cout, int k, int with_bia
 /* conv of the ×2 nearest upsample (16-bit weights: the implicit GEMM reads x through the
  * upsample); H, W are the output size */
 static void t_conv2d_up2x(int B, int H, int W, int Cin, int Cout, int k) {
-    if (!gpu->ops->conv2d_up2x) return;
-    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin)) return;
+    if (!gpu->ops->conv2d_up2x)
+        return;
+    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin))
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d", B, H, W, Cin, Cout, k);
     const int64_t ws[4] = {Cout, k, k, Cin};
@@ -621,13 +699,16 @@ static void t_conv2d_up2x(int B, int H, int W, int Cin, int Cout, int k) {
 
 /* conv of GroupNorm(x) (+ swish): 16-bit weights normalise while staging the implicit GEMM */
 static void t_conv2d_gn(int B, int H, int W, int Cin, int Cout, int k, int groups, int swish) {
-    if (!gpu->ops->conv2d_gn) return;
-    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin)) return;
+    if (!gpu->ops->conv2d_gn)
+        return;
+    if (skip((double)B * H * W * Cout, (double)B * H * W * Cout * k * k * Cin))
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d %dx%d %d->%d k=%d G=%d%s", B, H, W, Cin, Cout, k, groups,
              swish ? " swish" : "");
     const int64_t ws[4] = {Cout, k, k, Cin};
-    wpair w = weight(4, ws, 0.3f), bias = weight1(Cout, 1), g = weight1(Cin, 1), b = weight1(Cin, 1);
+    wpair w = weight(4, ws, 0.3f), bias = weight1(Cout, 1), g = weight1(Cin, 1),
+          b = weight1(Cin, 1);
     const size_t nx = (size_t)B * H * W * Cin, ny = (size_t)B * H * W * Cout;
     float *x = randv(nx, 3, 20.0f), *yc = poisoned(ny); /* offset: the hi/lo mean path */
     float *dx = dev_from(x, nx), *dy = dev_poisoned(ny);
@@ -644,15 +725,20 @@ static void t_conv2d_gn(int B, int H, int W, int Cin, int Cout, int k, int group
  * replaces one of them (at -1: none; the edge values hold the NaN at 6). The nonfinite flag
  * must be 1 exactly when the input holds a NaN or ±inf, on both backends. */
 static void t_to_rgb8(int64_t n, int64_t at, float value) {
-    if (!gpu->ops->to_rgb8) return;
+    if (!gpu->ops->to_rgb8)
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "n=%lld x[%lld]=%g", (long long)n, (long long)at, value);
     float *x = randv((size_t)n, 0.75f, 0.5f); /* [-0.25, 1.25): both clamps */
-    static const float edge[] = {0.0f, 1.0f, -0.0f, 0.5f, 1.0f / 255.0f, 254.5f / 255.0f, NAN, 2.0f};
-    for (int i = 0; i < 8 && i < n; i++) x[i] = edge[i];
-    if (at >= 0) x[at] = value;
+    static const float edge[] = {0.0f, 1.0f, -0.0f, 0.5f, 1.0f / 255.0f, 254.5f / 255.0f,
+                                 NAN,  2.0f};
+    for (int i = 0; i < 8 && i < n; i++)
+        x[i] = edge[i];
+    if (at >= 0)
+        x[at] = value;
     int want = 0;
-    for (int64_t i = 0; i < n; i++) want |= !isfinite(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        want |= !isfinite(x[i]);
     uint8_t *yc = malloc((size_t)n), *yg = malloc((size_t)n);
     float *dx = dev_from(x, (size_t)n);
     uint8_t *dy = gpu->ops->alloc(gpu, (size_t)n);
@@ -662,10 +748,12 @@ static void t_to_rgb8(int64_t n, int64_t at, float value) {
     gpu->ops->to_host(gpu, yg, dy, (size_t)n);
     gpu->ops->to_host(gpu, &fg, dflag, sizeof fg);
     long bad = 0;
-    for (int64_t i = 0; i < n; i++) bad += yc[i] != yg[i];
+    for (int64_t i = 0; i < n; i++)
+        bad += yc[i] != yg[i];
     bad += (fc != want) + (fg != want);
     n_cases++;
-    if (bad) n_failed++;
+    if (bad)
+        n_failed++;
     emu_note("to_rgb8", bad);
     printf("%-4s %-12s %-44s %ld bytes differ (flag cpu %d cuda %d, want %d)\n",
            bad ? "FAIL" : "ok", "to_rgb8", sh, bad, fc, fg, want);
@@ -678,7 +766,8 @@ static void t_to_rgb8(int64_t n, int64_t at, float value) {
  * CLIP plan of in_w×in_h → size (dalle_image_prep); prep = 0: a bare resize to
  * out_w×out_h (one axis may stay), cropped to size at (0, 0). */
 static void t_clip_prep(int prep, int in_w, int in_h, int out_w, int out_h, int size, int B) {
-    if (!gpu->ops->clip_prep) return;
+    if (!gpu->ops->clip_prep)
+        return;
     static const double mean_d[3] = {0.48145466, 0.4578275, 0.40821073};
     static const double std_d[3] = {0.26862954, 0.26130258, 0.27577711};
     dalle_error err = {0};
@@ -687,10 +776,12 @@ static void t_clip_prep(int prep, int in_w, int in_h, int out_w, int out_h, int 
     const dalle_bicubic *r;
     int top = 0, left = 0;
     if (prep) {
-        if (dalle_image_prep_init(&ip, in_w, in_h, size, &err) != DALLE_OK) abort();
+        if (dalle_image_prep_init(&ip, in_w, in_h, size, &err) != DALLE_OK)
+            abort();
         r = &ip.bicubic, top = ip.top, left = ip.left;
     } else {
-        if (dalle_bicubic_init(&bare, in_w, in_h, out_w, out_h, 3, &err) != DALLE_OK) abort();
+        if (dalle_bicubic_init(&bare, in_w, in_h, out_w, out_h, 3, &err) != DALLE_OK)
+            abort();
         r = &bare;
     }
     char sh[96];
@@ -698,7 +789,8 @@ static void t_clip_prep(int prep, int in_w, int in_h, int out_w, int out_h, int 
              size, r->vertical_first ? " vfirst" : "");
     const size_t nin = (size_t)B * in_h * in_w * 3, nout = (size_t)B * size * size * 3;
     uint8_t *rgb = malloc(nin);
-    for (size_t i = 0; i < nin; i++) rgb[i] = (uint8_t)(next_u64() % 7 == 0 ? 255 * (i & 1) : next_u64());
+    for (size_t i = 0; i < nin; i++)
+        rgb[i] = (uint8_t)(next_u64() % 7 == 0 ? 255 * (i & 1) : next_u64());
     float *ref = poisoned(nout);
     if (prep) {
         dalle_image_prep_run(&ip, rgb, B, ref);
@@ -715,18 +807,28 @@ static void t_clip_prep(int prep, int in_w, int in_h, int out_w, int out_h, int 
         }
         free(res);
     }
-    dalle_clip_prep_plan pl = {.in_w = in_w, .in_h = in_h, .out_w = r->out_w, .out_h = r->out_h,
-                               .size = size, .top = top, .left = left,
-                               .horizontal = in_w != r->out_w, .vertical = in_h != r->out_h,
-                               .vertical_first = r->vertical_first, .taps_x = r->x.taps,
+    dalle_clip_prep_plan pl = {.in_w = in_w,
+                               .in_h = in_h,
+                               .out_w = r->out_w,
+                               .out_h = r->out_h,
+                               .size = size,
+                               .top = top,
+                               .left = left,
+                               .horizontal = in_w != r->out_w,
+                               .vertical = in_h != r->out_h,
+                               .vertical_first = r->vertical_first,
+                               .taps_x = r->x.taps,
                                .taps_y = r->y.taps};
-    for (int c = 0; c < 3; c++) pl.mean[c] = (float)mean_d[c], pl.std[c] = (float)std_d[c];
+    for (int c = 0; c < 3; c++)
+        pl.mean[c] = (float)mean_d[c], pl.std[c] = (float)std_d[c];
     dalle_clip_prep_plan hp = pl; /* host arrays, for the CPU twin */
     hp.first_x = r->x.first, hp.count_x = r->x.count, hp.coef_x = r->x.coef;
     hp.first_y = r->y.first, hp.count_y = r->y.count, hp.coef_y = r->y.coef;
-    void *d[6] = {dev_bytes(r->x.first, (size_t)r->out_w * 4), dev_bytes(r->x.count, (size_t)r->out_w * 4),
+    void *d[6] = {dev_bytes(r->x.first, (size_t)r->out_w * 4),
+                  dev_bytes(r->x.count, (size_t)r->out_w * 4),
                   dev_bytes(r->x.coef, (size_t)r->out_w * r->x.taps * 4),
-                  dev_bytes(r->y.first, (size_t)r->out_h * 4), dev_bytes(r->y.count, (size_t)r->out_h * 4),
+                  dev_bytes(r->y.first, (size_t)r->out_h * 4),
+                  dev_bytes(r->y.count, (size_t)r->out_h * 4),
                   dev_bytes(r->y.coef, (size_t)r->out_h * r->y.taps * 4)};
     pl.first_x = d[0], pl.count_x = d[1], pl.coef_x = d[2];
     pl.first_y = d[3], pl.count_y = d[4], pl.coef_y = d[5];
@@ -736,20 +838,26 @@ static void t_clip_prep(int prep, int in_w, int in_h, int out_w, int out_h, int 
     check("clip_prep", sh, ref, dout, nout, 0);
     cpu->ops->clip_prep(cpu, twin, rgb, &hp, B);
     long bad = 0;
-    for (size_t i = 0; i < nout; i++) bad += memcmp(&twin[i], &ref[i], 4) != 0;
+    for (size_t i = 0; i < nout; i++)
+        bad += memcmp(&twin[i], &ref[i], 4) != 0;
     n_cases++;
-    if (bad) n_failed++;
+    if (bad)
+        n_failed++;
     printf("%-4s %-12s %-44s %ld values differ (CPU twin vs image_prep.c)\n", bad ? "FAIL" : "ok",
            "clip_prep_cpu", sh, bad);
-    for (int i = 0; i < 6; i++) gpu->ops->free(gpu, d[i]);
+    for (int i = 0; i < 6; i++)
+        gpu->ops->free(gpu, d[i]);
     gpu->ops->free(gpu, drgb), gpu->ops->free(gpu, dout);
     free(rgb), free(ref), free(twin);
-    if (prep) dalle_image_prep_free(&ip);
-    else dalle_bicubic_free(&bare);
+    if (prep)
+        dalle_image_prep_free(&ip);
+    else
+        dalle_bicubic_free(&bare);
 }
 
 static void t_group_norm(int B, int HW, int C, int groups, int swish) {
-    if (skip((double)B * HW * C, 0)) return;
+    if (skip((double)B * HW * C, 0))
+        return;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d HW=%d C=%d G=%d%s", B, HW, C, groups, swish ? " swish" : "");
     wpair g = weight1(C, 1), b = weight1(C, 1);
@@ -792,7 +900,8 @@ static void t_patchify(int B, int H, int W, int C, int p) {
  * DALLE_CUDA_SAMPLER=rounds); main runs the grid with each, labelled sample / sample_rounds. */
 static const char *sample_label = "sample";
 static void t_sample(int B, int V, int ld, int calls, int ties) {
-    if (small_only && calls > 3) calls = 3;
+    if (small_only && calls > 3)
+        calls = 3;
     char sh[96];
     snprintf(sh, sizeof sh, "B=%d V=%d ld=%d calls=%d%s", B, V, ld, calls, ties ? " ties" : "");
     const size_t n = (size_t)B * 2 * ld;
@@ -801,14 +910,16 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
     dalle_sample_params *p = malloc(B * sizeof *p);
     int32_t *step = malloc(B * 4), *tc = malloc(B * 4), *tg = malloc(B * 4);
     static const int ks[] = {1, 2, 50, 256, 1 << 30};
-    static const float tps[] = {1.0f, 0.9f, 0.5f}, temps[] = {1.0f, 0.7f, 1.3f}, cs[] = {10.0f, 3.0f, 0.0f};
+    static const float tps[] = {1.0f, 0.9f, 0.5f}, temps[] = {1.0f, 0.7f, 1.3f},
+                       cs[] = {10.0f, 3.0f, 0.0f};
     long mism = 0, total = 0, dev_bad = 0;
     /* sample_dev: rows [2B + 2] and codes [7B + 5] poisoned with -1; image b's token goes to
      * rows 2b, 2b + 1 and codes[7(B − 1 − b) + 3]; the rest must stay -1 */
     const size_t nrows = (size_t)2 * B + 2, ncodes = (size_t)7 * B + 5;
     int32_t *at = malloc(B * 4), *hrows = malloc(nrows * 4), *hcodes = malloc(ncodes * 4);
     int32_t *drows = gpu->ops->alloc(gpu, nrows * 4), *dcodes = gpu->ops->alloc(gpu, ncodes * 4);
-    for (int b = 0; b < B; b++) at[b] = 7 * (B - 1 - b) + 3;
+    for (int b = 0; b < B; b++)
+        at[b] = 7 * (B - 1 - b) + 3;
     for (int c = 0; c < calls; c++) {
         for (size_t i = 0; i < n; i++) {
             const float g = uni() * 4;
@@ -820,8 +931,10 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
             p[b].temperature = temps[next_u64() % 3];
             p[b].top_p = tps[next_u64() % 3];
             p[b].top_k = ks[next_u64() % 5];
-            if (p[b].top_k > V && V > 4096) p[b].top_k = 1024; /* k = V is slow on the GPU */
-            if (small_only && p[b].top_k > 64) p[b].top_k = 64;
+            if (p[b].top_k > V && V > 4096)
+                p[b].top_k = 1024; /* k = V is slow on the GPU */
+            if (small_only && p[b].top_k > 64)
+                p[b].top_k = 64;
             p[b].seed = next_u64();
             p[b].image = (uint32_t)b;
             step[b] = (int32_t)(next_u64() % 256);
@@ -841,26 +954,31 @@ static void t_sample(int B, int V, int ld, int calls, int ties) {
                 hcodes[at[b]] = -1;
             }
             dev_bad += hrows[2 * B] != -1 || hrows[2 * B + 1] != -1;
-            for (size_t i = 0; i < ncodes; i++) dev_bad += hcodes[i] != -1;
+            for (size_t i = 0; i < ncodes; i++)
+                dev_bad += hcodes[i] != -1;
         }
         for (int b = 0; b < B; b++) {
             total++;
             if (tc[b] != tg[b]) {
                 if (mism < 5)
-                    printf("     sample mismatch: call %d row %d k=%d p=%.2f T=%.2f s=%.1f: cpu %d gpu %d\n",
-                           c, b, p[b].top_k, p[b].top_p, p[b].temperature, p[b].cond_scale, tc[b], tg[b]);
+                    printf("     sample mismatch: call %d row %d k=%d p=%.2f T=%.2f s=%.1f: cpu %d "
+                           "gpu %d\n",
+                           c, b, p[b].top_k, p[b].top_p, p[b].temperature, p[b].cond_scale, tc[b],
+                           tg[b]);
                 mism++;
             }
         }
     }
     n_cases++;
-    if (mism) n_failed++;
+    if (mism)
+        n_failed++;
     emu_note(sample_label, mism);
     printf("%-4s %-12s %-44s tokens %ld/%ld identical\n", mism ? "FAIL" : "ok", sample_label, sh,
            total - mism, total);
     if (gpu->ops->sample_dev) {
         n_cases++;
-        if (dev_bad) n_failed++;
+        if (dev_bad)
+            n_failed++;
         printf("%-4s %-12s %-44s %ld misplaced tokens (rows, codes vs sample)\n",
                dev_bad ? "FAIL" : "ok", "sample_dev", sh, dev_bad);
     }
@@ -1021,15 +1139,15 @@ static void grid_full(void) {
     t_conv2d(1, 32, 32, 128, 128, 3, 0);
     t_conv2d(2, 11, 6, 5, 7, 5, 1);
     t_conv2d(1, 64, 64, 128, 3, 3, 1);
-    t_conv2d(2, 32, 32, 256, 256, 3, 1); /* several 64×64 tiles, K = 2304 */
+    t_conv2d(2, 32, 32, 256, 256, 3, 1);   /* several 64×64 tiles, K = 2304 */
     t_conv2d_up2x(1, 32, 32, 512, 512, 3); /* VQGAN L4 → L3 upsample conv */
     t_conv2d_up2x(2, 14, 10, 5, 7, 3);     /* odd tails */
     t_conv2d_up2x(1, 8, 8, 6, 3, 1);
     t_conv2d_gn(2, 16, 16, 128, 256, 3, 32, 1); /* VQGAN resblock conv1 */
     t_conv2d_gn(1, 9, 7, 12, 5, 3, 3, 0);
-    t_conv2d_gn(1, 8, 8, 64, 32, 1, 32, 1);     /* 1×1 (attention q/k/v after GN) */
-    t_to_rgb8(256 * 256 * 3 + 5, -1, 0.0f);      /* the NaN edge */
-    t_to_rgb8(256 * 256 * 3 + 5, 6, 0.25f);      /* all finite */
+    t_conv2d_gn(1, 8, 8, 64, 32, 1, 32, 1); /* 1×1 (attention q/k/v after GN) */
+    t_to_rgb8(256 * 256 * 3 + 5, -1, 0.0f); /* the NaN edge */
+    t_to_rgb8(256 * 256 * 3 + 5, 6, 0.25f); /* all finite */
     t_to_rgb8(256 * 256 * 3 + 5, 6, INFINITY);
     t_to_rgb8(256 * 256 * 3 + 5, 6, -INFINITY);
     /* CLIP preprocessing (Pillow-exact): VQGAN 256² → 224, both axes up, down with the
@@ -1056,7 +1174,7 @@ static void grid_full(void) {
     t_sample(16, 300, 320, 100, 0);
     t_sample(16, 300, 320, 100, 1);
     t_sample(4, 1, 3, 10, 0);
-    t_sample(64, 16384, 16384, 2, 0); /* a large batch */
+    t_sample(64, 16384, 16384, 2, 0);          /* a large batch */
     setenv("DALLE_CUDA_SAMPLER", "rounds", 1); /* the k-round kernel, same grid (fewer calls) */
     sample_label = "sample_rounds";
     t_sample(8, 16384, 16415, 10, 0);
@@ -1105,7 +1223,8 @@ int main(int argc, char **argv) {
         grid_full();
 
     printf("\nworst max_rel per op (weights %s):\n", dalle_dtype_name(wdt));
-    for (int k = 0; k < n_ops; k++) printf("  %-12s %.3e\n", op_names[k], worst_by_op[k]);
+    for (int k = 0; k < n_ops; k++)
+        printf("  %-12s %.3e\n", op_names[k], worst_by_op[k]);
     printf("gpu_ops: %d cases, %d failed\n", n_cases, n_failed);
     gpu->ops->destroy(gpu);
     cpu->ops->destroy(cpu);

@@ -30,9 +30,12 @@ static void h_sync(dalle_backend *be) {
     (void)be;
 }
 
-static dalle_backend_ops fake_ops = {
-    .name = "fake16", .alloc = h_alloc, .free = h_free, .to_device = h_copy, .to_host = h_copy,
-    .sync = h_sync};
+static dalle_backend_ops fake_ops = {.name = "fake16",
+                                     .alloc = h_alloc,
+                                     .free = h_free,
+                                     .to_device = h_copy,
+                                     .to_host = h_copy,
+                                     .sync = h_sync};
 
 #define N_VALS 4096
 
@@ -43,7 +46,8 @@ static void write_file(const char *path, const float *v, const float *conv) {
                      "{\"conv\":{\"dtype\":\"F32\",\"shape\":[3,2,3,3],\"data_offsets\":[0,216]},"
                      "\"v\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[216,%d]}}",
                      N_VALS, 216 + 4 * N_VALS);
-    while (n % 8) hdr[n++] = ' ';
+    while (n % 8)
+        hdr[n++] = ' ';
     FILE *f = fopen(path, "wb");
     cr_assert_not_null(f);
     uint64_t len = (uint64_t)n;
@@ -57,7 +61,8 @@ static void write_file(const char *path, const float *v, const float *conv) {
 static uint16_t bf16_rne(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
@@ -65,12 +70,29 @@ static uint16_t bf16_rne(float x) {
 static void run(dalle_dtype dt) {
     float *v = malloc(N_VALS * sizeof *v), conv[54];
     int i = 0;
-    const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65519.0f, 65520.0f, 70000.0f,
-                             -65520.0f, INFINITY, -INFINITY, NAN, 6.1035156e-05f /* 2^-14 */,
-                             5.9604645e-08f /* 2^-24 */, 2.9802322e-08f /* 2^-25: tie → 0 */,
-                             4.4703484e-08f /* 1.5·2^-25 */, 8.9406967e-08f /* 1.5·2^-24 */,
-                             1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 3.3895314e38f, 1e-40f};
-    for (; i < (int)(sizeof special / sizeof *special); i++) v[i] = special[i];
+    const float special[] = {0.0f,
+                             -0.0f,
+                             1.0f,
+                             -1.0f,
+                             65504.0f,
+                             65519.0f,
+                             65520.0f,
+                             70000.0f,
+                             -65520.0f,
+                             INFINITY,
+                             -INFINITY,
+                             NAN,
+                             6.1035156e-05f /* 2^-14 */,
+                             5.9604645e-08f /* 2^-24 */,
+                             2.9802322e-08f /* 2^-25: tie → 0 */,
+                             4.4703484e-08f /* 1.5·2^-25 */,
+                             8.9406967e-08f /* 1.5·2^-24 */,
+                             1.0f + 1.0f / 2048,
+                             1.0f + 3.0f / 2048,
+                             3.3895314e38f,
+                             1e-40f};
+    for (; i < (int)(sizeof special / sizeof *special); i++)
+        v[i] = special[i];
     uint64_t z = 12345;
     for (; i < N_VALS; i++) { /* random bit patterns over all exponents */
         z = z * 6364136223846793005ull + 1442695040888963407ull;
@@ -79,7 +101,8 @@ static void run(dalle_dtype dt) {
         memcpy(&f, &u, 4);
         v[i] = isnan(f) ? 1.5f : f;
     }
-    for (int k = 0; k < 54; k++) conv[k] = (float)k; /* torch order [o][c][y][x] */
+    for (int k = 0; k < 54; k++)
+        conv[k] = (float)k; /* torch order [o][c][y][x] */
     char path[] = "/tmp/dalle_w16_XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -108,11 +131,15 @@ static void run(dalle_dtype dt) {
         if (dt == DALLE_F16) {
             _Float16 f = (_Float16)v[k];
             memcpy(&want, &f, 2);
-            if (isnan(v[k])) cr_assert((h[k] & 0x7c00u) == 0x7c00u && (h[k] & 0x3ffu), "NaN kept");
-            else cr_assert_eq(h[k], want, "f16 of %a (#%d): got 0x%04x want 0x%04x", v[k], k, h[k], want);
+            if (isnan(v[k]))
+                cr_assert((h[k] & 0x7c00u) == 0x7c00u && (h[k] & 0x3ffu), "NaN kept");
+            else
+                cr_assert_eq(h[k], want, "f16 of %a (#%d): got 0x%04x want 0x%04x", v[k], k, h[k],
+                             want);
         } else {
             want = bf16_rne(v[k]);
-            cr_assert_eq(h[k], want, "bf16 of %a (#%d): got 0x%04x want 0x%04x", v[k], k, h[k], want);
+            cr_assert_eq(h[k], want, "bf16 of %a (#%d): got 0x%04x want 0x%04x", v[k], k, h[k],
+                         want);
         }
     }
     /* conv: dst[o, y, x, c] = src[o, c, y, x], values are small integers (exact in 16 bits) */

@@ -6,8 +6,8 @@
  * against double; the model parity target is 1e-4). Gathers, copies and add are exact.
  * The sampler is compared token for token with a reference that sorts and sums in double,
  * skipping draws whose uniform lies within 1e-5 of a class boundary. The GEMM's own
- * properties (row invariance, variants, 16-bit weights) are tested in test_cpu_gemm.c. Random inputs come
- * from a fixed LCG and every RNG seed is fixed, so no test can flake.
+ * properties (row invariance, variants, 16-bit weights) are tested in test_cpu_gemm.c. Random
+ * inputs come from a fixed LCG and every RNG seed is fixed, so no test can flake.
  */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
@@ -90,13 +90,29 @@ static void expect_close(const char *what, const float *ours, const double *ref,
 Test(cpu_ops, table_is_complete) {
     const dalle_backend_ops *o = be->ops;
     cr_expect_str_eq(o->name, "cpu");
-    const int present[] = {
-        o->alloc != NULL,      o->free != NULL,      o->to_device != NULL,  o->to_host != NULL,
-        o->sync != NULL,       o->destroy != NULL,   o->matmul != NULL,     o->layernorm != NULL,
-        o->embed != NULL,      o->attention != NULL, o->kv_store != NULL,   o->gelu_mul != NULL,
-        o->add != NULL,        o->sample != NULL,    o->conv2d != NULL,     o->group_norm != NULL,
-        o->upsample2x != NULL, o->bias_add != NULL,  o->quick_gelu != NULL, o->patchify != NULL,
-        o->embed_dev != NULL,  o->decode_attention != NULL, o->cross_attention != NULL};
+    const int present[] = {o->alloc != NULL,
+                           o->free != NULL,
+                           o->to_device != NULL,
+                           o->to_host != NULL,
+                           o->sync != NULL,
+                           o->destroy != NULL,
+                           o->matmul != NULL,
+                           o->layernorm != NULL,
+                           o->embed != NULL,
+                           o->attention != NULL,
+                           o->kv_store != NULL,
+                           o->gelu_mul != NULL,
+                           o->add != NULL,
+                           o->sample != NULL,
+                           o->conv2d != NULL,
+                           o->group_norm != NULL,
+                           o->upsample2x != NULL,
+                           o->bias_add != NULL,
+                           o->quick_gelu != NULL,
+                           o->patchify != NULL,
+                           o->embed_dev != NULL,
+                           o->decode_attention != NULL,
+                           o->cross_attention != NULL};
     for (size_t i = 0; i < sizeof present / sizeof present[0]; i++)
         cr_expect(present[i], "op %zu of the table is NULL", i);
     float *p = falloc(3), h[3] = {1, 2, 3}, back[3];

@@ -38,7 +38,8 @@ static void decode_with(const char *spec, int steps) {
     int32_t codes[256 * 1];
     int job = -1;
     cr_assert_eq(dalle_job_start(s, &text, &p, codes, &job, &err), DALLE_OK, "%s", err.msg);
-    for (int i = 0; i < steps; i++) dalle_state_step(s);
+    for (int i = 0; i < steps; i++)
+        dalle_state_step(s);
     cr_assert_eq(dalle_job_progress(s, job), steps);
     dalle_job_release(s, job);
     dalle_text_free(&text);

@@ -54,7 +54,8 @@ static const dalle_backend_ops *cpu_ops(void) {
 }
 
 static int record(rec r) {
-    if (!R.recording) return 0;
+    if (!R.recording)
+        return 0;
     if (R.cur->n == R.cur->cap) {
         R.cur->cap = R.cur->cap ? 2 * R.cur->cap : 256;
         R.cur->v = realloc(R.cur->v, (size_t)R.cur->cap * sizeof *R.cur->v);
@@ -97,24 +98,30 @@ static void w_cross(dalle_backend *be, float *out, const float *q, const float *
 }
 static void w_add(dalle_backend *be, float *y, const float *x, int64_t n) {
     (void)be;
-    if (!record((rec){R_ADD, {y, x}, {0}, {0}, 0, n})) cpu_ops()->add(R.cpu, y, x, n);
+    if (!record((rec){R_ADD, {y, x}, {0}, {0}, 0, n}))
+        cpu_ops()->add(R.cpu, y, x, n);
 }
 static void w_gelu(dalle_backend *be, float *y, const float *a, const float *b, int64_t n) {
     (void)be;
-    if (!record((rec){R_GELU, {y, a, b}, {0}, {0}, 0, n})) cpu_ops()->gelu_mul(R.cpu, y, a, b, n);
+    if (!record((rec){R_GELU, {y, a, b}, {0}, {0}, 0, n}))
+        cpu_ops()->gelu_mul(R.cpu, y, a, b, n);
 }
 
 /* not recordable: fail a recording, else run */
 static void w_to_device(dalle_backend *be, void *d, const void *s, size_t n) {
     (void)be;
-    if (R.recording) R.failed = 1;
-    else cpu_ops()->to_device(R.cpu, d, s, n);
+    if (R.recording)
+        R.failed = 1;
+    else
+        cpu_ops()->to_device(R.cpu, d, s, n);
 }
 static void w_sample(dalle_backend *be, int32_t *tok, const float *l, int B, int V, int ld,
                      const dalle_sample_params *p, const int32_t *step) {
     (void)be;
-    if (R.recording) R.failed = 1;
-    else cpu_ops()->sample(R.cpu, tok, l, B, V, ld, p, step);
+    if (R.recording)
+        R.failed = 1;
+    else
+        cpu_ops()->sample(R.cpu, tok, l, B, V, ld, p, step);
 }
 
 static void replay(const rec *r) {
@@ -172,7 +179,8 @@ static int w_graph_launch(dalle_backend *be, void *graph) {
         R.stale++;
         return 0;
     }
-    for (int i = 0; i < g->n; i++) replay(&g->v[i]);
+    for (int i = 0; i < g->n; i++)
+        replay(&g->v[i]);
     R.launches++;
     return 1;
 }
@@ -211,7 +219,8 @@ static dalle_backend *recording_backend(void) {
 static int argmax(const float *v, int n) {
     int b = 0;
     for (int i = 1; i < n; i++)
-        if (v[i] > v[b]) b = i;
+        if (v[i] > v[b])
+            b = i;
     return b;
 }
 
@@ -250,16 +259,19 @@ Test(recording, bart_recorded_steps_match_eager, .timeout = 300) {
     /* images per step: joins and leaves; image k uses slots 2k (cond), 2k+1 (uncond) */
     static const int live[][4] = {{1, 0, 0, 0}, {1, 1, 1, 0}, {0, 1, 0, 1}, {1, 1, 1, 1}};
     int pos[4] = {0}, token[4];
-    for (int k = 0; k < 4; k++) token[k] = hp->start_token;
+    for (int k = 0; k < 4; k++)
+        token[k] = hp->start_token;
     double worst = 0;
     int steps = 0, mismatches = 0;
     for (int phase = 0; phase < 4; phase++)
         for (int rep = 0; rep < 5; rep++, steps++) {
-            if (phase == 2 && rep == 2) R.generation++; /* a scratch buffer "moved" */
+            if (phase == 2 && rep == 2)
+                R.generation++; /* a scratch buffer "moved" */
             int32_t tk[8], ps[8], sl[8], bl[8], img[4];
             int n = 0;
             for (int k = 0; k < 4; k++) {
-                if (!live[phase][k]) continue;
+                if (!live[phase][k])
+                    continue;
                 img[n] = k;
                 for (int c = 0; c < 2; c++) {
                     tk[2 * n + c] = token[k], ps[2 * n + c] = pos[k];
@@ -267,7 +279,8 @@ Test(recording, bart_recorded_steps_match_eager, .timeout = 300) {
                 }
                 n++;
             }
-            for (int s = 0; s < 2; s++) dalle_bart_decode_step(&m[s], &w[s], tk, ps, sl, bl, 2 * n, V);
+            for (int s = 0; s < 2; s++)
+                dalle_bart_decode_step(&m[s], &w[s], tk, ps, sl, bl, 2 * n, V);
             worst = fmax(worst, max_rel_err(w[1].logits, w[0].logits, (size_t)2 * n * V));
             for (int i = 0; i < n; i++) {
                 const int k = img[i];

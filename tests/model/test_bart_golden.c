@@ -14,9 +14,9 @@
 #include "tests/helpers.h"
 
 #define MODEL_DIR "models/tiny"
-#define GOLDEN "tests/golden/bart/tiny_golden.safetensors"
+#define GOLDEN    "tests/golden/bart/tiny_golden.safetensors"
 #define N_PROMPTS 2
-#define TOL 1e-4
+#define TOL       1e-4
 
 static dalle_model_config cfg;
 static dalle_backend *be;
@@ -84,8 +84,8 @@ Test(bart_golden, decoder_logits_every_step) {
         uint8_t mask[2 * 4096];
         golden_prompt_ids(&gold, &cfg, p, ids, mask);
         dalle_bart_encode(&bart, &w, ids, mask, 2, enc);
-        dalle_bart_cross_kv(&bart, &w, enc, mask, 0);                          // uncond
-        dalle_bart_cross_kv(&bart, &w, enc + (size_t)T * C, mask + T, 1);      // cond
+        dalle_bart_cross_kv(&bart, &w, enc, mask, 0);                     // uncond
+        dalle_bart_cross_kv(&bart, &w, enc + (size_t)T * C, mask + T, 1); // cond
         char name[64];
         int64_t n;
         snprintf(name, sizeof name, "p%d.forced_tokens", p);
@@ -114,24 +114,30 @@ Test(bart_golden, decoder_logits_every_step) {
             dalle_bart_decode_step(&bart, &w, tok, pos, slot, block, 2, L);
             for (int b = 0; b < 2; b++) {
                 const float *row = w.logits + (size_t)b * L;
-                for (int j = 0; j < n_cols; j++) ours[j] = row[(int)colsf[j]];
+                for (int j = 0; j < n_cols; j++)
+                    ours[j] = row[(int)colsf[j]];
                 double e = max_rel_err(ours, ref_cols[b] + (size_t)t * n_cols, (size_t)n_cols);
-                if (e > worst) worst = e;
+                if (e > worst)
+                    worst = e;
                 int am = 0;
                 for (int j = 1; j < V; j++)
-                    if (row[j] > row[am]) am = j;
+                    if (row[j] > row[am])
+                        am = j;
                 const float *st = stats + ((size_t)t * 2 + b) * 3;
                 double em = fabs(row[am] - st[0]) / fmax(fabs(st[0]), 1e-30);
-                if (em > worst_max) worst_max = em;
+                if (em > worst_max)
+                    worst_max = em;
                 argmax_diff += am != (int)st[1];
                 if (next_full < 4 && t == full_steps[next_full]) {
                     double ef = max_rel_err(row, ref_full[b] + (size_t)next_full * L, (size_t)L);
                     printf("p%d step %3d %-6s full logits: max relative error %.3g\n", p, t,
                            branch[b], ef);
-                    cr_expect(ef <= TOL, "p%d step %d %s full logits error %g", p, t, branch[b], ef);
+                    cr_expect(ef <= TOL, "p%d step %d %s full logits error %g", p, t, branch[b],
+                              ef);
                 }
             }
-            if (next_full < 4 && t == full_steps[next_full]) next_full++;
+            if (next_full < 4 && t == full_steps[next_full])
+                next_full++;
         }
         printf("decoder p%d: 256 steps × 2 branches, worst max relative error %.3g "
                "(logit max %.3g), argmax differences %d\n",
@@ -140,7 +146,8 @@ Test(bart_golden, decoder_logits_every_step) {
         cr_expect_eq(argmax_diff, 0, "p%d: %d steps with a different argmax", p, argmax_diff);
         free(ours);
         free(stats);
-        for (int b = 0; b < 2; b++) free(ref_cols[b]), free(ref_full[b]);
+        for (int b = 0; b < 2; b++)
+            free(ref_cols[b]), free(ref_full[b]);
         free(forced);
     }
     free(colsf);

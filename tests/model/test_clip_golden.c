@@ -20,10 +20,10 @@
 #include "tests/helpers.h"
 
 #define MODEL_DIR "models/tiny"
-#define GOLDEN "tests/golden/clip/clip_golden.safetensors"
-#define IMAGES "tests/golden/clip/images.safetensors"
-#define TOL 1e-4
-#define N_IMAGES 6
+#define GOLDEN    "tests/golden/clip/clip_golden.safetensors"
+#define IMAGES    "tests/golden/clip/images.safetensors"
+#define TOL       1e-4
+#define N_IMAGES  6
 #define N_PROMPTS 3
 
 static dalle_model_config cfg;
@@ -36,8 +36,8 @@ static char weights_path[512];
 static void setup(void) {
     dalle_error err = {0};
     cr_assert_eq(dalle_model_config_load(&cfg, MODEL_DIR, &err), DALLE_OK, "%s", err.msg);
-    cr_assert_eq(dalle_clip_hparams_parse(&hp, cfg.clip_json, "config.json", &err), DALLE_OK,
-                 "%s", err.msg);
+    cr_assert_eq(dalle_clip_hparams_parse(&hp, cfg.clip_json, "config.json", &err), DALLE_OK, "%s",
+                 err.msg);
     cr_assert(cfg.clip_file[0], "config.json names no CLIP file");
     snprintf(weights_path, sizeof weights_path, "%s/%s", MODEL_DIR, cfg.clip_file);
     be = dalle_backend_cpu_new(0);
@@ -60,9 +60,11 @@ TestSuite(clip_golden, .init = setup, .fini = teardown, .timeout = 300);
 static void l2_normalize(float *v, int rows, int E) {
     for (int r = 0; r < rows; r++) {
         double ss = 0;
-        for (int e = 0; e < E; e++) ss += (double)v[r * E + e] * v[r * E + e];
+        for (int e = 0; e < E; e++)
+            ss += (double)v[r * E + e] * v[r * E + e];
         const double inv = 1.0 / sqrt(ss);
-        for (int e = 0; e < E; e++) v[r * E + e] = (float)(v[r * E + e] * inv);
+        for (int e = 0; e < E; e++)
+            v[r * E + e] = (float)(v[r * E + e] * inv);
     }
 }
 
@@ -93,7 +95,8 @@ static float *our_pixels(void) {
     int64_t n;
     float *f = golden_tensor(&imgs, "images", &n);
     uint8_t *u8 = malloc((size_t)n);
-    for (int64_t i = 0; i < n; i++) u8[i] = (uint8_t)f[i];
+    for (int64_t i = 0; i < n; i++)
+        u8[i] = (uint8_t)f[i];
     dalle_image_prep prep;
     dalle_error err = {0};
     cr_assert_eq(dalle_image_prep_init(&prep, W, H, S, &err), DALLE_OK, "%s", err.msg);
@@ -106,7 +109,8 @@ static float *our_pixels(void) {
     double max_diff = 0;
     for (int64_t i = 0; i < n; i++) {
         same += px[i] == ref[i];
-        if (fabs(px[i] - ref[i]) > max_diff) max_diff = fabs(px[i] - ref[i]);
+        if (fabs(px[i] - ref[i]) > max_diff)
+            max_diff = fabs(px[i] - ref[i]);
     }
     printf("pixel values vs CLIPImageProcessor (PIL): %zu/%lld identical (%.4f%%), max abs diff "
            "%.3g\n",
@@ -123,7 +127,8 @@ static void prompt_ids(int p, int32_t *ids) {
     float *f = golden_tensor(&gold, "input_ids", &n);
     const int T = hp.context_length;
     cr_assert_eq(n, (int64_t)N_PROMPTS * T);
-    for (int t = 0; t < T; t++) ids[t] = (int32_t)f[p * T + t];
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)f[p * T + t];
     free(f);
 }
 
@@ -157,13 +162,15 @@ Test(clip_golden, embeddings_scores_ranking) {
         float logits[N_IMAGES], ref[N_IMAGES];
         int32_t order[N_IMAGES];
         dalle_clip_scores(&clip, img_raw, N_IMAGES, txt_raw + p * E, logits, order);
-        for (int i = 0; i < N_IMAGES; i++) ref[i] = lpi[i * N_PROMPTS + p];
+        for (int i = 0; i < N_IMAGES; i++)
+            ref[i] = lpi[i * N_PROMPTS + p];
         double e = max_rel_err(logits, ref, N_IMAGES);
         int same = 1;
-        for (int i = 0; i < N_IMAGES; i++) same &= order[i] == (int32_t)rank[p * N_IMAGES + i];
+        for (int i = 0; i < N_IMAGES; i++)
+            same &= order[i] == (int32_t)rank[p * N_IMAGES + i];
         rank_diff += !same;
-        printf("prompt %d: logits max relative error %.3g; ranking %d %d %d %d %d %d (%s)\n", p,
-               e, order[0], order[1], order[2], order[3], order[4], order[5],
+        printf("prompt %d: logits max relative error %.3g; ranking %d %d %d %d %d %d (%s)\n", p, e,
+               order[0], order[1], order[2], order[3], order[4], order[5],
                same ? "identical" : "DIFFERENT");
         cr_expect(e <= TOL, "prompt %d: logits max relative error %g", p, e);
     }
@@ -189,7 +196,8 @@ Test(clip_golden, batch_independent) {
     for (int b = 0; b < N_IMAGES; b++) {
         dalle_clip_image_embed(&clip, &w, px + (size_t)b * S * S * 3, 1, one);
         double e = max_rel_err(one, all + b * E, (size_t)E);
-        if (e > worst) worst = e;
+        if (e > worst)
+            worst = e;
     }
     printf("image embeds, batch of 1 vs batch of %d: max relative error %.3g\n", N_IMAGES, worst);
     cr_expect(worst <= 1e-6, "batch dependence %g", worst);
@@ -203,14 +211,14 @@ Test(clip_golden, scores_ties_and_scale) {
     int32_t order[3];
     for (int e = 0; e < E; e++) {
         txt[e] = e == 0;
-        img[e] = e == 1;                 // cosine 0
-        img[E + e] = 2.0f * (e == 0);    // cosine 1
-        img[2 * E + e] = e == 1;         // cosine 0: ties with image 0
+        img[e] = e == 1;              // cosine 0
+        img[E + e] = 2.0f * (e == 0); // cosine 1
+        img[2 * E + e] = e == 1;      // cosine 0: ties with image 0
     }
     dalle_clip_scores(&clip, img, 3, txt, logits, order);
     cr_expect_float_eq(logits[1], clip.score_scale, 1e-6);
-    cr_expect(order[0] == 1 && order[1] == 0 && order[2] == 2, "order %d %d %d", order[0],
-              order[1], order[2]);
+    cr_expect(order[0] == 1 && order[1] == 0 && order[2] == 2, "order %d %d %d", order[0], order[1],
+              order[2]);
     printf("exp(logit_scale) = %.6g\n", clip.score_scale);
 }
 
@@ -228,11 +236,12 @@ Test(clip_golden, bad_text_ids) {
 
 /* ---- config and weight-file errors ------------------------------------------------ */
 
-#define VISION                                                                               \
-    "\"vision\": {\"image_size\": 224, \"patch_size\": 32, \"width\": 64, \"layers\": 2, "     \
+#define VISION                                                                                     \
+    "\"vision\": {\"image_size\": 224, \"patch_size\": 32, \"width\": 64, \"layers\": 2, "         \
     "\"heads\": 2, \"mlp_dim\": 128}"
-#define TEXT "\"text\": {\"context_length\": 77, \"vocab_size\": 49408, \"width\": 32, " \
-             "\"layers\": 2, \"heads\": 2, \"mlp_dim\": 64}"
+#define TEXT                                                                                       \
+    "\"text\": {\"context_length\": 77, \"vocab_size\": 49408, \"width\": 32, "                    \
+    "\"layers\": 2, \"heads\": 2, \"mlp_dim\": 64}"
 
 static void expect_config_error(const char *json, const char *want) {
     dalle_clip_hparams h;
@@ -269,10 +278,10 @@ Test(clip_golden, config_errors) {
                         "clip.text.heads: 3 does not divide clip.text.width 32");
     expect_config_error("{\"embed_dim\": 32, \"layer_norm_eps\": 0, " VISION ", " TEXT "}",
                         "clip.layer_norm_eps: expected a number in (0, 0.1], found 0");
-    expect_config_error("{\"embed_dim\": 32, \"layer_norm_eps\": 1e-5, \"logit_scale\": 4.6, "
-                        VISION ", " TEXT "}",
-                        "clip.logit_scale: not allowed while clip.logit_scale_from_weights is "
-                        "true");
+    expect_config_error(
+        "{\"embed_dim\": 32, \"layer_norm_eps\": 1e-5, \"logit_scale\": 4.6, " VISION ", " TEXT "}",
+        "clip.logit_scale: not allowed while clip.logit_scale_from_weights is "
+        "true");
     expect_config_error("{\"embed_dim\": 32, \"layer_norm_eps\": 1e-5, "
                         "\"logit_scale_from_weights\": false, " VISION ", " TEXT "}",
                         "missing key 'clip.logit_scale'");
@@ -310,10 +319,18 @@ static void expect_load_error(void (*edit)(dalle_clip_hparams *), const char *wa
     cr_expect(strstr(err.msg, want), "message '%s' lacks '%s'", err.msg, want);
 }
 
-static void more_text_layers(dalle_clip_hparams *h) { h->text.layers = 3; }
-static void fewer_vision_layers(dalle_clip_hparams *h) { h->vision.layers = 1; }
-static void other_embed_dim(dalle_clip_hparams *h) { h->embed_dim = 16; }
-static void other_patch(dalle_clip_hparams *h) { h->patch_size = 16; }
+static void more_text_layers(dalle_clip_hparams *h) {
+    h->text.layers = 3;
+}
+static void fewer_vision_layers(dalle_clip_hparams *h) {
+    h->vision.layers = 1;
+}
+static void other_embed_dim(dalle_clip_hparams *h) {
+    h->embed_dim = 16;
+}
+static void other_patch(dalle_clip_hparams *h) {
+    h->patch_size = 16;
+}
 
 Test(clip_golden, weight_file_errors) {
     expect_load_error(more_text_layers,

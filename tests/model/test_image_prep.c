@@ -45,7 +45,8 @@ static uint8_t *u8_tensor(const char *name, const dalle_st_tensor **t) {
         u[i] = (uint8_t)f[i];
     }
     free(f);
-    if (t) *t = info;
+    if (t)
+        *t = info;
     return u;
 }
 
@@ -56,7 +57,8 @@ static size_t count_equal(const float *a, const float *b, size_t n, double *max_
     for (size_t i = 0; i < n; i++) {
         same += a[i] == b[i];
         double d = fabs((double)a[i] - b[i]);
-        if (!(d <= *max_diff)) *max_diff = d;
+        if (!(d <= *max_diff))
+            *max_diff = d;
     }
     return same;
 }
@@ -70,7 +72,8 @@ Test(image_prep, pil_resize_cases) {
     for (int i = 0;; i++, cases++) {
         char name[64];
         snprintf(name, sizeof name, "resize%d.out", i);
-        if (!dalle_safetensors_find(&imgs, name)) break;
+        if (!dalle_safetensors_find(&imgs, name))
+            break;
         const dalle_st_tensor *ot;
         uint8_t *ref = u8_tensor(name, &ot);
         const int oh = (int)ot->shape[0], ow = (int)ot->shape[1], C = (int)ot->shape[2];
@@ -101,7 +104,8 @@ Test(image_prep, pil_resize_cases) {
         for (size_t j = 0; j < n; j++) {
             same += out[j] == ref[j];
             int d = abs((int)out[j] - ref[j]);
-            if (d > max_diff) max_diff = d;
+            if (d > max_diff)
+                max_diff = d;
         }
         printf("resize%d %3dx%-3d c%d -> %3dx%-3d: %zu/%zu bytes identical (%.3f%%), max diff %d\n",
                i, w, h, C, ow, oh, same, n, 100.0 * same / n, max_diff);
@@ -109,7 +113,8 @@ Test(image_prep, pil_resize_cases) {
                      n - same, n, max_diff);
         total += n;
         total_same += same;
-        if (max_diff > worst) worst = max_diff;
+        if (max_diff > worst)
+            worst = max_diff;
         dalle_bicubic_free(&r);
         free(out);
         free(ref);
@@ -152,8 +157,8 @@ Test(image_prep, clip_pixels_224) {
  * clip_prep op, gives dalle_image_prep_run's floats bit for bit — for the VQGAN's 256² →
  * 224 (both axes down), wide and tall sources, an upscale and a source already at the size. */
 Test(image_prep, backend_plan_matches_the_host_run) {
-    static const int sizes[][3] = {{256, 256, 224}, {300, 200, 224}, {230, 1000, 224},
-                                   {40, 30, 64}, {64, 64, 64}};
+    static const int sizes[][3] = {
+        {256, 256, 224}, {300, 200, 224}, {230, 1000, 224}, {40, 30, 64}, {64, 64, 64}};
     dalle_backend *be = dalle_backend_cpu_new(1);
     cr_assert_not_null(be);
     dalle_error err = {0};
@@ -163,7 +168,8 @@ Test(image_prep, backend_plan_matches_the_host_run) {
         uint8_t *rgb = malloc(nin);
         float *want = malloc(nout * sizeof *want), *got = malloc(nout * sizeof *got);
         cr_assert(rgb && want && got);
-        for (size_t i = 0; i < nin; i++) rgb[i] = (uint8_t)((i * 2654435761u) >> 13);
+        for (size_t i = 0; i < nin; i++)
+            rgb[i] = (uint8_t)((i * 2654435761u) >> 13);
         dalle_image_prep p;
         dalle_clip_prep_plan plan;
         void *mem;
@@ -186,7 +192,8 @@ Test(image_prep, crop_cases) {
     for (int i = 0;; i++, cases++) {
         char name[64];
         snprintf(name, sizeof name, "prep%d.src", i);
-        if (!dalle_safetensors_find(&imgs, name)) break;
+        if (!dalle_safetensors_find(&imgs, name))
+            break;
         const dalle_st_tensor *st;
         uint8_t *src = u8_tensor(name, &st);
         const int h = (int)st->shape[0], w = (int)st->shape[1];

@@ -9,7 +9,7 @@
 #include "dalle.h"
 
 #define MODEL_DIR "models/tiny"
-#define PROMPT "a red bicycle leaning against a brick wall"
+#define PROMPT    "a red bicycle leaning against a brick wall"
 
 static dalle_model *m;
 static dalle_model_info info;
@@ -52,7 +52,8 @@ static void generate(dalle_state *s, const char *prompt, int n, uint64_t seed, d
 
 static const dalle_image *by_index(const dalle_result *r, int index) {
     for (int k = 0; k < r->n_images; k++)
-        if (r->images[k].index == index) return &r->images[k];
+        if (r->images[k].index == index)
+            return &r->images[k];
     cr_assert_fail("image %d missing from the result", index);
     return NULL;
 }
@@ -69,7 +70,7 @@ Test(pipeline, same_seed_gives_byte_identical_jpegs) {
         cr_assert_arr_eq(a.images[k].jpeg, b.images[k].jpeg, a.images[k].jpeg_size);
     }
     dalle_result c;
-    generate(s1, PROMPT, 4, 43, &c);  // the same state again, another seed
+    generate(s1, PROMPT, 4, 43, &c); // the same state again, another seed
     cr_assert(memcmp(a.codes, c.codes, sizeof(int32_t) * info.image_length) != 0);
     dalle_result_free(&a);
     dalle_result_free(&b);
@@ -105,8 +106,10 @@ Test(pipeline, images_are_independent_of_other_prompts_in_the_batch) {
         cr_assert_eq(dalle_text_encode(m, prompts[r], strlen(prompts[r]), &t[r], &err), DALLE_OK);
     const size_t L = (size_t)info.image_length;
     int32_t *together[3], *alone = malloc(sizeof(int32_t) * 3 * L);
-    for (int r = 0; r < 3; r++) together[r] = malloc(sizeof(int32_t) * 3 * L);
-    cr_assert_eq(dalle_generate_codes_batch(s, 3, t, p, together, NULL, &err), DALLE_OK, "%s", err.msg);
+    for (int r = 0; r < 3; r++)
+        together[r] = malloc(sizeof(int32_t) * 3 * L);
+    cr_assert_eq(dalle_generate_codes_batch(s, 3, t, p, together, NULL, &err), DALLE_OK, "%s",
+                 err.msg);
     for (int r = 0; r < 3; r++) {
         cr_assert_eq(dalle_generate_codes_text(s, &t[r], &p[r], alone, NULL, &err), DALLE_OK);
         cr_assert_arr_eq(alone, together[r], sizeof(int32_t) * L * p[r].n_images,
@@ -114,10 +117,13 @@ Test(pipeline, images_are_independent_of_other_prompts_in_the_batch) {
     }
     /* limits of a batch */
     dalle_gen_params big[3] = {params(4, 1), params(2, 1), params(1, 1)};
-    cr_assert_eq(dalle_generate_codes_batch(s, 3, t, big, together, NULL, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_generate_codes_batch(s, 3, t, big, together, NULL, &err),
+                 DALLE_ERR_INVALID_ARG);
     cr_assert_not_null(strstr(err.msg, "7 images"));
-    cr_assert_eq(dalle_generate_codes_batch(s, 4, t, p, together, NULL, &err), DALLE_ERR_INVALID_ARG);
-    for (int r = 0; r < 3; r++) free(together[r]), dalle_text_free(&t[r]);
+    cr_assert_eq(dalle_generate_codes_batch(s, 4, t, p, together, NULL, &err),
+                 DALLE_ERR_INVALID_ARG);
+    for (int r = 0; r < 3; r++)
+        free(together[r]), dalle_text_free(&t[r]);
     free(alone);
     dalle_state_free(s);
 }
@@ -130,7 +136,8 @@ Test(pipeline, ranking_matches_rank_images_and_is_descending) {
     int seen = 0;
     for (int k = 0; k < 4; k++) {
         seen |= 1 << r.images[k].index;
-        if (k) cr_assert_geq(r.images[k - 1].score, r.images[k].score);
+        if (k)
+            cr_assert_geq(r.images[k - 1].score, r.images[k].score);
     }
     cr_assert_eq(seen, 15, "indices must be a permutation of 0..3");
     /* the same scores from the stage functions */
@@ -142,10 +149,12 @@ Test(pipeline, ranking_matches_rank_images_and_is_descending) {
     cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), &t, &err), DALLE_OK);
     const uint8_t *imgs[4];
     int side[4];
-    for (int i = 0; i < 4; i++) imgs[i] = rgb + (size_t)i * R * R * 3, side[i] = R;
+    for (int i = 0; i < 4; i++)
+        imgs[i] = rgb + (size_t)i * R * R * 3, side[i] = R;
     float scores[4];
     int32_t order[4];
-    cr_assert_eq(dalle_rank_images(s, t.clip_ids, imgs, side, side, 4, scores, order, &err), DALLE_OK);
+    cr_assert_eq(dalle_rank_images(s, t.clip_ids, imgs, side, side, 4, scores, order, &err),
+                 DALLE_OK);
     for (int k = 0; k < 4; k++) {
         cr_assert_eq(order[k], r.images[k].index);
         cr_assert_float_eq(scores[order[k]], r.images[k].score, 1e-6);
@@ -171,7 +180,8 @@ Test(pipeline, cancellation_between_steps) {
     p.user = &calls;
     dalle_result r;
     dalle_error err = {0};
-    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, NULL, &r, &err), DALLE_ERR_CANCELLED);
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, NULL, &r, &err),
+                 DALLE_ERR_CANCELLED);
     cr_assert_eq(calls, 11);
     cr_assert_null(r.images);
     /* the state is still usable */
@@ -185,20 +195,23 @@ Test(pipeline, caller_errors) {
     dalle_error err = {0};
     dalle_result r;
     dalle_gen_params p = params(3, 1);
-    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, NULL, &r, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, NULL, &r, &err),
+                 DALLE_ERR_INVALID_ARG);
     cr_assert_not_null(strstr(err.msg, "n must be"));
     p = params(1, 1);
     dalle_output_params o;
     dalle_output_params_default(m, &o);
     o.jpeg_quality = 0;
-    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err),
+                 DALLE_ERR_INVALID_ARG);
     o.jpeg_quality = 90;
     o.jpeg_subsampling = 411;
-    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err),
+                 DALLE_ERR_INVALID_ARG);
     cr_assert_eq(dalle_generate(s, "caf\xc3", 4, &p, NULL, &r, &err), DALLE_ERR_INVALID_ARG);
     int32_t codes[2 * 4096] = {0};
     uint8_t rgb[64 * 64 * 3];
-    codes[17] = info.image_vocab_size;  // one past the codebook
+    codes[17] = info.image_vocab_size; // one past the codebook
     cr_assert_eq(dalle_decode_codes(s, codes, 1, rgb, &err), DALLE_ERR_INVALID_ARG);
     codes[17] = -1;
     cr_assert_eq(dalle_decode_codes(s, codes, 1, rgb, &err), DALLE_ERR_INVALID_ARG);
@@ -235,33 +248,38 @@ Test(pipeline, jobs_join_and_leave_at_any_step) {
     /* never fits */
     dalle_gen_params huge = params(4, 1);
     cr_assert_eq(dalle_job_start(s, &tb, &huge, c, &jc, &err), DALLE_ERR_UNSUPPORTED);
-    for (int t = 0; t < 100; t++) dalle_state_step(s);
+    for (int t = 0; t < 100; t++)
+        dalle_state_step(s);
     cr_assert_eq(dalle_job_progress(s, ja), 100);
-    cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK);   // joins at step 100
+    cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK); // joins at step 100
     cr_assert_geq(jb, 0);
     cr_assert_eq(dalle_state_running_images(s), 3);
     cr_assert_eq(dalle_state_free_prompts(s), 0);
-    while (dalle_job_progress(s, ja) < (int)L) dalle_state_step(s);
+    while (dalle_job_progress(s, ja) < (int)L)
+        dalle_state_step(s);
     cr_assert_eq(dalle_job_progress(s, jb), (int)L - 100, "b joined 100 steps after a");
     cr_assert_eq(dalle_state_free_images(s), 2, "a's rows are free once it is done");
     cr_assert_arr_eq(a, alone_a, sizeof(int32_t) * 2 * L, "a changed when b joined mid-way");
     dalle_job_release(s, ja);
     cr_assert_eq(dalle_job_progress(s, ja), -1);
-    while (dalle_job_progress(s, jb) < (int)L) dalle_state_step(s);
+    while (dalle_job_progress(s, jb) < (int)L)
+        dalle_state_step(s);
     cr_assert_arr_eq(b, alone_b, sizeof(int32_t) * L, "b differs from b alone");
     dalle_job_release(s, jb);
 
     /* cancel: rows are free at once, the other job is unaffected */
     cr_assert_eq(dalle_job_start(s, &tb, &pc, c, &jc, &err), DALLE_OK);
     cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK);
-    for (int t = 0; t < 10; t++) dalle_state_step(s);
+    for (int t = 0; t < 10; t++)
+        dalle_state_step(s);
     dalle_job_release(s, jc);
     cr_assert_eq(dalle_state_running_images(s), 1);
-    while (dalle_job_progress(s, jb) < (int)L) dalle_state_step(s);
+    while (dalle_job_progress(s, jb) < (int)L)
+        dalle_state_step(s);
     cr_assert_arr_eq(b, alone_b, sizeof(int32_t) * L);
     dalle_job_release(s, jb);
     cr_assert_eq(dalle_state_running_images(s), 0);
-    dalle_state_step(s);  // nothing running: a no-op
+    dalle_state_step(s); // nothing running: a no-op
     free(a), free(b), free(c), free(alone_a), free(alone_b);
     dalle_text_free(&ta);
     dalle_text_free(&tb);

@@ -22,10 +22,10 @@
 #include "model_loader/model_config.h"
 #include "tests/helpers.h"
 
-#define MODEL_DIR "models/tiny"
-#define GOLDEN "tests/golden/vqgan/tiny_golden.safetensors"
-#define N_GRIDS 3
-#define FLOAT_TOL 1e-4
+#define MODEL_DIR   "models/tiny"
+#define GOLDEN      "tests/golden/vqgan/tiny_golden.safetensors"
+#define N_GRIDS     3
+#define FLOAT_TOL   1e-4
 #define U8_MIN_SAME 0.999
 
 /* ---- shared comparison --------------------------------------------------------------- */
@@ -63,7 +63,8 @@ static void check_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const golden
     float *ours = malloc(n * sizeof *ours);
     uint8_t *px = malloc(n);
     cr_assert(codes && ours && px);
-    for (int i = 0; i < B * N; i++) codes[i] = (int32_t)g->codes[(size_t)first * N + i];
+    for (int i = 0; i < B * N; i++)
+        codes[i] = (int32_t)g->codes[(size_t)first * N + i];
     dalle_error err = {0};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -78,8 +79,10 @@ static void check_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const golden
     size_t same = 0, off_by_1 = 0, worse = 0;
     for (size_t i = 0; i < n; i++) {
         const double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= max_abs)) max_abs = d; /* NaN propagates as a failure */
-        if (fabs(ref[i]) > max_ref) max_ref = fabs(ref[i]);
+        if (!(d <= max_abs))
+            max_abs = d; /* NaN propagates as a failure */
+        if (fabs(ref[i]) > max_ref)
+            max_ref = fabs(ref[i]);
         const int du = abs((int)px[i] - (int)ref8[i]);
         same += du == 0;
         off_by_1 += du == 1;
@@ -149,7 +152,8 @@ Test(vqgan_golden, one_at_a_time) {
     dalle_error err = {0};
     cr_assert_eq(dalle_vqgan_work_new(&w, &vq, be, N_GRIDS, &err), DALLE_OK, "%s", err.msg);
     const char *names[N_GRIDS] = {"tiny, grid 0 alone", "tiny, grid 1 alone", "tiny, grid 2 alone"};
-    for (int i = 0; i < N_GRIDS; i++) check_decode(&vq, &w, &gold, i, 1, names[i]);
+    for (int i = 0; i < N_GRIDS; i++)
+        check_decode(&vq, &w, &gold, i, 1, names[i]);
     dalle_vqgan_work_free(&w);
 }
 
@@ -198,7 +202,8 @@ Test(vqgan_golden, fused_ops_match_the_unfused_sequence) {
     float *f[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
     uint8_t *px[2] = {malloc(n), malloc(n)}, *dev = malloc(n);
     cr_assert(codes && f[0] && f[1] && px[0] && px[1] && dev);
-    for (int i = 0; i < B * N; i++) codes[i] = (int32_t)gold.codes[i];
+    for (int i = 0; i < B * N; i++)
+        codes[i] = (int32_t)gold.codes[i];
     dalle_error err = {0};
     for (int k = 0; k < 2; k++) {
         dalle_vqgan_work w;
@@ -207,7 +212,8 @@ Test(vqgan_golden, fused_ops_match_the_unfused_sequence) {
         bes[k]->ops->to_host(bes[k], f[k], w.image, n * sizeof(float));
         cr_expect_eq(dalle_vqgan_read_u8(&vq, &w, B, px[k]), -1);
         bes[k]->ops->to_host(bes[k], dev, w.rgb, n);
-        cr_expect(!memcmp(dev, px[k], n), "%s: w->rgb differs from the bytes read", k ? "unfused" : "fused");
+        cr_expect(!memcmp(dev, px[k], n), "%s: w->rgb differs from the bytes read",
+                  k ? "unfused" : "fused");
         float *img = w.image; /* CPU backend memory is host memory */
         img[per + 7] = NAN;
         cr_expect_eq(dalle_vqgan_read_u8(&vq, &w, B, dev), 1, "a NaN in image 1");
@@ -233,9 +239,9 @@ Test(vqgan_pixels, clip_scale_truncate) {
 
 /* ---- config section errors --------------------------------------------------------------- */
 
-#define TINY_BODY                                                                          \
-    "\"embed_dim\": 16, \"z_channels\": 48, \"ch\": 32, \"ch_mult\": [1, 2, 1], "          \
-    "\"num_res_blocks\": 1, \"attn_resolutions\": [16, 32], \"resolution\": 64, "          \
+#define TINY_BODY                                                                                  \
+    "\"embed_dim\": 16, \"z_channels\": 48, \"ch\": 32, \"ch_mult\": [1, 2, 1], "                  \
+    "\"num_res_blocks\": 1, \"attn_resolutions\": [16, 32], \"resolution\": 64, "                  \
     "\"out_ch\": 3, \"eps\": 1e-6"
 
 Test(vqgan_config, valid_section_and_derived_sizes) {
@@ -325,9 +331,9 @@ Test(vqgan_config, weights_that_do_not_match) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         dalle_vqgan m;
         dalle_error err = {0};
-        cr_expect_eq(dalle_vqgan_load(&m, cpu, cases[i].json, "cfg", MODEL_DIR "/vqgan.safetensors",
-                                      &err),
-                     DALLE_ERR_FORMAT, "case %zu accepted", i);
+        cr_expect_eq(
+            dalle_vqgan_load(&m, cpu, cases[i].json, "cfg", MODEL_DIR "/vqgan.safetensors", &err),
+            DALLE_ERR_FORMAT, "case %zu accepted", i);
         printf("weights mismatch → %s\n", err.msg);
         cr_expect(strstr(err.msg, cases[i].want), "case %zu: message '%s' lacks '%s'", i, err.msg,
                   cases[i].want);

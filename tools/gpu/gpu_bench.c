@@ -75,7 +75,8 @@ static dalle_tensor W(int64_t a, int64_t b, float scale, size_t *bytes) {
     const int64_t n = a * (b ? b : 1);
     t.data = dalloc((size_t)n * dalle_dtype_size(t.dtype));
     fill(t.data, n, t.dtype, scale);
-    if (bytes) *bytes += (size_t)n * dalle_dtype_size(t.dtype);
+    if (bytes)
+        *bytes += (size_t)n * dalle_dtype_size(t.dtype);
     return t;
 }
 static dalle_tensor W4(int64_t o, int k, int64_t i, float scale) {
@@ -105,11 +106,13 @@ static double decode_step_ms(const bart_size *z, int B, int reps, size_t *weight
     size_t wb = 0;
     layer_w *L = calloc(z->layers, sizeof *L);
     for (int l = 0; l < z->layers; l++) {
-        for (int i = 0; i < 5; i++) L[l].ln[i] = W(d, 0, 1, &wb);
+        for (int i = 0; i < 5; i++)
+            L[l].ln[i] = W(d, 0, 1, &wb);
         L[l].ln[5] = W(F, 0, 1, &wb);
         L[l].q = W(d, d, 0.03f, &wb), L[l].k = W(d, d, 0.03f, &wb), L[l].v = W(d, d, 0.03f, &wb);
         L[l].o = W(d, d, 0.03f, &wb), L[l].cq = W(d, d, 0.03f, &wb), L[l].co = W(d, d, 0.03f, &wb);
-        L[l].fc0 = W(F, d, 0.03f, &wb), L[l].fc1 = W(F, d, 0.03f, &wb), L[l].fc2 = W(d, F, 0.02f, &wb);
+        L[l].fc0 = W(F, d, 0.03f, &wb), L[l].fc1 = W(F, d, 0.03f, &wb),
+        L[l].fc2 = W(d, F, 0.02f, &wb);
     }
     dalle_tensor fin = W(d, 0, 1, &wb), head = W(z->V, d, 0.03f, &wb);
     dalle_tensor emb = W(z->V + 1, d, 1, NULL), pos = W(cap, d, 1, NULL);
@@ -131,7 +134,8 @@ static double decode_step_ms(const bart_size *z, int B, int reps, size_t *weight
     memset(tmask, 1, (size_t)rows * z->text_len);
     dalle_sample_params *sp = malloc(B * sizeof *sp);
     const int t = 128;
-    for (int r = 0; r < rows; r++) ids[r] = r % z->V, pp[r] = t, slot[r] = r, cpos[r] = t;
+    for (int r = 0; r < rows; r++)
+        ids[r] = r % z->V, pp[r] = t, slot[r] = r, cpos[r] = t;
     for (int b = 0; b < B; b++) {
         step[b] = t;
         sp[b] = (dalle_sample_params){10.0f, 1.0f, 1.0f, 50, 7, (uint32_t)b};
@@ -171,17 +175,24 @@ static double decode_step_ms(const bart_size *z, int B, int reps, size_t *weight
         be->ops->matmul(be, logits, h, &head, rows, z->V, d, 0);
         be->ops->sample(be, tok, logits, B, z->V, z->V, sp, step); /* syncs */
         const double ms = now_ms() - t0;
-        if (rep >= 2 && ms < best) best = ms;
+        if (rep >= 2 && ms < best)
+            best = ms;
     }
     for (int l = 0; l < z->layers; l++) {
-        for (int i = 0; i < 6; i++) be->ops->free(be, L[l].ln[i].data);
-        dalle_tensor *ws[] = {&L[l].q, &L[l].k, &L[l].v, &L[l].o, &L[l].cq, &L[l].co, &L[l].fc0, &L[l].fc1, &L[l].fc2};
-        for (int i = 0; i < 9; i++) be->ops->free(be, ws[i]->data);
-        be->ops->free(be, sk[l]), be->ops->free(be, sv[l]), be->ops->free(be, ck[l]), be->ops->free(be, cv[l]);
+        for (int i = 0; i < 6; i++)
+            be->ops->free(be, L[l].ln[i].data);
+        dalle_tensor *ws[] = {&L[l].q,  &L[l].k,   &L[l].v,   &L[l].o,  &L[l].cq,
+                              &L[l].co, &L[l].fc0, &L[l].fc1, &L[l].fc2};
+        for (int i = 0; i < 9; i++)
+            be->ops->free(be, ws[i]->data);
+        be->ops->free(be, sk[l]), be->ops->free(be, sv[l]), be->ops->free(be, ck[l]),
+            be->ops->free(be, cv[l]);
     }
-    be->ops->free(be, fin.data), be->ops->free(be, head.data), be->ops->free(be, emb.data), be->ops->free(be, pos.data);
+    be->ops->free(be, fin.data), be->ops->free(be, head.data), be->ops->free(be, emb.data),
+        be->ops->free(be, pos.data);
     float *fl[] = {x, h, q, kk, vv, a, g0, g1, logits};
-    for (int i = 0; i < 9; i++) be->ops->free(be, fl[i]);
+    for (int i = 0; i < 9; i++)
+        be->ops->free(be, fl[i]);
     free(L), free(sk), free(sv), free(ck), free(cv), free(ids), free(pp), free(slot), free(cpos);
     free(step), free(tok), free(tmask), free(sp);
     *weight_bytes = wb;
@@ -193,13 +204,13 @@ static float *vbuf[3];
 static double vq_ms, vq_conv_ms; /* device time of the ops alone (weights are made untimed) */
 
 /* Runs one op between two syncs and adds its time to vq_ms. */
-#define TIMED(stmt)                                                                           \
-    do {                                                                                      \
-        be->ops->sync(be);                                                                    \
-        const double t0_ = now_ms();                                                          \
-        stmt;                                                                                 \
-        be->ops->sync(be);                                                                    \
-        vq_ms += now_ms() - t0_;                                                              \
+#define TIMED(stmt)                                                                                \
+    do {                                                                                           \
+        be->ops->sync(be);                                                                         \
+        const double t0_ = now_ms();                                                               \
+        stmt;                                                                                      \
+        be->ops->sync(be);                                                                         \
+        vq_ms += now_ms() - t0_;                                                                   \
     } while (0)
 
 static void gn(float *y, const float *x, int HW, int C, int swish) {
@@ -267,7 +278,8 @@ static void vqgan_layers(void) {
         for (int r = 0; r < 3; r++) {
             resblock(S, C, co);
             C = co;
-            if (S == 16) attnblock(S, C);
+            if (S == 16)
+                attnblock(S, C);
         }
         if (lvl > 0 && be->ops->conv2d_up2x) { /* the upsample folded into the conv */
             S *= 2;
@@ -290,15 +302,18 @@ static void vqgan_layers(void) {
 }
 static double vqgan_ms(double *conv_ms) {
     const int64_t n = (int64_t)256 * 256 * 256; /* the largest map: 256² × 256 channels bound */
-    for (int i = 0; i < 3; i++) vbuf[i] = act(n);
+    for (int i = 0; i < 3; i++)
+        vbuf[i] = act(n);
     double best = 1e30, best_conv = 0;
     for (int rep = 0; rep < 3; rep++) {
         vq_ms = vq_conv_ms = 0;
         vqgan_layers();
         const double ms = vq_ms;
-        if (rep >= 1 && ms < best) best = ms, best_conv = vq_conv_ms;
+        if (rep >= 1 && ms < best)
+            best = ms, best_conv = vq_conv_ms;
     }
-    for (int i = 0; i < 3; i++) be->ops->free(be, vbuf[i]);
+    for (int i = 0; i < 3; i++)
+        be->ops->free(be, vbuf[i]);
     *conv_ms = best_conv;
     return best;
 }
@@ -337,7 +352,8 @@ static void rand_stack(dalle_bart_stack *S, const bart_size *z, int vocab, int P
 }
 
 static void free_t(dalle_tensor *t) {
-    if (t->data) be->ops->free(be, t->data);
+    if (t->data)
+        be->ops->free(be, t->data);
     t->data = NULL;
 }
 
@@ -346,11 +362,27 @@ static void free_stack(dalle_bart_stack *S) {
     free_t(&S->final_ln_b);
     for (int l = 0; l < S->n_layers; l++) {
         dalle_bart_layer *L = &S->layers[l];
-        dalle_tensor *ts[] = {&L->pre_self_ln_b, &L->q, &L->k, &L->v, &L->o, &L->self_ln_g,
-                              &L->self_ln_b, &L->pre_cross_ln_b, &L->cq, &L->ck, &L->cv, &L->co,
-                              &L->cross_ln_g, &L->cross_ln_b, &L->glu_ln0_b, &L->fc0, &L->fc1,
-                              &L->glu_ln1_b, &L->fc2};
-        for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) free_t(ts[i]);
+        dalle_tensor *ts[] = {&L->pre_self_ln_b,
+                              &L->q,
+                              &L->k,
+                              &L->v,
+                              &L->o,
+                              &L->self_ln_g,
+                              &L->self_ln_b,
+                              &L->pre_cross_ln_b,
+                              &L->cq,
+                              &L->ck,
+                              &L->cv,
+                              &L->co,
+                              &L->cross_ln_g,
+                              &L->cross_ln_b,
+                              &L->glu_ln0_b,
+                              &L->fc0,
+                              &L->fc1,
+                              &L->glu_ln1_b,
+                              &L->fc2};
+        for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+            free_t(ts[i]);
     }
     free(S->layers);
 }
@@ -358,8 +390,8 @@ static void free_stack(dalle_bart_stack *S) {
 /* One generation of B images at size z on work w (kept between generations, like a
  * server's state, so recorded steps are reused): returns encode and decode ms (decode
  * scaled to 256 steps). */
-static void e2e_generate(const dalle_bart *m, dalle_bart_work *wp, int B, int steps,
-                         double *enc_ms, double *dec_ms) {
+static void e2e_generate(const dalle_bart *m, dalle_bart_work *wp, int B, int steps, double *enc_ms,
+                         double *dec_ms) {
     const dalle_bart_hparams *hp = &m->hp;
     const int T = hp->text_length, C = hp->d_model, R = 2 * B, V = hp->image_vocab_size;
     dalle_bart_work w = *wp;
@@ -372,12 +404,14 @@ static void e2e_generate(const dalle_bart *m, dalle_bart_work *wp, int B, int st
         exit(2);
     }
     /* unconditional prompt into block 0 (as at state creation, untimed), the prompt into 1 */
-    for (int i = 0; i < T; i++) ids[i] = i < 2 ? i : 1, mask[i] = i < 2;
+    for (int i = 0; i < T; i++)
+        ids[i] = i < 2 ? i : 1, mask[i] = i < 2;
     dalle_bart_encode(m, &w, ids, mask, 1, enc);
     dalle_bart_cross_kv(m, &w, enc, mask, 0);
     be->ops->sync(be);
     double t0 = now_ms();
-    for (int i = 0; i < T; i++) ids[i] = i < 12 ? 100 + 37 * i : 1, mask[i] = i < 12;
+    for (int i = 0; i < T; i++)
+        ids[i] = i < 12 ? 100 + 37 * i : 1, mask[i] = i < 12;
     dalle_bart_encode(m, &w, ids, mask, 1, enc);
     dalle_bart_cross_kv(m, &w, enc, mask, 1);
     be->ops->sync(be);
@@ -407,8 +441,10 @@ static int parse_list(const char *s, int *out, int max) {
     int n = 0;
     while (*s && n < max) {
         out[n++] = atoi(s);
-        while (*s && *s != ',') s++;
-        if (*s == ',') s++;
+        while (*s && *s != ',')
+            s++;
+        if (*s == ',')
+            s++;
     }
     return n;
 }
@@ -423,7 +459,8 @@ static int run_e2e(const char *file, const char *sizes_arg, const char *batches_
     const int nb = parse_list(batches_arg, batches, 16);
     int wdt = use_cpu ? DALLE_F32 : DALLE_F16;
     const char *wenv = getenv("DALLE_CUDA_WEIGHTS");
-    if (!use_cpu && wenv && *wenv) wdt = dalle_cuda_weight_dtype_from_env();
+    if (!use_cpu && wenv && *wenv)
+        wdt = dalle_cuda_weight_dtype_from_env();
     if (wdt < 0) {
         fprintf(stderr, "gpu_bench: bad DALLE_CUDA_WEIGHTS\n");
         return 2;
@@ -440,21 +477,28 @@ static int run_e2e(const char *file, const char *sizes_arg, const char *batches_
         return 1;
     }
     double vq_img = 0, vq_conv = 0;
-    if (!use_cpu) vq_img = vqgan_ms(&vq_conv); /* per image, batch 1 */
-    printf("gpu_bench --e2e: %s backend, weights %s, kv %s, VQGAN %.2f ms/image\n",
-           be->ops->name, dalle_dtype_name(be->ops->weight_dtype),
-           dalle_dtype_name(be->ops->kv_dtype), vq_img);
+    if (!use_cpu)
+        vq_img = vqgan_ms(&vq_conv); /* per image, batch 1 */
+    printf("gpu_bench --e2e: %s backend, weights %s, kv %s, VQGAN %.2f ms/image\n", be->ops->name,
+           dalle_dtype_name(be->ops->weight_dtype), dalle_dtype_name(be->ops->kv_dtype), vq_img);
     for (int si = 0; si < 2; si++) {
-        if (!strstr(sizes_arg, sizes[si].name)) continue;
+        if (!strstr(sizes_arg, sizes[si].name))
+            continue;
         const bart_size *z = &sizes[si];
         dalle_bart m;
         memset(&m, 0, sizeof m);
-        m.hp = (dalle_bart_hparams){.d_model = z->d, .encoder_layers = z->layers,
-                                    .decoder_layers = z->layers, .heads = z->heads,
-                                    .glu_dim = z->F, .text_vocab_size = text_vocab[si],
-                                    .text_length = z->text_len, .image_vocab_size = z->V,
-                                    .image_length = z->cap, .lm_head_size = lm_head[si],
-                                    .start_token = 16384, .layer_norm_eps = 1e-5f};
+        m.hp = (dalle_bart_hparams){.d_model = z->d,
+                                    .encoder_layers = z->layers,
+                                    .decoder_layers = z->layers,
+                                    .heads = z->heads,
+                                    .glu_dim = z->F,
+                                    .text_vocab_size = text_vocab[si],
+                                    .text_length = z->text_len,
+                                    .image_vocab_size = z->V,
+                                    .image_length = z->cap,
+                                    .lm_head_size = lm_head[si],
+                                    .start_token = 16384,
+                                    .layer_norm_eps = 1e-5f};
         m.be = be;
         rand_stack(&m.enc, z, text_vocab[si], z->text_len, z->layers, 0);
         rand_stack(&m.dec, z, lm_head[si], z->cap, z->layers, 1);
@@ -472,7 +516,8 @@ static int run_e2e(const char *file, const char *sizes_arg, const char *batches_
             dalle_bart_work_free(&w);
             const double total = enc_ms + dec_ms + B * vq_img;
             const double ips = B / (total / 1e3);
-            printf("| %s | %d | encode %.1f ms | decode %.1f ms (%.3f ms/step) | vqgan %.1f ms | %.2f images/s | %.1f ms |\n",
+            printf("| %s | %d | encode %.1f ms | decode %.1f ms (%.3f ms/step) | vqgan %.1f ms | "
+                   "%.2f images/s | %.1f ms |\n",
                    z->name, B, enc_ms, dec_ms, dec_ms / z->cap, B * vq_img, ips, total);
             fprintf(f,
                     "{\"impl\": \"ours\", \"model\": \"%s\", \"batch\": %d, \"weights\": \"%s\", "
@@ -500,12 +545,18 @@ int main(int argc, char **argv) {
     int quick = 0, steps = 256;
     const char *e2e = NULL, *sizes_arg = "mini,mega", *batches_arg = "1,8,32,64";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--cpu")) use_cpu = 1;
-        else if (!strcmp(argv[i], "--e2e") && i + 1 < argc) e2e = argv[++i];
-        else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes_arg = argv[++i];
-        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches_arg = argv[++i];
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--cpu"))
+            use_cpu = 1;
+        else if (!strcmp(argv[i], "--e2e") && i + 1 < argc)
+            e2e = argv[++i];
+        else if (!strcmp(argv[i], "--sizes") && i + 1 < argc)
+            sizes_arg = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
+            batches_arg = argv[++i];
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: gpu_bench [--quick] [--cpu] [--e2e FILE [--sizes mini,mega] "
                             "[--batches 1,8,32,64] [--steps N]]\n");
@@ -516,7 +567,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gpu_bench: --steps must be in [1, 256]\n");
         return 2;
     }
-    if (e2e) return run_e2e(e2e, sizes_arg, batches_arg, steps);
+    if (e2e)
+        return run_e2e(e2e, sizes_arg, batches_arg, steps);
     static const bart_size sizes[2] = {
         {"mini", 1024, 12, 16, 2730, 16384, 64, 256},
         {"mega", 2048, 24, 32, 4096, 16384, 64, 256},
@@ -527,7 +579,8 @@ int main(int argc, char **argv) {
     dalle_error err = {0};
     printf("gpu_bench: %s, decode step (min over timed steps, after 2 warm-up steps)\n",
            use_cpu ? "CPU backend (--cpu dry run)" : "CUDA backend");
-    printf("| model | weights | images | step ms | ms/image/step | weight GB | GB/s | %% of 3.35 TB/s |\n");
+    printf("| model | weights | images | step ms | ms/image/step | weight GB | GB/s | %% of 3.35 "
+           "TB/s |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < (quick ? 1 : 2); si++)
         for (int di = 0; di < (use_cpu ? 1 : 2); di++) {
@@ -548,12 +601,14 @@ int main(int argc, char **argv) {
             be->ops->destroy(be);
         }
     printf("\ngpu_bench: VQGAN decoder, one 16×16 code grid → 256×256 (random weights)\n");
-    printf("(sum of op times, each op between syncs; weights made untimed; GroupNorm + swish\n"
-           "folded into the next conv (conv2d_gn) and the ×2 upsample into the conv (conv2d_up2x))\n");
+    printf(
+        "(sum of op times, each op between syncs; weights made untimed; GroupNorm + swish\n"
+        "folded into the next conv (conv2d_gn) and the ×2 upsample into the conv (conv2d_up2x))\n");
     printf("| weights | image ms | of which conv2d ms |\n|---|---|---|\n");
     for (int di = 0; di < (use_cpu ? 1 : 2); di++) {
         be = new_backend(dts[di], &err);
-        if (!be) return 2;
+        if (!be)
+            return 2;
         double conv_ms;
         const double ms = vqgan_ms(&conv_ms);
         printf("| %s | %.2f | %.2f |\n", dalle_dtype_name(dts[di]), ms, conv_ms);
