@@ -83,11 +83,12 @@ typedef struct {
     /* Non-zero: a matrix (ndim ≥ 2) stored F16 or BF16 in its file keeps that dtype instead
      * of weight_dtype (the backend's ops widen it); vectors still become weight_dtype. */
     int keep_16bit;
-    /* Optional (NULL: matmul weights stay row-major). The bytes of W [N, K] of dtype dt in
-     * the backend's matmul layout, and the packing of row-major host data into host memory;
-     * the loader packs every matmul and conv weight (conv as [Cout, k·k·Cin]) with them. */
-    size_t (*pack_bytes)(int64_t N, int64_t K, dalle_dtype dt);
-    void (*pack)(void *dst, const void *src, int64_t N, int64_t K, dalle_dtype dt);
+    /* Optional (NULL: matmul weights stay row-major). The bytes of weight t (its logical
+     * shape and dtype: a matmul's [N, K], a conv's [Cout, k, k, Cin]) in the backend's
+     * layout, and the packing of its row-major host data (of dtype t->dtype) into host
+     * memory; the loader packs every matmul and conv weight with them. */
+    size_t (*pack_bytes)(const dalle_tensor *t);
+    void (*pack)(void *dst, const void *src, const dalle_tensor *t);
 
     void *(*alloc)(dalle_backend *be, size_t bytes); /* NULL on failure */
     void (*free)(dalle_backend *be, void *p);

@@ -147,7 +147,7 @@ static void narrow_in_place(void *buf, int64_t n, dalle_dtype dtype) {
 static size_t stored_size(const dalle_backend *be, const dalle_tensor *t) {
     const int64_t n = dalle_tensor_numel(t);
     if (t->packed)
-        return be->ops->pack_bytes(t->shape[0], n / t->shape[0], t->dtype);
+        return be->ops->pack_bytes(t);
     return (size_t)n * dalle_dtype_size(t->dtype);
 }
 
@@ -210,7 +210,7 @@ dalle_status dalle_binder_upload(dalle_binder *b, void **block, dalle_error *err
             out = f;
         }
         if (t->packed) {
-            be->ops->pack(packed, out, t->shape[0], src->numel / t->shape[0], t->dtype);
+            be->ops->pack(packed, out, t);
             out = packed;
         }
         be->ops->to_device(be, mem + off, out, stored_size(be, t));

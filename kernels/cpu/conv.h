@@ -27,6 +27,12 @@ void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dall
                          const dalle_tensor *w, const dalle_tensor *bias, int B, int H, int W,
                          int Cin, int Cout, int k);
 
+/* Whether conv weight w ([Cout, k, k, Cin]) runs as Winograd F(2×2, 3×3) (conv.c), and its
+ * layout there: 16 F32 matrices U_ξ [Cout, Cin], each packed as a GEMM weight. */
+int dalle_cpu_conv_winograd(const dalle_tensor *w);
+size_t dalle_cpu_winograd_pack_bytes(const dalle_tensor *w);
+void dalle_cpu_winograd_pack(void *dst, const void *src, const dalle_tensor *w);
+
 /* ops.h clip_prep (kernels/cpu/image.c). */
 void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                          const dalle_clip_prep_plan *plan, int B);

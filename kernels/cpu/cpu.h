@@ -71,9 +71,14 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 /* The GEMM variant called `name` (NULL or "": the fastest), NULL when this CPU lacks it. */
 const dalle_cpu_gemm_variant *dalle_cpu_gemm_pick(const char *name);
 
-/* ops.h pack_bytes / pack: W [N, K] of dtype dt, row-major → panels. */
+/* W [N, K] of dtype dt, row-major → panels (linalg.c). */
 size_t dalle_cpu_pack_bytes(int64_t N, int64_t K, dalle_dtype dt);
 void dalle_cpu_pack(void *dst, const void *src, int64_t N, int64_t K, dalle_dtype dt);
+
+/* ops.h pack_bytes / pack: a Winograd conv weight in its form (conv.c), any other weight t
+ * as panels of [t->shape[0], numel / t->shape[0]]. */
+size_t dalle_cpu_pack_weight_bytes(const dalle_tensor *t);
+void dalle_cpu_pack_weight(void *dst, const void *src, const dalle_tensor *t);
 
 /* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W[:N, :K]ᵀ (+ y when accumulate),
  * W any weight of shape [N_w ≥ N, …] holding N_w·K values (a matmul or conv weight), packed

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "common/half.h"
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -214,6 +215,19 @@ void dalle_cpu_pack(void *dst, const void *src, int64_t N, int64_t K, dalle_dtyp
     }
 }
 #undef PACK_PANEL
+
+size_t dalle_cpu_pack_weight_bytes(const dalle_tensor *t) {
+    if (dalle_cpu_conv_winograd(t))
+        return dalle_cpu_winograd_pack_bytes(t);
+    return dalle_cpu_pack_bytes(t->shape[0], dalle_tensor_numel(t) / t->shape[0], t->dtype);
+}
+
+void dalle_cpu_pack_weight(void *dst, const void *src, const dalle_tensor *t) {
+    if (dalle_cpu_conv_winograd(t))
+        dalle_cpu_winograd_pack(dst, src, t);
+    else
+        dalle_cpu_pack(dst, src, t->shape[0], dalle_tensor_numel(t) / t->shape[0], t->dtype);
+}
 
 /* ---- the driver ---------------------------------------------------------------------- */
 

@@ -5,8 +5,10 @@
  * Tolerance: max_i |ours_i − ref_i| ≤ 1e-5 · max_i |ref_i| (fp32 against double);
  * upsampling is a copy and must be exact. Inputs come from a fixed LCG. The conv cases
  * cover k = 1, 3, 5, odd sizes, a kernel wider than the image, Cin not a multiple of 8, no
- * bias, and a size whose GEMM row blocks cross image boundaries. Batch invariance: conv2d,
- * conv2d_up2x and conv2d_gn give each image the same bits alone as in a batch of three.
+ * bias, and a size whose GEMM row blocks cross image boundaries; 3×3 cases with at least
+ * 16 outputs take the Winograd form (odd sizes: partial tiles), the others the direct one.
+ * Batch invariance: conv2d, conv2d_up2x and conv2d_gn give each image the same bits alone
+ * as in a batch of three; conv2d_up2x gives the bits of upsample2x then conv2d.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -139,6 +141,48 @@ Test(cpu_conv, conv2d_3x3_and_5x5) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_conv(&cases[i]);
+}
+
+/* Winograd F(2×2, 3×3): odd and even sizes, partial tiles at the right and bottom edges,
+ * several tile blocks per thread, Cin above one GEMM segment. */
+Test(cpu_conv, conv2d_winograd) {
+    const conv_case cases[] = {{1, 7, 9, 32, 16, 3, 1},
+                               {2, 16, 16, 64, 48, 3, 0},
+                               {1, 1, 3, 5, 17, 3, 1},
+                               {3, 10, 6, 300, 32, 3, 1},
+                               {1, 40, 33, 24, 20, 3, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int64_t ws[4] = {cases[i].Cout, 3, 3, cases[i].Cin};
+        const dalle_tensor w = weight(NULL, 4, ws);
+        cr_assert(dalle_cpu_conv_winograd(&w), "case %zu should take the Winograd form", i);
+        run_conv(&cases[i]);
+    }
+    const int64_t rgb[4] = {3, 3, 3, 128}, k5[4] = {32, 5, 5, 8}, k1[4] = {32, 1, 1, 8};
+    const dalle_tensor direct[3] = {weight(NULL, 4, rgb), weight(NULL, 4, k5), weight(NULL, 4, k1)};
+    for (int i = 0; i < 3; i++)
+        cr_assert(!dalle_cpu_conv_winograd(&direct[i]), "weight %d takes the direct form", i);
+}
+
+/* conv2d_up2x reads the upsampled taps by index: the same bits as upsampling first, on both
+ * forms (Cout 24: Winograd, Cout 5: direct). */
+Test(cpu_conv, conv2d_up2x_equals_upsample_then_conv2d) {
+    const int B = 2, H = 12, W = 10, Cin = 40, couts[2] = {24, 5};
+    for (int ci = 0; ci < 2; ci++) {
+        const int Cout = couts[ci];
+        const size_t nx = (size_t)B * (H / 2) * (W / 2) * Cin, ny = (size_t)B * H * W * Cout;
+        float *x = random_buf(nx, 1.0f, 0.1f), *up = random_buf(4 * nx, 1.0f, 0);
+        float *wd = random_buf((size_t)Cout * 9 * Cin, 0.5f, 0), *bd = random_buf(Cout, 1, 0);
+        float *y1 = random_buf(ny, 1, 0), *y2 = random_buf(ny, 1, 0);
+        const int64_t ws[4] = {Cout, 3, 3, Cin}, bsh[1] = {Cout};
+        dalle_tensor w = weight(wd, 4, ws), b = weight(bd, 1, bsh);
+        be->ops->conv2d_up2x(be, y1, x, &w, &b, B, H, W, Cin, Cout, 3);
+        be->ops->upsample2x(be, up, x, B, H / 2, W / 2, Cin);
+        be->ops->conv2d(be, y2, up, &w, &b, B, H, W, Cin, Cout, 3);
+        cr_assert(memcmp(y1, y2, ny * sizeof *y1) == 0, "Cout %d: up2x differs", Cout);
+        float *bufs[] = {x, up, wd, bd, y1, y2};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+            be->ops->free(be, bufs[i]);
+    }
 }
 
 /* Many GEMM row blocks, some crossing from one image into the next. */
