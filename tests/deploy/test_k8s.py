@@ -20,6 +20,7 @@ from kubernetes import client as k8s  # noqa: E402
 
 K8S = DOCKER / "k8s"
 MODELS = {
+    ("v1", "Namespace"): "V1Namespace",
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("v1", "Service"): "V1Service",
     ("apps/v1", "Deployment"): "V1Deployment",
@@ -141,6 +142,48 @@ def test_deployment_properties():
     port = c["ports"][0]
     assert port["containerPort"] == int(objs["ConfigMap"]["data"]["DALLE_PORT"])
     assert objs["ConfigMap"]["data"]["DALLE_HOST"] == "0.0.0.0"
+
+
+def test_namespace_comes_first_and_holds_everything():
+    """`kubectl apply -f docker/k8s/` takes the files in name order: the Namespace first,
+    then every other object in it."""
+    objs = objects()
+    name, ns = objs[0]
+    assert ns["kind"] == "Namespace", name
+    for file, doc in objs[1:]:
+        assert doc["kind"] != "Namespace", file
+        assert doc["metadata"].get("namespace") == ns["metadata"]["name"], file
+
+
+def test_pod_security_restricted():
+    """The namespace enforces Pod Security "restricted", and the pod meets it (the profile's
+    checks, https://kubernetes.io/docs/concepts/security/pod-security-standards/): non-root,
+    seccomp RuntimeDefault or Localhost, no privilege escalation, every capability dropped
+    (only NET_BIND_SERVICE may be added back), no host namespaces, ports or paths, no
+    privileged container, only the allowed volume types."""
+    objs = by_kind()
+    labels = objs["Namespace"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    psc = pod.get("securityContext", {})
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                       "persistentVolumeClaim", "projected", "secret"}
+    for v in pod.get("volumes", []):
+        assert set(v) - {"name"} <= allowed_volumes, v
+    containers = pod["containers"] + pod.get("initContainers", [])
+    for c in containers:
+        sc = c.get("securityContext", {})
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        assert seccomp in ("RuntimeDefault", "Localhost"), c["name"]
+        assert sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, c["name"]
+        assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0, c["name"]
+        assert sc.get("allowPrivilegeEscalation") is False, c["name"]
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], c["name"]
+        assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert not sc.get("privileged"), c["name"]
+        assert all("hostPort" not in p for p in c.get("ports", [])), c["name"]
 
 
 def test_selectors_and_targets_match():
