@@ -130,6 +130,9 @@ def test_stream_gets_error_event_when_drain_stops_it():
     name, err = ev[-1]
     assert name == "error" and err["error"]["code"] == "shutting_down"
     assert s.stop() == 0
+    # the access line: the stream's status is 200 (sent first); its error event's code
+    s.wait_log(r"\S+ access id=\S+ client=\S+ method=POST route=/generate path=/generate "
+               r"status=200 error=shutting_down images=0 queue_ms=[0-9.]+ ms=[0-9.]+")
 
 
 def run_page(server, prompt, seed="", key=""):
