@@ -160,6 +160,9 @@ DEB_PKGS += chromium chromium-driver python3-selenium nodejs python3-venv wrk
 # tests/deploy: nginx for the loopback scale-out test, docker-compose for `compose config`
 # (no daemon needed), python3-kubernetes for the manifests' schema check
 DEB_PKGS += nginx docker-compose python3-kubernetes
+# promtool (Debian's prometheus package): `promtool check metrics` on /metrics
+# (tests/server/test_observability.py), `promtool check rules` / `test rules` on the alerts
+DEB_PKGS += prometheus
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

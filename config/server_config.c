@@ -57,6 +57,8 @@ static const setting SETTINGS[] = {
     STR(device, "auto",
         "auto (every visible GPU, else the CPU), cpu, cuda (every visible GPU) or cuda:I,J,...; "
         "one scheduler per GPU"),
+    STR(log_format, "text",
+        "access log lines on stderr: text (key=value) or json (one object per line)"),
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -273,6 +275,11 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
     }
     if (parse_device(c, msg, msg_size))
         goto bad;
+    c->log_json = !strcmp(c->log_format, "json");
+    if (!c->log_json && strcmp(c->log_format, "text")) {
+        snprintf(msg, msg_size, "--log-format: '%s' is not text or json", c->log_format);
+        goto bad;
+    }
     return DALLE_CONFIG_OK;
 bad:
     dalle_server_config_free(c);

@@ -39,6 +39,8 @@ typedef struct {
     char *api_key;     /* inference routes need "Authorization: Bearer KEY"; NULL = open */
     long jpeg_threads; /* threads that JPEG-encode and base64 the images */
     char *device;      /* the --device text */
+    char *log_format;  /* the --log-format text: "text" or "json" */
+    int log_json;      /* parsed from log_format: access lines as JSON objects */
     /* parsed from device: kind, and for cuda:I,J,… the ordinals (n_gpus = 0: every GPU) */
     dalle_device_kind device_kind;
     int n_gpus;

@@ -57,6 +57,8 @@ dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_mo
                               dalle_error *err);
 void dalle_model_free(dalle_model *m);
 
+#define DALLE_MODEL_MAX_EXAMPLES 16 /* example prompts a model directory may carry */
+
 typedef struct {
     const char *name;
     const char *backend;
@@ -69,6 +71,10 @@ typedef struct {
     int has_clip_tokenizer;
     int has_vqgan, has_clip;
     int image_size; /* VQGAN output side in pixels; 0 without a VQGAN */
+    /* what the model draws, from config.json ("" / 0 when it says nothing) */
+    const char *description;
+    const char *examples[DALLE_MODEL_MAX_EXAMPLES]; /* example prompts */
+    int n_examples;
 } dalle_model_info;
 
 void dalle_model_get_info(const dalle_model *m, dalle_model_info *info);

@@ -273,7 +273,11 @@ void dalle_model_get_info(const dalle_model *m, dalle_model_info *info) {
         .has_vqgan = m->has_vqgan,
         .has_clip = m->has_clip,
         .image_size = m->has_vqgan ? m->vqgan.hp.resolution : 0,
+        .description = m->cfg.description,
+        .n_examples = m->cfg.n_examples,
     };
+    for (int k = 0; k < m->cfg.n_examples; k++)
+        info->examples[k] = m->cfg.examples[k];
 }
 
 /* ---- text ----------------------------------------------------------------------- */

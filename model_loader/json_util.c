@@ -9,8 +9,9 @@ json_t *dalle_json_parse_object(const void *bytes, size_t n, const char *label, 
     json_error_t e;
     json_t *root = json_loadb(bytes, n, JSON_REJECT_DUPLICATES, &e);
     if (!root) {
+        char text[sizeof e.text]; /* jansson quotes the input, raw newlines included */
         dalle_error_set(err, DALLE_ERR_FORMAT, "%s: not valid JSON: %s (line %d, column %d)", label,
-                        e.text, e.line, e.column);
+                        dalle_json_printable(e.text, text, sizeof text), e.line, e.column);
         return NULL;
     }
     if (!json_is_object(root)) {

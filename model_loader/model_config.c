@@ -23,6 +23,9 @@ typedef enum {
     K_BOOL,    /* true / false → int */
     K_TEXT,    /* non-empty string < DALLE_NAME_MAX bytes → char[DALLE_NAME_MAX] */
     K_FILE,    /* K_TEXT that is a plain name inside the model directory */
+    K_PROSE,   /* non-empty string < DALLE_DESCRIPTION_MAX bytes, newlines allowed */
+    K_PROMPTS, /* array of 1..DALLE_MODEL_MAX_EXAMPLES one-line strings < DALLE_EXAMPLE_MAX
+                  bytes → examples, n_examples */
     K_JSON,    /* free-form object kept as compact JSON text → malloc'd char * */
     K_SECTION, /* object whose keys are the `sub` table */
     K_CHECKED, /* format, format_version: checked before the walk */
@@ -96,6 +99,8 @@ static const cfg_field ROOT[] = {
     {.key = "format", .kind = K_CHECKED},
     {.key = "format_version", .kind = K_CHECKED},
     {.key = "name", .kind = K_TEXT, .off = AT(name)},
+    {.key = "description", .kind = K_PROSE, .off = AT(description), .optional = 1},
+    {.key = "examples", .kind = K_PROMPTS, .off = AT(examples), .optional = 1},
     {.key = "bart", .kind = K_SECTION, .sub = BART},
     {.key = "text", .kind = K_SECTION, .sub = TEXT},
     {.key = "generation", .kind = K_SECTION, .sub = GENERATION},
@@ -126,26 +131,61 @@ static dalle_status check_format(json_t *root, const char *label, dalle_error *e
     return DALLE_OK;
 }
 
-static dalle_status read_name(const cfg_field *f, json_t *v, char *dst, const char *path,
+/* A non-empty string below cap bytes without control characters ('\n' allowed with
+ * newlines) into dst[cap]. */
+static dalle_status read_text(json_t *v, char *dst, size_t cap, int newlines, const char *path,
                               const char *label, dalle_error *err) {
     char found[64];
     const char *s = json_string_value(v);
     size_t len = s ? json_string_length(v) : 0;
-    int ok = s && len > 0 && len < DALLE_NAME_MAX;
+    int ok = s && len > 0 && len < cap;
     for (size_t i = 0; ok && i < len; i++)
-        ok = (unsigned char)s[i] >= 0x20 && s[i] != 0x7f;
+        ok = ((unsigned char)s[i] >= 0x20 && s[i] != 0x7f) || (newlines && s[i] == '\n');
     if (!ok)
         return dalle_error_set(err, DALLE_ERR_FORMAT,
-                               "%s: %s: expected a non-empty string of at most %d bytes without "
-                               "control characters, found %s",
-                               label, path, DALLE_NAME_MAX - 1,
+                               "%s: %s: expected a non-empty string of at most %zu bytes without "
+                               "control characters%s, found %s",
+                               label, path, cap - 1, newlines ? " (newlines allowed)" : "",
                                dalle_json_describe(v, found, sizeof found));
+    memcpy(dst, s, len + 1);
+    return DALLE_OK;
+}
+
+static dalle_status read_name(const cfg_field *f, json_t *v, char *dst, const char *path,
+                              const char *label, dalle_error *err) {
+    char found[64];
+    dalle_status st = read_text(v, dst, DALLE_NAME_MAX, 0, path, label, err);
+    if (st != DALLE_OK)
+        return st;
+    const char *s = dst;
     if (f->kind == K_FILE && (strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, "..")))
         return dalle_error_set(err, DALLE_ERR_FORMAT,
                                "%s: %s: expected a file name inside the model directory (no '/', "
                                "not . or ..), found %s",
                                label, path, dalle_json_describe(v, found, sizeof found));
-    memcpy(dst, s, len + 1);
+    return DALLE_OK;
+}
+
+static dalle_status read_examples(dalle_model_config *cfg, json_t *v, const char *path,
+                                  const char *label, dalle_error *err) {
+    char found[64], item[112]; /* path[96] + "[15]" */
+    const size_t n = json_array_size(v);
+    if (json_is_array(v))
+        snprintf(found, sizeof found, "an array of %zu", n);
+    else
+        dalle_json_describe(v, found, sizeof found);
+    if (!json_is_array(v) || n < 1 || n > DALLE_MODEL_MAX_EXAMPLES)
+        return dalle_error_set(err, DALLE_ERR_FORMAT,
+                               "%s: %s: expected an array of 1 to %d prompts, found %s", label,
+                               path, DALLE_MODEL_MAX_EXAMPLES, found);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(item, sizeof item, "%s[%zu]", path, i);
+        dalle_status st = read_text(json_array_get(v, i), cfg->examples[i], DALLE_EXAMPLE_MAX, 0,
+                                    item, label, err);
+        if (st != DALLE_OK)
+            return st;
+    }
+    cfg->n_examples = (int)n;
     return DALLE_OK;
 }
 
@@ -188,6 +228,8 @@ static dalle_status read_field(dalle_model_config *cfg, const cfg_field *f, json
         return DALLE_OK;
     case K_TEXT:
     case K_FILE: return read_name(f, v, dst, path, label, err);
+    case K_PROSE: return read_text(v, dst, DALLE_DESCRIPTION_MAX, 1, path, label, err);
+    case K_PROMPTS: return read_examples(cfg, v, path, label, err);
     case K_JSON:
     case K_SECTION:
         if (!json_is_object(v))

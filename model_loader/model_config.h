@@ -7,6 +7,10 @@
  * silently), except inside the optional "vqgan" and "clip" sections, which are kept as JSON
  * text for the stages that read them. File names must be plain names inside the model
  * directory (no '/', no "..").
+ * The optional "description" (prose for people: what the model draws; newlines allowed, no
+ * other control characters, below DALLE_DESCRIPTION_MAX bytes) and "examples" (1 to
+ * DALLE_MODEL_MAX_EXAMPLES prompts, each non-empty, one line, below DALLE_EXAMPLE_MAX
+ * bytes) are shown by the server's /info and web page.
  * On failure *cfg is left zeroed; dalle_model_config_free() is safe on it, and twice.
  */
 #ifndef DALLE_MODEL_LOADER_MODEL_CONFIG_H
@@ -16,9 +20,11 @@
 
 #include "dalle.h"
 
-#define DALLE_CONFIG_FORMAT  "dalle-server-model"
-#define DALLE_CONFIG_VERSION 1
-#define DALLE_NAME_MAX       128
+#define DALLE_CONFIG_FORMAT   "dalle-server-model"
+#define DALLE_CONFIG_VERSION  1
+#define DALLE_NAME_MAX        128
+#define DALLE_DESCRIPTION_MAX 2048 /* bytes of "description", its NUL included */
+#define DALLE_EXAMPLE_MAX     256  /* bytes of one of "examples", its NUL included */
 
 typedef struct {
     int d_model; /* d: 1024 mini, 2048 Mega */
@@ -57,12 +63,15 @@ typedef struct {
     char decoder_file[DALLE_NAME_MAX];
     char vocab_file[DALLE_NAME_MAX];
     char merges_file[DALLE_NAME_MAX];
-    char clip_merges_file[DALLE_NAME_MAX]; /* optional */
-    char wiki_words_file[DALLE_NAME_MAX];  /* optional: hashtag splitting */
-    char vqgan_file[DALLE_NAME_MAX];       /* optional until the image stage */
-    char clip_file[DALLE_NAME_MAX];        /* optional until the image stage */
-    char *vqgan_json;                      /* raw "vqgan" section or NULL (malloc'd) */
-    char *clip_json;                       /* raw "clip" section or NULL (malloc'd) */
+    char clip_merges_file[DALLE_NAME_MAX];   /* optional */
+    char wiki_words_file[DALLE_NAME_MAX];    /* optional: hashtag splitting */
+    char vqgan_file[DALLE_NAME_MAX];         /* optional until the image stage */
+    char clip_file[DALLE_NAME_MAX];          /* optional until the image stage */
+    char description[DALLE_DESCRIPTION_MAX]; /* "" when absent */
+    char examples[DALLE_MODEL_MAX_EXAMPLES][DALLE_EXAMPLE_MAX];
+    int n_examples;   /* 0 when absent */
+    char *vqgan_json; /* raw "vqgan" section or NULL (malloc'd) */
+    char *clip_json;  /* raw "clip" section or NULL (malloc'd) */
 } dalle_model_config;
 
 dalle_status dalle_model_config_parse(dalle_model_config *cfg, const char *json, size_t n,

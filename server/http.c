@@ -32,6 +32,12 @@
  * `pending` counts submitted requests whose connection has not completed yet, so that
  * shutdown can wait for their responses to be written before MHD_stop_daemon.
  *
+ * Access log: one line on stderr per request when its connection completes: RFC 3339 UTC
+ * time, request id, client address, method, route (the metrics' route label: "preflight"
+ * for OPTIONS, "other" for no route), path, status, error code ("-" when none; the code
+ * of a streamed job's error event too), images, queue and total milliseconds; key=value
+ * text, or one JSON object with --log-format json.
+ *
  * Streaming ("stream": true): the event-stream response is queued right after the submit
  * and the connection is not suspended by the handler; the content reader suspends it when
  * no event is pending, and the job's progress (scheduler thread), preview and done (encode
@@ -94,6 +100,9 @@ typedef struct {
     atomic_int refs;
     /* for the access log */
     int status, images;
+    char client[INET6_ADDRSTRLEN];
+    char error[48]; /* the error code answered, "" for none */
+    double queue_ms;
 } request_ctx;
 
 typedef struct {
@@ -186,6 +195,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, request_ctx *ctx, int
 
 static enum MHD_Result send_error(struct MHD_Connection *c, request_ctx *ctx,
                                   const dalle_http_error *e, const extra_headers *x) {
+    snprintf(ctx->error, sizeof ctx->error, "%s", e->code);
     size_t len = 0;
     char *body = dalle_error_body(e, &len);
     return send_json(c, ctx, e->status, body, len, x);
@@ -234,20 +244,33 @@ static json_t *devices_json(const dalle_server *srv) {
     return a;
 }
 
+/* The model's own example prompts; NULL when out of memory. */
+static json_t *examples_json(const dalle_model_info *info) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < info->n_examples; i++)
+        if (json_array_append_new(a, json_string(info->examples[i]))) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
 static json_t *info_json(const dalle_server *srv) {
     const dalle_server_config *cfg = &srv->cfg;
     json_t *model = json_null();
     if (atomic_load(&srv->n_sched))
-        model = json_pack("{s:s, s:s, s:i, s:i, s:b}", "name", srv->info.name, "backend",
+        model = json_pack("{s:s, s:s, s:i, s:i, s:b, s:s, s:o}", "name", srv->info.name, "backend",
                           srv->info.backend, "image_size", srv->info.image_size, "image_length",
-                          srv->info.image_length, "rank", srv->info.has_clip);
-    return json_pack("{s:o, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model", model,
-                     "device", cfg->device, "devices", devices_json(srv), "limits", "max_images",
-                     (json_int_t)cfg->max_batch, "max_prompt_bytes", (json_int_t)cfg->max_prompt,
-                     "body_limit_bytes", (json_int_t)cfg->body_limit, "queue_capacity",
-                     (json_int_t)cfg->queue, "deadline_s", (json_int_t)cfg->deadline,
-                     "preview_min_every", DALLE_PREVIEW_MIN_EVERY, "jpeg_threads",
-                     (json_int_t)cfg->jpeg_threads, "version", DALLE_SERVER_VERSION);
+                          srv->info.image_length, "rank", srv->info.has_clip, "description",
+                          srv->info.description, "examples", examples_json(&srv->info));
+    return json_pack("{s:o, s:s, s:o, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model",
+                     model, "device", cfg->device, "devices", devices_json(srv), "api_key_required",
+                     cfg->api_key != NULL, "limits", "max_images", (json_int_t)cfg->max_batch,
+                     "max_prompt_bytes", (json_int_t)cfg->max_prompt, "body_limit_bytes",
+                     (json_int_t)cfg->body_limit, "queue_capacity", (json_int_t)cfg->queue,
+                     "deadline_s", (json_int_t)cfg->deadline, "preview_min_every",
+                     DALLE_PREVIEW_MIN_EVERY, "jpeg_threads", (json_int_t)cfg->jpeg_threads,
+                     "version", DALLE_SERVER_VERSION);
 }
 
 static enum MHD_Result serve_get(struct MHD_Connection *c, request_ctx *ctx) {
@@ -369,12 +392,26 @@ static void job_done(dalle_job *job) {
     pthread_mutex_unlock(&ctx->mu);
 }
 
+/* The access log's queue time and error code of a finished job (ctx->mu held or the
+ * connection resumed: the scheduler and the pool are done with it). */
+static void note_job(request_ctx *ctx, const dalle_job *job) {
+    const double admitted = job->t_admit > 0 ? job->t_admit : dalle_server_now_ms();
+    ctx->queue_ms = admitted - job->t_submit;
+    ctx->images = job->status == 200 ? job->images : 0;
+    if (job->status == 200 || !job->body)
+        return;
+    json_t *root = json_loadb(job->body, job->body_len, 0, NULL);
+    const char *code = json_string_value(json_object_get(json_object_get(root, "error"), "code"));
+    snprintf(ctx->error, sizeof ctx->error, "%s", code ? code : "");
+    json_decref(root);
+}
+
 static enum MHD_Result send_job_result(struct MHD_Connection *c, request_ctx *ctx) {
     dalle_job *job = &ctx->job;
     char retry[16];
     snprintf(retry, sizeof retry, "%d", job->retry_after);
     extra_headers x = {.retry_after = job->retry_after ? retry : NULL};
-    ctx->images = job->status == 200 ? job->images : 0;
+    note_job(ctx, job);
     char *body = job->body;
     job->body = NULL;
     return send_json(c, ctx, job->status, body, job->body_len, &x);
@@ -469,7 +506,7 @@ static void stream_done(dalle_job *job) {
         ctx->ev_oom = 1;
     else
         push_event(ctx, job->status == 200 ? "result" : "error", job->body, job->body_len);
-    ctx->images = job->status == 200 ? job->images : 0;
+    note_job(ctx, job);
     ctx->finished = 1;
     if (ctx->suspended) { /* push_event did not run */
         ctx->suspended = 0;
@@ -574,6 +611,7 @@ static enum MHD_Result serve_post(struct MHD_Connection *c, request_ctx *ctx,
             dalle_conn_guard_reject(c, 413, ctx->id, body, len);
         free(body);
         ctx->status = 413;
+        snprintf(ctx->error, sizeof ctx->error, "%s", e.code);
         return MHD_NO;
     }
     pthread_mutex_lock(&ctx->mu);
@@ -619,6 +657,19 @@ static void request_id(struct MHD_Connection *c, char *id) {
              (unsigned long)atomic_fetch_add(&counter, 1));
 }
 
+static void client_address(struct MHD_Connection *c, char out[INET6_ADDRSTRLEN]) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    const void *a =
+        !sa                         ? NULL
+        : sa->sa_family == AF_INET  ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+        : sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                    : NULL;
+    if (!a || !inet_ntop(sa->sa_family, a, out, INET6_ADDRSTRLEN))
+        snprintf(out, INET6_ADDRSTRLEN, "-");
+}
+
 /* The API key check of the generation routes; constant time in the key's length. */
 static int authorized(struct MHD_Connection *c, const dalle_server *srv) {
     const char *key = srv->cfg.api_key;
@@ -659,8 +710,10 @@ static enum MHD_Result first_call(struct MHD_Connection *c, request_ctx *ctx, co
     dalle_http_error e;
     if (check_request(c, ctx, url, version, &e))
         return send_error(c, ctx, &e, NULL);
-    if (!strcmp(method, "OPTIONS"))
+    if (!strcmp(method, "OPTIONS")) {
+        ctx->route = DALLE_ROUTE_PREFLIGHT;
         return send_body(c, ctx, 204, NULL, "", 0, 0, NULL);
+    }
     if (!r) {
         dalle_http_error_set(&e, 404, "not_found", NULL, "no route %s", ctx->path);
         return send_error(c, ctx, &e, NULL);
@@ -697,6 +750,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         pthread_mutex_init(&ctx->mu, NULL);
         copy_printable(ctx->path, sizeof ctx->path, url);
         copy_printable(ctx->method, sizeof ctx->method, method);
+        client_address(c, ctx->client);
         request_id(c, ctx->id);
         *req_cls = ctx;
         const enum MHD_Result res = first_call(c, ctx, url, method, version);
@@ -713,6 +767,41 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return serve_post(c, ctx, upload_data, upload_size);
 }
 
+/* One access log line (see the top of this file); a single fprintf, so lines of
+ * concurrent requests do not interleave. */
+static void log_access(const dalle_server *srv, const request_ctx *ctx, int status, double ms,
+                       int closed_early) {
+    const int images = ctx->images;
+    char ts[40];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    const size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
+    const char *route = dalle_route_path(ctx->route);
+    if (!srv->cfg.log_json) {
+        fprintf(stderr,
+                "%s access id=%s client=%s method=%s route=%s path=%s status=%d error=%s "
+                "images=%d queue_ms=%.1f ms=%.1f%s\n",
+                ts, ctx->id, ctx->client, ctx->method, route, ctx->path, status,
+                ctx->error[0] ? ctx->error : "-", images, ctx->queue_ms, ms,
+                closed_early ? " (connection closed early)" : "");
+        return;
+    }
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:f, s:f, s:b}", "time", ts,
+                  "msg", "access", "id", ctx->id, "client", ctx->client, "method", ctx->method,
+                  "route", route, "path", ctx->path, "status", status, "error",
+                  ctx->error[0] ? json_string(ctx->error) : json_null(), "images", images,
+                  "queue_ms", ctx->queue_ms, "ms", ms, "closed_early", closed_early);
+    char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (line)
+        fprintf(stderr, "%s\n", line);
+    free(line);
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       enum MHD_RequestTerminationCode toe) {
     dalle_http *h = cls;
@@ -721,16 +810,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **req_cls,
     dalle_conn_guard_completed(c); /* the next request's deadlines start now */
     if (!ctx)
         return;
-    pthread_mutex_lock(&ctx->mu);
-    if (!ctx->finished)
-        atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
-    const int images = ctx->images;
-    pthread_mutex_unlock(&ctx->mu);
     const int status = ctx->status ? ctx->status : guard_status ? guard_status : 499;
     const double ms = dalle_server_now_ms() - ctx->t0;
-    fprintf(stderr, "access id=%s method=%s path=%s status=%d images=%d ms=%.1f%s\n", ctx->id,
-            ctx->method, ctx->path, status, images, ms,
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    pthread_mutex_lock(&ctx->mu); /* a stream's job may still write images, queue_ms, error */
+    if (!ctx->finished)
+        atomic_store(&ctx->job.abandoned, 1); /* a stream whose client left */
+    if (!ctx->status && guard_status)
+        snprintf(ctx->error, sizeof ctx->error, "request_timeout");
+    log_access(h->srv, ctx, status, ms, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    pthread_mutex_unlock(&ctx->mu);
     dalle_metrics_request(h->srv->metrics, ctx->route, status, ms / 1e3);
     if (ctx->submitted)
         atomic_fetch_sub(&h->pending, 1);

@@ -1,7 +1,8 @@
 /* metrics.h — Prometheus counters, gauges and histograms of dalle-server.
  *
  * Contract: every recording function is lock-free (atomics) and callable from any thread;
- * dalle_metrics_render writes the text exposition format (version 0.0.4).
+ * dalle_metrics_render writes the text exposition format (version 0.0.4), with the standard
+ * process_* metrics of the process (read from /proc/self at render time).
  */
 #ifndef DALLE_SERVER_METRICS_H
 #define DALLE_SERVER_METRICS_H
@@ -19,7 +20,8 @@ typedef enum {
     DALLE_ROUTE_OPENAPI,
     DALLE_ROUTE_V1_IMAGES,
     DALLE_ROUTE_V1_MODELS,
-    DALLE_ROUTE_OTHER, /* no such route (404) */
+    DALLE_ROUTE_PREFLIGHT, /* OPTIONS (CORS preflight) on any path */
+    DALLE_ROUTE_OTHER,     /* no such route (404) */
     DALLE_ROUTE_COUNT
 } dalle_route;
 

@@ -7,9 +7,12 @@
  * conflict (preview_every without "stream": true) → 400; a well-formed value of the wrong
  * type or out of range (preview_every outside [16, image_length]) → 422.
  * The dialect is picked by key: "text" → dalle-playground, otherwise native ("prompt").
- * The OpenAI route (/v1/images/generations) takes prompt, n (1..10), size ("256x256" or
- * "auto"), response_format ("b64_json"), model, user, quality, style, and answers every
+ * The OpenAI route (/v1/images/generations) takes prompt, n (1..10), size ("auto" or the
+ * model's own "RxR"), response_format ("b64_json"), seed (an extension, as /generate's),
+ * model, user, quality, style (the last four accepted and ignored), and answers every
  * request error with 400, as OpenAI does.
+ * Seeds the server picks are below 2^DALLE_RANDOM_SEED_BITS, so that a JavaScript number
+ * holds them exactly; a client's seed may be any integer in [0, 2^63 - 1].
  */
 #include <jansson.h>
 #include <math.h>
@@ -22,7 +25,8 @@
 
 #include "server/server.h"
 
-#define DALLE_JSON_MAX_DEPTH 32
+#define DALLE_JSON_MAX_DEPTH   32
+#define DALLE_RANDOM_SEED_BITS 53 /* exact as an IEEE double */
 
 /* Replace each byte that does not start a valid UTF-8 sequence with '?': a message may
  * quote the body (jansson's error text cuts a multi-byte character) and a cut to the
@@ -180,7 +184,15 @@ static uint64_t random_seed(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t x = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ (counter++ << 40);
     x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33; /* splitmix finalizer */
-    return x & INT64_MAX;
+    return x & ((UINT64_C(1) << DALLE_RANDOM_SEED_BITS) - 1);
+}
+
+static int get_seed(json_t *v, const char *key, dalle_gen_params *g, dalle_http_error *e) {
+    json_int_t i;
+    if (get_int(v, key, 0, INT64_MAX, &i, e))
+        return -1;
+    g->seed = (uint64_t)i;
+    return 0;
 }
 
 #define OPENAI_MAX_N 10
@@ -198,15 +210,23 @@ static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
         req->gen.n_images = (int)i;
         return 0;
     }
+    if (!strcmp(key, "seed"))
+        return get_seed(v, key, &req->gen, e);
     if (strcmp(key, "size") && strcmp(key, "response_format") && strcmp(key, "model") &&
         strcmp(key, "user") && strcmp(key, "quality") && strcmp(key, "style"))
         return dalle_http_error_set(e, 400, "unknown_field", key, "unknown field '%s'", key);
     if (!json_is_string(v))
         return dalle_http_error_set(e, 400, "invalid_type", key, "%s must be a string", key);
     const char *s = json_string_value(v);
-    if (!strcmp(key, "size") && strcmp(s, "256x256") && strcmp(s, "auto"))
-        return dalle_http_error_set(e, 400, "unsupported", key,
-                                    "size must be 256x256 or auto (this model makes 256x256)");
+    if (!strcmp(key, "size") && strcmp(s, "auto")) {
+        const int r = srv->info.image_size;
+        char own[32];
+        snprintf(own, sizeof own, "%dx%d", r, r);
+        if (strcmp(s, own))
+            return dalle_http_error_set(e, 400, "unsupported", key,
+                                        "size must be %s or auto (this model makes %s images)", own,
+                                        own);
+    }
     if (!strcmp(key, "response_format") && strcmp(s, "b64_json"))
         return dalle_http_error_set(e, 400, "unsupported", key,
                                     "response_format must be b64_json (no image URLs are served)");
@@ -226,9 +246,7 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
             return -1;
         g->n_images = (int)i;
     } else if (!strcmp(key, "seed")) {
-        if (get_int(v, key, 0, INT64_MAX, &i, e))
-            return -1;
-        g->seed = (uint64_t)i;
+        return get_seed(v, key, g, e);
     } else if (!strcmp(key, "temperature")) {
         if (get_number(v, key, 0, 100, 1, &d, e))
             return -1;

@@ -2,7 +2,8 @@
  *
  * Contract: native → {images, scores, indices, version, id, model, prompt, seed,
  * timings_ms {queue, text, decode, vqgan, clip, jpeg, total}}; dalle-playground →
- * {generatedImgs, generatedImgsFormat: "jpeg"}; OpenAI → {created, data: [{b64_json}]}.
+ * {generatedImgs, generatedImgsFormat: "jpeg"}; OpenAI → {created, data: [{b64_json}], seed}
+ * (seed: an extension, the request's or the one the server picked).
  * Images are base64 JPEG strings, best first when ranked. A preview event's data is
  * {step, steps, images}. Returns NULL on any allocation failure (nothing leaks).
  */
@@ -59,7 +60,7 @@ static json_t *native_body(const dalle_server *srv, const dalle_request *req, co
                      queue_ms + t->total_ms);
 }
 
-static json_t *openai_body(json_t *images) {
+static json_t *openai_body(const dalle_request *req, json_t *images) {
     json_t *data = json_array();
     size_t i;
     json_t *img;
@@ -72,7 +73,8 @@ static json_t *openai_body(json_t *images) {
     json_decref(images);
     if (!data)
         return NULL;
-    return json_pack("{s:I, s:o}", "created", (json_int_t)time(NULL), "data", data);
+    return json_pack("{s:I, s:o, s:I}", "created", (json_int_t)time(NULL), "data", data, "seed",
+                     (json_int_t)req->gen.seed);
 }
 
 static char *dump(json_t *root, size_t *len) {
@@ -102,7 +104,7 @@ char *dalle_response_body(const dalle_server *srv, const dalle_request *req, con
     case DALLE_DIALECT_PLAYGROUND:
         root = json_pack("{s:o, s:s}", "generatedImgs", images, "generatedImgsFormat", "jpeg");
         break;
-    case DALLE_DIALECT_OPENAI: root = openai_body(images); break;
+    case DALLE_DIALECT_OPENAI: root = openai_body(req, images); break;
     default: root = native_body(srv, req, id, r, queue_ms, images); break;
     }
     return dump(root, len);

@@ -86,6 +86,23 @@ def test_bart_config_from_each_source(bart_models, expected):
         assert c["generation"]["cond_scale"] == cond and c["generation"]["top_k"] == top_k
 
 
+def test_description_and_examples(bart_models, tmp_path):
+    """A converted model describes itself (defaults for a real DALL·E model); a description and
+    examples already in config.json are kept by a later run."""
+    from convert.cli import DEFAULT_DESCRIPTION, DEFAULT_EXAMPLES
+    c = config(bart_models["flax", "f16"])
+    assert c["description"] == DEFAULT_DESCRIPTION and c["examples"] == DEFAULT_EXAMPLES
+    assert list(c)[:5] == ["format", "format_version", "name", "description", "examples"]
+    d = tmp_path / "kept"
+    shutil.copytree(bart_models["min-dalle", "f32"], d)
+    c["description"], c["examples"] = "my own words", ["a tiny prompt"]
+    (d / "config.json").write_text(json.dumps(c))
+    convert_ok("--vqgan", FIX / "vqgan" / "detoker.pt", "--out", d)
+    c2 = config(d)
+    assert c2["description"] == "my own words" and c2["examples"] == ["a tiny prompt"]
+    assert "vqgan" in c2
+
+
 def test_bart_formats_give_identical_tensors(bart_models):
     for dtype in ("f16", "f32", "bf16"):
         for f in ("encoder", "decoder"):

@@ -89,6 +89,28 @@ def test_dockerfile_properties(name):
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
+def test_dockerfile_oci_labels(name):
+    """The runtime image carries the OCI annotations (title, description, version, revision,
+    base image); the default version is the server's own (server/server.h)."""
+    final = stages(DOCKER / name)[-1]
+    labels = " ".join(a for i, a in final["ins"] if i == "LABEL")
+    keys = dict(re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', labels))
+    assert set(keys) >= {f"org.opencontainers.image.{k}" for k in
+                         ("title", "description", "version", "revision", "base.name")}, keys
+    assert keys["org.opencontainers.image.title"] == "dalle-server"
+    assert keys["org.opencontainers.image.version"] == "${VERSION}"
+    args = dict(a.split("=", 1) for i, a in final["ins"] if i == "ARG" and "=" in a)
+    version = re.search(r'#define DALLE_SERVER_VERSION "([^"]+)"',
+                        (ROOT / "server" / "server.h").read_text()).group(1)
+    assert args["VERSION"] == version and args["REVISION"]
+    # the base named in the label is the runtime stage's FROM
+    base = keys["org.opencontainers.image.base.name"]
+    assert final["from"].split()[0] == base
+    for var in re.findall(r"\$\{(\w+)\}", base):  # re-declared in the stage, else empty
+        assert any(i == "ARG" and a.split("=")[0] == var for i, a in final["ins"]), var
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
 def test_dockerfile_hadolint_style(name):
     for stage in stages(DOCKER / name):
         image = stage["from"].split()[0]

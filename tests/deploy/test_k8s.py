@@ -20,6 +20,7 @@ from kubernetes import client as k8s  # noqa: E402
 
 K8S = DOCKER / "k8s"
 MODELS = {
+    ("v1", "Namespace"): "V1Namespace",
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("v1", "Service"): "V1Service",
     ("apps/v1", "Deployment"): "V1Deployment",
@@ -143,6 +144,48 @@ def test_deployment_properties():
     assert objs["ConfigMap"]["data"]["DALLE_HOST"] == "0.0.0.0"
 
 
+def test_namespace_comes_first_and_holds_everything():
+    """`kubectl apply -f docker/k8s/` takes the files in name order: the Namespace first,
+    then every other object in it."""
+    objs = objects()
+    name, ns = objs[0]
+    assert ns["kind"] == "Namespace", name
+    for file, doc in objs[1:]:
+        assert doc["kind"] != "Namespace", file
+        assert doc["metadata"].get("namespace") == ns["metadata"]["name"], file
+
+
+def test_pod_security_restricted():
+    """The namespace enforces Pod Security "restricted", and the pod meets it (the profile's
+    checks, https://kubernetes.io/docs/concepts/security/pod-security-standards/): non-root,
+    seccomp RuntimeDefault or Localhost, no privilege escalation, every capability dropped
+    (only NET_BIND_SERVICE may be added back), no host namespaces, ports or paths, no
+    privileged container, only the allowed volume types."""
+    objs = by_kind()
+    labels = objs["Namespace"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    psc = pod.get("securityContext", {})
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                       "persistentVolumeClaim", "projected", "secret"}
+    for v in pod.get("volumes", []):
+        assert set(v) - {"name"} <= allowed_volumes, v
+    containers = pod["containers"] + pod.get("initContainers", [])
+    for c in containers:
+        sc = c.get("securityContext", {})
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        assert seccomp in ("RuntimeDefault", "Localhost"), c["name"]
+        assert sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, c["name"]
+        assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0, c["name"]
+        assert sc.get("allowPrivilegeEscalation") is False, c["name"]
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], c["name"]
+        assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert not sc.get("privileged"), c["name"]
+        assert all("hostPort" not in p for p in c.get("ports", [])), c["name"]
+
+
 def test_selectors_and_targets_match():
     objs = by_kind()
     labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
@@ -193,3 +236,59 @@ def test_alert_rules_use_exported_metrics():
             for m in re.findall(r"\b(dalle_[a-z_]+)", r["expr"]):
                 base = re.sub(r"_(bucket|sum|count)$", "", m)
                 assert m in exported or base in exported, f"{r['alert']}: {m} is not exported"
+
+
+def _promtool():
+    import shutil
+    p = shutil.which("promtool")
+    if not p:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    return p
+
+
+def test_alert_rules_pass_promtool():
+    r = subprocess.run([_promtool(), "check", "rules", str(DOCKER / "prometheus" / "alerts.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _bucket_series(route, per_min):
+    """Cumulative dalle_request_duration_seconds buckets of one route on instance a:
+    per_min maps an upper bound to the requests per minute that fall at or below it."""
+    out = []
+    for le in ("0.005", "120", "300", "+Inf"):
+        n = sum(v for b, v in per_min.items() if le == "+Inf" or float(b) <= float(le))
+        out.append({"series": f'dalle_request_duration_seconds_bucket{{instance="a",'
+                              f'route="{route}",le="{le}"}}', "values": f"0+{n}x40"})
+    return out
+
+
+def test_p99_alert_targets_generation_routes(tmp_path):
+    """promtool test rules: slow generations among a flood of fast health checks fire
+    DalleSlowRequests (the p99 of all routes together would stay at milliseconds); slow
+    health checks with fast generations do not."""
+    promtool = _promtool()
+    fast_gen_slow_health = (_bucket_series("/health", {"300": 1000})
+                            + _bucket_series("/generate", {"0.005": 10}))
+    slow_gen = (_bucket_series("/health", {"0.005": 1000})
+                + _bucket_series("/v1/images/generations", {"300": 10}))
+    tests = {"rule_files": [str(DOCKER / "prometheus" / "alerts.yaml")],
+             "evaluation_interval": "1m",
+             "tests": [
+                 {"interval": "1m", "input_series": slow_gen,
+                  "alert_rule_test": [{"eval_time": "30m", "alertname": "DalleSlowRequests",
+                                       "exp_alerts": [{"exp_labels": {"severity": "warn",
+                                                                      "instance": "a"},
+                                                       "exp_annotations": {
+                                                           "summary": "a: p99 generation "
+                                                                      "request time above "
+                                                                      "120 s"}}]}]},
+                 {"interval": "1m", "input_series": fast_gen_slow_health,
+                  "alert_rule_test": [{"eval_time": "30m", "alertname": "DalleSlowRequests",
+                                       "exp_alerts": []}]},
+             ]}
+    f = tmp_path / "alerts_test.yaml"
+    f.write_text(yaml.safe_dump(tests))
+    r = subprocess.run([promtool, "test", "rules", str(f)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -18,6 +18,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         DALLE_ASSERT(cfg.bart.d_model % cfg.bart.heads == 0);
         DALLE_ASSERT(cfg.bart.start_token < cfg.bart.lm_head_size);
         DALLE_ASSERT(cfg.encoder_file[0] && !strchr(cfg.encoder_file, '/'));
+        DALLE_ASSERT(strlen(cfg.description) < DALLE_DESCRIPTION_MAX);
+        DALLE_ASSERT(cfg.n_examples >= 0 && cfg.n_examples <= DALLE_MODEL_MAX_EXAMPLES);
+        for (int i = 0; i < cfg.n_examples; i++)
+            DALLE_ASSERT(cfg.examples[i][0] && !strchr(cfg.examples[i], '\n'));
     } else {
         DALLE_ASSERT(err.msg[0] && !strchr(err.msg, '\n') && cfg.vqgan_json == NULL);
     }

@@ -292,6 +292,21 @@ static const rule_case RULES[] = {
     {"vqgan", "[1]", NULL, NULL, 0, "vqgan: expected an object, found an array"},
     {"clip", "\"x\"", NULL, NULL, 0, "clip: expected an object"},
     {"vqgan", "{}", "clip", "{}", 1, NULL},
+    {"description", "\"two lines\\nof prose\"", NULL, NULL, 1, NULL},
+    {"description", "\"\"", NULL, NULL, 0,
+     "description: expected a non-empty string of at most 2047 bytes without control "
+     "characters (newlines allowed), found \"\""},
+    {"description", "\"a\\tb\"", NULL, NULL, 0, "description: expected"},
+    {"description", "[\"a\"]", NULL, NULL, 0, "description: expected a non-empty string"},
+    {"examples", "[\"a red square\"]", NULL, NULL, 1, NULL},
+    {"examples", "[]", NULL, NULL, 0,
+     "examples: expected an array of 1 to 16 prompts, found an array of 0"},
+    {"examples", "\"a red square\"", NULL, NULL, 0, "examples: expected an array"},
+    {"examples", "[\"a\", \"\"]", NULL, NULL, 0,
+     "examples[1]: expected a non-empty string of at most 255 bytes without control "
+     "characters, found \"\""},
+    {"examples", "[\"a\\nb\"]", NULL, NULL, 0, "examples[0]: expected"},
+    {"examples", "[1]", NULL, NULL, 0, "examples[0]: expected a non-empty string"},
 };
 
 #define N_RULES (sizeof RULES / sizeof *RULES)
@@ -397,6 +412,7 @@ Test(model_config, malformed_documents) {
         {"[]", "config.json: expected a JSON object, found an array"},
         {"{\"format\": \"dalle-server-model\", \"format\": \"dalle-server-model\"}", "duplicate"},
         {"{\"bart\": {}}", "format: expected"},
+        {"{\"a\": \"x\\\n\"}", "invalid escape near '\"x\\?'"}, /* one line */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         dalle_model_config cfg;
@@ -405,6 +421,7 @@ Test(model_config, malformed_documents) {
                                               "config.json", &err),
                      DALLE_ERR_FORMAT, "'%s' accepted", cases[i].text);
         cr_assert(strstr(err.msg, cases[i].want), "'%s': %s", cases[i].text, err.msg);
+        cr_assert_null(strchr(err.msg, '\n'), "%s", err.msg);
         dalle_model_config_free(&cfg);
     }
     /* a duplicate inside a section */
@@ -417,6 +434,71 @@ Test(model_config, malformed_documents) {
                  DALLE_ERR_FORMAT);
     cr_assert(strstr(err.msg, "duplicate"), "%s", err.msg);
     free(text);
+}
+
+/* A string of n 'x' as JSON text, malloc'ed. */
+static char *json_x(size_t n) {
+    char *t = malloc(n + 3);
+    t[0] = '"';
+    memset(t + 1, 'x', n);
+    memcpy(t + 1 + n, "\"", 2);
+    return t;
+}
+
+/* description and examples: kept as given, each at its limit and one past it. */
+Test(model_config, description_and_examples_limits) {
+    json_t *root = base();
+    mutate(root, "description", "\"Draws shapes.\\nColours: red, blue.\"");
+    mutate(root, "examples", "[\"a red square\", \"a blue circle on the left\"]");
+    dalle_model_config cfg;
+    dalle_error err = {0};
+    cr_assert_eq(parse_root(root, &cfg, &err), DALLE_OK, "%s", err.msg);
+    cr_assert_str_eq(cfg.description, "Draws shapes.\nColours: red, blue.");
+    cr_assert_eq(cfg.n_examples, 2);
+    cr_assert_str_eq(cfg.examples[0], "a red square");
+    cr_assert_str_eq(cfg.examples[1], "a blue circle on the left");
+    dalle_model_config_free(&cfg);
+    cr_assert_eq(parse_root(base(), &cfg, &err), DALLE_OK, "%s", err.msg);
+    cr_assert_str_eq(cfg.description, "");
+    cr_assert_eq(cfg.n_examples, 0);
+    dalle_model_config_free(&cfg);
+
+    for (int past = 0; past <= 1; past++) {
+        char *d = json_x(DALLE_DESCRIPTION_MAX - 1 + (size_t)past);
+        root = base();
+        mutate(root, "description", d);
+        free(d);
+        if (past) {
+            expect_error(root, "description: expected a non-empty string of at most 2047 bytes");
+        } else {
+            cr_assert_eq(parse_root(root, &cfg, &err), DALLE_OK, "%s", err.msg);
+            cr_assert_eq(strlen(cfg.description), DALLE_DESCRIPTION_MAX - 1);
+            dalle_model_config_free(&cfg);
+        }
+        char *x = json_x(DALLE_EXAMPLE_MAX - 1 + (size_t)past);
+        root = base();
+        json_t *a = json_array();
+        for (int i = 0; i < DALLE_MODEL_MAX_EXAMPLES + past; i++)
+            json_array_append_new(a, json_loads(x, JSON_DECODE_ANY, NULL));
+        free(x);
+        json_object_set_new(root, "examples", a);
+        if (past) {
+            expect_error(root, "examples: expected an array of 1 to 16 prompts, found an array "
+                               "of 17");
+        } else {
+            cr_assert_eq(parse_root(root, &cfg, &err), DALLE_OK, "%s", err.msg);
+            cr_assert_eq(cfg.n_examples, DALLE_MODEL_MAX_EXAMPLES);
+            cr_assert_eq(strlen(cfg.examples[DALLE_MODEL_MAX_EXAMPLES - 1]), DALLE_EXAMPLE_MAX - 1);
+            dalle_model_config_free(&cfg);
+        }
+    }
+    char *x = json_x(DALLE_EXAMPLE_MAX);
+    char arr[DALLE_EXAMPLE_MAX + 8];
+    snprintf(arr, sizeof arr, "[%s]", x);
+    free(x);
+    root = base();
+    mutate(root, "examples", arr);
+    expect_error(root, "examples[0]: expected a non-empty string of at most 255 bytes");
 }
 
 Test(model_config, free_is_safe_on_zeroed) {

@@ -133,3 +133,52 @@ def test_page_shows_server_error(browser, page_server):
     text = browser.find_element(By.ID, "status").text
     assert "Error 422." in text and "n" in text
     assert not browser.find_element(By.ID, "go").get_property("disabled")
+
+
+def test_page_shows_the_model_and_its_examples(browser):
+    """models/demo: the model line, the description and the example prompts are shown; a
+    click on an example fills the prompt; no key field (the server needs no key)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = Server("--model", str(ROOT / "models" / "demo"))
+    try:
+        browser.get(s.url("/"))
+        wait = WebDriverWait(browser, PAGE_TIMEOUT)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#examples button"))
+        assert browser.find_element(By.ID, "model").text == "demo-shapes · 64×64 images"
+        assert "64x64 pictures of one or two flat shapes" in \
+            browser.find_element(By.ID, "description").text
+        buttons = browser.find_elements(By.CSS_SELECTOR, "#examples button")
+        assert len(buttons) >= 3
+        buttons[1].click()
+        assert browser.find_element(By.ID, "prompt").get_property("value") == buttons[1].text
+        assert not browser.find_element(By.ID, "keybox").is_displayed()
+    finally:
+        assert s.stop() == 0
+
+
+def test_page_key_field_is_kept_in_local_storage(browser):
+    """With --api-key the key field shows; what is typed there is kept in localStorage
+    across reloads and the generation it sends is accepted."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = Server("--api-key", "sesame", "--max-batch", "2")
+    try:
+        browser.get(s.url("/"))
+        wait = WebDriverWait(browser, PAGE_TIMEOUT)
+        wait.until(lambda d: d.find_element(By.ID, "keybox").is_displayed())
+        browser.find_element(By.ID, "key").send_keys("sesame")
+        browser.refresh()
+        wait.until(lambda d: d.find_element(By.ID, "keybox").is_displayed())
+        assert browser.find_element(By.ID, "key").get_property("value") == "sesame"
+        n = browser.find_element(By.ID, "n")
+        n.clear()
+        n.send_keys("1")
+        browser.find_element(By.ID, "prompt").send_keys("a cat", Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid figure")) == 1)
+        browser.execute_script("localStorage.clear()")
+    finally:
+        assert s.stop() == 0

@@ -9,7 +9,7 @@ from conftest import BIN, MODEL, ROOT, Server
 
 SETTINGS = ["model", "host", "port", "queue", "max-batch", "threads", "http-threads",
             "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns",
-            "per-ip-conns", "api-key", "jpeg-threads", "device"]
+            "per-ip-conns", "api-key", "jpeg-threads", "device", "log-format"]
 
 
 def run(*args, env=None):
@@ -41,6 +41,8 @@ def test_help_lists_every_setting_with_default():
     (["--jpeg-threads", "0"], {}, "--jpeg-threads: '0' is not an integer in [1, 64]"),
     (["--jpeg-threads", "65"], {}, "--jpeg-threads: '65'"),
     (["--device", "gpu"], {}, "--device: 'gpu' is not auto, cpu, cuda or cuda:I,J,..."),
+    (["--log-format", "JSON"], {}, "--log-format: 'JSON' is not text or json"),
+    ([], {"DALLE_LOG_FORMAT": "logfmt"}, "--log-format: 'logfmt' is not text or json"),
     (["--device", "cuda:"], {}, "--device: 'cuda:' must be cuda:I,J,..."),
     (["--device", "cuda:0,0"], {}, "--device: 'cuda:0,0' must be cuda:I,J,..."),
     (["--device", "cuda:-1"], {}, "--device: 'cuda:-1' must be cuda:I,J,..."),
@@ -48,7 +50,8 @@ def test_help_lists_every_setting_with_default():
     ([], {"DALLE_DEVICE": "CPU"}, "--device: 'CPU' is not auto, cpu, cuda"),
 ], ids=["port range", "port garbage", "queue 0", "max-batch negative", "body-limit small",
         "unknown flag", "missing value", "empty host", "env garbage", "env range",
-        "jpeg-threads 0", "jpeg-threads 65", "device name", "device no ordinal",
+        "jpeg-threads 0", "jpeg-threads 65", "device name", "log-format case",
+        "log-format env", "device no ordinal",
         "device repeated", "device negative", "device garbage", "device env case"])
 def test_bad_setting_exits_2(args, env, needle):
     r = run("--model", str(MODEL), *args, env=env)

@@ -219,7 +219,8 @@ def test_stalled_chunk_is_408_at_the_receive_deadline(guarded):
         b"7fffffffffffffff\r\nabc", limit_s=RECEIVE_S + 5)
     assert closed and RECEIVE_S - 0.5 < took < RECEIVE_S + 2, took
     assert_json_error(data, 408, "request_timeout")
-    guarded.wait_log(r"access id=\S+ method=POST path=/generate status=408 .*")
+    guarded.wait_log(r"\S+ access id=\S+ client=\S+ method=POST route=/generate path=/generate "
+                     r"status=408 error=request_timeout .*")
 
 
 # ---- 4. control bytes in the path -------------------------------------------------------

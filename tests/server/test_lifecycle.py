@@ -6,6 +6,7 @@ The slow request is n=16 images on a --max-batch 16 server: a few seconds on the
 long enough to observe it in flight via /metrics. Waits poll /metrics instead of sleeping."""
 import concurrent.futures
 import json
+import re
 import signal
 import socket
 import threading
@@ -62,7 +63,8 @@ def test_deadline_passed_in_queue_gets_503_unrun():
             running = ex.submit(s.post, "/generate", VERY_SLOW)
             in_flight(s)
             before = s.metrics()["dalle_images_generated_total"]
-            r = s.post("/generate", {"prompt": "too late", "n": 2, "seed": 1})
+            r = s.post("/generate", {"prompt": "too late", "n": 2, "seed": 1},
+                       headers={"X-Request-Id": "too-late"})
             assert running.result().status_code == 200
         assert r.status_code == 503
         assert r.headers["Retry-After"] == "1"
@@ -70,6 +72,10 @@ def test_deadline_passed_in_queue_gets_503_unrun():
         m = s.metrics()
         assert m["dalle_images_generated_total"] == before + 64  # only the slow one ran
         assert m['dalle_request_failures_total{err="timeout"}'] == 1
+        # the access line names the failure and the time it waited
+        line = s.wait_log(r"\S+ access id=too-late .* status=503 error=timeout images=0 "
+                          r"queue_ms=[0-9.]+ ms=[0-9.]+")
+        assert float(re.search(r"queue_ms=([0-9.]+)", line).group(1)) >= 1000
     finally:
         assert s.stop() == 0
 

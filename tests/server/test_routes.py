@@ -1,6 +1,7 @@
 """Every route of dalle-server: GET routes, CORS, request ids, 404/405, both dialects of
 POST /generate and its /dalle alias, determinism and concurrency."""
 import concurrent.futures
+import json
 import re
 import time
 import subprocess
@@ -38,7 +39,9 @@ def test_info(server):
     info = server.get("/info").json()
     assert info["version"] == "0.1.0"
     assert info["model"] == {"name": "tiny-random", "backend": "cpu", "image_size": 64,
-                             "image_length": 256, "rank": True}
+                             "image_length": 256, "rank": True, "description": "",
+                             "examples": []}
+    assert info["api_key_required"] is False
     assert info["limits"] == {"max_images": 8, "max_prompt_bytes": 1024,
                               "body_limit_bytes": 65536, "queue_capacity": 64,
                               "deadline_s": 300, "preview_min_every": 16, "jpeg_threads": 2}
@@ -211,9 +214,49 @@ def test_jpeg_pool_answers_equal_the_engine_without_pool(tmp_path):
         assert s.stop() == 0
 
 
+def test_info_describes_the_demo_model():
+    """models/demo/config.json's description and examples reach /info; with --api-key /info
+    says that a key is needed (and stays open itself)."""
+    s = Server("--model", str(ROOT / "models" / "demo"), "--api-key", "k")
+    try:
+        cfg = json.loads((ROOT / "models" / "demo" / "config.json").read_text())
+        info = s.get("/info").json()
+        assert info["api_key_required"] is True
+        m = info["model"]
+        assert m["name"] == "demo-shapes" and m["image_size"] == 64
+        assert m["description"] == cfg["description"] and "64x64" in m["description"]
+        assert m["examples"] == cfg["examples"] and len(m["examples"]) >= 3
+        # the examples stay inside the demo's world: every word is one the world uses
+        world = (ROOT / "tools" / "demo" / "world.py").read_text()
+        for ex in m["examples"]:
+            for w in ex.split():
+                assert re.search(rf"\b{w.rstrip('s')}", world), (ex, w)
+    finally:
+        assert s.stop() == 0
+
+
+def test_seeds_are_exact(server):
+    """A seed above 2^53 is echoed exactly and draws its own images (not those of a
+    neighbour a double would round it to); 2^63 - 1 is the largest; seeds the server picks
+    are below 2^53."""
+    a = server.post("/generate", {"prompt": "seeds", "seed": 2 ** 53 + 1})
+    assert a.status_code == 200 and f'"seed":{2 ** 53 + 1}'.encode() in a.content
+    b = server.post("/generate", {"prompt": "seeds", "seed": 2 ** 53}).json()
+    assert a.json()["images"] != b["images"]
+    top = server.post("/generate", {"prompt": "seeds", "seed": 2 ** 63 - 1})
+    assert f'"seed":{2 ** 63 - 1}'.encode() in top.content
+    r = server.post("/generate", data=f'{{"prompt": "seeds", "seed": {2 ** 63}}}')
+    assert r.status_code in (400, 422), r.text
+    picked = [server.post("/v1/images/generations", {"prompt": "seeds"}).json()["seed"]
+              for _ in range(12)]
+    assert all(0 <= p < 2 ** 53 for p in picked) and len(set(picked)) == 12, picked
+
+
 def test_access_log(server):
     server.get("/health", headers={"X-Request-Id": "log-me"})
-    server.wait_log(r"access id=log-me method=GET path=/health status=200 images=0 ms=[0-9.]+")
+    server.wait_log(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z access id=log-me "
+                    r"client=127\.0\.0\.1 method=GET route=/health path=/health status=200 "
+                    r"error=- images=0 queue_ms=0\.0 ms=[0-9.]+")
 
 
 def test_stage_and_batch_histograms(server):

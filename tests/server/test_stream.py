@@ -3,6 +3,7 @@ previews every k steps (JPEGs of the codes so far), then the result (the same bo
 streaming or previews) or an error event; a client that leaves mid-stream is cancelled."""
 import concurrent.futures
 import json
+import re
 import shutil
 import signal
 import socket
@@ -129,15 +130,20 @@ def test_stream_gets_error_event_when_drain_stops_it():
     name, err = ev[-1]
     assert name == "error" and err["error"]["code"] == "shutting_down"
     assert s.stop() == 0
+    # the access line: the stream's status is 200 (sent first); its error event's code
+    s.wait_log(r"\S+ access id=\S+ client=\S+ method=POST route=/generate path=/generate "
+               r"status=200 error=shutting_down images=0 queue_ms=[0-9.]+ ms=[0-9.]+")
 
 
-def run_page(server, prompt):
-    """The page's own script (web/index.html) in node with a DOM stand-in."""
+def run_page(server, prompt, seed="", key=""):
+    """The page's own script (web/index.html) in node with a DOM stand-in; key: the API key
+    the page finds in its localStorage."""
     node = shutil.which("node")
     if not node:
         pytest.skip("node is not installed")
     out = subprocess.run([node, str(ROOT / "tests" / "server" / "page_driver.js"), server.base,
-                          prompt], capture_output=True, text=True, timeout=REQ_TIMEOUT)
+                          prompt, seed, key], capture_output=True, text=True,
+                         timeout=REQ_TIMEOUT)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -151,3 +157,57 @@ def test_web_page_script_moves_progress_bar_and_shows_images(server):
 def test_web_page_script_shows_errors(server):
     r = run_page(server, "   ")
     assert r["error"] and r["status"] == "Error 422. prompt must not be empty"
+
+
+def test_web_page_script_keeps_seeds_exact(server):
+    """2^53 + 1 is no JavaScript number: the page sends, shows and names downloads with the
+    seed's exact digits; a seed that is not a whole number in range is refused on the page."""
+    big = "9007199254740993"
+    r = run_page(server, "a red bicycle", seed=big)
+    assert not r["error"] and r["images"] == 2, r
+    assert f'"seed":{big}' in r["body"]
+    assert r["status"].startswith(f"seed {big} · ")
+    assert sorted(r["downloads"]) == [f"dalle-{big}-0.jpg", f"dalle-{big}-1.jpg"]
+    for bad in ("-1", "1.5", "1e3", "92233720368547758070"):
+        r = run_page(server, "a red bicycle", seed=bad)
+        assert r["error"] and r["body"] is None and "seed" in r["status"], (bad, r)
+
+
+def test_web_page_script_random_seed_is_shown_exactly(server):
+    r = run_page(server, "a red bicycle")
+    seed = re.match(r"seed (\d+) · ", r["status"]).group(1)
+    assert int(seed) < 2 ** 53 and r["downloads"][0].startswith(f"dalle-{seed}-")
+
+
+def test_web_page_script_shows_the_model():
+    """models/demo describes itself: the page shows its name, image size, description and
+    its example prompts (the first one as the prompt's placeholder); the key field stays
+    hidden when the server needs no key."""
+    s = Server("--model", str(ROOT / "models" / "demo"))
+    try:
+        cfg = json.loads((ROOT / "models" / "demo" / "config.json").read_text())
+        r = run_page(s, cfg["examples"][0])
+        assert not r["error"], r
+        assert r["model"] == "demo-shapes · 64×64 images"
+        assert r["description"] == cfg["description"]
+        assert r["examples"] == cfg["examples"] and r["placeholder"] == cfg["examples"][0]
+        assert r["keyHidden"] and r["authorization"] is None
+    finally:
+        assert s.stop() == 0
+
+
+def test_web_page_script_api_key():
+    """With --api-key the key field shows (/info api_key_required); the stored key is sent as
+    a Bearer token; without one the page says that a key is needed."""
+    s = Server("--api-key", "sesame")
+    try:
+        r = run_page(s, "a red bicycle", key="sesame")
+        assert not r["keyHidden"] and r["authorization"] == "Bearer sesame"
+        assert not r["error"] and r["images"] == 2, r
+        r = run_page(s, "a red bicycle")
+        assert r["error"] and not r["keyHidden"] and r["authorization"] is None
+        assert r["status"].startswith("The server needs an API key"), r["status"]
+        r = run_page(s, "a red bicycle", key="wrong")
+        assert r["error"] and r["status"].startswith("The server needs an API key")
+    finally:
+        assert s.stop() == 0

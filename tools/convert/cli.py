@@ -27,6 +27,9 @@ start token 16384 (= image vocab size), cond_scale 10, top_k 50; min-dalle start
 (= the last code), cond_scale 16, top_k 256.
 With --from flax the start token is config.json's decoder_start_token_id.
 
+config.json gets a "description" and "examples" (prompts that the server's page offers) for
+a real DALL·E mini / Mega model unless it has them already: edit them there for other models.
+
 Nothing is loaded whole: inputs are memory-mapped and each output tensor is read, checked,
 converted and written before the next (peak memory ≈ the largest tensor in fp32 a few times,
 not the model). Every tensor name and shape is checked against the hyper-parameters inferred from
@@ -91,6 +94,19 @@ def optional_file(path, out_dir):
     if os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(out_dir):
         return os.path.basename(path), "named only (not present yet)"
     raise ConvertError(f"{path}: no such file")
+
+
+# What a converted DALL·E mini / Mega model says about itself (config.json; /info, the page).
+DEFAULT_DESCRIPTION = ("A DALL·E mini / Mega model: draws pictures of what an English caption "
+                       "describes: objects, animals, places and scenes, in styles such as a "
+                       "photo, an oil painting or a sketch. Short, concrete captions work best.")
+DEFAULT_EXAMPLES = [
+    "a red bicycle leaning against a brick wall",
+    "an oil painting of a lighthouse at sunset",
+    "a watercolor painting of a fox in the snow",
+    "a photo of a cup of coffee on a wooden table",
+    "a pencil sketch of a mountain village",
+]
 
 
 def build_parser():
@@ -326,9 +342,12 @@ def convert(args):
     config["format"] = FORMAT
     config["format_version"] = FORMAT_VERSION
     config["name"] = args.name or old.get("name") or os.path.basename(os.path.abspath(out))
+    config.setdefault("description", DEFAULT_DESCRIPTION)
+    config.setdefault("examples", DEFAULT_EXAMPLES)
     config["files"] = files
-    ordered = {k: config[k] for k in ("format", "format_version", "name", "bart", "text", "generation",
-                                      "files", "vqgan", "clip") if k in config}
+    ordered = {k: config[k] for k in ("format", "format_version", "name", "description", "examples",
+                                      "bart", "text", "generation", "files", "vqgan", "clip")
+               if k in config}
     tmp = cfg_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(ordered, f, indent=2)

@@ -5,6 +5,7 @@ Inputs: the checkpoints of train_vqgan.py, train_bart.py (and its BPE files) and
 train_clip.py. Output (format "dalle-server-model" v1, see models/tiny and README "Model
 directory"):
   config.json                 bart / text / generation / vqgan / clip sections and file names
+                              (description and examples kept from the config.json already there)
   encoder.safetensors         DalleBart encoder, min-dalle names, F16
   decoder.safetensors         DalleBart decoder + lm_head, min-dalle names, F16 (64 positions)
   vocab.json, merges.txt      the BART byte-level BPE trained on world captions
@@ -108,7 +109,13 @@ def main():
         "vqgan": VQ,
         "clip": SECTION,
     }
-    with open(os.path.join(args.out, "config.json"), "w", encoding="utf-8") as f:
+    cfg_path = os.path.join(args.out, "config.json")
+    if os.path.exists(cfg_path):  # what the model says about itself (/info, the web page)
+        with open(cfg_path, encoding="utf-8") as f:
+            old = json.load(f)
+        said = {k: old[k] for k in ("description", "examples") if k in old}
+        cfg = {**{k: cfg[k] for k in ("format", "format_version", "name")}, **said, **cfg}
+    with open(cfg_path, "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
