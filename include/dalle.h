@@ -162,16 +162,20 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
 /* ---- iteration-level batching ------------------------------------------------------
  * A state decodes up to max_images images at once. A job (one prompt, n images) joins the
  * running batch at any step when the state has n free images and a free prompt block
- * (max_prompts); each step advances every running image by one code; a job's images leave
- * the batch when their image_length codes are written, or at once when it is cancelled.
- * One thread drives a state: job_start / step / cancel are not concurrent. */
+ * (max_prompts); each step advances every running image by one code.
+ *
+ * A job's codes stay in the state's backend memory. A decode step copies nothing to the
+ * host and never waits for the device, also when jobs join or leave the batch (the token an
+ * image feeds next stays on the device); only dalle_job_codes, dalle_job_preview and
+ * dalle_job_finish bring data back. A done job's images no longer decode but stay held
+ * until dalle_job_finish or dalle_job_release frees them; a cancelled job's images are free
+ * at once. One thread drives a state: no two of these calls run at once on one state. */
 
-/* Start a job; codes[n_images · image_length] receives its codes step by step and must stay
- * valid until the job is done or cancelled. *job: a handle, ≥ 0. DALLE_ERR_INVALID_ARG for
- * bad parameters or text; DALLE_ERR_UNSUPPORTED when the state can never hold the job
- * (n_images > max_images); when it merely has no room now, returns DALLE_OK with *job = -1. */
+/* Start a job. *job: a handle, ≥ 0. DALLE_ERR_INVALID_ARG for bad parameters or text;
+ * DALLE_ERR_UNSUPPORTED when the state can never hold the job (n_images > max_images); when
+ * it merely has no room now, returns DALLE_OK with *job = -1. */
 dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle_gen_params *p,
-                             int32_t *codes, int *job, dalle_error *err);
+                             int *job, dalle_error *err);
 
 /* One decode step of every running image (a no-op when none runs). Polls should_stop of each
  * running job first and cancels those that ask. */
@@ -181,13 +185,46 @@ void dalle_state_step(dalle_state *s);
  * that is not running or done (cancelled, never started). */
 int dalle_job_progress(const dalle_state *s, int job);
 
+/* The codes of a running or done job so far, one device→host copy: codes[i·image_length +
+ * t] for image i and t < progress (the rest is left as it was). Returns the progress (-1:
+ * not running or done, nothing written). */
+int dalle_job_codes(dalle_state *s, int job, int32_t *codes);
+
+/* A preview of a running or done job with progress ≥ 1: its codes so far, each code not
+ * generated yet copying the code one latent row above it (the last generated row repeats
+ * downward; in an unfinished first row, the last generated code), decoded by the VQGAN into
+ * rgb [n_images, R, R, 3] by index. Previews only read: the job's result is the same. */
+dalle_status dalle_job_preview(dalle_state *s, int job, uint8_t *rgb, dalle_error *err);
+
+/* Where dalle_job_finish puts a job's result; every array has n_images entries (codes
+ * n_images · image_length, rgb n_images · R · R · 3). */
+typedef struct {
+    int32_t *codes; /* by image index; NULL: not wanted */
+    uint8_t *rgb;   /* [n_images, R, R, 3]: best first when ranked, else by index */
+    int32_t *order; /* the image index (RNG stream) of each rgb entry */
+    float *scores;  /* the CLIP score of each rgb entry; 0 when not ranked */
+} dalle_job_output;
+
+/* Finish a done job and free its handle (also on error): VQGAN → pixel bytes in backend
+ * memory → CLIP preprocessing and image embeddings there (ranked when clip_ids, the prompt's
+ * dalle_text.clip_ids, is given: needs CLIP) → rgb, order, scores on the host. timings
+ * (optional): vqgan_ms, clip_ms. Needs a model with a VQGAN; DALLE_ERR_INVALID_ARG for a
+ * handle that is not done. */
+dalle_status dalle_job_finish(dalle_state *s, int job, const int32_t *clip_ids,
+                              const dalle_job_output *out, dalle_timings *timings,
+                              dalle_error *err);
+
 /* Free a done job's handle, or cancel a running one (its rows are free for the next step). */
 void dalle_job_release(dalle_state *s, int job);
 
-/* Images running now, and the free room for new images / prompts. */
+/* Images running or held by done jobs now, and the free room for new images / prompts. */
 int dalle_state_running_images(const dalle_state *s);
 int dalle_state_free_images(const dalle_state *s);
 int dalle_state_free_prompts(const dalle_state *s);
+
+/* Device→host copies and waits for the device made by the state's backend so far (the CPU
+ * backend counts as if it were a device): what a caller can check per step. */
+void dalle_state_device_counts(const dalle_state *s, long *to_host_copies, long *syncs);
 
 /* ---- images ------------------------------------------------------------------- */
 

@@ -93,6 +93,8 @@ typedef struct {
     void (*free)(dalle_backend *be, void *p);
     void (*to_device)(dalle_backend *be, void *dst, const void *src, size_t bytes);
     void (*to_host)(dalle_backend *be, void *dst, const void *src, size_t bytes);
+    /* dst = src, both in backend memory, ordered like an op (no wait for the device). */
+    void (*copy)(dalle_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(dalle_backend *be);
     void (*destroy)(dalle_backend *be);
     /* Optional: the name of the kernel variant this backend runs (CPU: the GEMM's
@@ -126,11 +128,6 @@ typedef struct {
     void (*attention)(dalle_backend *be, float *out, const float *q, const float *k, const float *v,
                       const int32_t *kv_index, const uint8_t *key_mask, const int32_t *causal_pos,
                       int B, int Tq, int Tk, int kv_cap, int H, int D);
-
-    /* cache[slot[b], pos[b] + t, :] = src[b, t, :] for b < B, t < T; cache blocks are
-     * [cap, C]. slot, pos are host arrays. */
-    void (*kv_store)(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
-                     const int32_t *pos, int B, int T, int C, int cap);
 
     /* y[i] = gelu_erf(a[i]) · b[i], i < n (GLU middle). y may equal a or b. */
     void (*gelu_mul)(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
@@ -260,9 +257,15 @@ typedef struct {
                       const dalle_clip_prep_plan *plan, int B);
 } dalle_backend_ops;
 
+/* to_host_copies, syncs: the device→host copies and the waits for the device (sync, and
+ * those to_host and host-returning ops such as sample make) done so far on this backend;
+ * the CPU backend counts its memcpys and no-op syncs as a device's would be counted, so
+ * that tests can check where a pipeline waits without a GPU. Only the thread driving the
+ * backend writes them. */
 struct dalle_backend {
     const dalle_backend_ops *ops;
     void *impl;
+    long to_host_copies, syncs;
 };
 
 /* CPU backend: weights at the file's precision (F32, or F16/BF16 matrices kept 16-bit),

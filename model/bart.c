@@ -144,11 +144,6 @@ static void **layer_alloc_bytes(dalle_backend *be, int L, size_t bytes, int *ok)
     return v;
 }
 
-/* The backend runs the decode step from device-resident indices (ops.h). */
-int dalle_bart_device_tokens(const dalle_bart_work *w) {
-    return w->be->ops->sample_dev != NULL;
-}
-
 dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_backend *be,
                                  int max_seqs, int max_rows, int max_blocks, dalle_error *err) {
     const dalle_bart_hparams *hp = &m->hp;

@@ -400,6 +400,7 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
                                "state sizes: max_images %d (≤ 4096), max_prompts %d (≤ max_images)",
                                max_images, max_prompts);
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model, R = 2 * max_images;
+    const int P = m->cfg.bart.image_length;
     dalle_state *s = calloc(1, sizeof *s);
     if (!s)
         return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
@@ -425,8 +426,14 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
         s->jobs = calloc((size_t)max_images, sizeof *s->jobs);
         s->image_job = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->image_index = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
-        s->image_token = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->batch_image = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->batch_jobs = host_alloc((size_t)max_prompts * sizeof(int32_t), &ok);
+        s->codes_host = host_alloc((size_t)2 * max_images * P * sizeof(int32_t), &ok);
+        s->preview_codes = host_alloc((size_t)max_images * P * sizeof(int32_t), &ok);
+        s->scores = host_alloc((size_t)max_images * sizeof(float), &ok);
+        s->order = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->image_ptr = host_alloc((size_t)max_images * sizeof *s->image_ptr, &ok);
+        s->image_side = host_alloc((size_t)max_images * sizeof(int), &ok);
         s->block_used = calloc((size_t)max_prompts + 1, 1);
         if (!s->jobs || !s->block_used)
             ok = 0;
@@ -465,10 +472,11 @@ void dalle_state_free(dalle_state *s) {
             s->be->ops->free(s->be, s->prep_plan_mem);
         s->be->ops->destroy(s->be);
     }
-    void *host[] = {s->ids,         s->mask,        s->token,       s->pos,       s->slot,
-                    s->block,       s->sp,          s->step,        s->sampled,   s->clip_pixels,
-                    s->clip_img,    s->clip_txt,    s->rgb,         s->jobs,      s->image_job,
-                    s->image_index, s->image_token, s->batch_image, s->block_used};
+    void *host[] = {s->ids,         s->mask,        s->token,      s->pos,        s->slot,
+                    s->block,       s->sp,          s->step,       s->sampled,    s->clip_pixels,
+                    s->clip_img,    s->clip_txt,    s->rgb,        s->jobs,       s->image_job,
+                    s->image_index, s->batch_image, s->batch_jobs, s->codes_host, s->preview_codes,
+                    s->scores,      s->order,       s->image_ptr,  s->image_side, s->block_used};
     for (size_t i = 0; i < sizeof host / sizeof *host; i++)
         free(host[i]);
     free(s);

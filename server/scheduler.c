@@ -16,19 +16,19 @@
  * and a prompt block (dalle_job_start runs its BART encoder; a job that does not fit yet
  * blocks the ones behind it, so large requests are not starved); (3) one decode step of
  * every running image (dalle_state_step); (4) progress callbacks and previews of the
- * running jobs; (5) the jobs whose images are done: VQGAN (dalle_decode_codes) into the
- * job's own buffer and CLIP ranking, then the job goes to the encode pool, which JPEG-
- * encodes, base64s and builds the JSON (and fails it with 503 if a device fault happened
- * meanwhile) and calls job->done. A new request therefore waits at most one step for free
- * room, never for a whole batch, and JPEG work never delays a decode step.
+ * running jobs; (5) the jobs whose images are done: the engine finishes each in one call
+ * (dalle_job_finish: VQGAN, CLIP ranking, ranked pixels into the job's own buffer), then the
+ * job goes to the encode pool, which JPEG-encodes, base64s and builds the JSON (and fails it
+ * with 503 if a device fault happened meanwhile) and calls job->done. A new request
+ * therefore waits at most one step for free room, never for a whole batch, and JPEG work
+ * never delays a decode step. The scheduler decides only when: the stages are the engine's.
  *
- * Previews ("preview_every": k): every k steps the job's codes so far are completed
- * deterministically — each code not yet generated copies the code one row above it (the
- * last generated row repeats downward; in an unfinished first row, the last generated code)
- * — and decoded by the VQGAN on this thread; the pool encodes them (quality ≤
- * DALLE_PREVIEW_MAX_QUALITY) and hands them to job->preview. All tasks of one job use one
- * pool lane, so its previews are delivered before its final result. Previews only read the
- * codes: the result is the same with or without them.
+ * Previews ("preview_every": k): every k steps the engine decodes the job's codes so far
+ * (dalle_job_preview: the codes not generated yet are filled deterministically) on this
+ * thread; the pool encodes them (quality ≤ DALLE_PREVIEW_MAX_QUALITY) and hands them to
+ * job->preview. All tasks of one job use one pool lane, so its previews are delivered
+ * before its final result. Previews only read the codes: the result is the same with or
+ * without them.
  *
  * Cancellation: dalle_state_step polls each running job's should_stop, which polls the
  * client's socket for POLLRDHUP/POLLHUP (suspended MHD connections do not notice hang-ups)
@@ -68,10 +68,8 @@ struct dalle_scheduler {
     dalle_model *model;
     dalle_state *state; /* created by the scheduler thread itself */
     dalle_error init_err;
-    int init_done;          /* guarded by mu: the thread made its state, or failed */
-    int32_t *preview_codes; /* [max_batch, image_length] */
-    int latent_side;        /* codes per row */
-    dalle_job **running;    /* [max_batch] decoding */
+    int init_done;       /* guarded by mu: the thread made its state, or failed */
+    dalle_job **running; /* [max_batch] decoding */
     int n_running;
     dalle_job **finishing; /* [max_batch] decoded or cancelled, being answered */
     int n_finishing, finish_next;
@@ -138,28 +136,6 @@ static void fail_stopped(dalle_scheduler *s, dalle_job *job, int ran) {
                  : "the server is shutting down; the request was not run");
 }
 
-/* JPEG-encode images order[k] (or k) of rgb into out[k]; out[k].jpeg malloc'ed. */
-static dalle_status encode_jpegs(dalle_jpeg_encoder *enc, const uint8_t *rgb, int n, int R,
-                                 const int32_t *order, const float *scores, int quality,
-                                 dalle_image *out, dalle_error *err) {
-    for (int k = 0; k < n; k++) {
-        const int i = order ? order[k] : k;
-        const uint8_t *jpg;
-        size_t size;
-        dalle_status st = dalle_jpeg_encode(enc, rgb + (size_t)i * R * R * 3, R, R, quality,
-                                            DALLE_SUBSAMP_420, &jpg, &size, err);
-        if (st == DALLE_OK && !(out[k].jpeg = malloc(size)))
-            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-        if (st != DALLE_OK)
-            return st;
-        memcpy(out[k].jpeg, jpg, size);
-        out[k].jpeg_size = size;
-        out[k].index = i;
-        out[k].score = scores ? scores[i] : 0.0f;
-    }
-    return DALLE_OK;
-}
-
 /* Pool: JPEG + base64 + JSON of a decoded job (status still 0). */
 static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
     const dalle_server *srv = job->sched->srv;
@@ -176,8 +152,9 @@ static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
                                 .clip_ms = job->clip_ms};
     const double t0 = dalle_server_now_ms();
     r.images = calloc((size_t)n, sizeof *r.images);
-    dalle_status st = r.images ? encode_jpegs(enc, job->rgb, n, R, job->order, job->scores,
-                                              job->req.quality, r.images, &err)
+    dalle_status st = r.images ? dalle_jpeg_encode_images(
+                                     enc, job->rgb, n, R, job->req.quality, DALLE_SUBSAMP_420,
+                                     job->order, job->req.rank ? job->scores : NULL, r.images, &err)
                                : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
     const double t1 = dalle_server_now_ms();
     r.timings.jpeg_ms = t1 - t0;
@@ -206,9 +183,7 @@ static void finish_task(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     dalle_job *job = (dalle_job *)((char *)t - offsetof(dalle_job, task));
     if (job->status == 0)
         encode_result(job, enc);
-    free(job->codes);
     free(job->rgb);
-    job->codes = NULL;
     job->rgb = NULL;
     job->done(job);
 }
@@ -239,7 +214,8 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     r.images = calloc((size_t)n, sizeof *r.images);
     dalle_error err = {0};
     if (r.images && !atomic_load(&job->abandoned) &&
-        encode_jpegs(enc, p->rgb, n, R, NULL, NULL, quality, r.images, &err) == DALLE_OK) {
+        dalle_jpeg_encode_images(enc, p->rgb, n, R, quality, DALLE_SUBSAMP_420, NULL, NULL,
+                                 r.images, &err) == DALLE_OK) {
         size_t len = 0;
         char *body = dalle_preview_body(&r, p->step, p->steps, &len);
         if (body)
@@ -250,23 +226,15 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     free(p);
 }
 
-/* Decode the job's codes so far (the rest filled as described above) for a preview. A
- * preview is optional: when memory or the VQGAN fails, it is skipped. */
+/* Decode the job's codes so far for a preview (dalle_job_preview). A preview is optional:
+ * when memory or the VQGAN fails, it is skipped. */
 static void preview(dalle_scheduler *s, dalle_job *job, int step) {
-    const int P = s->srv->info.image_length, R = s->srv->info.image_size, W = s->latent_side;
-    const int n = job->req.gen.n_images;
+    const int R = s->srv->info.image_size, n = job->req.gen.n_images;
     preview_task *p = malloc(sizeof *p + (size_t)n * R * R * 3);
     if (!p)
         return;
-    for (int i = 0; i < n; i++) {
-        const int32_t *src = job->codes + (size_t)i * P;
-        int32_t *dst = s->preview_codes + (size_t)i * P;
-        memcpy(dst, src, (size_t)step * sizeof *dst);
-        for (int k = step; k < P; k++)
-            dst[k] = k >= W ? dst[k - W] : dst[step - 1];
-    }
     dalle_error err = {0};
-    if (dalle_decode_codes(s->state, s->preview_codes, n, p->rgb, &err) != DALLE_OK) {
+    if (dalle_job_preview(s->state, job->handle, p->rgb, &err) != DALLE_OK) {
         fprintf(stderr, "preview id=%s step=%d skipped: %s\n", job->id, step, err.msg);
         free(p);
         return;
@@ -274,7 +242,7 @@ static void preview(dalle_scheduler *s, dalle_job *job, int step) {
     p->task.run = preview_run;
     p->job = job;
     p->step = step;
-    p->steps = P;
+    p->steps = s->srv->info.image_length;
     dalle_encode_pool_submit(s->srv->pool, job->lane, &p->task);
 }
 
@@ -349,22 +317,20 @@ static dalle_job *close_queue(dalle_scheduler *s) {
 
 /* dalle_job_start; the job runs, or is finished with an error. */
 static void start(dalle_scheduler *s, dalle_job *job) {
-    const int P = s->srv->info.image_length, R = s->srv->info.image_size;
-    const int n = job->req.gen.n_images;
+    const int R = s->srv->info.image_size, n = job->req.gen.n_images;
     dalle_error err = {0};
     dalle_gen_params gen = job->req.gen;
     gen.should_stop = should_stop;
     gen.user = job;
-    job->codes = malloc((size_t)n * P * sizeof *job->codes);
     job->rgb = malloc((size_t)n * R * R * 3);
-    if (!job->codes || !job->rgb) {
+    if (!job->rgb) {
         fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
         finish(s, job);
         return;
     }
     const double t0 = job->t_admit = dalle_server_now_ms();
     s->starting = job;
-    dalle_status st = dalle_job_start(s->state, &job->text, &gen, job->codes, &job->handle, &err);
+    dalle_status st = dalle_job_start(s->state, &job->text, &gen, &job->handle, &err);
     s->starting = NULL;
     job->t_start = dalle_server_now_ms();
     job->text_ms += job->t_start - t0;
@@ -383,26 +349,18 @@ static void start(dalle_scheduler *s, dalle_job *job) {
     atomic_fetch_add(&s->batch_images, n);
 }
 
-/* VQGAN and CLIP of a job whose decode is done; the pool does the rest. */
+/* A job whose decode is done: the engine finishes it (dalle_job_finish: VQGAN, CLIP, ranked
+ * pixels into job->rgb); the pool does the rest. */
 static void complete(dalle_scheduler *s, dalle_job *job) {
-    const int n = job->req.gen.n_images, R = s->srv->info.image_size;
     dalle_error err = {0};
     const double t0 = dalle_server_now_ms();
     job->decode_ms = t0 - job->t_start;
-    for (int i = 0; i < n; i++)
-        job->order[i] = i, job->scores[i] = 0;
-    dalle_status st = dalle_decode_codes(s->state, job->codes, n, job->rgb, &err);
-    const double t1 = dalle_server_now_ms();
-    if (st == DALLE_OK && job->req.rank) {
-        const uint8_t *rgb[DALLE_SERVER_MAX_BATCH];
-        int side[DALLE_SERVER_MAX_BATCH];
-        for (int i = 0; i < n; i++)
-            rgb[i] = job->rgb + (size_t)i * R * R * 3, side[i] = R;
-        st = dalle_rank_images(s->state, job->text.clip_ids, rgb, side, side, n, job->scores,
-                               job->order, &err);
-    }
-    job->vqgan_ms = t1 - t0;
-    job->clip_ms = dalle_server_now_ms() - t1;
+    dalle_timings tm = {0};
+    const dalle_job_output out = {NULL, job->rgb, job->order, job->scores};
+    const dalle_status st = dalle_job_finish(
+        s->state, job->handle, job->req.rank ? job->text.clip_ids : NULL, &out, &tm, &err);
+    job->vqgan_ms = tm.vqgan_ms;
+    job->clip_ms = tm.clip_ms;
     if (st != DALLE_OK)
         fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
 }
@@ -419,8 +377,9 @@ static void collect(dalle_scheduler *s) {
             s->running[kept++] = job;
             continue;
         }
-        dalle_job_release(s->state, job->handle);
         job->decoded = progress == P;
+        if (!job->decoded) /* cancelled; a done job's handle is freed by dalle_job_finish */
+            dalle_job_release(s->state, job->handle);
         atomic_fetch_sub(&s->in_flight, 1);
         atomic_fetch_sub(&s->batch_images, job->req.gen.n_images);
         s->finishing[s->n_finishing++] = job;
@@ -501,7 +460,6 @@ static void *scheduler_main(void *arg) {
 
 static void destroy(dalle_scheduler *s) {
     dalle_state_free(s->state);
-    free(s->preview_codes);
     free(s->running);
     free(s->finishing);
     free(s);
@@ -518,16 +476,13 @@ dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle
     dalle_model_info info;
     dalle_model_get_info(model, &info);
     const int B = (int)srv->cfg.max_batch;
-    while ((s->latent_side + 1) * (s->latent_side + 1) <= info.image_length)
-        s->latent_side++;
     dalle_status st = DALLE_OK;
     if (!info.has_vqgan)
         st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "the model has no VQGAN (files.vqgan)");
     if (st == DALLE_OK) {
-        s->preview_codes = malloc((size_t)B * info.image_length * sizeof *s->preview_codes);
         s->running = calloc((size_t)B, sizeof *s->running);
         s->finishing = calloc((size_t)B, sizeof *s->finishing);
-        if (!s->preview_codes || !s->running || !s->finishing)
+        if (!s->running || !s->finishing)
             st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
     if (st != DALLE_OK) {

@@ -41,11 +41,10 @@ struct dalle_job {
     /* owned by the scheduler while the job is queued or running, then by the pool */
     dalle_job *next;
     dalle_scheduler *sched;
-    int lane;       /* encode pool lane of all its tasks */
-    int32_t *codes; /* [n_images, image_length] */
-    uint8_t *rgb;   /* [n_images, R, R, 3] VQGAN output, for the pool */
-    float scores[DALLE_SERVER_MAX_BATCH];
-    int32_t order[DALLE_SERVER_MAX_BATCH]; /* best first when ranked */
+    int lane;     /* encode pool lane of all its tasks */
+    uint8_t *rgb; /* [n_images, R, R, 3] dalle_job_finish's pixels, best first, for the pool */
+    float scores[DALLE_SERVER_MAX_BATCH];  /* of each rgb entry */
+    int32_t order[DALLE_SERVER_MAX_BATCH]; /* the image index of each rgb entry */
     int handle;                            /* dalle_job_start handle */
     int decoded;                           /* its codes are complete */
     int gone;                              /* the client hung up */

@@ -37,8 +37,17 @@ static void cpu_copy(dalle_backend *be, void *dst, const void *src, size_t bytes
         memcpy(dst, src, bytes);
 }
 
+/* Counted as the CUDA backend's copy-and-wait (ops.h dalle_backend). */
+static void cpu_to_host(dalle_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    memcpy(dst, src, bytes);
+    be->to_host_copies++;
+    be->syncs++;
+}
+
 static void cpu_sync(dalle_backend *be) {
-    (void)be;
+    be->syncs++;
 }
 
 static const char *cpu_variant(dalle_backend *be) {
@@ -85,7 +94,8 @@ static const dalle_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_copy,
-    .to_host = cpu_copy,
+    .to_host = cpu_to_host,
+    .copy = cpu_copy,
     .sync = cpu_sync,
     .destroy = cpu_destroy,
     .variant = cpu_variant,
@@ -93,7 +103,6 @@ static const dalle_backend_ops cpu_ops = {
     .layernorm = dalle_cpu_layernorm,
     .embed = dalle_cpu_embed,
     .attention = dalle_cpu_attention,
-    .kv_store = dalle_cpu_kv_store,
     .gelu_mul = dalle_cpu_gelu_mul,
     .add = dalle_cpu_add,
     .sample = dalle_cpu_sample,

@@ -188,8 +188,6 @@ void dalle_cuda_attention(dalle_backend *be, float *out, const float *q, const f
                           const float *v, const int32_t *kv_index, const uint8_t *key_mask,
                           const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
                           int D);
-void dalle_cuda_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
-                         const int32_t *pos, int B, int T, int C, int cap);
 void dalle_cuda_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
 void dalle_cuda_add(dalle_backend *be, float *y, const float *x, int64_t n);
 void dalle_cuda_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
 
@@ -100,7 +101,7 @@ Test(cpu_ops, table_is_complete) {
                            o->layernorm != NULL,
                            o->embed != NULL,
                            o->attention != NULL,
-                           o->kv_store != NULL,
+                           o->copy != NULL,
                            o->gelu_mul != NULL,
                            o->add != NULL,
                            o->sample != NULL,
@@ -120,6 +121,15 @@ Test(cpu_ops, table_is_complete) {
     o->sync(be);
     o->to_host(be, back, p, sizeof h);
     cr_expect_arr_eq(back, h, sizeof h);
+    float *q = falloc(3);
+    o->copy(be, q, p, sizeof h);
+    const long copies = be->to_host_copies, syncs = be->syncs;
+    o->to_host(be, back, q, sizeof h);
+    cr_expect_arr_eq(back, h, sizeof h);
+    o->sync(be);
+    cr_expect_eq(be->to_host_copies, copies + 1, "to_host counts one device→host copy");
+    cr_expect_eq(be->syncs, syncs + 2, "to_host and sync count one wait each");
+    o->free(be, q);
     o->free(be, p);
     void *z = o->alloc(be, 0); /* a valid pointer, not a failure */
     cr_expect_not_null(z);
@@ -211,7 +221,8 @@ Test(cpu_ops, layernorm) {
     check_layernorm(3, 1, 1, 1, 0, 0);      /* variance 0: output = beta */
 }
 
-/* ---- embed, kv_store, gelu_mul, add ------------------------------------------------- */
+/* ---- embed, kv_store (decode_attention's cache append), gelu_mul, add
+ * ------------------------------------------------- */
 
 Test(cpu_ops, embed) {
     enum { V = 11, P = 5, C = 13, R = 7 };
@@ -241,7 +252,7 @@ Test(cpu_ops, kv_store) {
     for (int i = 0; i < SLOTS * CAP * C; i++)
         cache[i] = -7;
     const int32_t slot[B] = {2, 0}, pos[B] = {1, 3};
-    be->ops->kv_store(be, cache, src, slot, pos, B, T, C, CAP);
+    dalle_cpu_kv_store(be, cache, src, slot, pos, B, T, C, CAP);
     for (int s = 0; s < SLOTS; s++)
         for (int p = 0; p < CAP; p++)
             for (int c = 0; c < C; c++) {
