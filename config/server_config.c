@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dalle.h"
+
 typedef struct {
     const char *key; /* JSON key; the flag is --key with '_' → '-', the env var DALLE_KEY */
     int is_str;
@@ -40,7 +42,7 @@ static const setting SETTINGS[] = {
     NUM(threads, 0, 1024, "0", "CPU compute threads; 0 = all cores"),
     NUM(http_threads, 1, 64, "2", "HTTP worker threads"),
     NUM(body_limit, 64, 16777216, "65536", "request body bytes; larger bodies get 413"),
-    NUM(max_prompt, 1, 4096, "1024", "prompt bytes; longer prompts get 422"),
+    NUM(max_prompt, 1, DALLE_MAX_PROMPT_BYTES, "1024", "prompt bytes; longer prompts get 422"),
     NUM(timeout, 1, 3600, "30",
         "seconds a connection may wait idle: for its next request line, or stalled mid-response"),
     NUM(receive_timeout, 1, 3600, "10",

@@ -84,9 +84,25 @@ void dalle_model_get_info(const dalle_model *m, dalle_model_info *info);
 typedef void (*dalle_fault_handler)(const char *msg, void *user);
 void dalle_set_fault_handler(dalle_fault_handler fn, void *user);
 
+/* ---- limits -------------------------------------------------------------------
+ * Every generation-parameter range and size limit, named once. The engine enforces them
+ * (dalle_text_encode, dalle_gen_params_check, dalle_state_new, dalle_generate); the server's
+ * request validator and settings and the CLI's parser and --help use these names, and
+ * tests/server/test_limits.py checks openapi.yaml and the CLI's --help against this block.
+ * Integer literals, so that front ends can also print them. */
+#define DALLE_MAX_PROMPT_BYTES 4096 /* prompt bytes; the server's --max-prompt is at most this */
+#define DALLE_MAX_STATE_IMAGES 4096 /* max_images of one state (max_prompts ≤ max_images) */
+#define DALLE_COND_SCALE_MIN   0    /* cond_scale in [MIN, MAX] */
+#define DALLE_COND_SCALE_MAX   1000
+#define DALLE_TEMPERATURE_MAX  100       /* temperature in (0, MAX] */
+#define DALLE_TOP_P_MAX        1         /* top_p in (0, MAX] */
+#define DALLE_TOP_K_MIN        1         /* top_k in [MIN, the model's image_vocab_size] */
+#define DALLE_SEED_MAX         INT64_MAX /* seed in [0, MAX] */
+#define DALLE_QUALITY_MIN      1         /* JPEG quality in [MIN, MAX] */
+#define DALLE_QUALITY_MAX      100
+
 /* ---- text --------------------------------------------------------------------- */
 
-#define DALLE_MAX_PROMPT_BYTES 4096 /* longer prompts are rejected (DALLE_ERR_INVALID_ARG) */
 #define DALLE_CLIP_TEXT_LENGTH 77
 
 typedef struct {
@@ -104,15 +120,30 @@ dalle_status dalle_text_encode(const dalle_model *m, const char *prompt, size_t 
                                dalle_error *err);
 void dalle_text_free(dalle_text *t);
 
-/* ---- generation ----------------------------------------------------------------- */
+/* ---- generation -----------------------------------------------------------------
+ * Reproducibility contract. Image i of a request samples with RNG(seed, i, step) (counter-
+ * based: kernels/rng.h), so its random numbers never depend on the batch, the state or the
+ * backend. What else an image's codes depend on differs per backend:
+ *  - cpu: nothing else. Every op computes a row in an order that depends on the shapes of
+ *    the model only (the GEMM sums K in fixed segments, kernels/cpu/linalg.c), so a seeded
+ *    image is bit-identical alone, in a larger n, or sharing the batch with other requests,
+ *    for any state size, thread count and GEMM variant (avx512, avx2, portable).
+ *  - cuda: deterministic for one batch shape (same seed, same rows → same codes, run after
+ *    run on one GPU and library version), but not batch-invariant: the matmuls go through
+ *    cuBLAS, which picks its kernel and summation split by the number of rows (the decode
+ *    step pads rows to a power of two), so a logit can move by float rounding and, where it
+ *    sits on a sampling boundary, the image can change from that step on.
+ *  - across backends: the same seed gives the same random numbers, not the same bits; codes
+ *    agree until a rounding difference crosses a sampling boundary (tests/gpu/gpu_e2e.c
+ *    measures how often). */
 
 typedef struct {
     int n_images;      /* >= 1, <= the state's max_images */
     uint64_t seed;     /* image i draws from RNG(seed, i, step) */
-    float cond_scale;  /* classifier-free guidance scale, [0, 1000] */
-    float temperature; /* (0, 100] */
-    float top_p;       /* (0, 1] */
-    int top_k;         /* [1, image_vocab_size] */
+    float cond_scale;  /* classifier-free guidance scale (limits above) */
+    float temperature; /* (limits above) */
+    float top_p;       /* (limits above) */
+    int top_k;         /* [DALLE_TOP_K_MIN, image_vocab_size] */
     /* optional: polled between decode steps; non-zero stops with DALLE_ERR_CANCELLED */
     int (*should_stop)(void *user);
     void *user;
@@ -153,7 +184,8 @@ dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
 /* Several prompts decoded in one batch (at most max_prompts, and max_images images in
  * all): request r uses texts[r] and params[r] and receives params[r].n_images ·
  * image_length codes in codes[r]. Image i of request r draws from
- * RNG(params[r].seed, i, step), so its codes equal those of the request run alone.
+ * RNG(params[r].seed, i, step), so on the cpu backend its codes equal those of the request
+ * run alone (the contract above).
  * should_stop of any request cancels the whole batch. */
 dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
                                         const dalle_gen_params *params, int32_t *const *codes,
@@ -242,7 +274,7 @@ dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const ui
                                int32_t *order, dalle_error *err);
 
 typedef struct {
-    int jpeg_quality;     /* 1..100 (default 90) */
+    int jpeg_quality;     /* DALLE_QUALITY_MIN..MAX (default 90) */
     int jpeg_subsampling; /* 444, 422 or 420 (default 420) */
     int rank;             /* order by CLIP score (default: 1 when the model has CLIP) */
 } dalle_output_params;

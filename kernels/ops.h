@@ -103,7 +103,9 @@ typedef struct {
 
     /* y[M,N] = x[M,K] · W[:N, :K]ᵀ (+ y when accumulate). W is [N_w, K] with N ≤ N_w, so a
      * caller may use only the first N output rows of a weight (lm_head restricted to the
-     * image codes). */
+     * image codes). Row invariance (dalle.h, reproducibility contract): on the CPU, row m of y
+     * is bit-identical whatever M (the batch); the CUDA backend promises it for one M only
+     * (cuBLAS chooses its kernel by shape). */
     void (*matmul)(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M, int N,
                    int K, int accumulate);
 

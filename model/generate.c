@@ -460,9 +460,9 @@ void dalle_output_params_default(const dalle_model *m, dalle_output_params *o) {
 
 static dalle_status output_check(const dalle_model *m, const dalle_output_params *o,
                                  dalle_subsamp *ss, dalle_error *err) {
-    if (o->jpeg_quality < 1 || o->jpeg_quality > 100)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "quality must be in [1, 100], got %d",
-                               o->jpeg_quality);
+    if (o->jpeg_quality < DALLE_QUALITY_MIN || o->jpeg_quality > DALLE_QUALITY_MAX)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "quality must be in [%d, %d], got %d",
+                               DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, o->jpeg_quality);
     switch (o->jpeg_subsampling) {
     case 444: *ss = DALLE_SUBSAMP_444; break;
     case 422: *ss = DALLE_SUBSAMP_422; break;

@@ -339,14 +339,18 @@ dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params
     const dalle_status bad = DALLE_ERR_INVALID_ARG;
     if (p->n_images < 1 || p->n_images > max_images)
         return dalle_error_set(err, bad, "n must be in [1, %d], got %d", max_images, p->n_images);
-    if (!isfinite(p->cond_scale) || p->cond_scale < 0 || p->cond_scale > 1000)
-        return dalle_error_set(err, bad, "cond_scale must be in [0, 1000], got %g", p->cond_scale);
-    if (!isfinite(p->temperature) || p->temperature <= 0 || p->temperature > 100)
-        return dalle_error_set(err, bad, "temperature must be in (0, 100], got %g", p->temperature);
-    if (!isfinite(p->top_p) || p->top_p <= 0 || p->top_p > 1)
-        return dalle_error_set(err, bad, "top_p must be in (0, 1], got %g", p->top_p);
-    if (p->top_k < 1 || p->top_k > m->cfg.bart.image_vocab_size)
-        return dalle_error_set(err, bad, "top_k must be in [1, %d], got %d",
+    if (!isfinite(p->cond_scale) || p->cond_scale < DALLE_COND_SCALE_MIN ||
+        p->cond_scale > DALLE_COND_SCALE_MAX)
+        return dalle_error_set(err, bad, "cond_scale must be in [%d, %d], got %g",
+                               DALLE_COND_SCALE_MIN, DALLE_COND_SCALE_MAX, p->cond_scale);
+    if (!isfinite(p->temperature) || p->temperature <= 0 || p->temperature > DALLE_TEMPERATURE_MAX)
+        return dalle_error_set(err, bad, "temperature must be in (0, %d], got %g",
+                               DALLE_TEMPERATURE_MAX, p->temperature);
+    if (!isfinite(p->top_p) || p->top_p <= 0 || p->top_p > DALLE_TOP_P_MAX)
+        return dalle_error_set(err, bad, "top_p must be in (0, %d], got %g", DALLE_TOP_P_MAX,
+                               p->top_p);
+    if (p->top_k < DALLE_TOP_K_MIN || p->top_k > m->cfg.bart.image_vocab_size)
+        return dalle_error_set(err, bad, "top_k must be in [%d, %d], got %d", DALLE_TOP_K_MIN,
                                m->cfg.bart.image_vocab_size, p->top_k);
     return DALLE_OK;
 }
@@ -395,10 +399,10 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
     *out = NULL;
     const int max_images = p && p->max_images > 0 ? p->max_images : 1;
     const int max_prompts = p && p->max_prompts > 0 ? p->max_prompts : 1;
-    if (max_images > 4096 || max_prompts > max_images)
+    if (max_images > DALLE_MAX_STATE_IMAGES || max_prompts > max_images)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
-                               "state sizes: max_images %d (≤ 4096), max_prompts %d (≤ max_images)",
-                               max_images, max_prompts);
+                               "state sizes: max_images %d (≤ %d), max_prompts %d (≤ max_images)",
+                               max_images, DALLE_MAX_STATE_IMAGES, max_prompts);
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model, R = 2 * max_images;
     const int P = m->cfg.bart.image_length;
     dalle_state *s = calloc(1, sizeof *s);

@@ -226,27 +226,27 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
             return -1;
         g->n_images = (int)i;
     } else if (!strcmp(key, "seed")) {
-        if (get_int(v, key, 0, INT64_MAX, &i, e))
+        if (get_int(v, key, 0, DALLE_SEED_MAX, &i, e))
             return -1;
         g->seed = (uint64_t)i;
     } else if (!strcmp(key, "temperature")) {
-        if (get_number(v, key, 0, 100, 1, &d, e))
+        if (get_number(v, key, 0, DALLE_TEMPERATURE_MAX, 1, &d, e))
             return -1;
         g->temperature = d;
     } else if (!strcmp(key, "top_p")) {
-        if (get_number(v, key, 0, 1, 1, &d, e))
+        if (get_number(v, key, 0, DALLE_TOP_P_MAX, 1, &d, e))
             return -1;
         g->top_p = d;
     } else if (!strcmp(key, "cond_scale")) {
-        if (get_number(v, key, 0, 1000, 0, &d, e))
+        if (get_number(v, key, DALLE_COND_SCALE_MIN, DALLE_COND_SCALE_MAX, 0, &d, e))
             return -1;
         g->cond_scale = d;
     } else if (!strcmp(key, "top_k")) {
-        if (get_int(v, key, 1, srv->info.image_vocab_size, &i, e))
+        if (get_int(v, key, DALLE_TOP_K_MIN, srv->info.image_vocab_size, &i, e))
             return -1;
         g->top_k = (int)i;
     } else if (!strcmp(key, "quality")) {
-        if (get_int(v, key, 1, 100, &i, e))
+        if (get_int(v, key, DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, &i, e))
             return -1;
         req->quality = (int)i;
     } else if (!strcmp(key, "stream")) {
