@@ -1,4 +1,4 @@
-/* bart.c — DalleBart encoder and cached decoder step (see bart.h; model spec §2).
+/* bart.c — DalleBart encoder and cached decoder step (see bart.h; docs/model-spec.md §2).
  *
  * Every op goes through the backend seam, so this file is the only description of the
  * network for both backends. Order of operations per layer (NormFormer):

@@ -1,4 +1,4 @@
-/* bart.h — the DalleBart text encoder and image-token decoder (model spec §2), written
+/* bart.h — the DalleBart text encoder and image-token decoder (docs/model-spec.md §2), written
  * once against the backend seam.
  *
  * Contract: dalle_bart (weights + hparams) is read-only after dalle_bart_load. A

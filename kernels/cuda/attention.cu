@@ -7,11 +7,8 @@
  * q·k over the head dimension with shuffles; scores of the visible keys sit in shared
  * memory; max and normaliser are block reductions (fp32, expf); then each thread owns
  * output channels d and sums p_j·v[j, d] over the keys in order. Visibility is checked on
- * the host first (every query must see a key), as the CPU backend asserts.
- * Speed work left (issue 5): flash-decoding (split the keys over blocks and merge partial
- * softmaxes) so that small decode batches fill 132 SMs, heads of one row sharing a block
- * so that K/V rows are read once with 16-byte loads, an fp16 KV cache, and a tensor-core
- * tile kernel for the Tq = 64 prefill.
+ * the host first (every query must see a key), as the CPU backend asserts. The decode step
+ * does not come here: its attention is decode.cu's (split keys, 16-bit KV cache).
  */
 #include <math.h>
 

@@ -5,7 +5,7 @@
  * decode_attention = append + flash-decoding:
  *  1. kv_append_kernel: kc[slot[b], pos[b], :] = k[b, :] (and v), rounded to the cache
  *     type T ∈ {float, __half, __nv_bfloat16} — the self-attention KV cache in 16 bits
- *     halves the dominant memory traffic of large batches (performance.md §3.3);
+ *     halves the dominant memory traffic of large batches (docs/performance-model.md §3);
  *  2. split_kernel, grid (B·H, nsplit): the cap positions are cut into nsplit chunks of
  *     `chunk` keys (a multiple of 32); block (row·head, s) takes keys [s·chunk,
  *     min((s+1)·chunk, pos[b]+1)) — each row's own length, read on the device — and

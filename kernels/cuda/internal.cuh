@@ -3,7 +3,7 @@
  * device scratch, weight loads in any weight dtype, and the op entry points each family
  * file defines.
  *
- * Error policy (serving.md §9, code-style §3.10): CUDA_CHECK / CUBLAS_CHECK name the
+ * Error policy (docs/serving.md §3): CUDA_CHECK / CUBLAS_CHECK name the
  * statement, file:line and the op in a device fault (kernels/fault.h: the process's fault
  * handler, else abort); CUDA_LAUNCHED(op) checks
  * cudaGetLastError after every kernel launch. Ops cannot fail on valid arguments, so any

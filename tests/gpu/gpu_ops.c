@@ -12,7 +12,7 @@
  * this program on a machine without a GPU; fp32 only).
  *
  * Metric (as tests/helpers.h): max relative error = max_i |gpu_i − cpu_i| / max_i |cpu_i|.
- * Tolerances (issue 5 §3):
+ * Tolerances:
  *   - fp32 weights: 1e-5 for every op (cuBLAS SGEMM with TF32 off, double statistics in the
  *     norms like the CPU, the same fp32 formulas elsewhere);
  *   - 16-bit weights: the CPU gets the same weights rounded to 16 bits, so only the GEMMs

@@ -1,4 +1,4 @@
-"""Named bad inputs (serving.md §9): exact status, error code and param for each, a JSON
+"""Named bad inputs (docs/serving.md §2): exact status, error code and param for each, a JSON
 error body with CORS and a request id, and the server still healthy afterwards."""
 import json
 import socket
