@@ -210,8 +210,10 @@ dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle
                              int *job, dalle_error *err);
 
 /* One decode step of every running image (a no-op when none runs). Polls should_stop of each
- * running job first and cancels those that ask. */
-void dalle_state_step(dalle_state *s);
+ * running job first and cancels those that ask. DALLE_ERR_NOMEM when the backend ran out of
+ * working memory: every running job was then stopped (progress -1; release them) and the
+ * state is usable again. */
+dalle_status dalle_state_step(dalle_state *s);
 
 /* Steps done by the job's images (0..image_length); image_length when done; -1 for a handle
  * that is not running or done (cancelled, never started). */

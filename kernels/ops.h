@@ -14,7 +14,11 @@
  *  - Ops are ordered: each sees the results of the ones called before it on the same
  *    backend. `sync` waits until all of them are done.
  *  - Ops never fail on valid arguments; sizes are checked by the caller. Invalid sizes
- *    are broken invariants (DALLE_ASSERT).
+ *    are broken invariants (DALLE_ASSERT). The one failure an op reports is running out of
+ *    working memory (the CPU backend's scratch): it then does nothing and sets
+ *    dalle_backend.failed to DALLE_ERR_NOMEM, which stays set until the caller clears it,
+ *    and the results of the ops since are undefined (the engine checks it after each call
+ *    and returns the status).
  */
 #ifndef DALLE_KERNELS_OPS_H
 #define DALLE_KERNELS_OPS_H
@@ -268,6 +272,7 @@ struct dalle_backend {
     const dalle_backend_ops *ops;
     void *impl;
     long to_host_copies, syncs;
+    dalle_status failed; /* DALLE_OK, or DALLE_ERR_NOMEM (see the contract above) */
 };
 
 /* CPU backend: weights at the file's precision (F32, or F16/BF16 matrices kept 16-bit),

@@ -16,6 +16,14 @@
 #include "common/error.h"
 #include "model/pipeline_impl.h"
 
+/* The backend's out-of-memory report (ops.h dalle_backend.failed), cleared. */
+static dalle_status backend_failed(dalle_state *s, dalle_error *err) {
+    if (s->be->failed == DALLE_OK)
+        return DALLE_OK;
+    s->be->failed = DALLE_OK;
+    return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory (backend working memory)");
+}
+
 /* ---- iteration-level batching ------------------------------------------------------ */
 
 static dalle_status check_text(const dalle_model *m, const dalle_text *t, dalle_error *err) {
@@ -75,6 +83,8 @@ dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle
     float *enc = s->enc_out + (size_t)(b - 1) * T * C;
     dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, enc); // [1, T, C]
     dalle_bart_cross_kv(&m->bart, &s->work, enc, text->mask, b);
+    if ((st = backend_failed(s, err)) != DALLE_OK)
+        return st;
     s->block_used[b] = 1;
     s->jobs[j] = (dalle_job_rec){DALLE_JOB_RUNNING, b, 0, *p};
     for (int k = 0, i = 0; i < p->n_images; k++)
@@ -157,7 +167,7 @@ static void token_rows(dalle_state *s, int n, int k, int step) {
     }
 }
 
-void dalle_state_step(dalle_state *s) {
+dalle_status dalle_state_step(dalle_state *s) {
     const dalle_model *m = s->m;
     const int P = m->cfg.bart.image_length, V = m->cfg.bart.image_vocab_size;
     for (int j = 0; j < s->max_images; j++) {
@@ -187,15 +197,21 @@ void dalle_state_step(dalle_state *s) {
     }
     s->dev_tokens = n;
     if (n == 0)
-        return;
+        return DALLE_OK;
     dalle_bart_decode_step(&m->bart, &s->work, NULL, s->pos, s->slot, s->block, 2 * n, V);
     s->be->ops->sample_dev(s->be, s->work.step_dev, s->work.codes_dev, s->sampled, s->work.logits,
                            n, V, V, s->sp, s->step);
+    const dalle_status st = backend_failed(s, NULL);
     for (int j = 0; j < s->max_images; j++) {
         dalle_job_rec *r = &s->jobs[j];
-        if (r->state == DALLE_JOB_RUNNING && ++r->step == P)
+        if (r->state == DALLE_JOB_RUNNING && st != DALLE_OK)
+            job_leave(s, j, DALLE_JOB_CANCELLED);
+        else if (r->state == DALLE_JOB_RUNNING && ++r->step == P)
             job_leave(s, j, DALLE_JOB_DONE);
     }
+    if (st != DALLE_OK)
+        s->dev_tokens = 0; // nothing was sampled
+    return st;
 }
 
 void dalle_state_device_counts(const dalle_state *s, long *to_host_copies, long *syncs) {
@@ -233,8 +249,9 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
     double t1 = dalle_now_ms();
     const int P = s->m->cfg.bart.image_length;
     int cancelled = 0;
-    for (int t = 0; t < P && !cancelled; t++) {
-        dalle_state_step(s);
+    dalle_status st = DALLE_OK;
+    for (int t = 0; t < P && !cancelled && st == DALLE_OK; t++) {
+        st = dalle_state_step(s);
         for (int r = 0; r < n_req; r++)
             cancelled |= dalle_job_progress(s, jobs[r]) < 0;
     }
@@ -244,6 +261,8 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
         dalle_job_release(s, jobs[r]);
     }
     double t2 = dalle_now_ms();
+    if (st != DALLE_OK)
+        return dalle_error_set(err, st, "out of memory (backend working memory)");
     if (cancelled)
         return dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
     if (timings) {
@@ -300,6 +319,8 @@ dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uin
         if (st != DALLE_OK)
             return st;
         const int bad = dalle_vqgan_read_u8(&m->vqgan, &s->vqgan, B, rgb + done * px);
+        if ((st = backend_failed(s, err)) != DALLE_OK)
+            return st;
         if (bad >= 0)
             return dalle_error_set(err, DALLE_ERR_BACKEND,
                                    "the VQGAN produced a non-finite value (image %d)", done + bad);
@@ -371,6 +392,8 @@ static dalle_status rank(dalle_state *s, const int32_t *clip_ids, const uint8_t 
         dalle_clip_image_embed(&m->clip, &s->clip, s->clip.pixels, B, img + (size_t)done * E);
         done += B;
     }
+    if (st == DALLE_OK)
+        st = backend_failed(s, err);
     if (st == DALLE_OK)
         dalle_clip_scores(&m->clip, img, n, s->clip_txt, scores, order);
     free(img);
@@ -529,9 +552,10 @@ dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const 
                             N, dalle_state_free_images(s));
     if (st == DALLE_OK) {
         t2 = dalle_now_ms();
-        while (dalle_job_progress(s, job) >= 0 && dalle_job_progress(s, job) < P)
-            dalle_state_step(s);
-        if (dalle_job_progress(s, job) < 0)
+        while (st == DALLE_OK && dalle_job_progress(s, job) >= 0 && dalle_job_progress(s, job) < P)
+            if ((st = dalle_state_step(s)) != DALLE_OK)
+                dalle_error_set(err, st, "out of memory (backend working memory)");
+        if (st == DALLE_OK && dalle_job_progress(s, job) < 0)
             st = dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
     }
     double t3 = dalle_now_ms();

@@ -115,6 +115,8 @@ static dalle_status encode_uncond(dalle_model *m, dalle_error *err) {
             dalle_bart_encode(&m->bart, &w, ids, m->uncond_mask, 1, out);
             m->be->ops->to_host(m->be, m->uncond_enc, out, (size_t)T * C * sizeof(float));
             m->be->ops->free(m->be, out);
+            if (m->be->failed != DALLE_OK)
+                s = dalle_error_set(err, m->be->failed, "out of memory (backend working memory)");
         } else {
             s = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
         }
@@ -452,6 +454,8 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
         s->be->ops->to_device(s->be, s->enc_out, m->uncond_enc, (size_t)T * C * sizeof(float));
         dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, m->uncond_mask, DALLE_UNCOND_BLOCK);
         s->be->ops->sync(s->be);
+        if (s->be->failed != DALLE_OK)
+            st = dalle_error_set(err, s->be->failed, "out of memory (backend working memory)");
     }
     if (st != DALLE_OK) {
         dalle_state_free(s);

@@ -55,7 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/text/textutil.h"
+#include "common/embed.h"
 #include "server/conn_guard.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"

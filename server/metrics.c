@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "model/text/textutil.h"
+#include "common/sbuf.h"
 #include "server/server.h"
 
 /* Bucket bounds: seconds for durations, images for the batch size (13 each). */
@@ -45,10 +45,6 @@ static const char *const STAGE_NAME[DALLE_STAGE_COUNT] = {
 static const char *const FAILURE_NAME[DALLE_FAIL_COUNT] = {
     "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown", "device",
 };
-
-const char *dalle_route_path(dalle_route r) {
-    return ROUTE_PATH[r];
-}
 
 dalle_metrics *dalle_metrics_new(void) {
     dalle_metrics *m = calloc(1, sizeof(dalle_metrics));

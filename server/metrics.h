@@ -45,8 +45,6 @@ typedef enum {
 
 typedef struct dalle_metrics dalle_metrics;
 
-const char *dalle_route_path(dalle_route r);
-
 dalle_metrics *dalle_metrics_new(void);
 void dalle_metrics_free(dalle_metrics *m);
 

@@ -397,6 +397,9 @@ static void collect(dalle_scheduler *s) {
         dalle_job *job = s->finishing[s->finish_next];
         if (job->decoded)
             complete(s, job);
+        else if (job->no_memory)
+            fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0,
+                 "the device ran out of working memory");
         else if (job->gone)
             fail(s->srv, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0,
                  "the client closed the connection");
@@ -452,7 +455,9 @@ static void *scheduler_main(void *arg) {
         }
         if (s->n_running) {
             dalle_metrics_batch(s->srv->metrics, atomic_load(&s->batch_images));
-            dalle_state_step(s->state);
+            if (dalle_state_step(s->state) != DALLE_OK) /* every running job was stopped */
+                for (int i = 0; i < s->n_running; i++)
+                    s->running[i]->no_memory = 1;
             collect(s);
         }
     }

@@ -48,6 +48,7 @@ struct dalle_job {
     int handle;                            /* dalle_job_start handle */
     int decoded;                           /* its codes are complete */
     int gone;                              /* the client hung up */
+    int no_memory;                         /* stopped: the backend ran out of memory */
     double t_admit;                        /* taken from the queue */
     double t_start;                        /* decode start */
     double decode_ms, vqgan_ms, clip_ms;

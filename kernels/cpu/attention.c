@@ -56,6 +56,8 @@ void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const fl
     const int C = H * D, threads = dalle_cpu_of(be)->threads;
     const float scale = 1.0f / sqrtf((float)D);
     float *scratch = dalle_cpu_scratch(be, (size_t)threads * Tk * sizeof(float));
+    if (!scratch)
+        return; // be->failed is set
     const int64_t work = (int64_t)B * Tq * Tk * C;
 #pragma omp parallel for collapse(3) num_threads(threads) if (work >= DALLE_CPU_PAR_MIN)
     for (int b = 0; b < B; b++)

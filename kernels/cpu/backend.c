@@ -64,12 +64,18 @@ static void cpu_destroy(dalle_backend *be) {
     free(be);
 }
 
-/* *buf holding at least `bytes` (grown, contents dropped, when smaller). */
-static void *grow(void **buf, size_t *have, size_t bytes) {
+/* *buf holding at least `bytes` (grown, contents dropped, when smaller); NULL and
+ * be->failed = DALLE_ERR_NOMEM when memory runs out. */
+static void *grow(dalle_backend *be, void **buf, size_t *have, size_t bytes) {
     if (bytes > *have) {
         free(*buf);
-        *buf = aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
-        DALLE_ASSERT(*buf);
+        *have = 0;
+        *buf = bytes > SIZE_MAX - DALLE_CPU_ALIGN ? NULL
+                                                  : aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
+        if (!*buf) {
+            be->failed = DALLE_ERR_NOMEM;
+            return NULL;
+        }
         *have = round_up(bytes);
     }
     return *buf;
@@ -77,12 +83,12 @@ static void *grow(void **buf, size_t *have, size_t bytes) {
 
 void *dalle_cpu_scratch(dalle_backend *be, size_t bytes) {
     dalle_cpu *cpu = dalle_cpu_of(be);
-    return grow(&cpu->scratch, &cpu->scratch_bytes, bytes);
+    return grow(be, &cpu->scratch, &cpu->scratch_bytes, bytes);
 }
 
 void *dalle_cpu_map(dalle_backend *be, size_t bytes) {
     dalle_cpu *cpu = dalle_cpu_of(be);
-    return grow(&cpu->map, &cpu->map_bytes, bytes);
+    return grow(be, &cpu->map, &cpu->map_bytes, bytes);
 }
 
 static const dalle_backend_ops cpu_ops = {

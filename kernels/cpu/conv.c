@@ -151,6 +151,8 @@ void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dal
     const int nt = (int64_t)HW * C >= DALLE_CPU_PAR_MIN ? threads : 1;
     const double n = (double)HW * (C / groups); // values per (image, group)
     double *part = dalle_cpu_scratch(be, ((size_t)nt + 4) * C * sizeof(double));
+    if (!part)
+        return;                                                     // be->failed is set
     double *acc = part + (size_t)nt * C, *mean = acc + C;           // [C] each
     float *hi = (float *)(mean + C), *lo = hi + C, *scale = lo + C; // [C] each
     for (int b = 0; b < B; b++) {
@@ -233,6 +235,8 @@ void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dall
     if (B == 0)
         return;
     float *t = dalle_cpu_map(be, (size_t)B * H * W * Cin * sizeof *t); // [B, H, W, Cin]
+    if (!t)
+        return; // be->failed is set
     dalle_cpu_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);
     dalle_cpu_conv2d(be, y, t, w, bias, B, H, W, Cin, Cout, k);
 }

@@ -117,6 +117,8 @@ static void sample_tokens(dalle_backend *be, int32_t *tokens, const float *logit
         if (params[b].top_k > kmax)
             kmax = params[b].top_k < V ? params[b].top_k : V;
     cand *scratch = dalle_cpu_scratch(be, (size_t)threads * kmax * sizeof(cand));
+    if (!scratch)
+        return; // be->failed is set
 #pragma omp parallel for num_threads(threads) if (B > 1)
     for (int b = 0; b < B; b++) {
         const float *lc = logits + (size_t)2 * b * ld; // [B, 2, ld]
@@ -140,6 +142,8 @@ void dalle_cpu_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes, cons
                           const float *logits, int B, int V, int ld,
                           const dalle_sample_params *params, const int32_t *step) {
     sample_tokens(be, rows, logits, B, V, ld, params, step);
+    if (be->failed)
+        return; // no tokens: rows and codes keep their values
     for (int b = B - 1; b >= 0; b--) {
         const int32_t t = rows[b];
         rows[2 * b + 1] = rows[2 * b] = t;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/ops.h"
@@ -219,6 +220,37 @@ Test(cpu_ops, layernorm) {
     }
     check_layernorm(4, 4096, 1, 1, 0, 300); /* large mean: needs the two-pass variance */
     check_layernorm(3, 1, 1, 1, 0, 0);      /* variance 0: output = beta */
+}
+
+/* Out of working memory is an error status, not an abort: with the address space capped just
+ * above what the process uses, conv2d_gn cannot get its feature-map buffer; it returns without
+ * working, sets be->failed, and the backend works again once memory is back. */
+Test(cpu_ops, scratch_out_of_memory_is_a_status) {
+    enum { B = 1, H = 64, W = 64, C = 1024 }; /* a 16 MiB map */
+    float *x = falloc((size_t)B * H * W * C), *y = falloc((size_t)B * H * W * C);
+    float g[C], bt[C];
+    dalle_tensor gamma = tensor1(g, C), beta = tensor1(bt, C), w = tensor2(NULL, C, 9 * C);
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert(f);
+    char line[256];
+    long vm_kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %ld kB", &vm_kb) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(vm_kb, 0);
+    struct rlimit lim = {.rlim_cur = (rlim_t)(vm_kb + 4096) * 1024, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    cr_assert_eq(be->failed, DALLE_OK);
+    be->ops->conv2d_gn(be, y, x, &gamma, &beta, 32, 1e-6f, 1, &w, NULL, B, H, W, C, C, 3);
+    cr_assert_eq(be->failed, DALLE_ERR_NOMEM, "the op reports that it could not work");
+    lim.rlim_cur = RLIM_INFINITY;
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    be->failed = DALLE_OK;
+    cr_assert_not_null(dalle_cpu_map(be, (size_t)B * H * W * C * sizeof(float)));
+    cr_assert_eq(be->failed, DALLE_OK);
+    be->ops->free(be, x);
+    be->ops->free(be, y);
 }
 
 /* ---- embed, kv_store (decode_attention's cache append), gelu_mul, add
