@@ -37,8 +37,10 @@ static const setting SETTINGS[] = {
     STR(host, "127.0.0.1", "bind address (IPv4)"),
     NUM(port, 0, 65535, "8080", "TCP port; 0 picks a free one (printed in the first log line)"),
     NUM(queue, 1, 100000, "16", "requests waiting for the scheduler; more get 429"),
-    NUM(max_batch, 1, DALLE_SERVER_MAX_BATCH, "4",
-        "images decoded together; also the largest n of one request"),
+    NUM(max_batch, 1, DALLE_SERVER_MAX_BATCH, "4", "images decoded together"),
+    NUM(max_images, 1, DALLE_SERVER_MAX_IMAGES, "16",
+        "the largest n of one request; above --max-batch it decodes in parts of --max-batch "
+        "images, one after another (on the cpu backend the images of one batch)"),
     NUM(threads, 0, 1024, "0", "CPU compute threads; 0 = all cores"),
     NUM(http_threads, 1, 64, "2", "HTTP worker threads"),
     NUM(body_limit, 64, 16777216, "65536", "request body bytes; larger bodies get 413"),

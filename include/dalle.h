@@ -139,7 +139,9 @@ void dalle_text_free(dalle_text *t);
 
 typedef struct {
     int n_images;      /* >= 1, <= the state's max_images */
-    uint64_t seed;     /* image i draws from RNG(seed, i, step) */
+    uint64_t seed;     /* image i draws from RNG(seed, first_image + i, step) */
+    int first_image;   /* >= 0 (default 0): a request split over several calls or jobs gives
+                          each part the index of its first image, and gets its images */
     float cond_scale;  /* classifier-free guidance scale (limits above) */
     float temperature; /* (limits above) */
     float top_p;       /* (limits above) */
@@ -235,7 +237,7 @@ dalle_status dalle_job_preview(dalle_state *s, int job, uint8_t *rgb, dalle_erro
 typedef struct {
     int32_t *codes; /* by image index; NULL: not wanted */
     uint8_t *rgb;   /* [n_images, R, R, 3]: best first when ranked, else by index */
-    int32_t *order; /* the image index (RNG stream) of each rgb entry */
+    int32_t *order; /* the index in the job of each rgb entry (its RNG stream: + first_image) */
     float *scores;  /* the CLIP score of each rgb entry; 0 when not ranked */
 } dalle_job_output;
 

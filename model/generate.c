@@ -183,9 +183,9 @@ dalle_status dalle_state_step(dalle_state *s) {
         const dalle_gen_params *p = &r->p;
         token_rows(s, n, k, r->step);
         s->batch_image[n] = k;
-        s->sp[n] =
-            (dalle_sample_params){p->cond_scale, p->temperature, p->top_p,
-                                  p->top_k,      p->seed,        (uint32_t)s->image_index[k]};
+        s->sp[n] = (dalle_sample_params){
+            p->cond_scale, p->temperature, p->top_p,
+            p->top_k,      p->seed,        (uint32_t)(p->first_image + s->image_index[k])};
         s->step[n] = r->step;
         s->sampled[n] = 2 * k * P + r->step; // where sample_dev puts the code
         for (int c = 0; c < 2; c++) {

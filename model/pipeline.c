@@ -341,6 +341,9 @@ dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params
     const dalle_status bad = DALLE_ERR_INVALID_ARG;
     if (p->n_images < 1 || p->n_images > max_images)
         return dalle_error_set(err, bad, "n must be in [1, %d], got %d", max_images, p->n_images);
+    if (p->first_image < 0 || p->first_image > INT32_MAX - p->n_images)
+        return dalle_error_set(err, bad, "first_image must be in [0, %d], got %d",
+                               INT32_MAX - p->n_images, p->first_image);
     if (!isfinite(p->cond_scale) || p->cond_scale < DALLE_COND_SCALE_MIN ||
         p->cond_scale > DALLE_COND_SCALE_MAX)
         return dalle_error_set(err, bad, "cond_scale must be in [%d, %d], got %g",

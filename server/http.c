@@ -243,7 +243,7 @@ static json_t *info_json(const dalle_server *srv) {
                           srv->info.image_length, "rank", srv->info.has_clip);
     return json_pack("{s:o, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model", model,
                      "device", cfg->device, "devices", devices_json(srv), "limits", "max_images",
-                     (json_int_t)cfg->max_batch, "max_prompt_bytes", (json_int_t)cfg->max_prompt,
+                     (json_int_t)cfg->max_images, "max_prompt_bytes", (json_int_t)cfg->max_prompt,
                      "body_limit_bytes", (json_int_t)cfg->body_limit, "queue_capacity",
                      (json_int_t)cfg->queue, "deadline_s", (json_int_t)cfg->deadline,
                      "preview_min_every", DALLE_PREVIEW_MIN_EVERY, "jpeg_threads",

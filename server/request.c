@@ -192,7 +192,7 @@ static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
     if (!strcmp(key, "prompt"))
         return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n")) {
-        const long max = srv->cfg.max_batch < OPENAI_MAX_N ? srv->cfg.max_batch : OPENAI_MAX_N;
+        const long max = srv->cfg.max_images < OPENAI_MAX_N ? srv->cfg.max_images : OPENAI_MAX_N;
         if (get_int(v, key, 1, max, &i, e))
             return -1;
         req->gen.n_images = (int)i;
@@ -222,7 +222,7 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
     if (!strcmp(key, "prompt") || !strcmp(key, "text"))
         return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n") || !strcmp(key, "num_images")) {
-        if (get_int(v, key, 1, srv->cfg.max_batch, &i, e))
+        if (get_int(v, key, 1, srv->cfg.max_images, &i, e))
             return -1;
         g->n_images = (int)i;
     } else if (!strcmp(key, "seed")) {

@@ -199,15 +199,15 @@ static void finish(dalle_scheduler *s, dalle_job *job) {
 typedef struct {
     dalle_pool_task task; /* first */
     dalle_job *job;
-    int step, steps;
-    uint8_t rgb[]; /* [n_images, R, R, 3] */
+    int step, steps, n;
+    uint8_t rgb[]; /* [n, R, R, 3] */
 } preview_task;
 
 static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     preview_task *p = (preview_task *)t;
     dalle_job *job = p->job;
     const dalle_server *srv = job->sched->srv;
-    const int n = job->req.gen.n_images, R = srv->info.image_size;
+    const int n = p->n, R = srv->info.image_size;
     const int quality =
         job->req.quality < DALLE_PREVIEW_MAX_QUALITY ? job->req.quality : DALLE_PREVIEW_MAX_QUALITY;
     dalle_result r = {.n_images = n, .width = R, .height = R};
@@ -226,15 +226,19 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     free(p);
 }
 
-/* Decode the job's codes so far for a preview (dalle_job_preview). A preview is optional:
- * when memory or the VQGAN fails, it is skipped. */
-static void preview(dalle_scheduler *s, dalle_job *job, int step) {
-    const int R = s->srv->info.image_size, n = job->req.gen.n_images;
-    preview_task *p = malloc(sizeof *p + (size_t)n * R * R * 3);
+/* Decode the job's codes so far for a preview (dalle_job_preview): the running part's
+ * images, after those of a request's finished parts (by index). A preview is optional: when
+ * memory or the VQGAN fails, it is skipped. */
+static void preview(dalle_scheduler *s, dalle_job *job, int step, int steps) {
+    const size_t px = (size_t)s->srv->info.image_size * s->srv->info.image_size * 3;
+    const int n = job->part_first + job->part_n;
+    preview_task *p = malloc(sizeof *p + (size_t)n * px);
     if (!p)
         return;
+    memcpy(p->rgb, job->rgb, (size_t)job->part_first * px);
     dalle_error err = {0};
-    if (dalle_job_preview(s->state, job->handle, p->rgb, &err) != DALLE_OK) {
+    if (dalle_job_preview(s->state, job->handle, p->rgb + (size_t)job->part_first * px, &err) !=
+        DALLE_OK) {
         fprintf(stderr, "preview id=%s step=%d skipped: %s\n", job->id, step, err.msg);
         free(p);
         return;
@@ -242,11 +246,26 @@ static void preview(dalle_scheduler *s, dalle_job *job, int step) {
     p->task.run = preview_run;
     p->job = job;
     p->step = step;
-    p->steps = s->srv->info.image_length;
+    p->steps = steps;
+    p->n = n;
     dalle_encode_pool_submit(s->srv->pool, job->lane, &p->task);
 }
 
 /* ---- the queue ------------------------------------------------------------------------ */
+
+/* Requests in parts: a request of more than --max-batch images runs as parts of at most
+ * --max-batch images, one after another (each part is one engine job; image i of the request
+ * keeps its RNG stream through dalle_gen_params.first_image, so on a batch-invariant backend
+ * its images are those of one job of n images). A part's images are kept by index; after the
+ * last part the request is ranked as the engine ranks one job (score, then index). */
+static int in_parts(const dalle_scheduler *s, const dalle_job *job) {
+    return job->req.gen.n_images > s->srv->cfg.max_batch;
+}
+
+/* Images of the request's first part: what the state must have room for to admit it. */
+static int first_part(const dalle_scheduler *s, const dalle_job *job) {
+    return in_parts(s, job) ? (int)s->srv->cfg.max_batch : job->req.gen.n_images;
+}
 
 /* The reason a queued job must not run, or 0 (fails it). */
 static int reject_queued(dalle_scheduler *s, dalle_job *job) {
@@ -292,7 +311,7 @@ static dalle_job *sweep_queue(dalle_scheduler *s) {
 static dalle_job *pop_if_fits(dalle_scheduler *s) {
     dalle_job *job = s->head;
     if (!job || dalle_state_free_prompts(s->state) < 1 ||
-        dalle_state_free_images(s->state) < job->req.gen.n_images)
+        dalle_state_free_images(s->state) < first_part(s, job))
         return NULL;
     s->head = job->next;
     if (!s->head)
@@ -315,25 +334,21 @@ static dalle_job *close_queue(dalle_scheduler *s) {
 
 /* ---- the scheduler thread --------------------------------------------------------------- */
 
-/* dalle_job_start; the job runs, or is finished with an error. */
-static void start(dalle_scheduler *s, dalle_job *job) {
-    const int R = s->srv->info.image_size, n = job->req.gen.n_images;
+/* dalle_job_start of the part from job->part_first; returns 1 when it runs, else the job is
+ * finished with an error. */
+static int start_part(dalle_scheduler *s, dalle_job *job) {
+    const int n = job->req.gen.n_images, rest = n - job->part_first;
     dalle_error err = {0};
     dalle_gen_params gen = job->req.gen;
+    gen.n_images = job->part_n = rest < s->srv->cfg.max_batch ? rest : (int)s->srv->cfg.max_batch;
+    gen.first_image = job->part_first;
     gen.should_stop = should_stop;
     gen.user = job;
-    job->rgb = malloc((size_t)n * R * R * 3);
-    if (!job->rgb) {
-        fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
-        finish(s, job);
-        return;
-    }
-    const double t0 = job->t_admit = dalle_server_now_ms();
+    const double t0 = dalle_server_now_ms();
     s->starting = job;
     dalle_status st = dalle_job_start(s->state, &job->text, &gen, &job->handle, &err);
     s->starting = NULL;
-    job->t_start = dalle_server_now_ms();
-    job->text_ms += job->t_start - t0;
+    job->text_ms += dalle_server_now_ms() - t0;
     if (st == DALLE_OK && job->handle < 0)
         st = dalle_error_set(&err, DALLE_ERR_BACKEND, "the state had no room for an admitted job");
     if (st != DALLE_OK) {
@@ -342,27 +357,95 @@ static void start(dalle_scheduler *s, dalle_job *job) {
         else
             fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
         finish(s, job);
-        return;
+        return 0;
     }
     s->running[s->n_running++] = job;
     atomic_fetch_add(&s->in_flight, 1);
-    atomic_fetch_add(&s->batch_images, n);
+    atomic_fetch_add(&s->batch_images, job->part_n);
+    return 1;
 }
 
-/* A job whose decode is done: the engine finishes it (dalle_job_finish: VQGAN, CLIP, ranked
- * pixels into job->rgb); the pool does the rest. */
-static void complete(dalle_scheduler *s, dalle_job *job) {
+/* A request taken from the queue: it runs (its first part), or is finished with an error. */
+static void start(dalle_scheduler *s, dalle_job *job) {
+    const int R = s->srv->info.image_size, n = job->req.gen.n_images;
+    job->rgb = malloc((size_t)n * R * R * 3);
+    if (!job->rgb) {
+        fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
+        finish(s, job);
+        return;
+    }
+    job->t_admit = dalle_server_now_ms();
+    job->part_first = 0;
+    if (start_part(s, job))
+        job->t_start = dalle_server_now_ms();
+}
+
+/* The ranking of a request whose parts are all done: order by score (best first), ties by
+ * index, as the engine orders one job; rgb and scores follow. Unranked: by index as is. */
+static dalle_status rank_parts(dalle_job *job, int R, dalle_error *err) {
+    const int n = job->req.gen.n_images;
+    const size_t px = (size_t)R * R * 3;
+    float by_index[DALLE_SERVER_MAX_IMAGES];
+    memcpy(by_index, job->scores, (size_t)n * sizeof *by_index);
+    for (int k = 0; k < n; k++) { // insertion sort: n ≤ DALLE_SERVER_MAX_IMAGES
+        int i = k;
+        while (i > 0 && job->req.rank && by_index[job->order[i - 1]] < by_index[k])
+            job->order[i] = job->order[i - 1], i--;
+        job->order[i] = k;
+    }
+    uint8_t *ranked = malloc((size_t)n * px);
+    if (!ranked)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n; k++) {
+        memcpy(ranked + k * px, job->rgb + job->order[k] * px, px);
+        job->scores[k] = by_index[job->order[k]];
+    }
+    free(job->rgb);
+    job->rgb = ranked;
+    return DALLE_OK;
+}
+
+/* A part whose decode is done: the engine finishes it (dalle_job_finish: VQGAN, CLIP, ranked
+ * pixels); the pool does the rest once the request is complete. Returns 1 when another part
+ * of the request must run. */
+static int complete(dalle_scheduler *s, dalle_job *job) {
+    const int R = s->srv->info.image_size, n = job->req.gen.n_images, first = job->part_first;
+    const size_t px = (size_t)R * R * 3;
     dalle_error err = {0};
     const double t0 = dalle_server_now_ms();
-    job->decode_ms = t0 - job->t_start;
+    job->decode_ms = t0 - job->t_start - job->vqgan_ms - job->clip_ms;
     dalle_timings tm = {0};
-    const dalle_job_output out = {NULL, job->rgb, job->order, job->scores};
-    const dalle_status st = dalle_job_finish(
-        s->state, job->handle, job->req.rank ? job->text.clip_ids : NULL, &out, &tm, &err);
-    job->vqgan_ms = tm.vqgan_ms;
-    job->clip_ms = tm.clip_ms;
+    const int parts = in_parts(s, job);
+    float scores[DALLE_SERVER_MAX_BATCH];
+    int32_t order[DALLE_SERVER_MAX_BATCH];
+    uint8_t *rgb = parts ? malloc((size_t)job->part_n * px) : job->rgb;
+    const dalle_job_output out = {NULL, rgb, parts ? order : job->order,
+                                  parts ? scores : job->scores};
+    dalle_status st =
+        rgb ? dalle_job_finish(s->state, job->handle, job->req.rank ? job->text.clip_ids : NULL,
+                               &out, &tm, &err)
+            : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
+    if (!rgb)
+        dalle_job_release(s->state, job->handle);
+    job->vqgan_ms += tm.vqgan_ms;
+    job->clip_ms += tm.clip_ms;
+    if (st == DALLE_OK && parts) {
+        for (int k = 0; k < job->part_n; k++) { // the part's images by request index
+            memcpy(job->rgb + (first + order[k]) * px, rgb + k * px, px);
+            job->scores[first + order[k]] = scores[k];
+        }
+        job->part_first += job->part_n;
+        if (job->part_first < n) {
+            free(rgb);
+            return 1;
+        }
+        st = rank_parts(job, R, &err);
+    }
+    if (parts)
+        free(rgb);
     if (st != DALLE_OK)
         fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
+    return 0;
 }
 
 /* After a step: progress and previews of the running jobs; answer and release the jobs
@@ -381,23 +464,28 @@ static void collect(dalle_scheduler *s) {
         if (!job->decoded) /* cancelled; a done job's handle is freed by dalle_job_finish */
             dalle_job_release(s->state, job->handle);
         atomic_fetch_sub(&s->in_flight, 1);
-        atomic_fetch_sub(&s->batch_images, job->req.gen.n_images);
+        atomic_fetch_sub(&s->batch_images, job->part_n);
         s->finishing[s->n_finishing++] = job;
     }
     s->n_running = kept;
     for (int i = 0; i < s->n_running; i++) {
         dalle_job *job = s->running[i];
         const int progress = dalle_job_progress(s->state, job->handle);
+        const int B = (int)s->srv->cfg.max_batch, n = job->req.gen.n_images;
+        const int step = job->part_first / B * P + progress, steps = (n + B - 1) / B * P;
         if (job->progress && progress % DALLE_PROGRESS_EVERY == 0)
-            job->progress(job, progress, P);
+            job->progress(job, step, steps);
         if (job->req.preview_every && progress % job->req.preview_every == 0)
-            preview(s, job, progress);
+            preview(s, job, step, steps);
     }
     for (; s->finish_next < s->n_finishing; s->finish_next++) {
         dalle_job *job = s->finishing[s->finish_next];
-        if (job->decoded)
-            complete(s, job);
-        else if (job->no_memory)
+        if (job->decoded) {
+            if (complete(s, job)) { /* its next part joins the batch now */
+                start_part(s, job);
+                continue;
+            }
+        } else if (job->no_memory)
             fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0,
                  "the device ran out of working memory");
         else if (job->gone)

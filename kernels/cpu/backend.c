@@ -1,8 +1,8 @@
 /* backend.c — the CPU backend's ops table: host memory (64-byte aligned), memcpy copies, a
  * no-op sync, the OpenMP thread count, the GEMM variant, the weight policy (16-bit matrices
  * kept, matmul and conv weights packed by linalg.c) and the per-backend scratch buffer.
- * The ops themselves live in linalg.c, norm.c, attention.c, elementwise.c, sample.c and
- * conv.c.
+ * The ops themselves live in files named like the CUDA backend's (kernels/cuda/): linalg.c,
+ * norm.c, attention.c, decode.c, elementwise.c, conv.c, image.c and sample.c.
  */
 #include <omp.h>
 #include <stdlib.h>

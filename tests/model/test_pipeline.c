@@ -221,16 +221,22 @@ Test(pipeline, caller_errors) {
     dalle_state_free(s);
 }
 
+/* A state for 3 images and 2 prompts, and two encoded prompts. */
+static dalle_state *two_prompts(dalle_text *ta, dalle_text *tb) {
+    dalle_error err = {0};
+    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), ta, &err), DALLE_OK);
+    cr_assert_eq(dalle_text_encode(m, "a snowy cabin", 13, tb, &err), DALLE_OK);
+    return state(3, 2);
+}
+
 /* Iteration-level batching: a job that joins a running batch mid-way, and one that is
  * cancelled, leave the other jobs' images unchanged (also when an image moves to another
  * row of the batch because a job before it left). */
 Test(pipeline, jobs_join_and_leave_at_any_step) {
     const size_t L = (size_t)info.image_length;
-    dalle_state *s = state(3, 2);
-    dalle_error err = {0};
     dalle_text ta, tb;
-    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), &ta, &err), DALLE_OK);
-    cr_assert_eq(dalle_text_encode(m, "a snowy cabin", 13, &tb, &err), DALLE_OK);
+    dalle_state *s = two_prompts(&ta, &tb);
+    dalle_error err = {0};
     dalle_gen_params pa = params(2, 21), pb = params(1, 22);
     int32_t *alone_a = malloc(sizeof(int32_t) * 2 * L), *alone_b = malloc(sizeof(int32_t) * L);
     cr_assert_eq(dalle_generate_codes_text(s, &ta, &pa, alone_a, NULL, &err), DALLE_OK);
@@ -308,11 +314,9 @@ static long step_copies(dalle_state *s, long *syncs) {
 
 Test(pipeline, decode_steps_copy_nothing_to_the_host) {
     const int L = info.image_length, R = info.image_size;
-    dalle_state *s = state(3, 2);
-    dalle_error err = {0};
     dalle_text ta, tb;
-    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), &ta, &err), DALLE_OK);
-    cr_assert_eq(dalle_text_encode(m, "a snowy cabin", 13, &tb, &err), DALLE_OK);
+    dalle_state *s = two_prompts(&ta, &tb);
+    dalle_error err = {0};
     dalle_gen_params pa = params(2, 31), pb = params(1, 32);
     int ja, jb;
     long syncs, c0, s0, c1, s1;
