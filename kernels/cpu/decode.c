@@ -19,8 +19,8 @@ void dalle_cpu_kv_store(dalle_backend *be, float *cache, const float *src, const
 }
 
 /* Decode self-attention with the cache append (ops.h decode_attention): the cache append
- * (dalle_cpu_kv_store) and the attention op (attention.c) in sequence, so the result is bit-identical to calling them. The
- * CPU cache is fp32 (kv_dtype DALLE_F32). */
+ * (dalle_cpu_kv_store) and the attention op (attention.c) in sequence, so the result is
+ * bit-identical to calling them. The CPU cache is fp32 (kv_dtype DALLE_F32). */
 void dalle_cpu_decode_attention(dalle_backend *be, float *out, const float *q, const float *k,
                                 const float *v, void *kc, void *vc, const int32_t *slot,
                                 const int32_t *pos, int B, int cap, int H, int D) {

@@ -2,12 +2,10 @@
 --max-batch images, one after another, and give the same seeded images, scores and ranking as
 when they fit in one batch (the CPU backend is batch-invariant); progress and previews cover the
 whole request; past --max-images is 422 (OpenAI route: 400, at most 10)."""
-import json
-
 import pytest
-import requests
 
-from conftest import REQ_TIMEOUT, Server, decode_images
+from conftest import Server, decode_images
+from test_stream import events, stream
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +50,13 @@ def test_the_limit_is_max_images(small):
 
 
 def test_progress_and_previews_cover_every_part(small):
-    body = {"prompt": "a red bicycle", "n": 3, "seed": 9, "stream": True, "preview_every": 128}
-    r = requests.post(small.url("/generate"), data=json.dumps(body), stream=True,
-                      timeout=REQ_TIMEOUT)
+    body = {"prompt": "a red bicycle", "n": 3, "seed": 9, "preview_every": 128}
+    r = stream(small, body)
     assert r.status_code == 200
-    events, name = [], None
-    for line in r.iter_lines(decode_unicode=True):
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            events.append((name, json.loads(line[6:])))
-    steps = [d for n, d in events if n == "progress"]
+    evs = events(r)
+    steps = [d for n, d in evs if n == "progress"]
     assert steps and all(d["steps"] == 2 * 256 for d in steps)  # two parts of 256 steps
     assert max(d["step"] for d in steps) > 256
-    previews = [d for n, d in events if n == "preview"]
+    previews = [d for n, d in evs if n == "preview"]
     assert [len(d["images"]) for d in previews] == [2, 1 + 2]  # part 1; part 1 done + part 2
-    assert events[-1][0] == "result" and len(events[-1][1]["images"]) == 3
+    assert evs[-1][0] == "result" and len(evs[-1][1]["images"]) == 3
