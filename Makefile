@@ -20,7 +20,7 @@ LDLIBS  += -ljansson -lutf8proc -lturbojpeg -lm -lpthread
 LDFLAGS += -fopenmp $(SAN)
 
 # Every .c under these folders is part of the engine library.
-LIB_DIRS := common kernels model_loader model model/text kernels/cpu config
+LIB_DIRS := common kernels model_loader model model/text kernels/cpu
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libdalle.a
@@ -30,7 +30,8 @@ CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
 SERVER     := $(BUILD)/dalle-server
-SERVER_SRC := $(wildcard server/*.c)
+# config/ (the server's settings) links into the server only, not the engine library
+SERVER_SRC := $(wildcard server/*.c config/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 
 # Each tests/**/test_*.c is one Criterion binary.

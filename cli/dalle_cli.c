@@ -25,7 +25,9 @@
 #include "dalle.h"
 
 #define EXIT_USAGE      2
-#define MAX_IMAGES      64
+#define MAX_IMAGES      64 /* -n, and the code grids of one decode */
+#define STR_(x)         #x
+#define STR(x)          STR_(x) /* a limit of dalle.h or of this file as text */
 #define MAX_RANK_IMAGES 256
 #define MAX_FILE_BYTES  (64 << 20)
 
@@ -44,24 +46,45 @@ static const char *USAGE =
     "options:\n"
     "  --model DIR         model directory (config.json, weights, tokenizer files; default "
     "models/demo)\n"
-    "  --prompt P          UTF-8 prompt, at most 4096 bytes\n"
-    "  --threads N         CPU threads, 0 = all cores (default 0)\n"
-    "  --backend B         cpu or cuda (default cpu; cuda weights: "
-    "DALLE_CUDA_WEIGHTS=f32|f16|bf16;\n"
-    "                      cpu GEMM: the fastest this CPU runs, or "
-    "DALLE_CPU_GEMM=avx512|avx2|portable)\n"
-    "gen:\n"
-    "  -n N                images, 1..64 (default 1)\n"
-    "  --seed S            0..2^63-1 (default: random, printed in the output)\n"
-    "  --top-k K           keep the K most likely codes, 1..image codes (default: config)\n"
-    "  --top-p P           nucleus sampling, (0, 1] (default: config)\n"
-    "  --temperature T     (0, 100] (default: config)\n"
-    "  --cond-scale C      classifier-free guidance scale, [0, 1000] (default: config)\n"
-    "jpeg:\n"
-    "  --quality Q         JPEG quality 1..100 (default 90)\n"
-    "  --subsampling S     444, 422 or 420 (default 420)\n"
-    "  --no-rank           generate: keep generation order, skip CLIP\n"
-    "  -h, --help          this text\n";
+    "  --prompt P          UTF-8 prompt, at most " STR(
+        DALLE_MAX_PROMPT_BYTES) " bytes\n"
+                                "  --threads N         CPU threads, 0 = all cores (default 0)\n"
+                                "  --backend B         cpu or cuda (default cpu; cuda weights: "
+                                "DALLE_CUDA_WEIGHTS=f32|f16|bf16;\n"
+                                "                      cpu GEMM: the fastest this CPU runs, or "
+                                "DALLE_CPU_GEMM=avx512|avx2|portable)\n"
+                                "gen:\n"
+                                "  -n N                images, 1.." STR(
+                                    MAX_IMAGES) " (default 1)\n"
+                                                "  --seed S            0..2^63-1 (default: random, "
+                                                "printed in the output)\n"
+                                                "  --top-k K           keep the K most likely "
+                                                "codes, " STR(
+                                                    DALLE_TOP_K_MIN) "..image codes "
+                                                                     "(default: config)\n"
+                                                                     "  --top-p P           "
+                                                                     "nucleus sampling, (0, " STR(
+                                                                         DALLE_TOP_P_MAX) "] "
+                                                                                          "(default"
+                                                                                          ": "
+                                                                                          "config)"
+                                                                                          "\n"
+                                                                                          "  "
+                                                                                          "--"
+                                                                                          "temperat"
+                                                                                          "ure T   "
+                                                                                          "  "
+                                                                                          "(0,"
+                                                                                          " " STR(
+                                                                                              DALLE_TEMPERATURE_MAX) "] (default: config)\n"
+                                                                                                                     "  --cond-scale C      classifier-free guidance scale, [" STR(DALLE_COND_SCALE_MIN) ", " STR(
+                                                                                                                         DALLE_COND_SCALE_MAX) "] (default: config)\n"
+                                                                                                                                               "jpeg:\n"
+                                                                                                                                               "  --quality Q         JPEG quality " STR(DALLE_QUALITY_MIN) ".." STR(
+                                                                                                                                                   DALLE_QUALITY_MAX) " (default 90)\n"
+                                                                                                                                                                      "  --subsampling S     444, 422 or 420 (default 420)\n"
+                                                                                                                                                                      "  --no-rank           generate: keep generation order, skip CLIP\n"
+                                                                                                                                                                      "  -h, --help          this text\n";
 
 typedef struct {
     const char *command, *model, *prompt, *out, *tokens, *backend;
@@ -184,7 +207,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         else if (gen && is(o, "--cond-scale"))
             bad = parse_double(v, &a->cond_scale), a->has_cond = 1;
         else if (jpeg && is(o, "--quality"))
-            bad = parse_long(v, 1, 100, &a->quality);
+            bad = parse_long(v, DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, &a->quality);
         else if (jpeg && is(o, "--subsampling"))
             bad = parse_long(v, 420, 444, &a->subsampling) ||
                   (a->subsampling != 420 && a->subsampling != 422 && a->subsampling != 444);

@@ -3,6 +3,7 @@
 #include "common/jpeg.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <turbojpeg.h>
 
 #include "common/error.h"
@@ -70,5 +71,25 @@ dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int wi
     DALLE_ASSERT(dst == e->buf);
     *jpeg = dst;
     *size = len;
+    return DALLE_OK;
+}
+
+dalle_status dalle_jpeg_encode_images(dalle_jpeg_encoder *enc, const uint8_t *rgb, int n, int R,
+                                      int quality, dalle_subsamp subsamp, const int32_t *index,
+                                      const float *scores, dalle_image *out, dalle_error *err) {
+    for (int k = 0; k < n; k++) {
+        const uint8_t *jpg;
+        size_t size;
+        dalle_status st = dalle_jpeg_encode(enc, rgb + (size_t)k * R * R * 3, R, R, quality,
+                                            subsamp, &jpg, &size, err);
+        if (st == DALLE_OK && !(out[k].jpeg = malloc(size)))
+            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+        if (st != DALLE_OK)
+            return st;
+        memcpy(out[k].jpeg, jpg, size);
+        out[k].jpeg_size = size;
+        out[k].index = index ? index[k] : k;
+        out[k].score = scores ? scores[k] : 0.0f;
+    }
     return DALLE_OK;
 }

@@ -29,4 +29,10 @@ dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *enc, const uint8_t *rgb, int 
                                int quality, dalle_subsamp subsamp, const uint8_t **jpeg,
                                size_t *size, dalle_error *err);
 
+/* n R×R images rgb [n, R, R, 3] as JPEG files into out[k]: jpeg malloc'ed (the caller frees
+ * it, also after an error), index = index[k] (k when NULL), score = scores[k] (0 when NULL). */
+dalle_status dalle_jpeg_encode_images(dalle_jpeg_encoder *enc, const uint8_t *rgb, int n, int R,
+                                      int quality, dalle_subsamp subsamp, const int32_t *index,
+                                      const float *scores, dalle_image *out, dalle_error *err);
+
 #endif /* DALLE_COMMON_JPEG_H */

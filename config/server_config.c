@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dalle.h"
+
 typedef struct {
     const char *key; /* JSON key; the flag is --key with '_' → '-', the env var DALLE_KEY */
     int is_str;
@@ -35,12 +37,14 @@ static const setting SETTINGS[] = {
     STR(host, "127.0.0.1", "bind address (IPv4)"),
     NUM(port, 0, 65535, "8080", "TCP port; 0 picks a free one (printed in the first log line)"),
     NUM(queue, 1, 100000, "16", "requests waiting for the scheduler; more get 429"),
-    NUM(max_batch, 1, DALLE_SERVER_MAX_BATCH, "4",
-        "images decoded together; also the largest n of one request"),
+    NUM(max_batch, 1, DALLE_SERVER_MAX_BATCH, "4", "images decoded together"),
+    NUM(max_images, 1, DALLE_SERVER_MAX_IMAGES, "16",
+        "the largest n of one request; above --max-batch it decodes in parts of --max-batch "
+        "images, one after another (on the cpu backend the images of one batch)"),
     NUM(threads, 0, 1024, "0", "CPU compute threads; 0 = all cores"),
     NUM(http_threads, 1, 64, "2", "HTTP worker threads"),
     NUM(body_limit, 64, 16777216, "65536", "request body bytes; larger bodies get 413"),
-    NUM(max_prompt, 1, 4096, "1024", "prompt bytes; longer prompts get 422"),
+    NUM(max_prompt, 1, DALLE_MAX_PROMPT_BYTES, "1024", "prompt bytes; longer prompts get 422"),
     NUM(timeout, 1, 3600, "30",
         "seconds a connection may wait idle: for its next request line, or stalled mid-response"),
     NUM(receive_timeout, 1, 3600, "10",

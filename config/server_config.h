@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #define DALLE_SERVER_MAX_BATCH   256 /* the largest --max-batch */
+#define DALLE_SERVER_MAX_IMAGES  256 /* the largest --max-images */
 #define DALLE_SERVER_MAX_DEVICES 16  /* GPUs one server drives */
 
 /* --device: auto (every visible GPU, else the CPU), cpu, cuda (every visible GPU) or
@@ -24,7 +25,8 @@ typedef struct {
     char *host;        /* bind address */
     long port;         /* 0 = any free port */
     long queue;        /* requests waiting for the scheduler */
-    long max_batch;    /* images decoded together; also the largest n of one request */
+    long max_batch;    /* images decoded together */
+    long max_images;   /* the largest n of one request (above max_batch: decoded in parts) */
     long threads;      /* CPU compute threads, 0 = all cores */
     long http_threads; /* libmicrohttpd worker threads */
     long body_limit;   /* request body bytes */

@@ -90,9 +90,25 @@ void dalle_model_get_info(const dalle_model *m, dalle_model_info *info);
 typedef void (*dalle_fault_handler)(const char *msg, void *user);
 void dalle_set_fault_handler(dalle_fault_handler fn, void *user);
 
+/* ---- limits -------------------------------------------------------------------
+ * Every generation-parameter range and size limit, named once. The engine enforces them
+ * (dalle_text_encode, dalle_gen_params_check, dalle_state_new, dalle_generate); the server's
+ * request validator and settings and the CLI's parser and --help use these names, and
+ * tests/server/test_limits.py checks openapi.yaml and the CLI's --help against this block.
+ * Integer literals, so that front ends can also print them. */
+#define DALLE_MAX_PROMPT_BYTES 4096 /* prompt bytes; the server's --max-prompt is at most this */
+#define DALLE_MAX_STATE_IMAGES 4096 /* max_images of one state (max_prompts ≤ max_images) */
+#define DALLE_COND_SCALE_MIN   0    /* cond_scale in [MIN, MAX] */
+#define DALLE_COND_SCALE_MAX   1000
+#define DALLE_TEMPERATURE_MAX  100       /* temperature in (0, MAX] */
+#define DALLE_TOP_P_MAX        1         /* top_p in (0, MAX] */
+#define DALLE_TOP_K_MIN        1         /* top_k in [MIN, the model's image_vocab_size] */
+#define DALLE_SEED_MAX         INT64_MAX /* seed in [0, MAX] */
+#define DALLE_QUALITY_MIN      1         /* JPEG quality in [MIN, MAX] */
+#define DALLE_QUALITY_MAX      100
+
 /* ---- text --------------------------------------------------------------------- */
 
-#define DALLE_MAX_PROMPT_BYTES 4096 /* longer prompts are rejected (DALLE_ERR_INVALID_ARG) */
 #define DALLE_CLIP_TEXT_LENGTH 77
 
 typedef struct {
@@ -110,15 +126,32 @@ dalle_status dalle_text_encode(const dalle_model *m, const char *prompt, size_t 
                                dalle_error *err);
 void dalle_text_free(dalle_text *t);
 
-/* ---- generation ----------------------------------------------------------------- */
+/* ---- generation -----------------------------------------------------------------
+ * Reproducibility contract. Image i of a request samples with RNG(seed, i, step) (counter-
+ * based: kernels/rng.h), so its random numbers never depend on the batch, the state or the
+ * backend. What else an image's codes depend on differs per backend:
+ *  - cpu: nothing else. Every op computes a row in an order that depends on the shapes of
+ *    the model only (the GEMM sums K in fixed segments, kernels/cpu/linalg.c), so a seeded
+ *    image is bit-identical alone, in a larger n, or sharing the batch with other requests,
+ *    for any state size, thread count and GEMM variant (avx512, avx2, portable).
+ *  - cuda: deterministic for one batch shape (same seed, same rows → same codes, run after
+ *    run on one GPU and library version), but not batch-invariant: the matmuls go through
+ *    cuBLAS, which picks its kernel and summation split by the number of rows (the decode
+ *    step pads rows to a power of two), so a logit can move by float rounding and, where it
+ *    sits on a sampling boundary, the image can change from that step on.
+ *  - across backends: the same seed gives the same random numbers, not the same bits; codes
+ *    agree until a rounding difference crosses a sampling boundary (tests/gpu/gpu_e2e.c
+ *    measures how often). */
 
 typedef struct {
     int n_images;      /* >= 1, <= the state's max_images */
-    uint64_t seed;     /* image i draws from RNG(seed, i, step) */
-    float cond_scale;  /* classifier-free guidance scale, [0, 1000] */
-    float temperature; /* (0, 100] */
-    float top_p;       /* (0, 1] */
-    int top_k;         /* [1, image_vocab_size] */
+    uint64_t seed;     /* image i draws from RNG(seed, first_image + i, step) */
+    int first_image;   /* >= 0 (default 0): a request split over several calls or jobs gives
+                          each part the index of its first image, and gets its images */
+    float cond_scale;  /* classifier-free guidance scale (limits above) */
+    float temperature; /* (limits above) */
+    float top_p;       /* (limits above) */
+    int top_k;         /* [DALLE_TOP_K_MIN, image_vocab_size] */
     /* optional: polled between decode steps; non-zero stops with DALLE_ERR_CANCELLED */
     int (*should_stop)(void *user);
     void *user;
@@ -159,7 +192,8 @@ dalle_status dalle_generate_codes_text(dalle_state *s, const dalle_text *text,
 /* Several prompts decoded in one batch (at most max_prompts, and max_images images in
  * all): request r uses texts[r] and params[r] and receives params[r].n_images ·
  * image_length codes in codes[r]. Image i of request r draws from
- * RNG(params[r].seed, i, step), so its codes equal those of the request run alone.
+ * RNG(params[r].seed, i, step), so on the cpu backend its codes equal those of the request
+ * run alone (the contract above).
  * should_stop of any request cancels the whole batch. */
 dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
                                         const dalle_gen_params *params, int32_t *const *codes,
@@ -168,32 +202,71 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
 /* ---- iteration-level batching ------------------------------------------------------
  * A state decodes up to max_images images at once. A job (one prompt, n images) joins the
  * running batch at any step when the state has n free images and a free prompt block
- * (max_prompts); each step advances every running image by one code; a job's images leave
- * the batch when their image_length codes are written, or at once when it is cancelled.
- * One thread drives a state: job_start / step / cancel are not concurrent. */
+ * (max_prompts); each step advances every running image by one code.
+ *
+ * A job's codes stay in the state's backend memory. A decode step copies nothing to the
+ * host and never waits for the device, also when jobs join or leave the batch (the token an
+ * image feeds next stays on the device); only dalle_job_codes, dalle_job_preview and
+ * dalle_job_finish bring data back. A done job's images no longer decode but stay held
+ * until dalle_job_finish or dalle_job_release frees them; a cancelled job's images are free
+ * at once. One thread drives a state: no two of these calls run at once on one state. */
 
-/* Start a job; codes[n_images · image_length] receives its codes step by step and must stay
- * valid until the job is done or cancelled. *job: a handle, ≥ 0. DALLE_ERR_INVALID_ARG for
- * bad parameters or text; DALLE_ERR_UNSUPPORTED when the state can never hold the job
- * (n_images > max_images); when it merely has no room now, returns DALLE_OK with *job = -1. */
+/* Start a job. *job: a handle, ≥ 0. DALLE_ERR_INVALID_ARG for bad parameters or text;
+ * DALLE_ERR_UNSUPPORTED when the state can never hold the job (n_images > max_images); when
+ * it merely has no room now, returns DALLE_OK with *job = -1. */
 dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle_gen_params *p,
-                             int32_t *codes, int *job, dalle_error *err);
+                             int *job, dalle_error *err);
 
 /* One decode step of every running image (a no-op when none runs). Polls should_stop of each
- * running job first and cancels those that ask. */
-void dalle_state_step(dalle_state *s);
+ * running job first and cancels those that ask. DALLE_ERR_NOMEM when the backend ran out of
+ * working memory: every running job was then stopped (progress -1; release them) and the
+ * state is usable again. */
+dalle_status dalle_state_step(dalle_state *s);
 
 /* Steps done by the job's images (0..image_length); image_length when done; -1 for a handle
  * that is not running or done (cancelled, never started). */
 int dalle_job_progress(const dalle_state *s, int job);
 
+/* The codes of a running or done job so far, one device→host copy: codes[i·image_length +
+ * t] for image i and t < progress (the rest is left as it was). Returns the progress (-1:
+ * not running or done, nothing written). */
+int dalle_job_codes(dalle_state *s, int job, int32_t *codes);
+
+/* A preview of a running or done job with progress ≥ 1: its codes so far, each code not
+ * generated yet copying the code one latent row above it (the last generated row repeats
+ * downward; in an unfinished first row, the last generated code), decoded by the VQGAN into
+ * rgb [n_images, R, R, 3] by index. Previews only read: the job's result is the same. */
+dalle_status dalle_job_preview(dalle_state *s, int job, uint8_t *rgb, dalle_error *err);
+
+/* Where dalle_job_finish puts a job's result; every array has n_images entries (codes
+ * n_images · image_length, rgb n_images · R · R · 3). */
+typedef struct {
+    int32_t *codes; /* by image index; NULL: not wanted */
+    uint8_t *rgb;   /* [n_images, R, R, 3]: best first when ranked, else by index */
+    int32_t *order; /* the index in the job of each rgb entry (its RNG stream: + first_image) */
+    float *scores;  /* the CLIP score of each rgb entry; 0 when not ranked */
+} dalle_job_output;
+
+/* Finish a done job and free its handle (also on error): VQGAN → pixel bytes in backend
+ * memory → CLIP preprocessing and image embeddings there (ranked when clip_ids, the prompt's
+ * dalle_text.clip_ids, is given: needs CLIP) → rgb, order, scores on the host. timings
+ * (optional): vqgan_ms, clip_ms. Needs a model with a VQGAN; DALLE_ERR_INVALID_ARG for a
+ * handle that is not done. */
+dalle_status dalle_job_finish(dalle_state *s, int job, const int32_t *clip_ids,
+                              const dalle_job_output *out, dalle_timings *timings,
+                              dalle_error *err);
+
 /* Free a done job's handle, or cancel a running one (its rows are free for the next step). */
 void dalle_job_release(dalle_state *s, int job);
 
-/* Images running now, and the free room for new images / prompts. */
+/* Images running or held by done jobs now, and the free room for new images / prompts. */
 int dalle_state_running_images(const dalle_state *s);
 int dalle_state_free_images(const dalle_state *s);
 int dalle_state_free_prompts(const dalle_state *s);
+
+/* Device→host copies and waits for the device made by the state's backend so far (the CPU
+ * backend counts as if it were a device): what a caller can check per step. */
+void dalle_state_device_counts(const dalle_state *s, long *to_host_copies, long *syncs);
 
 /* ---- images ------------------------------------------------------------------- */
 
@@ -211,7 +284,7 @@ dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const ui
                                int32_t *order, dalle_error *err);
 
 typedef struct {
-    int jpeg_quality;     /* 1..100 (default 90) */
+    int jpeg_quality;     /* DALLE_QUALITY_MIN..MAX (default 90) */
     int jpeg_subsampling; /* 444, 422 or 420 (default 420) */
     int rank;             /* order by CLIP score (default: 1 when the model has CLIP) */
 } dalle_output_params;

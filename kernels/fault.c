@@ -1,9 +1,9 @@
 /* fault.c — the device-fault handler and the fault-injection backend wrapper (fault.h).
  *
  * The wrapper does not copy or forward the backend: it gives the backend its own copy of
- * the ops table whose `sample` counts calls and whose `destroy` frees the copy, so every
- * other op runs the real code unchanged on the real impl. The copy starts with the table,
- * so `(fault_ops *)be->ops` recovers it.
+ * the ops table whose `sample_dev` (the decode step's sampling) counts calls and whose `destroy`
+ * frees the copy, so every other op runs the real code unchanged on the real impl. The copy starts
+ * with the table, so `(fault_ops *)be->ops` recovers it.
  */
 #include "kernels/fault.h"
 
@@ -43,13 +43,14 @@ typedef struct {
     long calls, fault_at;
 } fault_ops;
 
-static void inject_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,
-                          int ld, const dalle_sample_params *params, const int32_t *step) {
+static void inject_sample(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
+                          const float *logits, int B, int V, int ld,
+                          const dalle_sample_params *params, const int32_t *step) {
     fault_ops *f = (fault_ops *)be->ops;
     if (++f->calls == f->fault_at)
         dalle_fault("%s backend: injected fault at decode step %ld (DALLE_FAULT_INJECT)",
                     f->real->name, f->calls);
-    f->real->sample(be, tokens, logits, B, V, ld, params, step);
+    f->real->sample_dev(be, rows, codes, code_at, logits, B, V, ld, params, step);
 }
 
 static void inject_destroy(dalle_backend *be) {
@@ -73,7 +74,7 @@ dalle_status dalle_fault_inject_arm(dalle_backend *be, dalle_error *err) {
         return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     f->real = be->ops;
     f->ops = *be->ops;
-    f->ops.sample = inject_sample;
+    f->ops.sample_dev = inject_sample;
     f->ops.destroy = inject_destroy;
     f->fault_at = n;
     be->ops = &f->ops;

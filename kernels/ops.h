@@ -14,7 +14,11 @@
  *  - Ops are ordered: each sees the results of the ones called before it on the same
  *    backend. `sync` waits until all of them are done.
  *  - Ops never fail on valid arguments; sizes are checked by the caller. Invalid sizes
- *    are broken invariants (DALLE_ASSERT).
+ *    are broken invariants (DALLE_ASSERT). The one failure an op reports is running out of
+ *    working memory (the CPU backend's scratch): it then does nothing and sets
+ *    dalle_backend.failed to DALLE_ERR_NOMEM, which stays set until the caller clears it,
+ *    and the results of the ops since are undefined (the engine checks it after each call
+ *    and returns the status).
  */
 #ifndef DALLE_KERNELS_OPS_H
 #define DALLE_KERNELS_OPS_H
@@ -94,6 +98,8 @@ typedef struct {
     void (*free)(dalle_backend *be, void *p);
     void (*to_device)(dalle_backend *be, void *dst, const void *src, size_t bytes);
     void (*to_host)(dalle_backend *be, void *dst, const void *src, size_t bytes);
+    /* dst = src, both in backend memory, ordered like an op (no wait for the device). */
+    void (*copy)(dalle_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(dalle_backend *be);
     void (*destroy)(dalle_backend *be);
     /* Optional: the name of the kernel variant this backend runs (CPU: the GEMM's
@@ -102,7 +108,9 @@ typedef struct {
 
     /* y[M,N] = x[M,K] · W[:N, :K]ᵀ (+ y when accumulate). W is [N_w, K] with N ≤ N_w, so a
      * caller may use only the first N output rows of a weight (lm_head restricted to the
-     * image codes). */
+     * image codes). Row invariance (dalle.h, reproducibility contract): on the CPU, row m of y
+     * is bit-identical whatever M (the batch); the CUDA backend promises it for one M only
+     * (cuBLAS chooses its kernel by shape). */
     void (*matmul)(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M, int N,
                    int K, int accumulate);
 
@@ -127,11 +135,6 @@ typedef struct {
     void (*attention)(dalle_backend *be, float *out, const float *q, const float *k, const float *v,
                       const int32_t *kv_index, const uint8_t *key_mask, const int32_t *causal_pos,
                       int B, int Tq, int Tk, int kv_cap, int H, int D);
-
-    /* cache[slot[b], pos[b] + t, :] = src[b, t, :] for b < B, t < T; cache blocks are
-     * [cap, C]. slot, pos are host arrays. */
-    void (*kv_store)(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
-                     const int32_t *pos, int B, int T, int C, int cap);
 
     /* y[i] = gelu_erf(a[i]) · b[i], i < n (GLU middle). y may equal a or b. */
     void (*gelu_mul)(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
@@ -261,9 +264,16 @@ typedef struct {
                       const dalle_clip_prep_plan *plan, int B);
 } dalle_backend_ops;
 
+/* to_host_copies, syncs: the device→host copies and the waits for the device (sync, and
+ * those to_host and host-returning ops such as sample make) done so far on this backend;
+ * the CPU backend counts its memcpys and no-op syncs as a device's would be counted, so
+ * that tests can check where a pipeline waits without a GPU. Only the thread driving the
+ * backend writes them. */
 struct dalle_backend {
     const dalle_backend_ops *ops;
     void *impl;
+    long to_host_copies, syncs;
+    dalle_status failed; /* DALLE_OK, or DALLE_ERR_NOMEM (see the contract above) */
 };
 
 /* CPU backend: weights at the file's precision (F32, or F16/BF16 matrices kept 16-bit),

@@ -1,4 +1,4 @@
-/* bart.c — DalleBart encoder and cached decoder step (see bart.h; model spec §2).
+/* bart.c — DalleBart encoder and cached decoder step (see bart.h; docs/model-spec.md §2).
  *
  * Every op goes through the backend seam, so this file is the only description of the
  * network for both backends. Order of operations per layer (NormFormer):
@@ -142,11 +142,6 @@ static void **layer_alloc_bytes(dalle_backend *be, int L, size_t bytes, int *ok)
         if (!(v[l] = be->ops->alloc(be, bytes)))
             *ok = 0;
     return v;
-}
-
-/* The backend runs the decode step from device-resident indices (ops.h). */
-int dalle_bart_device_tokens(const dalle_bart_work *w) {
-    return w->be->ops->sample_dev != NULL;
 }
 
 dalle_status dalle_bart_work_new(dalle_bart_work *w, const dalle_bart *m, dalle_backend *be,

@@ -1,4 +1,4 @@
-/* bart.h — the DalleBart text encoder and image-token decoder (model spec §2), written
+/* bart.h — the DalleBart text encoder and image-token decoder (docs/model-spec.md §2), written
  * once against the backend seam.
  *
  * Contract: dalle_bart (weights + hparams) is read-only after dalle_bart_load. A
@@ -95,19 +95,14 @@ void dalle_bart_cross_kv(const dalle_bart *m, dalle_bart_work *w, const float *e
 /* One decoder step for R ≤ max_rows rows: row r feeds token[r] at position pos[r], uses
  * self-attention cache slot slot[r] (positions 0..pos[r] must already be filled for
  * 0..pos[r]-1) and cross block block[r]. Writes logits for the first n_logits columns to
- * w->logits ([R, n_logits]). All arrays are host [R]. token NULL (only when
- * dalle_bart_device_tokens): the token ids are already in w->step_dev rows [0, R), put there
- * by the backend's sample_dev after the previous step, and nothing about them is uploaded.
+ * w->logits ([R, n_logits]). All arrays are host [R]. token NULL: the token ids are already
+ * in w->step_dev rows [0, R) (put there by the backend's sample_dev after the previous step,
+ * or copied there by the caller), and nothing about them is uploaded.
  * On a backend with the device-index ops (ops.h embed_dev, decode_attention,
  * cross_attention) the step reads its indices from w->step_dev, uploaded once per step;
  * on one that also records (graph_*), R is padded to a power of two (padding rows use
  * KV slot max_rows and block 0, their logits are ignored) and the step is recorded once
  * per bucket after one eager run, then replayed. */
-/* 1 when the backend samples into device memory (ops.h sample_dev) and the step reads its
- * token ids from there (the device-index ops): a decode loop can then keep its tokens on the
- * device between steps (model/generate.c). */
-int dalle_bart_device_tokens(const dalle_bart_work *w);
-
 void dalle_bart_decode_step(const dalle_bart *m, dalle_bart_work *w, const int32_t *token,
                             const int32_t *pos, const int32_t *slot, const int32_t *block, int R,
                             int n_logits);

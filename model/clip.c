@@ -1,4 +1,4 @@
-/* clip.c — CLIP towers and scores (see clip.h; model spec §6.4–§6.5).
+/* clip.c — CLIP towers and scores (see clip.h; docs/model-spec.md §6.4–§6.5).
  *
  * Order of operations, as HF CLIPModel / OpenAI CLIP:
  *   vision: patchify → x = patches · W_patchᵀ (no bias), class token prepended, + positions

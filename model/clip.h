@@ -1,7 +1,7 @@
-/* clip.h — CLIP (model spec §6.4–§6.5): the ViT image tower, the causal text tower and the
+/* clip.h — CLIP (docs/model-spec.md §6.4–§6.5): the ViT image tower, the causal text tower and the
  * cosine scores used to rank a request's images, written once against the backend seam.
  * Weights are read straight from a Hugging Face CLIPModel safetensors file (HF names,
- * model spec §7.4); the hyper-parameters come from the "clip" section of config.json:
+ * docs/model-spec.md §7.4); the hyper-parameters come from the "clip" section of config.json:
  *
  *   "clip": {
  *     "embed_dim": 512,                  projection width E

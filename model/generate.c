@@ -16,6 +16,14 @@
 #include "common/error.h"
 #include "model/pipeline_impl.h"
 
+/* The backend's out-of-memory report (ops.h dalle_backend.failed), cleared. */
+static dalle_status backend_failed(dalle_state *s, dalle_error *err) {
+    if (s->be->failed == DALLE_OK)
+        return DALLE_OK;
+    s->be->failed = DALLE_OK;
+    return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory (backend working memory)");
+}
+
 /* ---- iteration-level batching ------------------------------------------------------ */
 
 static dalle_status check_text(const dalle_model *m, const dalle_text *t, dalle_error *err) {
@@ -52,7 +60,7 @@ int dalle_state_free_prompts(const dalle_state *s) {
 }
 
 dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle_gen_params *p,
-                             int32_t *codes, int *job, dalle_error *err) {
+                             int *job, dalle_error *err) {
     const dalle_model *m = s->m;
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model;
     *job = -1;
@@ -75,52 +83,26 @@ dalle_status dalle_job_start(dalle_state *s, const dalle_text *text, const dalle
     float *enc = s->enc_out + (size_t)(b - 1) * T * C;
     dalle_bart_encode(&m->bart, &s->work, text->ids, text->mask, 1, enc); // [1, T, C]
     dalle_bart_cross_kv(&m->bart, &s->work, enc, text->mask, b);
+    if ((st = backend_failed(s, err)) != DALLE_OK)
+        return st;
     s->block_used[b] = 1;
-    s->jobs[j] = (dalle_job_rec){DALLE_JOB_RUNNING, b, 0, codes, *p};
+    s->jobs[j] = (dalle_job_rec){DALLE_JOB_RUNNING, b, 0, *p};
     for (int k = 0, i = 0; i < p->n_images; k++)
         if (s->image_job[k] < 0) {
             s->image_job[k] = j;
             s->image_index[k] = i++;
-            s->image_token[k] = m->cfg.bart.start_token;
         }
     *job = j;
     return DALLE_OK;
 }
 
-/* Tokens kept on the device (dalle_bart_device_tokens; dalle_generate_codes_batch uses it
- * when its jobs are the whole batch): after a step, sample_dev has put the token of packed
- * image i into the next step's token rows 2i, 2i+1 of work.step_dev and its code into
- * work.codes_dev (row = the image's conditional KV slot 2k); s->dev_tokens images (the
- * packing in batch_image) have their tokens there and nothing came back to the host. A step
- * with the same packing leaves them there; any other change (a job joining or leaving)
- * brings them back first (one copy), and a finished job's codes are copied into its buffer
- * when it leaves. */
-static void tokens_to_host(dalle_state *s) {
-    const int n = s->dev_tokens;
-    if (!n)
-        return;
-    s->be->ops->to_host(s->be, s->token, s->work.step_dev, (size_t)2 * n * sizeof *s->token);
-    for (int i = 0; i < n; i++)
-        s->image_token[s->batch_image[i]] = s->token[2 * i];
-    s->dev_tokens = 0;
-}
-
-static void codes_to_host(dalle_state *s, int j) {
-    const int P = s->m->cfg.bart.image_length;
-    const dalle_job_rec *r = &s->jobs[j];
-    for (int k = 0; k < s->max_images; k++)
-        if (s->image_job[k] == j)
-            s->be->ops->to_host(s->be, r->codes + (size_t)s->image_index[k] * P,
-                                s->work.codes_dev + (size_t)2 * k * P,
-                                (size_t)P * sizeof *r->codes);
-}
-
-/* Free the images and the prompt block of job j; the record stays until released. */
+/* A job stops decoding: done (its images stay held for dalle_job_finish) or cancelled (its
+ * images are free now). Its prompt block is free either way. */
 static void job_leave(dalle_state *s, int j, dalle_job_state state) {
-    tokens_to_host(s);
-    for (int k = 0; k < s->max_images; k++)
-        if (s->image_job[k] == j)
-            s->image_job[k] = -1;
+    if (state == DALLE_JOB_CANCELLED)
+        for (int k = 0; k < s->max_images; k++)
+            if (s->image_job[k] == j)
+                s->image_job[k] = -1;
     s->block_used[s->jobs[j].block] = 0;
     s->jobs[j].state = state;
 }
@@ -130,6 +112,9 @@ void dalle_job_release(dalle_state *s, int job) {
         return;
     if (s->jobs[job].state == DALLE_JOB_RUNNING)
         job_leave(s, job, DALLE_JOB_CANCELLED);
+    for (int k = 0; k < s->max_images; k++)
+        if (s->image_job[k] == job)
+            s->image_job[k] = -1;
     memset(&s->jobs[job], 0, sizeof s->jobs[job]);
 }
 
@@ -140,8 +125,49 @@ int dalle_job_progress(const dalle_state *s, int job) {
     return r->state == DALLE_JOB_RUNNING || r->state == DALLE_JOB_DONE ? r->step : -1;
 }
 
-/* One step; dev: sample into the device (see tokens_to_host). */
-static void state_step(dalle_state *s, int dev) {
+int dalle_job_codes(dalle_state *s, int job, int32_t *codes) {
+    const int progress = dalle_job_progress(s, job);
+    if (progress <= 0)
+        return progress;
+    const int P = s->m->cfg.bart.image_length;
+    int lo = s->max_images, hi = -1; // the job's image slots: one copy of rows 2·lo..2·hi
+    for (int k = 0; k < s->max_images; k++)
+        if (s->image_job[k] == job) {
+            lo = k < lo ? k : lo;
+            hi = k;
+        }
+    const size_t first = (size_t)2 * lo * P, count = (size_t)(2 * (hi - lo) + 1) * P;
+    s->be->ops->to_host(s->be, s->codes_host, s->work.codes_dev + first, count * sizeof *codes);
+    for (int k = lo; k <= hi; k++)
+        if (s->image_job[k] == job)
+            memcpy(codes + (size_t)s->image_index[k] * P, s->codes_host + (size_t)2 * k * P - first,
+                   (size_t)progress * sizeof *codes);
+    return progress;
+}
+
+/* Token rows: after a step, sample_dev has put the token of packed image n into the next
+ * step's token rows 2n, 2n+1 of work.step_dev and its code into work.codes_dev at row 2k
+ * (k: the image slot, whose conditional KV slot that is). A step whose packing keeps image
+ * k at place n finds its token there; an image that moved reads its last code from
+ * codes_dev (a device copy), and a new image's start token is uploaded. Nothing returns to
+ * the host. */
+static void token_rows(dalle_state *s, int n, int k, int step) {
+    dalle_backend *be = s->be;
+    const int P = s->m->cfg.bart.image_length;
+    int32_t *rows = s->work.step_dev + 2 * n;
+    if (step > 0 && n < s->dev_tokens && s->batch_image[n] == k)
+        return; // in place since the last step
+    if (step == 0) {
+        s->token[2 * n] = s->token[2 * n + 1] = s->m->cfg.bart.start_token;
+        be->ops->to_device(be, rows, s->token + 2 * n, 2 * sizeof *rows);
+    } else {
+        const int32_t *last = s->work.codes_dev + (size_t)2 * k * P + step - 1;
+        be->ops->copy(be, rows, last, sizeof *rows);
+        be->ops->copy(be, rows + 1, last, sizeof *rows);
+    }
+}
+
+dalle_status dalle_state_step(dalle_state *s) {
     const dalle_model *m = s->m;
     const int P = m->cfg.bart.image_length, V = m->cfg.bart.image_vocab_size;
     for (int j = 0; j < s->max_images; j++) {
@@ -149,66 +175,48 @@ static void state_step(dalle_state *s, int dev) {
         if (r->state == DALLE_JOB_RUNNING && r->p.should_stop && r->p.should_stop(r->p.user))
             job_leave(s, j, DALLE_JOB_CANCELLED);
     }
-    int same = s->dev_tokens > 0, n = 0; // this step's packing is the last one
+    int n = 0; // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
     for (int k = 0; k < s->max_images; k++) {
-        if (s->image_job[k] < 0)
-            continue;
-        same &= n < s->dev_tokens && s->batch_image[n] == k;
-        n++;
-    }
-    if (!(same && n == s->dev_tokens)) {
-        same = 0;
-        tokens_to_host(s);
-    }
-    n = 0; // compact rows: image n → rows 2n (cond), 2n+1 (uncond)
-    for (int k = 0; k < s->max_images; k++) {
-        if (s->image_job[k] < 0)
+        if (s->image_job[k] < 0 || s->jobs[s->image_job[k]].state != DALLE_JOB_RUNNING)
             continue;
         const dalle_job_rec *r = &s->jobs[s->image_job[k]];
         const dalle_gen_params *p = &r->p;
+        token_rows(s, n, k, r->step);
         s->batch_image[n] = k;
-        s->sp[n] =
-            (dalle_sample_params){p->cond_scale, p->temperature, p->top_p,
-                                  p->top_k,      p->seed,        (uint32_t)s->image_index[k]};
+        s->sp[n] = (dalle_sample_params){
+            p->cond_scale, p->temperature, p->top_p,
+            p->top_k,      p->seed,        (uint32_t)(p->first_image + s->image_index[k])};
         s->step[n] = r->step;
-        s->sampled[n] = 2 * k * P + r->step; // dev: where sample_dev puts the code
+        s->sampled[n] = 2 * k * P + r->step; // where sample_dev puts the code
         for (int c = 0; c < 2; c++) {
-            s->token[2 * n + c] = s->image_token[k];
             s->pos[2 * n + c] = r->step;
             s->slot[2 * n + c] = 2 * k + c;
             s->block[2 * n + c] = c == 0 ? r->block : DALLE_UNCOND_BLOCK;
         }
         n++;
     }
+    s->dev_tokens = n;
     if (n == 0)
-        return;
-    dalle_bart_decode_step(&m->bart, &s->work, same ? NULL : s->token, s->pos, s->slot, s->block,
-                           2 * n, V);
-    if (dev) {
-        s->be->ops->sample_dev(s->be, s->work.step_dev, s->work.codes_dev, s->sampled,
-                               s->work.logits, n, V, V, s->sp, s->step);
-        s->dev_tokens = n;
-    } else {
-        s->be->ops->sample(s->be, s->sampled, s->work.logits, n, V, V, s->sp, s->step);
-        for (int i = 0; i < n; i++) {
-            const int k = s->batch_image[i];
-            const dalle_job_rec *r = &s->jobs[s->image_job[k]];
-            r->codes[(size_t)s->image_index[k] * P + r->step] = s->sampled[i];
-            s->image_token[k] = s->sampled[i];
-        }
-    }
+        return DALLE_OK;
+    dalle_bart_decode_step(&m->bart, &s->work, NULL, s->pos, s->slot, s->block, 2 * n, V);
+    s->be->ops->sample_dev(s->be, s->work.step_dev, s->work.codes_dev, s->sampled, s->work.logits,
+                           n, V, V, s->sp, s->step);
+    const dalle_status st = backend_failed(s, NULL);
     for (int j = 0; j < s->max_images; j++) {
         dalle_job_rec *r = &s->jobs[j];
-        if (r->state != DALLE_JOB_RUNNING || ++r->step < P)
-            continue;
-        if (dev)
-            codes_to_host(s, j);
-        job_leave(s, j, DALLE_JOB_DONE);
+        if (r->state == DALLE_JOB_RUNNING && st != DALLE_OK)
+            job_leave(s, j, DALLE_JOB_CANCELLED);
+        else if (r->state == DALLE_JOB_RUNNING && ++r->step == P)
+            job_leave(s, j, DALLE_JOB_DONE);
     }
+    if (st != DALLE_OK)
+        s->dev_tokens = 0; // nothing was sampled
+    return st;
 }
 
-void dalle_state_step(dalle_state *s) {
-    state_step(s, 0);
+void dalle_state_device_counts(const dalle_state *s, long *to_host_copies, long *syncs) {
+    *to_host_copies = s->be->to_host_copies;
+    *syncs = s->be->syncs;
 }
 
 dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_text *texts,
@@ -232,26 +240,29 @@ dalle_status dalle_generate_codes_batch(dalle_state *s, int n_req, const dalle_t
                                "%d images in one batch; this state has room for %d", images,
                                dalle_state_free_images(s));
     double t0 = dalle_now_ms();
-    /* tokens stay on the device when these jobs are the whole batch: nobody reads their codes
-     * before they are done (the job API writes codes step by step and keeps the host path) */
-    const int dev = dalle_bart_device_tokens(&s->work) && dalle_state_running_images(s) == 0;
-    int jobs[4096];
+    int32_t *jobs = s->batch_jobs; // [max_prompts]
     for (int r = 0; r < n_req; r++) {
-        dalle_status st = dalle_job_start(s, &texts[r], &params[r], codes[r], &jobs[r], err);
+        dalle_status st = dalle_job_start(s, &texts[r], &params[r], &jobs[r], err);
         DALLE_ASSERT(st == DALLE_OK && jobs[r] >= 0); // checked above
     }
     s->be->ops->sync(s->be);
     double t1 = dalle_now_ms();
     const int P = s->m->cfg.bart.image_length;
     int cancelled = 0;
-    for (int t = 0; t < P && !cancelled; t++) {
-        state_step(s, dev);
+    dalle_status st = DALLE_OK;
+    for (int t = 0; t < P && !cancelled && st == DALLE_OK; t++) {
+        st = dalle_state_step(s);
         for (int r = 0; r < n_req; r++)
             cancelled |= dalle_job_progress(s, jobs[r]) < 0;
     }
-    for (int r = 0; r < n_req; r++)
+    for (int r = 0; r < n_req; r++) {
+        if (!cancelled)
+            dalle_job_codes(s, jobs[r], codes[r]);
         dalle_job_release(s, jobs[r]);
+    }
     double t2 = dalle_now_ms();
+    if (st != DALLE_OK)
+        return dalle_error_set(err, st, "out of memory (backend working memory)");
     if (cancelled)
         return dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
     if (timings) {
@@ -308,6 +319,8 @@ dalle_status dalle_decode_codes(dalle_state *s, const int32_t *codes, int n, uin
         if (st != DALLE_OK)
             return st;
         const int bad = dalle_vqgan_read_u8(&m->vqgan, &s->vqgan, B, rgb + done * px);
+        if ((st = backend_failed(s, err)) != DALLE_OK)
+            return st;
         if (bad >= 0)
             return dalle_error_set(err, DALLE_ERR_BACKEND,
                                    "the VQGAN produced a non-finite value (image %d)", done + bad);
@@ -380,6 +393,8 @@ static dalle_status rank(dalle_state *s, const int32_t *clip_ids, const uint8_t 
         done += B;
     }
     if (st == DALLE_OK)
+        st = backend_failed(s, err);
+    if (st == DALLE_OK)
         dalle_clip_scores(&m->clip, img, n, s->clip_txt, scores, order);
     free(img);
     return st;
@@ -391,6 +406,75 @@ dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const ui
     return rank(s, clip_ids, rgb, width, height, n, 0, scores, order, err);
 }
 
+/* ---- finishing a job ------------------------------------------------------------ */
+
+dalle_status dalle_job_preview(dalle_state *s, int job, uint8_t *rgb, dalle_error *err) {
+    const dalle_model *m = s->m;
+    if (!m->has_vqgan)
+        return dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no VQGAN (files.vqgan)",
+                               m->cfg.name);
+    const int P = m->cfg.bart.image_length, W = m->vqgan.hp.latent;
+    const int step = dalle_job_codes(s, job, s->preview_codes);
+    if (step < 1)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "job %d has no codes yet", job);
+    const int n = s->jobs[job].p.n_images;
+    for (int i = 0; i < n; i++) {
+        int32_t *c = s->preview_codes + (size_t)i * P; // [L, L] raster
+        for (int k = step; k < P; k++)
+            c[k] = k >= W ? c[k - W] : c[step - 1];
+    }
+    return dalle_decode_codes(s, s->preview_codes, n, rgb, err);
+}
+
+dalle_status dalle_job_finish(dalle_state *s, int job, const int32_t *clip_ids,
+                              const dalle_job_output *out, dalle_timings *timings,
+                              dalle_error *err) {
+    const dalle_model *m = s->m;
+    const int P = m->cfg.bart.image_length;
+    dalle_status st = DALLE_OK;
+    if (dalle_job_progress(s, job) != P)
+        st = dalle_error_set(err, DALLE_ERR_INVALID_ARG, "job %d is not done", job);
+    else if (!m->has_vqgan)
+        st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no VQGAN (files.vqgan)",
+                             m->cfg.name);
+    else if (clip_ids && !m->has_clip)
+        st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "model '%s' has no CLIP (files.clip)",
+                             m->cfg.name);
+    if (st != DALLE_OK) {
+        dalle_job_release(s, job);
+        return st;
+    }
+    const int n = s->jobs[job].p.n_images, R = m->vqgan.hp.resolution;
+    const size_t px = (size_t)R * R * 3;
+    int32_t *codes = out->codes ? out->codes : s->preview_codes;
+    dalle_job_codes(s, job, codes);
+    dalle_job_release(s, job);
+    const double t0 = dalle_now_ms();
+    st = dalle_decode_codes(s, codes, n, s->rgb, err); // the bytes stay in s->vqgan.rgb too
+    const double t1 = dalle_now_ms();
+    for (int i = 0; i < n; i++)
+        s->order[i] = i, s->scores[i] = 0;
+    if (st == DALLE_OK && clip_ids) {
+        const uint8_t **rgb = s->image_ptr;
+        for (int i = 0; i < n; i++)
+            rgb[i] = s->rgb + i * px, s->image_side[i] = R;
+        st = rank(s, clip_ids, rgb, s->image_side, s->image_side, n, 1, s->scores, s->order, err);
+    }
+    if (st != DALLE_OK)
+        return st;
+    for (int k = 0; k < n; k++) {
+        const int i = s->order[k];
+        memcpy(out->rgb + k * px, s->rgb + i * px, px);
+        out->order[k] = i;
+        out->scores[k] = s->scores[i];
+    }
+    if (timings) {
+        timings->vqgan_ms = t1 - t0;
+        timings->clip_ms = dalle_now_ms() - t1;
+    }
+    return DALLE_OK;
+}
+
 /* ---- the whole pipeline ------------------------------------------------------------- */
 
 void dalle_output_params_default(const dalle_model *m, dalle_output_params *o) {
@@ -399,9 +483,9 @@ void dalle_output_params_default(const dalle_model *m, dalle_output_params *o) {
 
 static dalle_status output_check(const dalle_model *m, const dalle_output_params *o,
                                  dalle_subsamp *ss, dalle_error *err) {
-    if (o->jpeg_quality < 1 || o->jpeg_quality > 100)
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "quality must be in [1, 100], got %d",
-                               o->jpeg_quality);
+    if (o->jpeg_quality < DALLE_QUALITY_MIN || o->jpeg_quality > DALLE_QUALITY_MAX)
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "quality must be in [%d, %d], got %d",
+                               DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, o->jpeg_quality);
     switch (o->jpeg_subsampling) {
     case 444: *ss = DALLE_SUBSAMP_444; break;
     case 422: *ss = DALLE_SUBSAMP_422; break;
@@ -426,31 +510,6 @@ void dalle_result_free(dalle_result *r) {
     free(r->images);
     free(r->codes);
     memset(r, 0, sizeof *r);
-}
-
-/* JPEG-encode the images in `order` into out->images. */
-static dalle_status encode_images(dalle_state *s, const dalle_output_params *o, dalle_subsamp ss,
-                                  const int32_t *order, const float *scores, dalle_result *out,
-                                  dalle_error *err) {
-    const int R = s->m->vqgan.hp.resolution;
-    for (int k = 0; k < out->n_images; k++) {
-        const int i = order ? order[k] : k;
-        const uint8_t *jpg;
-        size_t size;
-        dalle_status st = dalle_jpeg_encode(s->jpeg, s->rgb + (size_t)i * R * R * 3, R, R,
-                                            o->jpeg_quality, ss, &jpg, &size, err);
-        if (st != DALLE_OK)
-            return st;
-        dalle_image *img = &out->images[k];
-        img->index = i;
-        img->score = scores ? scores[i] : 0.0f;
-        img->jpeg = malloc(size);
-        if (!img->jpeg)
-            return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-        memcpy(img->jpeg, jpg, size);
-        img->jpeg_size = size;
-    }
-    return DALLE_OK;
 }
 
 dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const dalle_gen_params *p,
@@ -478,37 +537,49 @@ dalle_status dalle_generate(dalle_state *s, const char *prompt, size_t n, const 
     out->ranked = o->rank;
     out->codes = malloc((size_t)N * P * sizeof *out->codes);
     out->images = calloc((size_t)N, sizeof *out->images);
-    float scores[4096];
-    int32_t order[4096];
-    if (!out->codes || !out->images)
+    uint8_t *rgb = malloc((size_t)N * R * R * 3); // [N, R, R, 3] best first
+    float *scores = malloc((size_t)N * sizeof *scores);
+    int32_t *order = malloc((size_t)N * sizeof *order);
+    if (!out->codes || !out->images || !rgb || !scores || !order)
         st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-    double t1 = dalle_now_ms();
+    double t1 = dalle_now_ms(), t2 = t1;
+    int job = -1;
     if (st == DALLE_OK)
-        st = dalle_generate_codes_text(s, &text, p, out->codes, &out->timings, err);
-    double t2 = dalle_now_ms();
-    if (st == DALLE_OK)
-        st = dalle_decode_codes(s, out->codes, N, s->rgb, err);
-    double t3 = dalle_now_ms();
-    if (st == DALLE_OK && o->rank) { // N ≤ max_images: one decode, all in s->vqgan.rgb
-        const uint8_t *rgb[4096];
-        int side[4096];
-        for (int i = 0; i < N; i++)
-            rgb[i] = s->rgb + (size_t)i * R * R * 3, side[i] = R;
-        st = rank(s, text.clip_ids, rgb, side, side, N, 1, scores, order, err);
+        st = dalle_job_start(s, &text, p, &job, err);
+    if (st == DALLE_OK && job < 0)
+        st =
+            dalle_error_set(err, DALLE_ERR_INVALID_ARG, "%d images; this state has room for %d now",
+                            N, dalle_state_free_images(s));
+    if (st == DALLE_OK) {
+        t2 = dalle_now_ms();
+        while (st == DALLE_OK && dalle_job_progress(s, job) >= 0 && dalle_job_progress(s, job) < P)
+            if ((st = dalle_state_step(s)) != DALLE_OK)
+                dalle_error_set(err, st, "out of memory (backend working memory)");
+        if (st == DALLE_OK && dalle_job_progress(s, job) < 0)
+            st = dalle_error_set(err, DALLE_ERR_CANCELLED, "generation cancelled");
     }
+    double t3 = dalle_now_ms();
+    const dalle_job_output jo = {out->codes, rgb, order, scores};
+    if (st == DALLE_OK)
+        st = dalle_job_finish(s, job, o->rank ? text.clip_ids : NULL, &jo, &out->timings, err);
     double t4 = dalle_now_ms();
     if (st == DALLE_OK)
-        st = encode_images(s, o, ss, o->rank ? order : NULL, o->rank ? scores : NULL, out, err);
+        st = dalle_jpeg_encode_images(s->jpeg, rgb, N, R, o->jpeg_quality, ss, order,
+                                      o->rank ? scores : NULL, out->images, err);
     double t5 = dalle_now_ms();
+    dalle_job_release(s, job);
     dalle_text_free(&text);
+    free(rgb);
+    free(scores);
+    free(order);
     if (st != DALLE_OK) {
         dalle_result_free(out);
         return st;
     }
     dalle_timings *tm = &out->timings;
     tm->text_ms = t1 - t0;
-    tm->vqgan_ms = t3 - t2;
-    tm->clip_ms = t4 - t3;
+    tm->encode_ms = t2 - t1;
+    tm->decode_ms = t3 - t2;
     tm->jpeg_ms = t5 - t4;
     tm->total_ms = t5 - t0;
     return DALLE_OK;

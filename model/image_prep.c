@@ -1,5 +1,5 @@
-/* image_prep.c — PIL-exact bicubic resize and CLIP preprocessing (see image_prep.h; model
- * spec §6.2).
+/* image_prep.c — PIL-exact bicubic resize and CLIP preprocessing (see image_prep.h;
+ * docs/model-spec.md §6.2).
  *
  * The resize reproduces Pillow's 8-bit two-pass convolution resampler, from its documented
  * behaviour: per axis, scale = in/out and the kernel is stretched by max(scale, 1); output i

@@ -1,4 +1,4 @@
-/* image_prep.h — CLIP image preprocessing on the host (model spec §6.2): PIL-exact bicubic
+/* image_prep.h — CLIP image preprocessing on the host (docs/model-spec.md §6.2): PIL-exact bicubic
  * resize of uint8 images, then center crop, ×1/255 and per-channel normalisation with
  * CLIP's mean and std, giving the float NHWC pixels the vision tower takes.
  *

@@ -115,6 +115,8 @@ static dalle_status encode_uncond(dalle_model *m, dalle_error *err) {
             dalle_bart_encode(&m->bart, &w, ids, m->uncond_mask, 1, out);
             m->be->ops->to_host(m->be, m->uncond_enc, out, (size_t)T * C * sizeof(float));
             m->be->ops->free(m->be, out);
+            if (m->be->failed != DALLE_OK)
+                s = dalle_error_set(err, m->be->failed, "out of memory (backend working memory)");
         } else {
             s = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
         }
@@ -343,14 +345,21 @@ dalle_status dalle_gen_params_check(const dalle_model *m, const dalle_gen_params
     const dalle_status bad = DALLE_ERR_INVALID_ARG;
     if (p->n_images < 1 || p->n_images > max_images)
         return dalle_error_set(err, bad, "n must be in [1, %d], got %d", max_images, p->n_images);
-    if (!isfinite(p->cond_scale) || p->cond_scale < 0 || p->cond_scale > 1000)
-        return dalle_error_set(err, bad, "cond_scale must be in [0, 1000], got %g", p->cond_scale);
-    if (!isfinite(p->temperature) || p->temperature <= 0 || p->temperature > 100)
-        return dalle_error_set(err, bad, "temperature must be in (0, 100], got %g", p->temperature);
-    if (!isfinite(p->top_p) || p->top_p <= 0 || p->top_p > 1)
-        return dalle_error_set(err, bad, "top_p must be in (0, 1], got %g", p->top_p);
-    if (p->top_k < 1 || p->top_k > m->cfg.bart.image_vocab_size)
-        return dalle_error_set(err, bad, "top_k must be in [1, %d], got %d",
+    if (p->first_image < 0 || p->first_image > INT32_MAX - p->n_images)
+        return dalle_error_set(err, bad, "first_image must be in [0, %d], got %d",
+                               INT32_MAX - p->n_images, p->first_image);
+    if (!isfinite(p->cond_scale) || p->cond_scale < DALLE_COND_SCALE_MIN ||
+        p->cond_scale > DALLE_COND_SCALE_MAX)
+        return dalle_error_set(err, bad, "cond_scale must be in [%d, %d], got %g",
+                               DALLE_COND_SCALE_MIN, DALLE_COND_SCALE_MAX, p->cond_scale);
+    if (!isfinite(p->temperature) || p->temperature <= 0 || p->temperature > DALLE_TEMPERATURE_MAX)
+        return dalle_error_set(err, bad, "temperature must be in (0, %d], got %g",
+                               DALLE_TEMPERATURE_MAX, p->temperature);
+    if (!isfinite(p->top_p) || p->top_p <= 0 || p->top_p > DALLE_TOP_P_MAX)
+        return dalle_error_set(err, bad, "top_p must be in (0, %d], got %g", DALLE_TOP_P_MAX,
+                               p->top_p);
+    if (p->top_k < DALLE_TOP_K_MIN || p->top_k > m->cfg.bart.image_vocab_size)
+        return dalle_error_set(err, bad, "top_k must be in [%d, %d], got %d", DALLE_TOP_K_MIN,
                                m->cfg.bart.image_vocab_size, p->top_k);
     return DALLE_OK;
 }
@@ -399,11 +408,12 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
     *out = NULL;
     const int max_images = p && p->max_images > 0 ? p->max_images : 1;
     const int max_prompts = p && p->max_prompts > 0 ? p->max_prompts : 1;
-    if (max_images > 4096 || max_prompts > max_images)
+    if (max_images > DALLE_MAX_STATE_IMAGES || max_prompts > max_images)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
-                               "state sizes: max_images %d (≤ 4096), max_prompts %d (≤ max_images)",
-                               max_images, max_prompts);
+                               "state sizes: max_images %d (≤ %d), max_prompts %d (≤ max_images)",
+                               max_images, DALLE_MAX_STATE_IMAGES, max_prompts);
     const int T = m->cfg.bart.text_length, C = m->cfg.bart.d_model, R = 2 * max_images;
+    const int P = m->cfg.bart.image_length;
     dalle_state *s = calloc(1, sizeof *s);
     if (!s)
         return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
@@ -429,8 +439,14 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
         s->jobs = calloc((size_t)max_images, sizeof *s->jobs);
         s->image_job = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->image_index = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
-        s->image_token = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
         s->batch_image = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->batch_jobs = host_alloc((size_t)max_prompts * sizeof(int32_t), &ok);
+        s->codes_host = host_alloc((size_t)2 * max_images * P * sizeof(int32_t), &ok);
+        s->preview_codes = host_alloc((size_t)max_images * P * sizeof(int32_t), &ok);
+        s->scores = host_alloc((size_t)max_images * sizeof(float), &ok);
+        s->order = host_alloc((size_t)max_images * sizeof(int32_t), &ok);
+        s->image_ptr = host_alloc((size_t)max_images * sizeof *s->image_ptr, &ok);
+        s->image_side = host_alloc((size_t)max_images * sizeof(int), &ok);
         s->block_used = calloc((size_t)max_prompts + 1, 1);
         if (!s->jobs || !s->block_used)
             ok = 0;
@@ -445,6 +461,8 @@ dalle_status dalle_state_new(dalle_state **out, const dalle_model *m, const dall
         s->be->ops->to_device(s->be, s->enc_out, m->uncond_enc, (size_t)T * C * sizeof(float));
         dalle_bart_cross_kv(&m->bart, &s->work, s->enc_out, m->uncond_mask, DALLE_UNCOND_BLOCK);
         s->be->ops->sync(s->be);
+        if (s->be->failed != DALLE_OK)
+            st = dalle_error_set(err, s->be->failed, "out of memory (backend working memory)");
     }
     if (st != DALLE_OK) {
         dalle_state_free(s);
@@ -469,10 +487,11 @@ void dalle_state_free(dalle_state *s) {
             s->be->ops->free(s->be, s->prep_plan_mem);
         s->be->ops->destroy(s->be);
     }
-    void *host[] = {s->ids,         s->mask,        s->token,       s->pos,       s->slot,
-                    s->block,       s->sp,          s->step,        s->sampled,   s->clip_pixels,
-                    s->clip_img,    s->clip_txt,    s->rgb,         s->jobs,      s->image_job,
-                    s->image_index, s->image_token, s->batch_image, s->block_used};
+    void *host[] = {s->ids,         s->mask,        s->token,      s->pos,        s->slot,
+                    s->block,       s->sp,          s->step,       s->sampled,    s->clip_pixels,
+                    s->clip_img,    s->clip_txt,    s->rgb,        s->jobs,       s->image_job,
+                    s->image_index, s->batch_image, s->batch_jobs, s->codes_host, s->preview_codes,
+                    s->scores,      s->order,       s->image_ptr,  s->image_side, s->block_used};
     for (size_t i = 0; i < sizeof host / sizeof *host; i++)
         free(host[i]);
     free(s);

@@ -36,9 +36,8 @@ typedef enum {
 /* One prompt's images in the running batch (iteration-level batching, generate.c). */
 typedef struct {
     dalle_job_state state;
-    int block;      /* its cross-attention block, 1..max_prompts */
-    int step;       /* codes written per image */
-    int32_t *codes; /* the caller's [n_images, image_length] */
+    int block; /* its cross-attention block, 1..max_prompts */
+    int step;  /* codes written per image (in the state's work.codes_dev) */
     dalle_gen_params p;
 } dalle_job_rec;
 
@@ -67,15 +66,21 @@ struct dalle_state {
     uint8_t *mask;                       /* host [max_prompts, T] */
     int32_t *token, *pos, *slot, *block; /* host [2·max_images] decoder row arrays */
     dalle_sample_params *sp;             /* host [max_images] */
-    int32_t *step, *sampled;             /* host [max_images]; sampled: the sampled tokens, or
-                                            with tokens on the device the codes_dev index of
+    int32_t *step, *sampled;             /* host [max_images]; sampled: the codes_dev index of
                                             each image's code (generate.c) */
-    int dev_tokens;                      /* images whose next tokens are on the device */
+    int dev_tokens;                      /* images of the last step, whose next tokens are in
+                                            work.step_dev rows in batch_image order */
     dalle_job_rec *jobs;                 /* [max_images]: a job has at least one image */
     int32_t *image_job;                  /* [max_images]: image slot k → job, -1 free */
     int32_t *image_index;                /* [max_images]: image slot k → index in its job */
-    int32_t *image_token;                /* [max_images]: the token slot k feeds next */
     int32_t *batch_image;                /* [max_images]: compact row j → image slot k */
+    int32_t *batch_jobs;                 /* [max_prompts]: dalle_generate_codes_batch's jobs */
+    int32_t *codes_host;                 /* host [2·max_images, image_length]: codes_dev rows */
+    int32_t *preview_codes;              /* host [max_images, image_length] */
+    float *scores;                       /* host [max_images]: CLIP scores by image index */
+    int32_t *order;                      /* host [max_images]: image indexes best first */
+    const uint8_t **image_ptr;           /* host [max_images]: images to rank */
+    int *image_side;                     /* host [max_images] */
     uint8_t *block_used;                 /* [1 + max_prompts] */
     dalle_vqgan_work vqgan;              /* when the model has a VQGAN */
     dalle_clip_work clip;                /* when the model has CLIP */

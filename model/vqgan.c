@@ -1,5 +1,5 @@
 /* vqgan.c — VQGAN decoder: config section, weight binding, work sizing and the forward
- * pass (see vqgan.h; model spec §5.2, order of operations as taming-transformers'
+ * pass (see vqgan.h; docs/model-spec.md §5.2, order of operations as taming-transformers'
  * Decoder.forward):
  *   codes → codebook rows [B, L, L, E] → post_quant_conv (1×1) → conv_in (3×3)
  *   → mid: ResBlock, AttnBlock, ResBlock

@@ -1,4 +1,4 @@
-/* vqgan.h — the VQGAN decoder ("detokenizer", model spec §5), written once against the
+/* vqgan.h — the VQGAN decoder ("detokenizer", docs/model-spec.md §5), written once against the
  * backend seam: a grid of image codes → float pixels → uint8 pixels.
  *
  * Contract: every size comes from the "vqgan" section of config.json
@@ -94,9 +94,9 @@ typedef struct {
 } dalle_vqgan;
 
 /* Parse `config_json` (the raw "vqgan" section; NULL = the section is missing) and upload
- * the weights of `weights_path` (safetensors, min-dalle detokenizer names, model spec
- * §7.2: embedding.weight, post_quant_conv.*, decoder.*) onto `be`. Every tensor of the
- * file must be used and have the shape the config implies. */
+ * the weights of `weights_path` (safetensors, min-dalle detokenizer names,
+ * docs/model-spec.md §7.2: embedding.weight, post_quant_conv.*, decoder.*) onto `be`. Every tensor
+ * of the file must be used and have the shape the config implies. */
 dalle_status dalle_vqgan_load(dalle_vqgan *m, dalle_backend *be, const char *config_json,
                               const char *label, const char *weights_path, dalle_error *err);
 void dalle_vqgan_free(dalle_vqgan *m);
@@ -124,7 +124,7 @@ dalle_status dalle_vqgan_decode(const dalle_vqgan *m, dalle_vqgan_work *w, const
                                 int B, dalle_error *err);
 
 /* pixels[i] = (uint8_t)(clip(x[i], 0, 1) · 255) in fp32, truncated like both references
- * (model spec §5.3); NaN → 0. Host arrays of n values. */
+ * (docs/model-spec.md §5.3); NaN → 0. Host arrays of n values. */
 void dalle_vqgan_to_u8(uint8_t *pixels, const float *x, size_t n);
 
 /* The first B decoded images as uint8 HWC pixels (RGB for O = 3): host [B, R, R, O], and

@@ -61,7 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/text/textutil.h"
+#include "common/embed.h"
 #include "server/conn_guard.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -265,7 +265,7 @@ static json_t *info_json(const dalle_server *srv) {
                           srv->info.description, "examples", examples_json(&srv->info));
     return json_pack("{s:o, s:s, s:o, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:i, s:I}, s:s}", "model",
                      model, "device", cfg->device, "devices", devices_json(srv), "api_key_required",
-                     cfg->api_key != NULL, "limits", "max_images", (json_int_t)cfg->max_batch,
+                     cfg->api_key != NULL, "limits", "max_images", (json_int_t)cfg->max_images,
                      "max_prompt_bytes", (json_int_t)cfg->max_prompt, "body_limit_bytes",
                      (json_int_t)cfg->body_limit, "queue_capacity", (json_int_t)cfg->queue,
                      "deadline_s", (json_int_t)cfg->deadline, "preview_min_every",

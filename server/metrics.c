@@ -18,7 +18,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "model/text/textutil.h"
+#include "common/sbuf.h"
 #include "server/server.h"
 
 /* Bucket bounds: seconds for durations, images for the batch size (13 each). */
@@ -54,10 +54,6 @@ static const char *const STAGE_NAME[DALLE_STAGE_COUNT] = {
 static const char *const FAILURE_NAME[DALLE_FAIL_COUNT] = {
     "overloaded", "validation", "generation", "timeout", "cancelled", "shutdown", "device",
 };
-
-const char *dalle_route_path(dalle_route r) {
-    return ROUTE_PATH[r];
-}
 
 /* The fields of /proc/self/stat after the command name: [0] is field 3 (state), so field k
  * of proc(5) is f[k - 3]. 0, or -1 when it cannot be read. */
@@ -110,6 +106,10 @@ static int open_fds(void) {
         n += e->d_name[0] != '.';
     closedir(d);
     return n - 1; /* the directory's own descriptor */
+}
+
+const char *dalle_route_path(dalle_route r) {
+    return ROUTE_PATH[r];
 }
 
 dalle_metrics *dalle_metrics_new(void) {

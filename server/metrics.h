@@ -47,6 +47,7 @@ typedef enum {
 
 typedef struct dalle_metrics dalle_metrics;
 
+/* The route's path as the access log and the metrics' route label name it. */
 const char *dalle_route_path(dalle_route r);
 
 dalle_metrics *dalle_metrics_new(void);

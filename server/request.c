@@ -189,7 +189,7 @@ static uint64_t random_seed(void) {
 
 static int get_seed(json_t *v, const char *key, dalle_gen_params *g, dalle_http_error *e) {
     json_int_t i;
-    if (get_int(v, key, 0, INT64_MAX, &i, e))
+    if (get_int(v, key, 0, DALLE_SEED_MAX, &i, e))
         return -1;
     g->seed = (uint64_t)i;
     return 0;
@@ -204,7 +204,7 @@ static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
     if (!strcmp(key, "prompt"))
         return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n")) {
-        const long max = srv->cfg.max_batch < OPENAI_MAX_N ? srv->cfg.max_batch : OPENAI_MAX_N;
+        const long max = srv->cfg.max_images < OPENAI_MAX_N ? srv->cfg.max_images : OPENAI_MAX_N;
         if (get_int(v, key, 1, max, &i, e))
             return -1;
         req->gen.n_images = (int)i;
@@ -242,29 +242,29 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
     if (!strcmp(key, "prompt") || !strcmp(key, "text"))
         return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n") || !strcmp(key, "num_images")) {
-        if (get_int(v, key, 1, srv->cfg.max_batch, &i, e))
+        if (get_int(v, key, 1, srv->cfg.max_images, &i, e))
             return -1;
         g->n_images = (int)i;
     } else if (!strcmp(key, "seed")) {
         return get_seed(v, key, g, e);
     } else if (!strcmp(key, "temperature")) {
-        if (get_number(v, key, 0, 100, 1, &d, e))
+        if (get_number(v, key, 0, DALLE_TEMPERATURE_MAX, 1, &d, e))
             return -1;
         g->temperature = d;
     } else if (!strcmp(key, "top_p")) {
-        if (get_number(v, key, 0, 1, 1, &d, e))
+        if (get_number(v, key, 0, DALLE_TOP_P_MAX, 1, &d, e))
             return -1;
         g->top_p = d;
     } else if (!strcmp(key, "cond_scale")) {
-        if (get_number(v, key, 0, 1000, 0, &d, e))
+        if (get_number(v, key, DALLE_COND_SCALE_MIN, DALLE_COND_SCALE_MAX, 0, &d, e))
             return -1;
         g->cond_scale = d;
     } else if (!strcmp(key, "top_k")) {
-        if (get_int(v, key, 1, srv->info.image_vocab_size, &i, e))
+        if (get_int(v, key, DALLE_TOP_K_MIN, srv->info.image_vocab_size, &i, e))
             return -1;
         g->top_k = (int)i;
     } else if (!strcmp(key, "quality")) {
-        if (get_int(v, key, 1, 100, &i, e))
+        if (get_int(v, key, DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, &i, e))
             return -1;
         req->quality = (int)i;
     } else if (!strcmp(key, "stream")) {

@@ -16,19 +16,19 @@
  * and a prompt block (dalle_job_start runs its BART encoder; a job that does not fit yet
  * blocks the ones behind it, so large requests are not starved); (3) one decode step of
  * every running image (dalle_state_step); (4) progress callbacks and previews of the
- * running jobs; (5) the jobs whose images are done: VQGAN (dalle_decode_codes) into the
- * job's own buffer and CLIP ranking, then the job goes to the encode pool, which JPEG-
- * encodes, base64s and builds the JSON (and fails it with 503 if a device fault happened
- * meanwhile) and calls job->done. A new request therefore waits at most one step for free
- * room, never for a whole batch, and JPEG work never delays a decode step.
+ * running jobs; (5) the jobs whose images are done: the engine finishes each in one call
+ * (dalle_job_finish: VQGAN, CLIP ranking, ranked pixels into the job's own buffer), then the
+ * job goes to the encode pool, which JPEG-encodes, base64s and builds the JSON (and fails it
+ * with 503 if a device fault happened meanwhile) and calls job->done. A new request
+ * therefore waits at most one step for free room, never for a whole batch, and JPEG work
+ * never delays a decode step. The scheduler decides only when: the stages are the engine's.
  *
- * Previews ("preview_every": k): every k steps the job's codes so far are completed
- * deterministically — each code not yet generated copies the code one row above it (the
- * last generated row repeats downward; in an unfinished first row, the last generated code)
- * — and decoded by the VQGAN on this thread; the pool encodes them (quality ≤
- * DALLE_PREVIEW_MAX_QUALITY) and hands them to job->preview. All tasks of one job use one
- * pool lane, so its previews are delivered before its final result. Previews only read the
- * codes: the result is the same with or without them.
+ * Previews ("preview_every": k): every k steps the engine decodes the job's codes so far
+ * (dalle_job_preview: the codes not generated yet are filled deterministically) on this
+ * thread; the pool encodes them (quality ≤ DALLE_PREVIEW_MAX_QUALITY) and hands them to
+ * job->preview. All tasks of one job use one pool lane, so its previews are delivered
+ * before its final result. Previews only read the codes: the result is the same with or
+ * without them.
  *
  * Cancellation: dalle_state_step polls each running job's should_stop, which polls the
  * client's socket for POLLRDHUP/POLLHUP (suspended MHD connections do not notice hang-ups)
@@ -68,10 +68,8 @@ struct dalle_scheduler {
     dalle_model *model;
     dalle_state *state; /* created by the scheduler thread itself */
     dalle_error init_err;
-    int init_done;          /* guarded by mu: the thread made its state, or failed */
-    int32_t *preview_codes; /* [max_batch, image_length] */
-    int latent_side;        /* codes per row */
-    dalle_job **running;    /* [max_batch] decoding */
+    int init_done;       /* guarded by mu: the thread made its state, or failed */
+    dalle_job **running; /* [max_batch] decoding */
     int n_running;
     dalle_job **finishing; /* [max_batch] decoded or cancelled, being answered */
     int n_finishing, finish_next;
@@ -138,28 +136,6 @@ static void fail_stopped(dalle_scheduler *s, dalle_job *job, int ran) {
                  : "the server is shutting down; the request was not run");
 }
 
-/* JPEG-encode images order[k] (or k) of rgb into out[k]; out[k].jpeg malloc'ed. */
-static dalle_status encode_jpegs(dalle_jpeg_encoder *enc, const uint8_t *rgb, int n, int R,
-                                 const int32_t *order, const float *scores, int quality,
-                                 dalle_image *out, dalle_error *err) {
-    for (int k = 0; k < n; k++) {
-        const int i = order ? order[k] : k;
-        const uint8_t *jpg;
-        size_t size;
-        dalle_status st = dalle_jpeg_encode(enc, rgb + (size_t)i * R * R * 3, R, R, quality,
-                                            DALLE_SUBSAMP_420, &jpg, &size, err);
-        if (st == DALLE_OK && !(out[k].jpeg = malloc(size)))
-            st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
-        if (st != DALLE_OK)
-            return st;
-        memcpy(out[k].jpeg, jpg, size);
-        out[k].jpeg_size = size;
-        out[k].index = i;
-        out[k].score = scores ? scores[i] : 0.0f;
-    }
-    return DALLE_OK;
-}
-
 /* Pool: JPEG + base64 + JSON of a decoded job (status still 0). */
 static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
     const dalle_server *srv = job->sched->srv;
@@ -176,8 +152,9 @@ static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
                                 .clip_ms = job->clip_ms};
     const double t0 = dalle_server_now_ms();
     r.images = calloc((size_t)n, sizeof *r.images);
-    dalle_status st = r.images ? encode_jpegs(enc, job->rgb, n, R, job->order, job->scores,
-                                              job->req.quality, r.images, &err)
+    dalle_status st = r.images ? dalle_jpeg_encode_images(
+                                     enc, job->rgb, n, R, job->req.quality, DALLE_SUBSAMP_420,
+                                     job->order, job->req.rank ? job->scores : NULL, r.images, &err)
                                : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
     const double t1 = dalle_server_now_ms();
     r.timings.jpeg_ms = t1 - t0;
@@ -206,9 +183,7 @@ static void finish_task(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     dalle_job *job = (dalle_job *)((char *)t - offsetof(dalle_job, task));
     if (job->status == 0)
         encode_result(job, enc);
-    free(job->codes);
     free(job->rgb);
-    job->codes = NULL;
     job->rgb = NULL;
     job->done(job);
 }
@@ -224,22 +199,23 @@ static void finish(dalle_scheduler *s, dalle_job *job) {
 typedef struct {
     dalle_pool_task task; /* first */
     dalle_job *job;
-    int step, steps;
-    uint8_t rgb[]; /* [n_images, R, R, 3] */
+    int step, steps, n;
+    uint8_t rgb[]; /* [n, R, R, 3] */
 } preview_task;
 
 static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     preview_task *p = (preview_task *)t;
     dalle_job *job = p->job;
     const dalle_server *srv = job->sched->srv;
-    const int n = job->req.gen.n_images, R = srv->info.image_size;
+    const int n = p->n, R = srv->info.image_size;
     const int quality =
         job->req.quality < DALLE_PREVIEW_MAX_QUALITY ? job->req.quality : DALLE_PREVIEW_MAX_QUALITY;
     dalle_result r = {.n_images = n, .width = R, .height = R};
     r.images = calloc((size_t)n, sizeof *r.images);
     dalle_error err = {0};
     if (r.images && !atomic_load(&job->abandoned) &&
-        encode_jpegs(enc, p->rgb, n, R, NULL, NULL, quality, r.images, &err) == DALLE_OK) {
+        dalle_jpeg_encode_images(enc, p->rgb, n, R, quality, DALLE_SUBSAMP_420, NULL, NULL,
+                                 r.images, &err) == DALLE_OK) {
         size_t len = 0;
         char *body = dalle_preview_body(&r, p->step, p->steps, &len);
         if (body)
@@ -250,23 +226,19 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     free(p);
 }
 
-/* Decode the job's codes so far (the rest filled as described above) for a preview. A
- * preview is optional: when memory or the VQGAN fails, it is skipped. */
-static void preview(dalle_scheduler *s, dalle_job *job, int step) {
-    const int P = s->srv->info.image_length, R = s->srv->info.image_size, W = s->latent_side;
-    const int n = job->req.gen.n_images;
-    preview_task *p = malloc(sizeof *p + (size_t)n * R * R * 3);
+/* Decode the job's codes so far for a preview (dalle_job_preview): the running part's
+ * images, after those of a request's finished parts (by index). A preview is optional: when
+ * memory or the VQGAN fails, it is skipped. */
+static void preview(dalle_scheduler *s, dalle_job *job, int step, int steps) {
+    const size_t px = (size_t)s->srv->info.image_size * s->srv->info.image_size * 3;
+    const int n = job->part_first + job->part_n;
+    preview_task *p = malloc(sizeof *p + (size_t)n * px);
     if (!p)
         return;
-    for (int i = 0; i < n; i++) {
-        const int32_t *src = job->codes + (size_t)i * P;
-        int32_t *dst = s->preview_codes + (size_t)i * P;
-        memcpy(dst, src, (size_t)step * sizeof *dst);
-        for (int k = step; k < P; k++)
-            dst[k] = k >= W ? dst[k - W] : dst[step - 1];
-    }
+    memcpy(p->rgb, job->rgb, (size_t)job->part_first * px);
     dalle_error err = {0};
-    if (dalle_decode_codes(s->state, s->preview_codes, n, p->rgb, &err) != DALLE_OK) {
+    if (dalle_job_preview(s->state, job->handle, p->rgb + (size_t)job->part_first * px, &err) !=
+        DALLE_OK) {
         fprintf(stderr, "preview id=%s step=%d skipped: %s\n", job->id, step, err.msg);
         free(p);
         return;
@@ -274,11 +246,26 @@ static void preview(dalle_scheduler *s, dalle_job *job, int step) {
     p->task.run = preview_run;
     p->job = job;
     p->step = step;
-    p->steps = P;
+    p->steps = steps;
+    p->n = n;
     dalle_encode_pool_submit(s->srv->pool, job->lane, &p->task);
 }
 
 /* ---- the queue ------------------------------------------------------------------------ */
+
+/* Requests in parts: a request of more than --max-batch images runs as parts of at most
+ * --max-batch images, one after another (each part is one engine job; image i of the request
+ * keeps its RNG stream through dalle_gen_params.first_image, so on a batch-invariant backend
+ * its images are those of one job of n images). A part's images are kept by index; after the
+ * last part the request is ranked as the engine ranks one job (score, then index). */
+static int in_parts(const dalle_scheduler *s, const dalle_job *job) {
+    return job->req.gen.n_images > s->srv->cfg.max_batch;
+}
+
+/* Images of the request's first part: what the state must have room for to admit it. */
+static int first_part(const dalle_scheduler *s, const dalle_job *job) {
+    return in_parts(s, job) ? (int)s->srv->cfg.max_batch : job->req.gen.n_images;
+}
 
 /* The reason a queued job must not run, or 0 (fails it). */
 static int reject_queued(dalle_scheduler *s, dalle_job *job) {
@@ -324,7 +311,7 @@ static dalle_job *sweep_queue(dalle_scheduler *s) {
 static dalle_job *pop_if_fits(dalle_scheduler *s) {
     dalle_job *job = s->head;
     if (!job || dalle_state_free_prompts(s->state) < 1 ||
-        dalle_state_free_images(s->state) < job->req.gen.n_images)
+        dalle_state_free_images(s->state) < first_part(s, job))
         return NULL;
     s->head = job->next;
     if (!s->head)
@@ -347,27 +334,21 @@ static dalle_job *close_queue(dalle_scheduler *s) {
 
 /* ---- the scheduler thread --------------------------------------------------------------- */
 
-/* dalle_job_start; the job runs, or is finished with an error. */
-static void start(dalle_scheduler *s, dalle_job *job) {
-    const int P = s->srv->info.image_length, R = s->srv->info.image_size;
-    const int n = job->req.gen.n_images;
+/* dalle_job_start of the part from job->part_first; returns 1 when it runs, else the job is
+ * finished with an error. */
+static int start_part(dalle_scheduler *s, dalle_job *job) {
+    const int n = job->req.gen.n_images, rest = n - job->part_first;
     dalle_error err = {0};
     dalle_gen_params gen = job->req.gen;
+    gen.n_images = job->part_n = rest < s->srv->cfg.max_batch ? rest : (int)s->srv->cfg.max_batch;
+    gen.first_image = job->part_first;
     gen.should_stop = should_stop;
     gen.user = job;
-    job->codes = malloc((size_t)n * P * sizeof *job->codes);
-    job->rgb = malloc((size_t)n * R * R * 3);
-    if (!job->codes || !job->rgb) {
-        fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
-        finish(s, job);
-        return;
-    }
-    const double t0 = job->t_admit = dalle_server_now_ms();
+    const double t0 = dalle_server_now_ms();
     s->starting = job;
-    dalle_status st = dalle_job_start(s->state, &job->text, &gen, job->codes, &job->handle, &err);
+    dalle_status st = dalle_job_start(s->state, &job->text, &gen, &job->handle, &err);
     s->starting = NULL;
-    job->t_start = dalle_server_now_ms();
-    job->text_ms += job->t_start - t0;
+    job->text_ms += dalle_server_now_ms() - t0;
     if (st == DALLE_OK && job->handle < 0)
         st = dalle_error_set(&err, DALLE_ERR_BACKEND, "the state had no room for an admitted job");
     if (st != DALLE_OK) {
@@ -376,35 +357,95 @@ static void start(dalle_scheduler *s, dalle_job *job) {
         else
             fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
         finish(s, job);
-        return;
+        return 0;
     }
     s->running[s->n_running++] = job;
     atomic_fetch_add(&s->in_flight, 1);
-    atomic_fetch_add(&s->batch_images, n);
+    atomic_fetch_add(&s->batch_images, job->part_n);
+    return 1;
 }
 
-/* VQGAN and CLIP of a job whose decode is done; the pool does the rest. */
-static void complete(dalle_scheduler *s, dalle_job *job) {
-    const int n = job->req.gen.n_images, R = s->srv->info.image_size;
+/* A request taken from the queue: it runs (its first part), or is finished with an error. */
+static void start(dalle_scheduler *s, dalle_job *job) {
+    const int R = s->srv->info.image_size, n = job->req.gen.n_images;
+    job->rgb = malloc((size_t)n * R * R * 3);
+    if (!job->rgb) {
+        fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0, "out of memory");
+        finish(s, job);
+        return;
+    }
+    job->t_admit = dalle_server_now_ms();
+    job->part_first = 0;
+    if (start_part(s, job))
+        job->t_start = dalle_server_now_ms();
+}
+
+/* The ranking of a request whose parts are all done: order by score (best first), ties by
+ * index, as the engine orders one job; rgb and scores follow. Unranked: by index as is. */
+static dalle_status rank_parts(dalle_job *job, int R, dalle_error *err) {
+    const int n = job->req.gen.n_images;
+    const size_t px = (size_t)R * R * 3;
+    float by_index[DALLE_SERVER_MAX_IMAGES];
+    memcpy(by_index, job->scores, (size_t)n * sizeof *by_index);
+    for (int k = 0; k < n; k++) { // insertion sort: n ≤ DALLE_SERVER_MAX_IMAGES
+        int i = k;
+        while (i > 0 && job->req.rank && by_index[job->order[i - 1]] < by_index[k])
+            job->order[i] = job->order[i - 1], i--;
+        job->order[i] = k;
+    }
+    uint8_t *ranked = malloc((size_t)n * px);
+    if (!ranked)
+        return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n; k++) {
+        memcpy(ranked + k * px, job->rgb + job->order[k] * px, px);
+        job->scores[k] = by_index[job->order[k]];
+    }
+    free(job->rgb);
+    job->rgb = ranked;
+    return DALLE_OK;
+}
+
+/* A part whose decode is done: the engine finishes it (dalle_job_finish: VQGAN, CLIP, ranked
+ * pixels); the pool does the rest once the request is complete. Returns 1 when another part
+ * of the request must run. */
+static int complete(dalle_scheduler *s, dalle_job *job) {
+    const int R = s->srv->info.image_size, n = job->req.gen.n_images, first = job->part_first;
+    const size_t px = (size_t)R * R * 3;
     dalle_error err = {0};
     const double t0 = dalle_server_now_ms();
-    job->decode_ms = t0 - job->t_start;
-    for (int i = 0; i < n; i++)
-        job->order[i] = i, job->scores[i] = 0;
-    dalle_status st = dalle_decode_codes(s->state, job->codes, n, job->rgb, &err);
-    const double t1 = dalle_server_now_ms();
-    if (st == DALLE_OK && job->req.rank) {
-        const uint8_t *rgb[DALLE_SERVER_MAX_BATCH];
-        int side[DALLE_SERVER_MAX_BATCH];
-        for (int i = 0; i < n; i++)
-            rgb[i] = job->rgb + (size_t)i * R * R * 3, side[i] = R;
-        st = dalle_rank_images(s->state, job->text.clip_ids, rgb, side, side, n, job->scores,
-                               job->order, &err);
+    job->decode_ms = t0 - job->t_start - job->vqgan_ms - job->clip_ms;
+    dalle_timings tm = {0};
+    const int parts = in_parts(s, job);
+    float scores[DALLE_SERVER_MAX_BATCH];
+    int32_t order[DALLE_SERVER_MAX_BATCH];
+    uint8_t *rgb = parts ? malloc((size_t)job->part_n * px) : job->rgb;
+    const dalle_job_output out = {NULL, rgb, parts ? order : job->order,
+                                  parts ? scores : job->scores};
+    dalle_status st =
+        rgb ? dalle_job_finish(s->state, job->handle, job->req.rank ? job->text.clip_ids : NULL,
+                               &out, &tm, &err)
+            : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
+    if (!rgb)
+        dalle_job_release(s->state, job->handle);
+    job->vqgan_ms += tm.vqgan_ms;
+    job->clip_ms += tm.clip_ms;
+    if (st == DALLE_OK && parts) {
+        for (int k = 0; k < job->part_n; k++) { // the part's images by request index
+            memcpy(job->rgb + (first + order[k]) * px, rgb + k * px, px);
+            job->scores[first + order[k]] = scores[k];
+        }
+        job->part_first += job->part_n;
+        if (job->part_first < n) {
+            free(rgb);
+            return 1;
+        }
+        st = rank_parts(job, R, &err);
     }
-    job->vqgan_ms = t1 - t0;
-    job->clip_ms = dalle_server_now_ms() - t1;
+    if (parts)
+        free(rgb);
     if (st != DALLE_OK)
         fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "generation", 0, err.msg);
+    return 0;
 }
 
 /* After a step: progress and previews of the running jobs; answer and release the jobs
@@ -419,25 +460,34 @@ static void collect(dalle_scheduler *s) {
             s->running[kept++] = job;
             continue;
         }
-        dalle_job_release(s->state, job->handle);
         job->decoded = progress == P;
+        if (!job->decoded) /* cancelled; a done job's handle is freed by dalle_job_finish */
+            dalle_job_release(s->state, job->handle);
         atomic_fetch_sub(&s->in_flight, 1);
-        atomic_fetch_sub(&s->batch_images, job->req.gen.n_images);
+        atomic_fetch_sub(&s->batch_images, job->part_n);
         s->finishing[s->n_finishing++] = job;
     }
     s->n_running = kept;
     for (int i = 0; i < s->n_running; i++) {
         dalle_job *job = s->running[i];
         const int progress = dalle_job_progress(s->state, job->handle);
+        const int B = (int)s->srv->cfg.max_batch, n = job->req.gen.n_images;
+        const int step = job->part_first / B * P + progress, steps = (n + B - 1) / B * P;
         if (job->progress && progress % DALLE_PROGRESS_EVERY == 0)
-            job->progress(job, progress, P);
+            job->progress(job, step, steps);
         if (job->req.preview_every && progress % job->req.preview_every == 0)
-            preview(s, job, progress);
+            preview(s, job, step, steps);
     }
     for (; s->finish_next < s->n_finishing; s->finish_next++) {
         dalle_job *job = s->finishing[s->finish_next];
-        if (job->decoded)
-            complete(s, job);
+        if (job->decoded) {
+            if (complete(s, job)) { /* its next part joins the batch now */
+                start_part(s, job);
+                continue;
+            }
+        } else if (job->no_memory)
+            fail(s->srv, job, DALLE_FAIL_GENERATION, 500, "out_of_memory", 0,
+                 "the device ran out of working memory");
         else if (job->gone)
             fail(s->srv, job, DALLE_FAIL_CANCELLED, 499, "cancelled", 0,
                  "the client closed the connection");
@@ -493,7 +543,9 @@ static void *scheduler_main(void *arg) {
         }
         if (s->n_running) {
             dalle_metrics_batch(s->srv->metrics, atomic_load(&s->batch_images));
-            dalle_state_step(s->state);
+            if (dalle_state_step(s->state) != DALLE_OK) /* every running job was stopped */
+                for (int i = 0; i < s->n_running; i++)
+                    s->running[i]->no_memory = 1;
             collect(s);
         }
     }
@@ -501,7 +553,6 @@ static void *scheduler_main(void *arg) {
 
 static void destroy(dalle_scheduler *s) {
     dalle_state_free(s->state);
-    free(s->preview_codes);
     free(s->running);
     free(s->finishing);
     free(s);
@@ -518,16 +569,13 @@ dalle_status dalle_scheduler_new(dalle_scheduler **out, dalle_server *srv, dalle
     dalle_model_info info;
     dalle_model_get_info(model, &info);
     const int B = (int)srv->cfg.max_batch;
-    while ((s->latent_side + 1) * (s->latent_side + 1) <= info.image_length)
-        s->latent_side++;
     dalle_status st = DALLE_OK;
     if (!info.has_vqgan)
         st = dalle_error_set(err, DALLE_ERR_UNSUPPORTED, "the model has no VQGAN (files.vqgan)");
     if (st == DALLE_OK) {
-        s->preview_codes = malloc((size_t)B * info.image_length * sizeof *s->preview_codes);
         s->running = calloc((size_t)B, sizeof *s->running);
         s->finishing = calloc((size_t)B, sizeof *s->finishing);
-        if (!s->preview_codes || !s->running || !s->finishing)
+        if (!s->running || !s->finishing)
             st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
     }
     if (st != DALLE_OK) {

@@ -41,16 +41,18 @@ struct dalle_job {
     /* owned by the scheduler while the job is queued or running, then by the pool */
     dalle_job *next;
     dalle_scheduler *sched;
-    int lane;       /* encode pool lane of all its tasks */
-    int32_t *codes; /* [n_images, image_length] */
-    uint8_t *rgb;   /* [n_images, R, R, 3] VQGAN output, for the pool */
-    float scores[DALLE_SERVER_MAX_BATCH];
-    int32_t order[DALLE_SERVER_MAX_BATCH]; /* best first when ranked */
-    int handle;                            /* dalle_job_start handle */
-    int decoded;                           /* its codes are complete */
-    int gone;                              /* the client hung up */
-    double t_admit;                        /* taken from the queue */
-    double t_start;                        /* decode start */
+    int lane;     /* encode pool lane of all its tasks */
+    uint8_t *rgb; /* [n_images, R, R, 3] dalle_job_finish's pixels, best first, for the pool
+                     (while a request in parts runs: the finished parts' images by index) */
+    float scores[DALLE_SERVER_MAX_IMAGES];  /* of each rgb entry (parts running: by index) */
+    int32_t order[DALLE_SERVER_MAX_IMAGES]; /* the image index of each rgb entry */
+    int part_first, part_n; /* the images of the running part (all of them: 0, n_images) */
+    int handle;             /* dalle_job_start handle of the running part */
+    int decoded;            /* its codes are complete */
+    int gone;               /* the client hung up */
+    int no_memory;          /* stopped: the backend ran out of memory */
+    double t_admit;         /* taken from the queue */
+    double t_start;         /* decode start */
     double decode_ms, vqgan_ms, clip_ms;
     dalle_pool_task task; /* finishing: JPEG + JSON (status 0) or the error body, then done */
 };

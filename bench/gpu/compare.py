@@ -14,7 +14,7 @@ Floor per generation of B images (bf16 weights and KV, H100 SXM at
   decode        = 256 steps; prompt = encoder + cross K/V FLOPs / 800e12;
   VQGAN         = 253 GFLOP per image / 800e12.
 images/s floor = B / (prompt + decode + B · VQGAN); batch-1 latency floor = the B = 1 total
-(mini ≈ 35 ms, Mega ≈ 219 ms, the §3.2 figures plus VQGAN). "of floor" = floor time / our
+(mini ≈ 35 ms, Mega ≈ 219 ms, docs/performance-model.md §2 plus VQGAN). "of floor" = floor time / our
 time (1.0 = at the physical limit); "vs min-dalle" = our images/s / min-dalle's.
 """
 import json
@@ -29,7 +29,7 @@ SIZES = {  # d, layers, glu
 
 def floor_ms(model, B):
     d, L, F = SIZES[model]
-    params = L * (6 * d * d + 3 * d * F) + d * 16384      # per-step params (§3.1 formula)
+    params = L * (6 * d * d + 3 * d * F) + d * 16384      # per-step params (docs/performance-model.md §1)
     self_kv = 2 * d * 128.5 * L * 2                        # bytes per sequence per step, bf16
     cross_kv = 2 * d * 64 * L * 2
     flops_tok = 2 * params + L * 4 * d * 128.5 + L * 4 * d * 64

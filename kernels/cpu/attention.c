@@ -56,6 +56,8 @@ void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const fl
     const int C = H * D, threads = dalle_cpu_of(be)->threads;
     const float scale = 1.0f / sqrtf((float)D);
     float *scratch = dalle_cpu_scratch(be, (size_t)threads * Tk * sizeof(float));
+    if (!scratch)
+        return; // be->failed is set
     const int64_t work = (int64_t)B * Tq * Tk * C;
 #pragma omp parallel for collapse(3) num_threads(threads) if (work >= DALLE_CPU_PAR_MIN)
     for (int b = 0; b < B; b++)
@@ -74,26 +76,4 @@ void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const fl
                            key_mask ? key_mask + (size_t)blk * kv_cap : NULL, n, C, D, scale,
                            scratch + (size_t)omp_get_thread_num() * Tk);
             }
-}
-
-/* Decode self-attention with the cache append (ops.h decode_attention): the kv_store and
- * attention ops above in sequence, so the result is bit-identical to calling them. The
- * CPU cache is fp32 (kv_dtype DALLE_F32). */
-void dalle_cpu_decode_attention(dalle_backend *be, float *out, const float *q, const float *k,
-                                const float *v, void *kc, void *vc, const int32_t *slot,
-                                const int32_t *pos, int B, int cap, int H, int D) {
-    DALLE_ASSERT(B >= 0 && cap >= 1 && H >= 1 && D >= 1);
-    for (int b = 0; b < B; b++)
-        DALLE_ASSERT(slot[b] >= 0 && pos[b] >= 0 && pos[b] < cap);
-    dalle_cpu_kv_store(be, (float *)kc, k, slot, pos, B, 1, H * D, cap);
-    dalle_cpu_kv_store(be, (float *)vc, v, slot, pos, B, 1, H * D, cap);
-    dalle_cpu_attention(be, out, q, (const float *)kc, (const float *)vc, slot, NULL, pos, B, 1,
-                        cap, cap, H, D);
-}
-
-/* Cross-attention, one query per row (ops.h cross_attention): the attention op above. */
-void dalle_cpu_cross_attention(dalle_backend *be, float *out, const float *q, const float *k,
-                               const float *v, const int32_t *block, const uint8_t *key_mask, int B,
-                               int T, int H, int D) {
-    dalle_cpu_attention(be, out, q, k, v, block, key_mask, NULL, B, 1, T, T, H, D);
 }

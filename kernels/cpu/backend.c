@@ -1,8 +1,8 @@
 /* backend.c — the CPU backend's ops table: host memory (64-byte aligned), memcpy copies, a
  * no-op sync, the OpenMP thread count, the GEMM variant, the weight policy (16-bit matrices
  * kept, matmul and conv weights packed by linalg.c) and the per-backend scratch buffer.
- * The ops themselves live in linalg.c, norm.c, attention.c, elementwise.c, sample.c and
- * conv.c.
+ * The ops themselves live in files named like the CUDA backend's (kernels/cuda/): linalg.c,
+ * norm.c, attention.c, decode.c, elementwise.c, conv.c, image.c and sample.c.
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -37,8 +37,17 @@ static void cpu_copy(dalle_backend *be, void *dst, const void *src, size_t bytes
         memcpy(dst, src, bytes);
 }
 
+/* Counted as the CUDA backend's copy-and-wait (ops.h dalle_backend). */
+static void cpu_to_host(dalle_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    memcpy(dst, src, bytes);
+    be->to_host_copies++;
+    be->syncs++;
+}
+
 static void cpu_sync(dalle_backend *be) {
-    (void)be;
+    be->syncs++;
 }
 
 static const char *cpu_variant(dalle_backend *be) {
@@ -55,12 +64,18 @@ static void cpu_destroy(dalle_backend *be) {
     free(be);
 }
 
-/* *buf holding at least `bytes` (grown, contents dropped, when smaller). */
-static void *grow(void **buf, size_t *have, size_t bytes) {
+/* *buf holding at least `bytes` (grown, contents dropped, when smaller); NULL and
+ * be->failed = DALLE_ERR_NOMEM when memory runs out. */
+static void *grow(dalle_backend *be, void **buf, size_t *have, size_t bytes) {
     if (bytes > *have) {
         free(*buf);
-        *buf = aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
-        DALLE_ASSERT(*buf);
+        *have = 0;
+        *buf = bytes > SIZE_MAX - DALLE_CPU_ALIGN ? NULL
+                                                  : aligned_alloc(DALLE_CPU_ALIGN, round_up(bytes));
+        if (!*buf) {
+            be->failed = DALLE_ERR_NOMEM;
+            return NULL;
+        }
         *have = round_up(bytes);
     }
     return *buf;
@@ -68,12 +83,12 @@ static void *grow(void **buf, size_t *have, size_t bytes) {
 
 void *dalle_cpu_scratch(dalle_backend *be, size_t bytes) {
     dalle_cpu *cpu = dalle_cpu_of(be);
-    return grow(&cpu->scratch, &cpu->scratch_bytes, bytes);
+    return grow(be, &cpu->scratch, &cpu->scratch_bytes, bytes);
 }
 
 void *dalle_cpu_map(dalle_backend *be, size_t bytes) {
     dalle_cpu *cpu = dalle_cpu_of(be);
-    return grow(&cpu->map, &cpu->map_bytes, bytes);
+    return grow(be, &cpu->map, &cpu->map_bytes, bytes);
 }
 
 static const dalle_backend_ops cpu_ops = {
@@ -85,7 +100,8 @@ static const dalle_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_copy,
-    .to_host = cpu_copy,
+    .to_host = cpu_to_host,
+    .copy = cpu_copy,
     .sync = cpu_sync,
     .destroy = cpu_destroy,
     .variant = cpu_variant,
@@ -93,7 +109,6 @@ static const dalle_backend_ops cpu_ops = {
     .layernorm = dalle_cpu_layernorm,
     .embed = dalle_cpu_embed,
     .attention = dalle_cpu_attention,
-    .kv_store = dalle_cpu_kv_store,
     .gelu_mul = dalle_cpu_gelu_mul,
     .add = dalle_cpu_add,
     .sample = dalle_cpu_sample,

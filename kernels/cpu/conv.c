@@ -1,5 +1,5 @@
-/* conv.c — CPU conv2d, GroupNorm (+ swish) and nearest ×2 upsample on NHWC fp32 maps
- * (contracts in ops.h).
+/* conv.c — CPU conv2d and its fused forms (conv2d_up2x, conv2d_gn) on NHWC fp32 maps
+ * (contracts in ops.h; GroupNorm is in norm.c, the ×2 upsample in elementwise.c).
  *
  * conv2d is y[B·H·W, Cout] = patches[B·H·W, k·k·Cin] · w[Cout, k·k·Cin]ᵀ + bias on the
  * GEMM core (linalg.c; the weight is a [Cout, k·k·Cin] matrix, packed at load), with no
@@ -12,10 +12,6 @@
  * A 3×3 convolution with at least WINO_MIN_COUT outputs runs as Winograd's F(2×2, 3×3)
  * instead (below): 16 GEMMs over 2×2 output tiles, 4 multiplies per output pixel and input
  * channel where the direct form needs 9. Its weight is packed at load in that form.
- * group_norm takes per (image, group) the mean, then the variance of the centred values
- * (two passes, per-thread channel sums in double, biased), then writes
- * y = (x − mean)·(rstd·gamma) + beta and, when asked, y·sigmoid(y); the mean is
- * subtracted as a float pair (hi + lo), so maps with a large offset keep their precision.
  */
 #include <limits.h>
 #include <math.h>
@@ -287,133 +283,11 @@ void dalle_cpu_conv2d(dalle_backend *be, float *y, const float *x, const dalle_t
     conv(be, y, x, w, bias, B, H, W, Cin, Cout, k, 0);
 }
 
-/* acc[c] = Σ_r x[r, c] (center NULL) or Σ_r (x[r, c] − center[c])², r < HW, in double.
- * part: [nt, C] per-thread partial sums. */
-static void channel_sums(double *acc, double *part, const float *x, const double *center,
-                         int64_t HW, int C, int nt) {
-    memset(part, 0, (size_t)nt * C * sizeof *part);
-#pragma omp parallel num_threads(nt)
-    {
-        double *restrict s = part + (size_t)omp_get_thread_num() * C;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < HW; r++) {
-            const float *restrict row = x + r * C;
-            if (center) {
-#pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    const double d = row[c] - center[c];
-                    s[c] += d * d;
-                }
-            } else {
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    s[c] += row[c];
-            }
-        }
-    }
-    for (int c = 0; c < C; c++) {
-        double t = 0;
-        for (int i = 0; i < nt; i++)
-            t += part[(size_t)i * C + c];
-        acc[c] = t;
-    }
-}
-
-/* Per group g: the mean of acc over its channels divided by n, written to every channel of
- * the group in out (acc and out may be the same array). */
-static void group_means(double *out, const double *acc, int C, int groups, double n) {
-    const int cg = C / groups;
-    for (int g = 0; g < groups; g++) {
-        double t = 0;
-        for (int c = g * cg; c < (g + 1) * cg; c++)
-            t += acc[c];
-        for (int c = g * cg; c < (g + 1) * cg; c++)
-            out[c] = t / n;
-    }
-}
-
-void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
-                          const dalle_tensor *beta, int B, int HW, int C, int groups, float eps,
-                          int swish) {
-    const float *ga = dalle_cpu_f32(gamma), *bt = dalle_cpu_f32(beta); // [C]
-    DALLE_ASSERT(B >= 0 && HW >= 1 && C >= 1 && groups >= 1 && C % groups == 0 && eps >= 0);
-    DALLE_ASSERT(dalle_tensor_numel(gamma) == C && dalle_tensor_numel(beta) == C);
-    const int threads = dalle_cpu_of(be)->threads;
-    const int nt = (int64_t)HW * C >= DALLE_CPU_PAR_MIN ? threads : 1;
-    const double n = (double)HW * (C / groups); // values per (image, group)
-    double *part = dalle_cpu_scratch(be, ((size_t)nt + 4) * C * sizeof(double));
-    double *acc = part + (size_t)nt * C, *mean = acc + C;           // [C] each
-    float *hi = (float *)(mean + C), *lo = hi + C, *scale = lo + C; // [C] each
-    for (int b = 0; b < B; b++) {
-        const float *xb = x + (size_t)b * HW * C; // [HW, C]
-        float *yb = y + (size_t)b * HW * C;
-        channel_sums(acc, part, xb, NULL, HW, C, nt);
-        group_means(mean, acc, C, groups, n);
-        channel_sums(acc, part, xb, mean, HW, C, nt);
-        group_means(acc, acc, C, groups, n); // biased variance per channel's group
-        for (int c = 0; c < C; c++) {
-            hi[c] = (float)mean[c];
-            lo[c] = (float)(mean[c] - hi[c]);
-            scale[c] = (float)(1.0 / sqrt(acc[c] + eps)) * ga[c];
-        }
-#pragma omp parallel for num_threads(nt)
-        for (int64_t r = 0; r < HW; r++) {
-            const float *restrict xr = xb + r * C;
-            float *restrict yr = yb + r * C;
-            if (swish) {
-#pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    const float t = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
-                    yr[c] = t / (1.0f + expf(-t));
-                }
-            } else {
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    yr[c] = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
-            }
-        }
-    }
-}
-
-void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C) {
-    DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && C >= 1 && y != x);
-    const int threads = dalle_cpu_of(be)->threads;
-    const size_t in_row = (size_t)W * C, out_row = 2 * in_row, px = (size_t)C * sizeof(float);
-    const int64_t rows = (int64_t)B * H;
-    // input row r = b·H + h becomes output rows b·2H + 2h = 2r and 2r + 1
-#pragma omp parallel for num_threads(threads) if (rows * (int64_t)out_row >= DALLE_CPU_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *src = x + (size_t)r * in_row;  // [W, C]
-        float *dst = y + (size_t)(2 * r) * out_row; // [2, 2W, C]
-        for (int w = 0; w < W; w++) {
-            memcpy(dst + (size_t)(2 * w) * C, src + (size_t)w * C, px);
-            memcpy(dst + (size_t)(2 * w + 1) * C, src + (size_t)w * C, px);
-        }
-        memcpy(dst + out_row, dst, out_row * sizeof(float));
-    }
-}
-
 void dalle_cpu_conv2d_up2x(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                            const dalle_tensor *bias, int B, int H, int W, int Cin, int Cout,
                            int k) {
     DALLE_ASSERT(B >= 0 && H >= 2 && W >= 2 && H % 2 == 0 && W % 2 == 0 && Cin >= 1);
     conv(be, y, x, w, bias, B, H, W, Cin, Cout, k, 1);
-}
-
-void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
-                       int32_t *nonfinite) {
-    DALLE_ASSERT(n >= 0);
-    int bad = 0;
-#pragma omp parallel for num_threads(dalle_cpu_of(be)->threads)                                    \
-    reduction(|                                                                                    \
-              : bad) if (n >= DALLE_CPU_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        const float v = x[i] > 0 ? (x[i] < 1 ? x[i] : 1.0f) : 0.0f; // NaN → 0
-        y[i] = (uint8_t)(v * 255.0f);
-        bad |= !isfinite(x[i]);
-    }
-    if (bad && nonfinite)
-        *nonfinite = 1;
 }
 
 void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
@@ -424,6 +298,8 @@ void dalle_cpu_conv2d_gn(dalle_backend *be, float *y, const float *x, const dall
     if (B == 0)
         return;
     float *t = dalle_cpu_map(be, (size_t)B * H * W * Cin * sizeof *t); // [B, H, W, Cin]
+    if (!t)
+        return; // be->failed is set
     dalle_cpu_group_norm(be, t, x, gamma, beta, B, H * W, Cin, groups, eps, swish);
     dalle_cpu_conv2d(be, y, t, w, bias, B, H, W, Cin, Cout, k);
 }

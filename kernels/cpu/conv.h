@@ -1,6 +1,7 @@
-/* conv.h — the CPU backend's image-side feature-map ops (kernels/cpu/conv.c): 2-D
- * convolution, GroupNorm (optionally fused with swish) and nearest ×2 upsampling, with
- * the contracts of the matching ops.h entries. Feature maps are NHWC fp32.
+/* conv.h — the CPU backend's image-side ops, with the contracts of the matching ops.h
+ * entries: 2-D convolution and its fused forms (conv.c), GroupNorm optionally fused with
+ * swish (norm.c), nearest ×2 upsampling (elementwise.c), to_rgb8 and clip_prep (image.c).
+ * Feature maps are NHWC fp32.
  */
 #ifndef DALLE_KERNELS_CPU_CONV_H
 #define DALLE_KERNELS_CPU_CONV_H

@@ -51,8 +51,8 @@ static inline dalle_cpu *dalle_cpu_of(dalle_backend *be) {
     return (dalle_cpu *)be->impl;
 }
 
-/* A buffer of at least `bytes`, valid until the next call on the same backend. Aborts when
- * memory runs out (ops cannot fail). */
+/* A buffer of at least `bytes`, valid until the next call on the same backend; NULL when
+ * memory runs out, with be->failed set (ops.h): the op then returns without working. */
 void *dalle_cpu_scratch(dalle_backend *be, size_t bytes);
 
 /* A second such buffer, for a feature map an op keeps while it calls ops that use the

@@ -1,11 +1,12 @@
-/* elementwise.c — CPU gathers and element-wise ops: embedding (+ position) gather, KV cache
- * store, patchify, GELU-GLU middle (exact erf GELU: 0.5·a·(1 + erf(a/√2))·b, evaluated as
+/* elementwise.c — CPU gathers and element-wise ops: embedding (+ position) gather, patchify,
+ * nearest ×2 upsample, GELU-GLU middle (exact erf GELU: 0.5·a·(1 + erf(a/√2))·b, evaluated as
  * 0.5·a·erfc(−a/√2)·b, which keeps its relative accuracy for negative a where 1 + erf cancels),
  * CLIP's quick GELU, bias broadcast and residual add.
  */
 #include <math.h>
 #include <string.h>
 
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/cpu.h"
 
 void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
@@ -30,17 +31,6 @@ void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, con
         if (pos_table)
             dalle_cpu_widen(o, (const uint8_t *)pos_table->data + (size_t)pos[r] * C * pes,
                             pos_table->dtype, C, 1);
-    }
-}
-
-void dalle_cpu_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
-                        const int32_t *pos, int B, int T, int C, int cap) {
-    (void)be;
-    DALLE_ASSERT(B >= 0 && T >= 0 && C >= 1 && cap >= 1);
-    for (int b = 0; b < B; b++) {
-        DALLE_ASSERT(slot[b] >= 0 && pos[b] >= 0 && pos[b] + T <= cap);
-        float *dst = cache + ((size_t)slot[b] * cap + (size_t)pos[b]) * C; // [T, C] in [cap, C]
-        memcpy(dst, src + (size_t)b * T * C, (size_t)T * C * sizeof(float));
     }
 }
 
@@ -98,4 +88,22 @@ void dalle_cpu_add(dalle_backend *be, float *y, const float *x, int64_t n) {
 #pragma omp parallel for simd num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] += x[i];
+}
+
+void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C) {
+    DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && C >= 1 && y != x);
+    const int threads = dalle_cpu_of(be)->threads;
+    const size_t in_row = (size_t)W * C, out_row = 2 * in_row, px = (size_t)C * sizeof(float);
+    const int64_t rows = (int64_t)B * H;
+    // input row r = b·H + h becomes output rows b·2H + 2h = 2r and 2r + 1
+#pragma omp parallel for num_threads(threads) if (rows * (int64_t)out_row >= DALLE_CPU_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = x + (size_t)r * in_row;  // [W, C]
+        float *dst = y + (size_t)(2 * r) * out_row; // [2, 2W, C]
+        for (int w = 0; w < W; w++) {
+            memcpy(dst + (size_t)(2 * w) * C, src + (size_t)w * C, px);
+            memcpy(dst + (size_t)(2 * w + 1) * C, src + (size_t)w * C, px);
+        }
+        memcpy(dst + out_row, dst, out_row * sizeof(float));
+    }
 }

@@ -1,10 +1,12 @@
-/* image.c — CLIP preprocessing by a plan (ops.h clip_prep) on the CPU: the reference twin of
+/* image.c — pixels on the CPU: the VQGAN output to bytes (ops.h to_rgb8) and CLIP
+ * preprocessing by a plan (ops.h clip_prep), the reference twin of
  * kernels/cuda/image.cu, written from the plan's contract alone (model/image_prep.c builds
  * plans and has its own host implementation, which tests/gpu/gpu_ops compares with this).
  * Pass 1 (both axes resampled) writes the intermediate uint8 image into a temporary
  * buffer: [in_h, out_w, 3] horizontal first, [out_h, in_w, 3] vertical first; the
  * second resample is evaluated only at the cropped output positions.
  */
+#include <math.h>
 #include <stdlib.h>
 
 #include "kernels/cpu/conv.h"
@@ -72,4 +74,20 @@ void dalle_cpu_clip_prep(dalle_backend *be, float *pixels, const uint8_t *rgb,
                 }
         free(tmp);
     }
+}
+
+void dalle_cpu_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
+                       int32_t *nonfinite) {
+    DALLE_ASSERT(n >= 0);
+    int bad = 0;
+#pragma omp parallel for num_threads(dalle_cpu_of(be)->threads)                                    \
+    reduction(|                                                                                    \
+              : bad) if (n >= DALLE_CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i] > 0 ? (x[i] < 1 ? x[i] : 1.0f) : 0.0f; // NaN → 0
+        y[i] = (uint8_t)(v * 255.0f);
+        bad |= !isfinite(x[i]);
+    }
+    if (bad && nonfinite)
+        *nonfinite = 1;
 }

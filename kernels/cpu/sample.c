@@ -108,8 +108,8 @@ static int32_t sample_row(cand *h, const float *lc, const float *lu, int V,
     return h[kept - 1].i;
 }
 
-void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V, int ld,
-                      const dalle_sample_params *params, const int32_t *step) {
+static void sample_tokens(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,
+                          int ld, const dalle_sample_params *params, const int32_t *step) {
     DALLE_ASSERT(B >= 0 && V >= 1 && V <= ld);
     const int threads = dalle_cpu_of(be)->threads;
     int kmax = 1;
@@ -117,6 +117,8 @@ void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, i
         if (params[b].top_k > kmax)
             kmax = params[b].top_k < V ? params[b].top_k : V;
     cand *scratch = dalle_cpu_scratch(be, (size_t)threads * kmax * sizeof(cand));
+    if (!scratch)
+        return; // be->failed is set
 #pragma omp parallel for num_threads(threads) if (B > 1)
     for (int b = 0; b < B; b++) {
         const float *lc = logits + (size_t)2 * b * ld; // [B, 2, ld]
@@ -125,13 +127,23 @@ void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, i
     }
 }
 
+/* The tokens come back to the host: counted as a copy and a wait (ops.h dalle_backend). */
+void dalle_cpu_sample(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V, int ld,
+                      const dalle_sample_params *params, const int32_t *step) {
+    sample_tokens(be, tokens, logits, B, V, ld, params, step);
+    be->to_host_copies++;
+    be->syncs++;
+}
+
 /* rows [2B]: the B tokens land in rows[0..B) first, then spread from the top down (entry b
  * moves to 2b and 2b + 1 after every entry above it has moved, so none is overwritten
  * unread). */
 void dalle_cpu_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes, const int32_t *code_at,
                           const float *logits, int B, int V, int ld,
                           const dalle_sample_params *params, const int32_t *step) {
-    dalle_cpu_sample(be, rows, logits, B, V, ld, params, step);
+    sample_tokens(be, rows, logits, B, V, ld, params, step);
+    if (be->failed)
+        return; // no tokens: rows and codes keep their values
     for (int b = B - 1; b >= 0; b--) {
         const int32_t t = rows[b];
         rows[2 * b + 1] = rows[2 * b] = t;

@@ -3,15 +3,11 @@
  * KV cache block, kv_index mapping rows to blocks) and cross-attention (kv_index → the
  * prompt's block, its text mask).
  *
- * One block per (row b, query i, head h), 128 threads: warps take keys in turn and reduce
- * q·k over the head dimension with shuffles; scores of the visible keys sit in shared
- * memory; max and normaliser are block reductions (fp32, expf); then each thread owns
- * output channels d and sums p_j·v[j, d] over the keys in order. Visibility is checked on
- * the host first (every query must see a key), as the CPU backend asserts.
- * Speed work left (issue 5): flash-decoding (split the keys over blocks and merge partial
- * softmaxes) so that small decode batches fill 132 SMs, heads of one row sharing a block
- * so that K/V rows are read once with 16-byte loads, an fp16 KV cache, and a tensor-core
- * tile kernel for the Tq = 64 prefill.
+ * One block per (row b, query i, head h), 128 threads, each running dalle_attend_query
+ * (internal.cuh: scores in shared memory, block max and normaliser in fp32 with expf, then
+ * each thread's output channels summed over the keys in order). Visibility is checked on
+ * the host first (every query must see a key), as the CPU backend asserts. The decode step
+ * does not come here: its attention is decode.cu's (split keys, 16-bit KV cache).
  */
 #include <math.h>
 
@@ -33,40 +29,8 @@ __global__ void attention_kernel(float *out, const float *q, const float *k, con
         n = causal_pos[b] + i + 1;
     const uint8_t *mask = key_mask ? key_mask + (size_t)blk * kv_cap : NULL;
     const size_t row = ((size_t)b * Tq + i) * C + (size_t)h * D; // [B, Tq, C]
-    const float *qr = q + row;
-    const float *kb = k + (size_t)blk * kv_cap * C + (size_t)h * D; // [kv_cap, C]
-    const float *vb = v + (size_t)blk * kv_cap * C + (size_t)h * D;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-
-    for (int j = warp; j < n; j += nw) {
-        const float *kj = kb + (size_t)j * C;
-        float dot = 0;
-        for (int d = lane; d < D; d += 32)
-            dot += qr[d] * kj[d];
-        dot = dalle_warp_sum(dot);
-        if (lane == 0)
-            s[j] = (mask && !mask[j]) ? -INFINITY : dot * scale;
-    }
-    __syncthreads();
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < n; j += blockDim.x)
-        mx = fmaxf(mx, s[j]);
-    mx = dalle_block_max(mx, red);
-    float z = 0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
-        s[j] = p;
-        z += p;
-    }
-    z = dalle_block_sum(z, red); /* ends with a barrier: all of s[] is written */
-    const float inv = 1.0f / z;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0;
-        for (int j = 0; j < n; j++)
-            if (s[j] != 0.0f)
-                acc += s[j] * vb[(size_t)j * C + d];
-        out[row + d] = acc * inv;
-    }
+    const size_t kv = (size_t)blk * kv_cap * C + (size_t)h * D;  // [kv_cap, C] at head h
+    dalle_attend_query(out + row, q + row, k + kv, v + kv, mask, n, C, D, scale, s, red);
 }
 
 extern "C" void dalle_cuda_attention(dalle_backend *be, float *out, const float *q, const float *k,

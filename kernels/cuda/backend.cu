@@ -51,10 +51,21 @@ static void cu_to_host(dalle_backend *be, void *dst, const void *src, size_t byt
     dalle_cuda *cu = dalle_cuda_of(be);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream), "to_host");
     CUDA_CHECK(cudaStreamSynchronize(cu->stream), "to_host");
+    be->to_host_copies++;
+    be->syncs++;
+}
+
+static void cu_copy(dalle_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes)
+        return;
+    CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, dalle_cuda_of(be)->stream),
+        "copy");
 }
 
 static void cu_sync(dalle_backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(dalle_cuda_of(be)->stream), "sync");
+    be->syncs++;
 }
 
 static void cu_destroy(dalle_backend *be) {
@@ -255,6 +266,7 @@ static const dalle_backend_ops cuda_ops = {
     .free = cu_free,
     .to_device = cu_to_device,
     .to_host = cu_to_host,
+    .copy = cu_copy,
     .sync = cu_sync,
     .destroy = cu_destroy,
     .variant = NULL,
@@ -262,7 +274,6 @@ static const dalle_backend_ops cuda_ops = {
     .layernorm = dalle_cuda_layernorm,
     .embed = dalle_cuda_embed,
     .attention = dalle_cuda_attention,
-    .kv_store = dalle_cuda_kv_store,
     .gelu_mul = dalle_cuda_gelu_mul,
     .add = dalle_cuda_add,
     .sample = dalle_cuda_sample,

@@ -19,10 +19,6 @@
  * would have written it, so the normalised map never goes through memory.
  * Speed work left: cp.async double buffering, 16-byte staging loads when Cin % 8 == 0,
  * the residual add in the epilogue, NHWC bf16 activations kept between layers.
- *
- * rgb8 (ops.h to_rgb8): y[i] = (uint8)(clamp(x[i], 0, 1) · 255), NaN → 0 — the CPU's
- * dalle_vqgan_to_u8 in model/vqgan.c, bit for bit (one fp32 multiply, truncation); a NaN or
- * ±inf anywhere sets the caller's nonfinite flag.
  */
 #include <limits.h>
 #include <mma.h>
@@ -45,42 +41,27 @@ template <> __device__ __forceinline__ __nv_bfloat16 ig_cvt<__nv_bfloat16>(float
     return __float2bfloat16_rn(v);
 }
 
-/* GroupNorm statistics of x [B, HW, C] per (b, group): st[3·(b·groups + g) + {0,1,2}] =
- * (hi, lo, rstd), the mean split into two floats — norm.cu's group_norm_kernel's arithmetic,
- * so that normalising while staging gives the values that kernel writes. */
+/* GroupNorm statistics of x [B, HW, C] per (b, group) (internal.cuh dalle_gn_stats, as
+ * norm.cu's group_norm): st[3·(b·groups + g) + {0,1,2}] = (hi, lo, rstd). */
 __global__ void gn_stats_kernel(float *st, const float *x, int HW, int C, int groups, float eps) {
     __shared__ double shm[32];
     const int b = blockIdx.x / groups, g = blockIdx.x % groups, cg = C / groups;
     const float *xb = x + (size_t)b * HW * C + (size_t)g * cg; // [HW, C] from channel g·cg
-    const int64_t n = (int64_t)HW * cg;
-    double s = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-        s += xb[(i / cg) * C + i % cg];
-    const double mean = dalle_block_sum(s, shm) / (double)n;
-    double ss = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-        const double d = xb[(i / cg) * C + i % cg] - mean;
-        ss += d * d;
-    }
-    const double var = dalle_block_sum(ss, shm) / (double)n;
+    const dalle_gn_stat s = dalle_gn_stats(xb, (int64_t)HW * cg, cg, C, eps, shm);
     if (threadIdx.x == 0) {
-        const float hi = (float)mean;
-        st[3 * blockIdx.x] = hi;
-        st[3 * blockIdx.x + 1] = (float)(mean - hi);
-        st[3 * blockIdx.x + 2] = (float)(1.0 / sqrt(var + eps));
+        st[3 * blockIdx.x] = s.hi;
+        st[3 * blockIdx.x + 1] = s.lo;
+        st[3 * blockIdx.x + 2] = s.rstd;
     }
 }
 
-/* the GroupNorm (+ swish) of one input value of channel c of image b */
+/* the GroupNorm (+ swish) of one input value of channel c of image b: the values norm.cu's
+ * group_norm writes */
 __device__ __forceinline__ float gn_apply(float v, const float *st, const void *g, const void *be,
                                           int dt, int b, int c, int cg, int groups, int swish) {
     const float *s = st + 3 * ((size_t)b * groups + c / cg);
-    const float scale = __fmul_rn(s[2], dalle_ldw(g, dt, (size_t)c));
-    float t = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(v, s[0]), s[1]), scale),
-                        dalle_ldw(be, dt, (size_t)c));
-    if (swish)
-        t = t / (1.0f + expf(-t));
-    return t;
+    return dalle_gn_apply(v, {s[0], s[1], s[2]}, dalle_ldw(g, dt, (size_t)c),
+                          dalle_ldw(be, dt, (size_t)c), swish);
 }
 
 template <typename T>
@@ -203,28 +184,4 @@ extern "C" void dalle_cuda_conv_igemm(dalle_backend *be, float *y, const float *
          st, gg, gb, groups, swish);
     }
     CUDA_LAUNCHED(op);
-}
-
-/* nonfinite: every thread that meets a NaN or ±inf stores 1 (same value: no race matters) */
-__global__ void rgb8_kernel(uint8_t *y, const float *x, int64_t n, int32_t *nonfinite) {
-    int bad = 0;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const float xi = x[i];
-        const float v = xi > 0 ? (xi < 1 ? xi : 1.0f) : 0.0f; /* NaN → 0 */
-        y[i] = (uint8_t)__fmul_rn(v, 255.0f);
-        bad |= !isfinite(xi);
-    }
-    if (bad && nonfinite)
-        *nonfinite = 1;
-}
-
-extern "C" void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
-                                   int32_t *nonfinite) {
-    DALLE_ASSERT(n >= 0);
-    if (n == 0)
-        return;
-    DALLE_LAUNCH(rgb8_kernel, dalle_cuda_blocks(n, 256), 256, 0, dalle_cuda_of(be)->stream)
-    (y, x, n, nonfinite);
-    CUDA_LAUNCHED("to_rgb8");
 }

@@ -5,7 +5,7 @@
  * decode_attention = append + flash-decoding:
  *  1. kv_append_kernel: kc[slot[b], pos[b], :] = k[b, :] (and v), rounded to the cache
  *     type T ∈ {float, __half, __nv_bfloat16} — the self-attention KV cache in 16 bits
- *     halves the dominant memory traffic of large batches (performance.md §3.3);
+ *     halves the dominant memory traffic of large batches (docs/performance-model.md §3);
  *  2. split_kernel, grid (B·H, nsplit): the cap positions are cut into nsplit chunks of
  *     `chunk` keys (a multiple of 32); block (row·head, s) takes keys [s·chunk,
  *     min((s+1)·chunk, pos[b]+1)) — each row's own length, read on the device — and
@@ -19,8 +19,9 @@
  * to ~1e-6.
  * Partials live in device scratch 2: [B·H, nsplit, D + 2] floats.
  *
- * cross_attention: one block per (row, head), 128 threads, as attention.cu's kernel but
- * block and mask read from device memory; a row with no visible key writes zeros.
+ * cross_attention: one block per (row, head), 128 threads, dalle_attend_query (internal.cuh)
+ * like attention.cu's kernel but block and mask read from device memory; a row with no
+ * visible key writes zeros.
  */
 #include <math.h>
 
@@ -99,17 +100,8 @@ __global__ void split_kernel(float *part, const float *q, const T *kc, const T *
     }
     __syncthreads();
     const int m = j1 - j0;
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < m; j += blockDim.x)
-        mx = fmaxf(mx, s[j]);
-    mx = dalle_block_max(mx, red);
-    float z = 0;
-    for (int j = threadIdx.x; j < m; j += blockDim.x) {
-        const float p = expf(s[j] - mx);
-        s[j] = p;
-        z += p;
-    }
-    z = dalle_block_sum(z, red); /* ends with a barrier: all of s[] is written */
+    float mx;
+    const float z = dalle_block_exp(s, m, red, &mx); /* every key here is visible */
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0;
         for (int j = 0; j < m; j++)
@@ -208,40 +200,9 @@ __global__ void cross_kernel(float *out, const float *q, const float *k, const f
     const int h = blockIdx.x % H, b = blockIdx.x / H;
     const int C = H * D, blk = block[b];
     const uint8_t *mask = key_mask + (size_t)blk * T;
-    const float *qr = q + (size_t)b * C + (size_t)h * D;
-    const float *kb = k + (size_t)blk * T * C + (size_t)h * D; // [blocks, T, C] → head h
-    const float *vb = v + (size_t)blk * T * C + (size_t)h * D;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int j = warp; j < T; j += nw) {
-        float dot = 0;
-        if (mask[j])
-            for (int d = lane; d < D; d += 32)
-                dot += qr[d] * kb[(size_t)j * C + d];
-        dot = dalle_warp_sum(dot);
-        if (lane == 0)
-            s[j] = mask[j] ? dot * scale : -INFINITY;
-    }
-    __syncthreads();
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < T; j += blockDim.x)
-        mx = fmaxf(mx, s[j]);
-    mx = dalle_block_max(mx, red);
-    float z = 0;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
-        s[j] = p;
-        z += p;
-    }
-    z = dalle_block_sum(z, red);
-    const float inv = z > 0 ? 1.0f / z : 0.0f; /* no visible key: zeros */
-    float *o = out + (size_t)b * C + (size_t)h * D;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0;
-        for (int j = 0; j < T; j++)
-            if (s[j] != 0.0f)
-                acc += s[j] * vb[(size_t)j * C + d];
-        o[d] = acc * inv;
-    }
+    const size_t kv = (size_t)blk * T * C + (size_t)h * D; // [blocks, T, C] → head h
+    dalle_attend_query(out + (size_t)b * C + (size_t)h * D, q + (size_t)b * C + (size_t)h * D,
+                       k + kv, v + kv, mask, T, C, D, scale, s, red);
 }
 
 extern "C" void dalle_cuda_cross_attention(dalle_backend *be, float *out, const float *q,

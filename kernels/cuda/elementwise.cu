@@ -1,11 +1,7 @@
-/* elementwise.cu — gathers and element-wise ops: embedding (+ position) gather, KV cache
- * store, patchify, nearest ×2 upsample, GELU-GLU middle (exact erf GELU written as
- * 0.5·a·erfc(−a/√2)·b like the CPU), CLIP's quick GELU, bias broadcast, residual add.
- * Grid-stride loops, one element per thread step; host index arrays go through the
- * staging area.
- * Speed work left: 16-byte vector accesses, and fusing these into their neighbours
- * (bias + GELU into the GEMM epilogue, residual add into the LayerNorm, upsample into the
- * next convolution's indexing, kv_store into the QKV GEMM epilogue, fp16 KV cache).
+/* elementwise.cu — gathers and element-wise ops: embedding (+ position) gather, patchify,
+ * nearest ×2 upsample, GELU-GLU middle (exact erf GELU written as 0.5·a·erfc(−a/√2)·b like
+ * the CPU), CLIP's quick GELU, bias broadcast, residual add. Grid-stride loops, one element
+ * per thread step; host index arrays go through the staging area.
  */
 #include "kernels/cuda/internal.cuh"
 
@@ -65,33 +61,6 @@ extern "C" void dalle_cuda_embed_dev(dalle_backend *be, float *y, const dalle_te
     (y, table->data, pos_table ? pos_table->data : NULL, dalle_cuda_of(be)->ops.weight_dtype, ids,
      pos_table ? pos : NULL, rows, C);
     CUDA_LAUNCHED("embed_dev");
-}
-
-__global__ void kv_store_kernel(float *cache, const float *src, const int32_t *slot,
-                                const int32_t *pos, int B, int T, int C, int cap) {
-    GRID_STRIDE(i, (int64_t)B * T * C) {
-        const int64_t b = i / ((int64_t)T * C), t = (i / C) % T, c = i % C;
-        cache[((size_t)slot[b] * cap + pos[b] + t) * C + c] = src[i]; // src [B, T, C]
-    }
-}
-
-extern "C" void dalle_cuda_kv_store(dalle_backend *be, float *cache, const float *src,
-                                    const int32_t *slot, const int32_t *pos, int B, int T, int C,
-                                    int cap) {
-    DALLE_ASSERT(B >= 0 && T >= 0 && C >= 1 && cap >= 1);
-    for (int b = 0; b < B; b++)
-        DALLE_ASSERT(slot[b] >= 0 && pos[b] >= 0 && pos[b] + T <= cap);
-    if (B == 0 || T == 0)
-        return;
-    const void *s[2] = {slot, pos};
-    const size_t bytes[2] = {(size_t)B * 4, (size_t)B * 4};
-    void *dev[2];
-    dalle_cuda_stage(be, 2, s, bytes, dev, "kv_store");
-    const int64_t n = (int64_t)B * T * C;
-    DALLE_LAUNCH(kv_store_kernel, dalle_cuda_blocks(n, EW_THREADS), EW_THREADS, 0,
-                 dalle_cuda_of(be)->stream)
-    (cache, src, (const int32_t *)dev[0], (const int32_t *)dev[1], B, T, C, cap);
-    CUDA_LAUNCHED("kv_store");
 }
 
 __global__ void patchify_kernel(float *y, const float *x, int B, int H, int W, int C, int p) {

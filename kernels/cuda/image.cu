@@ -1,4 +1,10 @@
-/* image.cu — CLIP preprocessing on the device by a plan (ops.h clip_prep): Pillow's 8-bit
+/* image.cu — pixels on the device.
+ *
+ * rgb8 (ops.h to_rgb8): y[i] = (uint8)(clamp(x[i], 0, 1) · 255), NaN → 0 — the CPU's
+ * dalle_vqgan_to_u8 in model/vqgan.c, bit for bit (one fp32 multiply, truncation); a NaN or
+ * ±inf anywhere sets the caller's nonfinite flag.
+ *
+ * CLIP preprocessing by a plan (ops.h clip_prep): Pillow's 8-bit
  * bicubic resize as separable Q22 fixed-point passes, the centre crop and CLIP's
  * normalisation — integer arithmetic for the resize (exact whatever the order), then
  * float(u · (1/255) in double) and (v − mean) / std with IEEE-rounded fp32 division, so
@@ -97,4 +103,28 @@ extern "C" void dalle_cuda_clip_prep(dalle_backend *be, float *pixels, const uin
     DALLE_LAUNCH(out_kernel, dalle_cuda_blocks(n, IMG_THREADS), IMG_THREADS, 0, st)
     (pixels, rgb, tmp, *pl, B, th, tw);
     CUDA_LAUNCHED("clip_prep");
+}
+
+/* nonfinite: every thread that meets a NaN or ±inf stores 1 (same value: no race matters) */
+__global__ void rgb8_kernel(uint8_t *y, const float *x, int64_t n, int32_t *nonfinite) {
+    int bad = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float xi = x[i];
+        const float v = xi > 0 ? (xi < 1 ? xi : 1.0f) : 0.0f; /* NaN → 0 */
+        y[i] = (uint8_t)__fmul_rn(v, 255.0f);
+        bad |= !isfinite(xi);
+    }
+    if (bad && nonfinite)
+        *nonfinite = 1;
+}
+
+extern "C" void dalle_cuda_to_rgb8(dalle_backend *be, uint8_t *y, const float *x, int64_t n,
+                                   int32_t *nonfinite) {
+    DALLE_ASSERT(n >= 0);
+    if (n == 0)
+        return;
+    DALLE_LAUNCH(rgb8_kernel, dalle_cuda_blocks(n, 256), 256, 0, dalle_cuda_of(be)->stream)
+    (y, x, n, nonfinite);
+    CUDA_LAUNCHED("to_rgb8");
 }

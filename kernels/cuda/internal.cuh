@@ -3,7 +3,7 @@
  * device scratch, weight loads in any weight dtype, and the op entry points each family
  * file defines.
  *
- * Error policy (serving.md §9, code-style §3.10): CUDA_CHECK / CUBLAS_CHECK name the
+ * Error policy (docs/serving.md §3): CUDA_CHECK / CUBLAS_CHECK name the
  * statement, file:line and the op in a device fault (kernels/fault.h: the process's fault
  * handler, else abort); CUDA_LAUNCHED(op) checks
  * cudaGetLastError after every kernel launch. Ops cannot fail on valid arguments, so any
@@ -165,6 +165,91 @@ __device__ inline float dalle_block_max(float v, float *shm /* [32] */) {
     return shm[0];
 }
 
+/* GroupNorm (norm.cu's group_norm, conv_igemm.cu's fused conv2d_gn): the statistics of one
+ * (image, group) by a whole block — two passes in double over the n = HW·cg values
+ * xb[(i / cg)·C + i % cg] (mean, then the biased variance of the centred values) — as the
+ * mean split into two floats (hi + lo) and rstd; and the normalisation of one value with
+ * them, the CPU's formula (kernels/cpu/norm.c) operation for operation. */
+struct dalle_gn_stat {
+    float hi, lo, rstd;
+};
+
+__device__ inline dalle_gn_stat dalle_gn_stats(const float *xb, int64_t n, int cg, int C, float eps,
+                                               double *shm /* [32] */) {
+    double s = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += xb[(i / cg) * C + i % cg];
+    const double mean = dalle_block_sum(s, shm) / (double)n;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const double d = xb[(i / cg) * C + i % cg] - mean;
+        ss += d * d;
+    }
+    const double var = dalle_block_sum(ss, shm) / (double)n;
+    const float hi = (float)mean;
+    return {hi, (float)(mean - hi), (float)(1.0 / sqrt(var + eps))};
+}
+
+__device__ __forceinline__ float dalle_gn_apply(float v, dalle_gn_stat st, float gamma, float beta,
+                                                int swish) {
+    const float scale = __fmul_rn(st.rstd, gamma);
+    float t = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(v, st.hi), st.lo), scale), beta);
+    if (swish)
+        t = t / (1.0f + expf(-t));
+    return t;
+}
+/* The unnormalised softmax of s[0..n) by a whole block, in place: s_j ← e^(s_j − max)
+ * (0 for −∞); returns Σ_j s_j and the max in *max_out. Ends with a barrier, so all of s is
+ * written when it returns. red: shared [32]. */
+__device__ inline float dalle_block_exp(float *s, int n, float *red, float *max_out) {
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x)
+        mx = fmaxf(mx, s[j]);
+    mx = dalle_block_max(mx, red);
+    float z = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
+        s[j] = p;
+        z += p;
+    }
+    *max_out = mx;
+    return dalle_block_sum(z, red);
+}
+
+/* One query of one head, by a whole block (attention.cu's and decode.cu's cross-attention
+ * kernels): the scores q·k_j·scale of the n keys, −∞ where mask (may be NULL) hides key j,
+ * into s; softmax with the maximum subtracted; out[d] = Σ_j p_j·v[j·C + d] / Σ_j p_j over
+ * d < D, zeros when no key is visible. q: [D]; k, v: rows of stride C (already at the head);
+ * s: shared [n]; red: shared [32]. Warps take keys in turn and reduce over the head
+ * dimension with shuffles; each thread then owns output channels d and sums the keys in
+ * order. */
+__device__ inline void dalle_attend_query(float *out, const float *q, const float *k,
+                                          const float *v, const uint8_t *mask, int n, int C, int D,
+                                          float scale, float *s, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int j = warp; j < n; j += nw) {
+        const bool visible = !mask || mask[j];
+        float dot = 0;
+        if (visible)
+            for (int d = lane; d < D; d += 32)
+                dot += q[d] * k[(size_t)j * C + d];
+        dot = dalle_warp_sum(dot);
+        if (lane == 0)
+            s[j] = visible ? dot * scale : -INFINITY;
+    }
+    __syncthreads();
+    float mx;
+    const float z = dalle_block_exp(s, n, red, &mx);
+    const float inv = z > 0 ? 1.0f / z : 0.0f;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0;
+        for (int j = 0; j < n; j++)
+            if (s[j] != 0.0f)
+                acc += s[j] * v[(size_t)j * C + d];
+        out[d] = acc * inv;
+    }
+}
+
 extern "C" {
 void dalle_cuda_matmul(dalle_backend *be, float *y, const float *x, const dalle_tensor *w, int M,
                        int N, int K, int accumulate);
@@ -188,8 +273,6 @@ void dalle_cuda_attention(dalle_backend *be, float *out, const float *q, const f
                           const float *v, const int32_t *kv_index, const uint8_t *key_mask,
                           const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
                           int D);
-void dalle_cuda_kv_store(dalle_backend *be, float *cache, const float *src, const int32_t *slot,
-                         const int32_t *pos, int B, int T, int C, int cap);
 void dalle_cuda_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n);
 void dalle_cuda_add(dalle_backend *be, float *y, const float *x, int64_t n);
 void dalle_cuda_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N);

@@ -6,9 +6,8 @@
  *  - F32 weights: cublasSgemm, pedantic math (no TF32) — compares with the CPU GEMM core at ~1e-5.
  *  - F16 / BF16 weights: x is rounded to the weight dtype in scratch 1, then cublasGemmEx
  *    with fp32 output and CUBLAS_COMPUTE_32F (tensor cores, fp32 accumulation).
- * Speed work left (issue 5): cuBLASLt with bias/GELU epilogues, keeping activations in 16
- * bits between GEMMs (drops the rounding kernel), split-K / stream-K tuning for the M = 2·B
- * decode GEMMs, which are weight-bandwidth-bound, and CUDA graphs around the decode step.
+ * cuBLAS picks its kernel by shape, so a row's result may change with M: this backend is
+ * deterministic per batch shape, not batch-invariant (dalle.h, reproducibility contract).
  */
 #include "kernels/cuda/internal.cuh"
 

@@ -2,12 +2,9 @@
  *
  * Both mirror the CPU backend's numerics: statistics two-pass in double (mean, then the
  * biased variance of the centred values), outputs in fp32 with the same formulas, so the
- * two backends agree to a few ulps. GroupNorm subtracts the mean as a float pair (hi + lo)
- * like the CPU.
- * Speed work left: LayerNorm fused with the residual add and with the 16-bit rounding of
- * the next GEMM's operand; GroupNorm statistics split over several blocks per (image,
- * group) (today B·groups blocks: 32 for one image) and the normalise + swish folded into
- * the next convolution's operand load.
+ * two backends agree to a few ulps. GroupNorm's statistics and normalisation are
+ * internal.cuh's dalle_gn_stats / dalle_gn_apply, shared with the fused conv2d_gn
+ * (conv_igemm.cu), which the VQGAN uses instead of this kernel where a conv follows.
  */
 #include "kernels/cuda/internal.cuh"
 
@@ -63,27 +60,12 @@ __global__ void group_norm_kernel(float *y, const float *x, const void *gamma, c
     const float *xb = x + (size_t)b * HW * C + (size_t)g * cg; // [HW, C] from channel g·cg
     float *yb = y + (size_t)b * HW * C + (size_t)g * cg;
     const int64_t n = (int64_t)HW * cg;
-    double s = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-        s += xb[(i / cg) * C + i % cg];
-    const double mean = dalle_block_sum(s, shm) / (double)n;
-    double ss = 0;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-        const double d = xb[(i / cg) * C + i % cg] - mean;
-        ss += d * d;
-    }
-    const double var = dalle_block_sum(ss, shm) / (double)n;
-    const float hi = (float)mean, lo = (float)(mean - hi);
-    const float rstd = (float)(1.0 / sqrt(var + eps));
+    const dalle_gn_stat st = dalle_gn_stats(xb, n, cg, C, eps, shm);
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
         const int c = (int)(i % cg);
         const size_t at = (i / cg) * C + c;
-        const float scale = __fmul_rn(rstd, dalle_ldw(gamma, dt, g * cg + c));
-        float t = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(xb[at], hi), lo), scale),
-                            dalle_ldw(beta, dt, g * cg + c));
-        if (swish)
-            t = t / (1.0f + expf(-t));
-        yb[at] = t;
+        yb[at] = dalle_gn_apply(xb[at], st, dalle_ldw(gamma, dt, g * cg + c),
+                                dalle_ldw(beta, dt, g * cg + c), swish);
     }
 }
 

@@ -371,6 +371,8 @@ extern "C" void dalle_cuda_sample(dalle_backend *be, int32_t *tokens, const floa
     CUDA_CHECK(cudaMemcpyAsync(tokens, tok_dev, (size_t)B * 4, cudaMemcpyDeviceToHost, cu->stream),
                "sample");
     CUDA_CHECK(cudaStreamSynchronize(cu->stream), "sample");
+    be->to_host_copies++;
+    be->syncs++;
 }
 
 extern "C" void dalle_cuda_sample_dev(dalle_backend *be, int32_t *rows, int32_t *codes,

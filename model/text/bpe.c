@@ -209,10 +209,6 @@ dalle_status dalle_bpe_merge_add(dalle_bpe *b, const char *left, size_t nl, cons
     return s;
 }
 
-int dalle_bpe_merge_count(const dalle_bpe *b) {
-    return b->n_merges;
-}
-
 /* ---- bytes ---------------------------------------------------------------------------- */
 
 uint32_t dalle_bpe_byte_codepoint(uint8_t c) {

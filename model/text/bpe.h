@@ -37,7 +37,6 @@ int dalle_bpe_vocab_count(const dalle_bpe *b);
  * DALLE_ERR_FORMAT naming the missing one ("where" prefixes the message, e.g. "file:line"). */
 dalle_status dalle_bpe_merge_add(dalle_bpe *b, const char *left, size_t nl, const char *right,
                                  size_t nr, const char *where, dalle_error *err);
-int dalle_bpe_merge_count(const dalle_bpe *b);
 
 /* GPT-2's byte→unicode map: the UTF-8 of byte's symbol into out (1 or 2 bytes); returns
  * its length. Printable Latin-1 bytes stand for themselves, the others for U+0100… in byte

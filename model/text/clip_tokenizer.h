@@ -1,4 +1,4 @@
-/* clip_tokenizer.h — CLIP's BPE tokenizer (model spec §6.3), as open_clip's
+/* clip_tokenizer.h — CLIP's BPE tokenizer (docs/model-spec.md §6.3), as open_clip's
  * SimpleTokenizer: ftfy, HTML-unescape twice, whitespace collapse, lower case, the CLIP
  * regex, byte→unicode, </w> on the last symbol, merges by rank; vocabulary built from the
  * merges file as OpenAI's code does (256 bytes, 256 bytes + </w>, merges, SOT, EOT).

@@ -1,4 +1,4 @@
-/* normalize.c — dalle-mini's TextNormalizer (model spec §4.1; see normalize.h).
+/* normalize.c — dalle-mini's TextNormalizer (docs/model-spec.md §4.1; see normalize.h).
  *
  * Unicode stages: ftfy.fix_text, html.unescape twice, emoji.demojize, unidecode. After
  * unidecode the text is ASCII, so every later step is a hand-written scan that gives what

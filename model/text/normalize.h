@@ -1,4 +1,4 @@
-/* normalize.h — dalle-mini's TextNormalizer (model spec §4.1) in C, every deterministic
+/* normalize.h — dalle-mini's TextNormalizer (docs/model-spec.md §4.1) in C, every deterministic
  * step in the same order, with Python `re.sub` semantics.
  *
  * Contract: input must be valid UTF-8 (else DALLE_ERR_INVALID_ARG). The output is a

@@ -205,7 +205,7 @@ def test_vqgan_engine_equals_taming(vqgan_models, expected, fmt, tmp_path):
 @pytest.fixture(scope="module")
 def clip_models(tmp_path_factory, vqgan_models):
     # BART + VQGAN + CLIP, as a real model directory (the engine sets up CLIP ranking only for a
-    # model with a VQGAN: dalle-cli rank on a CLIP-only directory crashes, see the issue 7 note)
+    # model with a VQGAN: dalle-cli rank on a CLIP-only directory crashes)
     tmp = tmp_path_factory.mktemp("clip")
     out = {}
     for fmt in ("safetensors", "bin"):

@@ -12,16 +12,17 @@
  *   5. dalle_generate's ranking on the device backend (CLIP preprocessing by clip_prep from
  *      the decoded bytes left in backend memory) against dalle_rank_images of the same
  *      pixels uploaded from the host, same backend: max |diff| / max |score| ≤ 1e-5;
- *   6. the job API (dalle_state_step: tokens back on the host every step) against the batch
- *      API (tokens kept on the device, ops.h sample_dev) on the device backend, seeded
- *      top-k: identical codes.
+ *   6. the job API (dalle_job_start, dalle_state_step, dalle_job_codes) against the batch
+ *      API on the device backend, the last generation of check 1 or 2 again: identical codes,
+ *      no device→host copy and no sync in any decode step (dalle_state_device_counts), one
+ *      copy to read the codes; then dalle_job_finish, whose copies and syncs are printed.
  * With 16-bit weights the codes are reported, not required to match.
  *
  * The decode step runs recorded in CUDA graphs unless DALLE_CUDA_GRAPHS=0; its KV cache is
  * in the weight dtype unless DALLE_CUDA_KV=f32|f16|bf16 (a 16-bit cache = 16-bit mode).
  *   gpu_e2e [MODEL_DIR [BACKEND]] [--quick]   (default models/tiny and cuda;
  *   DALLE_CUDA_WEIGHTS=f16|bf16 for 16-bit weights; BACKEND cpu is a dry run of this program
- *   without a GPU; --quick: one prompt, two images, checks 1, 3 and 4 only — for the
+ *   without a GPU; --quick: one prompt, two images, checks 1, 3, 4 and 6 only — for the
  *   emulated device, where every GPU thread is a fiber)
  * Exit 0 pass, 1 fail, 2 no CUDA device ("skipped: no CUDA device").
  */
@@ -117,6 +118,8 @@ int main(int argc, char **argv) {
     long px_same = 0, px_total = 0;
     int px_max = 0;
     double px_sum = 0, score_diff = 0, score_max = 0;
+    dalle_gen_params last_p = {0}; /* the last generation, for the job API check */
+    const char *last_prompt = prompts[0];
     for (int pi = 0; pi < n_prompts; pi++) {
         const char *pr = prompts[pi];
         for (int mode = 0; mode < (quick ? 1 : 2); mode++) { /* greedy, then seeded top-k */
@@ -128,6 +131,7 @@ int main(int argc, char **argv) {
                 p.top_k = 1;
             else
                 p.top_k = 50 < cpu.info.image_vocab_size ? 50 : cpu.info.image_vocab_size;
+            last_p = p, last_prompt = pr;
             double t0 = now_ms();
             if (dalle_generate_codes(cpu.s, pr, strlen(pr), &p, cc, NULL, &err) != DALLE_OK) {
                 printf("FAIL cpu generate: %s\n", err.msg);
@@ -239,30 +243,48 @@ int main(int argc, char **argv) {
         dalle_text_free(&t);
         dalle_result_free(&r);
     }
-    if (!quick) {
-        dalle_gen_params p;
-        dalle_gen_params_default(gpu.m, &p);
-        p.n_images = n_images;
-        p.seed = 11;
+    { /* the job API on the device backend: the last generation again, step by step */
         dalle_text t;
         int job = -1;
-        if (dalle_generate_codes(gpu.s, prompts[1], strlen(prompts[1]), &p, gc, NULL, &err) !=
-                DALLE_OK ||
-            dalle_text_encode(gpu.m, prompts[1], strlen(prompts[1]), &t, &err) != DALLE_OK ||
-            dalle_job_start(gpu.s, &t, &p, cc, &job, &err) != DALLE_OK || job < 0) {
+        if (dalle_text_encode(gpu.m, last_prompt, strlen(last_prompt), &t, &err) != DALLE_OK ||
+            dalle_job_start(gpu.s, &t, &last_p, &job, &err) != DALLE_OK || job < 0) {
             printf("FAIL job API: %s\n", err.msg);
             return 1;
         }
-        while (dalle_job_progress(gpu.s, job) < L)
+        long c0, s0, c1, s1, step_copies = 0, step_syncs = 0;
+        while (dalle_job_progress(gpu.s, job) < L) {
+            dalle_state_device_counts(gpu.s, &c0, &s0);
             dalle_state_step(gpu.s);
-        dalle_job_release(gpu.s, job);
+            dalle_state_device_counts(gpu.s, &c1, &s1);
+            step_copies += c1 - c0, step_syncs += s1 - s0;
+        }
+        CHECK(step_copies == 0 && step_syncs == 0,
+              "job API decode steps     %ld device→host copies, %ld syncs in %d steps", step_copies,
+              step_syncs, L);
+        dalle_state_device_counts(gpu.s, &c0, &s0);
+        dalle_job_codes(gpu.s, job, cc);
+        dalle_state_device_counts(gpu.s, &c1, &s1);
         long same = 0;
         for (int i = 0; i < n_images * L; i++)
             same += cc[i] == gc[i];
-        CHECK(same == (long)n_images * L,
-              "job API vs batch API     %ld/%d codes identical (tokens "
-              "via the host vs kept on the device)",
-              same, n_images * L);
+        CHECK(same == (long)n_images * L && c1 - c0 == 1,
+              "job API vs batch API     %ld/%d codes identical, read in %ld copy", same,
+              n_images * L, c1 - c0);
+        if (gpu.info.has_vqgan && grgb) {
+            int32_t order[MAX_IMAGES];
+            float scores[MAX_IMAGES];
+            const dalle_job_output out = {NULL, grgb, order, scores};
+            const int ranked = gpu.info.has_clip;
+            if (dalle_job_finish(gpu.s, job, ranked ? t.clip_ids : NULL, &out, NULL, &err) !=
+                DALLE_OK) {
+                printf("FAIL job finish: %s\n", err.msg);
+                return 1;
+            }
+            dalle_state_device_counts(gpu.s, &c0, &s0);
+            printf("info job finish: %ld device→host copies, %ld syncs (%s)\n", c0 - c1, s0 - s1,
+                   ranked ? "VQGAN + CLIP" : "VQGAN");
+        }
+        dalle_job_release(gpu.s, job);
         dalle_text_free(&t);
     }
     if (cpu.info.has_clip && crgb) {

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
+#include "kernels/cpu/cpu.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
 
@@ -100,7 +102,7 @@ Test(cpu_ops, table_is_complete) {
                            o->layernorm != NULL,
                            o->embed != NULL,
                            o->attention != NULL,
-                           o->kv_store != NULL,
+                           o->copy != NULL,
                            o->gelu_mul != NULL,
                            o->add != NULL,
                            o->sample != NULL,
@@ -120,6 +122,15 @@ Test(cpu_ops, table_is_complete) {
     o->sync(be);
     o->to_host(be, back, p, sizeof h);
     cr_expect_arr_eq(back, h, sizeof h);
+    float *q = falloc(3);
+    o->copy(be, q, p, sizeof h);
+    const long copies = be->to_host_copies, syncs = be->syncs;
+    o->to_host(be, back, q, sizeof h);
+    cr_expect_arr_eq(back, h, sizeof h);
+    o->sync(be);
+    cr_expect_eq(be->to_host_copies, copies + 1, "to_host counts one device→host copy");
+    cr_expect_eq(be->syncs, syncs + 2, "to_host and sync count one wait each");
+    o->free(be, q);
     o->free(be, p);
     void *z = o->alloc(be, 0); /* a valid pointer, not a failure */
     cr_expect_not_null(z);
@@ -211,7 +222,39 @@ Test(cpu_ops, layernorm) {
     check_layernorm(3, 1, 1, 1, 0, 0);      /* variance 0: output = beta */
 }
 
-/* ---- embed, kv_store, gelu_mul, add ------------------------------------------------- */
+/* Out of working memory is an error status, not an abort: with the address space capped just
+ * above what the process uses, conv2d_gn cannot get its feature-map buffer; it returns without
+ * working, sets be->failed, and the backend works again once memory is back. */
+Test(cpu_ops, scratch_out_of_memory_is_a_status) {
+    enum { B = 1, H = 64, W = 64, C = 1024 }; /* a 16 MiB map */
+    float *x = falloc((size_t)B * H * W * C), *y = falloc((size_t)B * H * W * C);
+    float g[C], bt[C];
+    dalle_tensor gamma = tensor1(g, C), beta = tensor1(bt, C), w = tensor2(NULL, C, 9 * C);
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert(f);
+    char line[256];
+    long vm_kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %ld kB", &vm_kb) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(vm_kb, 0);
+    struct rlimit lim = {.rlim_cur = (rlim_t)(vm_kb + 4096) * 1024, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    cr_assert_eq(be->failed, DALLE_OK);
+    be->ops->conv2d_gn(be, y, x, &gamma, &beta, 32, 1e-6f, 1, &w, NULL, B, H, W, C, C, 3);
+    cr_assert_eq(be->failed, DALLE_ERR_NOMEM, "the op reports that it could not work");
+    lim.rlim_cur = RLIM_INFINITY;
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    be->failed = DALLE_OK;
+    cr_assert_not_null(dalle_cpu_map(be, (size_t)B * H * W * C * sizeof(float)));
+    cr_assert_eq(be->failed, DALLE_OK);
+    be->ops->free(be, x);
+    be->ops->free(be, y);
+}
+
+/* ---- embed, kv_store (decode_attention's cache append), gelu_mul, add
+ * ------------------------------------------------- */
 
 Test(cpu_ops, embed) {
     enum { V = 11, P = 5, C = 13, R = 7 };
@@ -241,7 +284,7 @@ Test(cpu_ops, kv_store) {
     for (int i = 0; i < SLOTS * CAP * C; i++)
         cache[i] = -7;
     const int32_t slot[B] = {2, 0}, pos[B] = {1, 3};
-    be->ops->kv_store(be, cache, src, slot, pos, B, T, C, CAP);
+    dalle_cpu_kv_store(be, cache, src, slot, pos, B, T, C, CAP);
     for (int s = 0; s < SLOTS; s++)
         for (int p = 0; p < CAP; p++)
             for (int c = 0; c < C; c++) {

@@ -221,66 +221,133 @@ Test(pipeline, caller_errors) {
     dalle_state_free(s);
 }
 
+/* A state for 3 images and 2 prompts, and two encoded prompts. */
+static dalle_state *two_prompts(dalle_text *ta, dalle_text *tb) {
+    dalle_error err = {0};
+    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), ta, &err), DALLE_OK);
+    cr_assert_eq(dalle_text_encode(m, "a snowy cabin", 13, tb, &err), DALLE_OK);
+    return state(3, 2);
+}
+
 /* Iteration-level batching: a job that joins a running batch mid-way, and one that is
- * cancelled, leave the other jobs' images unchanged. */
+ * cancelled, leave the other jobs' images unchanged (also when an image moves to another
+ * row of the batch because a job before it left). */
 Test(pipeline, jobs_join_and_leave_at_any_step) {
     const size_t L = (size_t)info.image_length;
-    dalle_state *s = state(3, 2);
-    dalle_error err = {0};
     dalle_text ta, tb;
-    cr_assert_eq(dalle_text_encode(m, PROMPT, strlen(PROMPT), &ta, &err), DALLE_OK);
-    cr_assert_eq(dalle_text_encode(m, "a snowy cabin", 13, &tb, &err), DALLE_OK);
+    dalle_state *s = two_prompts(&ta, &tb);
+    dalle_error err = {0};
     dalle_gen_params pa = params(2, 21), pb = params(1, 22);
     int32_t *alone_a = malloc(sizeof(int32_t) * 2 * L), *alone_b = malloc(sizeof(int32_t) * L);
     cr_assert_eq(dalle_generate_codes_text(s, &ta, &pa, alone_a, NULL, &err), DALLE_OK);
     cr_assert_eq(dalle_generate_codes_text(s, &tb, &pb, alone_b, NULL, &err), DALLE_OK);
 
     int32_t *a = malloc(sizeof(int32_t) * 2 * L), *b = malloc(sizeof(int32_t) * L);
-    int32_t *c = malloc(sizeof(int32_t) * 2 * L);
     int ja, jb, jc;
-    cr_assert_eq(dalle_job_start(s, &ta, &pa, a, &ja, &err), DALLE_OK);
+    cr_assert_eq(dalle_job_start(s, &ta, &pa, &ja, &err), DALLE_OK);
     cr_assert_geq(ja, 0);
     cr_assert_eq(dalle_state_free_images(s), 1);
     /* no room for two more images now: not an error, just no job */
     dalle_gen_params pc = params(2, 23);
-    cr_assert_eq(dalle_job_start(s, &tb, &pc, c, &jc, &err), DALLE_OK);
+    cr_assert_eq(dalle_job_start(s, &tb, &pc, &jc, &err), DALLE_OK);
     cr_assert_eq(jc, -1);
     /* never fits */
     dalle_gen_params huge = params(4, 1);
-    cr_assert_eq(dalle_job_start(s, &tb, &huge, c, &jc, &err), DALLE_ERR_UNSUPPORTED);
+    cr_assert_eq(dalle_job_start(s, &tb, &huge, &jc, &err), DALLE_ERR_UNSUPPORTED);
     for (int t = 0; t < 100; t++)
         dalle_state_step(s);
     cr_assert_eq(dalle_job_progress(s, ja), 100);
-    cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK); // joins at step 100
+    cr_assert_eq(dalle_job_codes(s, ja, a), 100);
+    cr_assert_arr_eq(a, alone_a, sizeof(int32_t) * 100, "a's first 100 codes");
+    cr_assert_eq(dalle_job_start(s, &tb, &pb, &jb, &err), DALLE_OK); // joins at step 100
     cr_assert_geq(jb, 0);
     cr_assert_eq(dalle_state_running_images(s), 3);
     cr_assert_eq(dalle_state_free_prompts(s), 0);
     while (dalle_job_progress(s, ja) < (int)L)
         dalle_state_step(s);
     cr_assert_eq(dalle_job_progress(s, jb), (int)L - 100, "b joined 100 steps after a");
-    cr_assert_eq(dalle_state_free_images(s), 2, "a's rows are free once it is done");
+    cr_assert_eq(dalle_state_free_images(s), 0, "a done holds its images until released");
+    cr_assert_eq(dalle_state_free_prompts(s), 1, "a done frees its prompt block");
+    cr_assert_eq(dalle_job_codes(s, ja, a), (int)L);
     cr_assert_arr_eq(a, alone_a, sizeof(int32_t) * 2 * L, "a changed when b joined mid-way");
     dalle_job_release(s, ja);
+    cr_assert_eq(dalle_state_free_images(s), 2, "a's rows are free once it is released");
     cr_assert_eq(dalle_job_progress(s, ja), -1);
-    while (dalle_job_progress(s, jb) < (int)L)
+    cr_assert_eq(dalle_job_codes(s, ja, a), -1);
+    while (dalle_job_progress(s, jb) < (int)L) // b now decodes alone, in row 0
         dalle_state_step(s);
+    cr_assert_eq(dalle_job_codes(s, jb, b), (int)L);
     cr_assert_arr_eq(b, alone_b, sizeof(int32_t) * L, "b differs from b alone");
     dalle_job_release(s, jb);
 
     /* cancel: rows are free at once, the other job is unaffected */
-    cr_assert_eq(dalle_job_start(s, &tb, &pc, c, &jc, &err), DALLE_OK);
-    cr_assert_eq(dalle_job_start(s, &tb, &pb, b, &jb, &err), DALLE_OK);
+    cr_assert_eq(dalle_job_start(s, &tb, &pc, &jc, &err), DALLE_OK);
+    cr_assert_eq(dalle_job_start(s, &tb, &pb, &jb, &err), DALLE_OK);
     for (int t = 0; t < 10; t++)
         dalle_state_step(s);
     dalle_job_release(s, jc);
     cr_assert_eq(dalle_state_running_images(s), 1);
     while (dalle_job_progress(s, jb) < (int)L)
         dalle_state_step(s);
+    cr_assert_eq(dalle_job_codes(s, jb, b), (int)L);
     cr_assert_arr_eq(b, alone_b, sizeof(int32_t) * L);
     dalle_job_release(s, jb);
     cr_assert_eq(dalle_state_running_images(s), 0);
     dalle_state_step(s); // nothing running: a no-op
-    free(a), free(b), free(c), free(alone_a), free(alone_b);
+    free(a), free(b), free(alone_a), free(alone_b);
+    dalle_text_free(&ta);
+    dalle_text_free(&tb);
+    dalle_state_free(s);
+}
+
+/* The device→host copies and waits of the job API, on the CPU backend's accounting (the
+ * same calls as on a GPU): a decode step makes none, whether jobs join, run on, move to
+ * other rows or are cancelled; only reading codes, a preview and finishing a job do. */
+static long step_copies(dalle_state *s, long *syncs) {
+    long c0, s0, c1, s1;
+    dalle_state_device_counts(s, &c0, &s0);
+    dalle_state_step(s);
+    dalle_state_device_counts(s, &c1, &s1);
+    *syncs = s1 - s0;
+    return c1 - c0;
+}
+
+Test(pipeline, decode_steps_copy_nothing_to_the_host) {
+    const int L = info.image_length, R = info.image_size;
+    dalle_text ta, tb;
+    dalle_state *s = two_prompts(&ta, &tb);
+    dalle_error err = {0};
+    dalle_gen_params pa = params(2, 31), pb = params(1, 32);
+    int ja, jb;
+    long syncs, c0, s0, c1, s1;
+    cr_assert_eq(dalle_job_start(s, &ta, &pa, &ja, &err), DALLE_OK);
+    for (int t = 0; t < L; t++) {
+        if (t == 7) // joins, then is cancelled: the rows of a stay put
+            cr_assert_eq(dalle_job_start(s, &tb, &pb, &jb, &err), DALLE_OK);
+        if (t == 20)
+            dalle_job_release(s, jb);
+        cr_assert_eq(step_copies(s, &syncs), 0, "step %d copied to the host", t);
+        cr_assert_eq(syncs, 0, "step %d waited for the device", t);
+    }
+    cr_assert_eq(dalle_job_progress(s, ja), L);
+    uint8_t *rgb = malloc((size_t)2 * R * R * 3);
+    int32_t *codes = malloc(sizeof(int32_t) * 2 * L), order[2];
+    float scores[2];
+    dalle_state_device_counts(s, &c0, &s0);
+    cr_assert_eq(dalle_job_codes(s, ja, codes), L);
+    dalle_state_device_counts(s, &c1, &s1);
+    cr_expect_eq(c1 - c0, 1, "the codes of a job come back in one copy");
+    cr_assert_eq(dalle_job_preview(s, ja, rgb, &err), DALLE_OK, "%s", err.msg);
+    dalle_state_device_counts(s, &c0, &s0);
+    cr_expect_eq(c0 - c1, 3, "preview: codes, then the VQGAN's bytes and finite flag");
+    const dalle_job_output out = {NULL, rgb, order, scores};
+    cr_assert_eq(dalle_job_finish(s, ja, ta.clip_ids, &out, NULL, &err), DALLE_OK, "%s", err.msg);
+    dalle_state_device_counts(s, &c1, &s1);
+    cr_expect_eq(c1 - c0, 5, "finish: codes, bytes, finite flag, text and image embeddings");
+    cr_expect_eq(s1 - s0, 5, "finish waits once per copy");
+    cr_assert_eq(dalle_job_progress(s, ja), -1, "finish frees the handle");
+    cr_assert_eq(dalle_state_free_images(s), 3);
+    free(rgb), free(codes);
     dalle_text_free(&ta);
     dalle_text_free(&tb);
     dalle_state_free(s);

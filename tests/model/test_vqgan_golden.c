@@ -3,7 +3,7 @@
  * tests/golden/vqgan/ from tools/reference/gen_vqgan_golden.py), plus its input and config
  * errors.
  *
- * Bars (issue 3 §5): float output before clipping, max abs error ≤ 1e-4; uint8 pixels after
+ * Bars: float output before clipping, max abs error ≤ 1e-4; uint8 pixels after
  * clip·255 truncation, ≥ 99.9 % identical and none off by more than 1. The 3 golden grids
  * are decoded as one batch and one by one; the pixel rule (clip, ×255, truncate; NaN → 0)
  * is checked on edge values.

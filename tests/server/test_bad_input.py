@@ -1,4 +1,4 @@
-"""Named bad inputs (serving.md §9): exact status, error code and param for each, a JSON
+"""Named bad inputs (docs/serving.md §2): exact status, error code and param for each, a JSON
 error body with CORS and a request id, and the server still healthy afterwards."""
 import json
 import socket
@@ -52,7 +52,7 @@ CASES = {
     "n and num_images": ('{"prompt": "a", "n": 1, "num_images": 1}', 400, "conflict", "num_images"),
     "n 0": ('{"prompt": "a", "n": 0}', 422, "out_of_range", "n"),
     "n negative": ('{"prompt": "a", "n": -1}', 422, "out_of_range", "n"),
-    "n above max batch": ('{"prompt": "a", "n": 9}', 422, "out_of_range", "n"),
+    "n above max images": ('{"prompt": "a", "n": 17}', 422, "out_of_range", "n"),
     "n 1000000": ('{"prompt": "a", "n": 1000000}', 422, "out_of_range", "n"),
     "n float": ('{"prompt": "a", "n": 2.5}', 422, "invalid_type", "n"),
     "n 2.0": ('{"prompt": "a", "n": 2.0}', 422, "invalid_type", "n"),

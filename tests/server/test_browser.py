@@ -41,7 +41,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page_server():
-    s = Server("--max-batch", "8", "--queue", "16")
+    s = Server("--max-batch", "8", "--max-images", "8", "--queue", "16")
     yield s
     assert s.stop() == 0
 
@@ -66,7 +66,7 @@ def test_page_generates_in_chromium(browser, page_server):
     browser.get(page_server.url("/"))
     assert browser.title == "dalle-server"
     wait = WebDriverWait(browser, PAGE_TIMEOUT)
-    # /info sets the image-count maximum from --max-batch
+    # /info sets the image-count maximum from --max-images
     wait.until(lambda d: d.find_element(By.ID, "n").get_attribute("max") == "8")
     browser.execute_script(WATCH_BAR)
 
@@ -117,7 +117,7 @@ def test_page_generates_in_chromium(browser, page_server):
 
 
 def test_page_shows_server_error(browser, page_server):
-    """A refused request (here 422: more images than --max-batch, bypassing the input's max)
+    """A refused request (here 422: more images than --max-images, bypassing the input's max)
     shows the server's message in the error style, and the button comes back."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

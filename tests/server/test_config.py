@@ -7,7 +7,7 @@ import pytest
 
 from conftest import BIN, MODEL, ROOT, Server
 
-SETTINGS = ["model", "host", "port", "queue", "max-batch", "threads", "http-threads",
+SETTINGS = ["model", "host", "port", "queue", "max-batch", "max-images", "threads", "http-threads",
             "body-limit", "max-prompt", "timeout", "deadline", "drain", "max-conns",
             "per-ip-conns", "api-key", "jpeg-threads", "device", "log-format"]
 
@@ -140,8 +140,8 @@ def test_device_auto_falls_back_to_cpu_and_cpu_is_one_scheduler(tmp_path):
 
 def test_precedence_file_env_flag(tmp_path):
     f = tmp_path / "c.json"
-    f.write_text(json.dumps({"queue": 5, "max_batch": 3, "max_prompt": 100, "deadline": 9}))
-    s = Server("--config", str(f), "--max-prompt", "200", env={"DALLE_MAX_BATCH": "2",
+    f.write_text(json.dumps({"queue": 5, "max_images": 3, "max_prompt": 100, "deadline": 9}))
+    s = Server("--config", str(f), "--max-prompt", "200", env={"DALLE_MAX_IMAGES": "2",
                                                                "DALLE_MAX_PROMPT": "150"})
     try:
         limits = s.get("/info").json()["limits"]

@@ -57,7 +57,7 @@ VERY_SLOW = {"prompt": "a slow request", "n": 64, "seed": 5}
 
 
 def test_deadline_passed_in_queue_gets_503_unrun():
-    s = Server("--max-batch", "64", "--queue", "4", "--deadline", "1")
+    s = Server("--max-batch", "64", "--max-images", "64", "--queue", "4", "--deadline", "1")
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             running = ex.submit(s.post, "/generate", VERY_SLOW)

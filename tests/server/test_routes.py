@@ -42,7 +42,7 @@ def test_info(server):
                              "image_length": 256, "rank": True, "description": "",
                              "examples": []}
     assert info["api_key_required"] is False
-    assert info["limits"] == {"max_images": 8, "max_prompt_bytes": 1024,
+    assert info["limits"] == {"max_images": 16, "max_prompt_bytes": 1024,
                               "body_limit_bytes": 65536, "queue_capacity": 64,
                               "deadline_s": 300, "preview_min_every": 16, "jpeg_threads": 2}
     # no GPU in CI: --device auto (the default) falls back to the one CPU scheduler

@@ -1,5 +1,5 @@
 """DalleBart (encoder, decoder + lm_head): min-dalle torch files and dalle-mini Flax checkpoints →
-min-dalle state-dict names and torch layouts (model-spec §7.1, §7.2)."""
+min-dalle state-dict names and torch layouts (docs/model-spec.md §7.1, §7.2)."""
 import json
 import os
 import re
@@ -9,7 +9,7 @@ from .common import View, check_and_plan, transposed
 from .readers import ConvertError, Lazy, flatten, read_flax_msgpack, read_torch
 
 PRESETS = {
-    # model-spec §1.1 (published checkpoints)
+    # docs/model-spec.md §1.1 (published checkpoints)
     "mini": dict(d_model=1024, encoder_layers=12, decoder_layers=12, attention_heads=16, glu_dim=2730,
                  text_vocab_size=50264, text_length=64, image_length=256, lm_head_size=16385),
     "mega": dict(d_model=2048, encoder_layers=24, decoder_layers=24, attention_heads=32, glu_dim=4096,

@@ -1,6 +1,6 @@
 """CLIP: a Hugging Face CLIPModel checkpoint (model.safetensors or pytorch_model.bin, with its
 config.json when present) → clip.safetensors with the same (Hugging Face) names, and the
-"clip" section of our config.json (model-spec §6.4, §7.4)."""
+"clip" section of our config.json (docs/model-spec.md §6.4, §7.4)."""
 import json
 import math
 import os

@@ -1,6 +1,6 @@
 """VQGAN decoder: min-dalle detoker.pt and the vqgan-jax Flax checkpoint
 (dalle-mini/vqgan_imagenet_f16_16384 flax_model.msgpack) → min-dalle detokenizer names, torch
-layouts (conv weights [out, in, kh, kw]) (model-spec §5, §7.2, §7.3)."""
+layouts (conv weights [out, in, kh, kw]) (docs/model-spec.md §5, §7.2, §7.3)."""
 import math
 import re
 from collections import OrderedDict

@@ -15,13 +15,16 @@
  *   override —, recorded decode steps unless DALLE_CUDA_GRAPHS=0): per size and batch,
  *   encoder + cross K/V for the prompt and the unconditional prompt, N decode steps (256;
  *   fewer with --steps, then scaled to 256) each with guided top-k 256 sampling and the
- *   tokens fed back through the host, and the VQGAN op sequence per image; one JSON line
- *   per (size, batch) appended to FILE for bench/gpu/compare.py.
+ *   tokens kept on the device, and the VQGAN op sequence per image; one JSON line per
+ *   (size, batch) appended to FILE for bench/gpu/compare.py.
+ *   --model DIR: a model directory through the engine's job API (dalle.h) on the device —
+ *   decode steps, then dalle_job_finish (VQGAN, CLIP, ranked pixels) — per batch of
+ *   --batches, with the device→host copies and syncs of each part.
  *
- * The decode step is the op sequence of model/bart.c's decoder at step 128 (self-attention
- * over 129 cached keys, cross-attention over 64 text keys, GLU, final LayerNorm, lm_head
- * over the image codes, guided top-k sampling with the host round trip for the tokens).
- * Exit 0, or 2 without a CUDA device.
+ * The decode step is the shipped one: model/bart.c's dalle_bart_decode_step (recorded unless
+ * DALLE_CUDA_GRAPHS=0) and the backend's sample_dev, the tokens kept on the device as
+ * model/generate.c keeps them, timed at steps 118..127 (self-attention over ~128 cached keys,
+ * cross-attention over 64 text keys). Exit 0, or 2 without a CUDA device.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,112 +95,9 @@ static float *act(int64_t n) {
 }
 
 typedef struct {
-    dalle_tensor ln[6], q, k, v, o, cq, co, fc0, fc1, fc2;
-} layer_w;
-
-typedef struct {
     const char *name;
     int d, layers, heads, F, V, text_len, cap;
 } bart_size;
-
-/* One decode step of B images; returns ms per step over `reps` timed steps. */
-static double decode_step_ms(const bart_size *z, int B, int reps, size_t *weight_bytes) {
-    const int d = z->d, F = z->F, rows = 2 * B, H = z->heads, D = d / H, cap = z->cap;
-    size_t wb = 0;
-    layer_w *L = calloc(z->layers, sizeof *L);
-    for (int l = 0; l < z->layers; l++) {
-        for (int i = 0; i < 5; i++)
-            L[l].ln[i] = W(d, 0, 1, &wb);
-        L[l].ln[5] = W(F, 0, 1, &wb);
-        L[l].q = W(d, d, 0.03f, &wb), L[l].k = W(d, d, 0.03f, &wb), L[l].v = W(d, d, 0.03f, &wb);
-        L[l].o = W(d, d, 0.03f, &wb), L[l].cq = W(d, d, 0.03f, &wb), L[l].co = W(d, d, 0.03f, &wb);
-        L[l].fc0 = W(F, d, 0.03f, &wb), L[l].fc1 = W(F, d, 0.03f, &wb),
-        L[l].fc2 = W(d, F, 0.02f, &wb);
-    }
-    dalle_tensor fin = W(d, 0, 1, &wb), head = W(z->V, d, 0.03f, &wb);
-    dalle_tensor emb = W(z->V + 1, d, 1, NULL), pos = W(cap, d, 1, NULL);
-    /* caches: self K/V per layer [rows, cap, d]; cross K/V per layer [B prompts… here 1 per
-     * image pair → rows blocks of text_len] */
-    float **sk = calloc(z->layers, sizeof *sk), **sv = calloc(z->layers, sizeof *sv);
-    float **ck = calloc(z->layers, sizeof *ck), **cv = calloc(z->layers, sizeof *cv);
-    for (int l = 0; l < z->layers; l++) {
-        sk[l] = act((int64_t)rows * cap * d), sv[l] = act((int64_t)rows * cap * d);
-        ck[l] = act((int64_t)rows * z->text_len * d), cv[l] = act((int64_t)rows * z->text_len * d);
-    }
-    float *x = act((int64_t)rows * d), *h = act((int64_t)rows * d), *q = act((int64_t)rows * d);
-    float *kk = act((int64_t)rows * d), *vv = act((int64_t)rows * d), *a = act((int64_t)rows * d);
-    float *g0 = act((int64_t)rows * F), *g1 = act((int64_t)rows * F);
-    float *logits = act((int64_t)rows * z->V);
-    int32_t *ids = malloc(rows * 4), *pp = malloc(rows * 4), *slot = malloc(rows * 4);
-    int32_t *cpos = malloc(rows * 4), *step = malloc(B * 4), *tok = malloc(B * 4);
-    uint8_t *tmask = malloc((size_t)rows * z->text_len);
-    memset(tmask, 1, (size_t)rows * z->text_len);
-    dalle_sample_params *sp = malloc(B * sizeof *sp);
-    const int t = 128;
-    for (int r = 0; r < rows; r++)
-        ids[r] = r % z->V, pp[r] = t, slot[r] = r, cpos[r] = t;
-    for (int b = 0; b < B; b++) {
-        step[b] = t;
-        sp[b] = (dalle_sample_params){10.0f, 1.0f, 1.0f, 50, 7, (uint32_t)b};
-    }
-    double best = 1e30;
-    for (int rep = 0; rep < reps + 2; rep++) {
-        be->ops->sync(be);
-        const double t0 = now_ms();
-        be->ops->embed(be, x, &emb, ids, &pos, pp, rows, d);
-        for (int l = 0; l < z->layers; l++) {
-            layer_w *w = &L[l];
-            be->ops->layernorm(be, h, x, &w->ln[0], NULL, rows, d, 1e-5f);
-            be->ops->matmul(be, q, h, &w->q, rows, d, d, 0);
-            be->ops->matmul(be, kk, h, &w->k, rows, d, d, 0);
-            be->ops->matmul(be, vv, h, &w->v, rows, d, d, 0);
-            be->ops->kv_store(be, sk[l], kk, slot, pp, rows, 1, d, cap);
-            be->ops->kv_store(be, sv[l], vv, slot, pp, rows, 1, d, cap);
-            be->ops->attention(be, a, q, sk[l], sv[l], NULL, NULL, cpos, rows, 1, t + 1, cap, H, D);
-            be->ops->matmul(be, h, a, &w->o, rows, d, d, 0);
-            be->ops->layernorm(be, h, h, &w->ln[1], NULL, rows, d, 1e-5f);
-            be->ops->add(be, x, h, (int64_t)rows * d);
-            be->ops->layernorm(be, h, x, &w->ln[2], NULL, rows, d, 1e-5f);
-            be->ops->matmul(be, q, h, &w->cq, rows, d, d, 0);
-            be->ops->attention(be, a, q, ck[l], cv[l], NULL, tmask, NULL, rows, 1, z->text_len,
-                               z->text_len, H, D);
-            be->ops->matmul(be, h, a, &w->co, rows, d, d, 0);
-            be->ops->layernorm(be, h, h, &w->ln[3], NULL, rows, d, 1e-5f);
-            be->ops->add(be, x, h, (int64_t)rows * d);
-            be->ops->layernorm(be, h, x, &w->ln[4], NULL, rows, d, 1e-5f);
-            be->ops->matmul(be, g0, h, &w->fc0, rows, F, d, 0);
-            be->ops->matmul(be, g1, h, &w->fc1, rows, F, d, 0);
-            be->ops->gelu_mul(be, g0, g0, g1, (int64_t)rows * F);
-            be->ops->layernorm(be, g0, g0, &w->ln[5], NULL, rows, F, 1e-5f);
-            be->ops->matmul(be, x, g0, &w->fc2, rows, d, F, 1);
-        }
-        be->ops->layernorm(be, h, x, &fin, NULL, rows, d, 1e-5f);
-        be->ops->matmul(be, logits, h, &head, rows, z->V, d, 0);
-        be->ops->sample(be, tok, logits, B, z->V, z->V, sp, step); /* syncs */
-        const double ms = now_ms() - t0;
-        if (rep >= 2 && ms < best)
-            best = ms;
-    }
-    for (int l = 0; l < z->layers; l++) {
-        for (int i = 0; i < 6; i++)
-            be->ops->free(be, L[l].ln[i].data);
-        dalle_tensor *ws[] = {&L[l].q,  &L[l].k,   &L[l].v,   &L[l].o,  &L[l].cq,
-                              &L[l].co, &L[l].fc0, &L[l].fc1, &L[l].fc2};
-        for (int i = 0; i < 9; i++)
-            be->ops->free(be, ws[i]->data);
-        be->ops->free(be, sk[l]), be->ops->free(be, sv[l]), be->ops->free(be, ck[l]),
-            be->ops->free(be, cv[l]);
-    }
-    be->ops->free(be, fin.data), be->ops->free(be, head.data), be->ops->free(be, emb.data),
-        be->ops->free(be, pos.data);
-    float *fl[] = {x, h, q, kk, vv, a, g0, g1, logits};
-    for (int i = 0; i < 9; i++)
-        be->ops->free(be, fl[i]);
-    free(L), free(sk), free(sv), free(ck), free(cv), free(ids), free(pp), free(slot), free(cpos);
-    free(step), free(tok), free(tmask), free(sp);
-    *weight_bytes = wb;
-    return best;
-}
 
 /* ---- VQGAN decoder (taming f16: z 256, ch 128, ch_mult 1,1,2,2,4, 2 res blocks + 1) ---- */
 static float *vbuf[3];
@@ -396,7 +296,7 @@ static void e2e_generate(const dalle_bart *m, dalle_bart_work *wp, int B, int st
     const int T = hp->text_length, C = hp->d_model, R = 2 * B, V = hp->image_vocab_size;
     dalle_bart_work w = *wp;
     float *enc = dalloc((size_t)T * C * sizeof(float));
-    int32_t ids[64], tok[128], pos[128], slot[128], blk[128], step[64], sampled[64];
+    int32_t ids[64], pos[128], slot[128], blk[128], step[64], code_at[64];
     uint8_t mask[64];
     dalle_sample_params sp[64];
     if (T > 64 || B > 64) {
@@ -416,22 +316,23 @@ static void e2e_generate(const dalle_bart *m, dalle_bart_work *wp, int B, int st
     dalle_bart_cross_kv(m, &w, enc, mask, 1);
     be->ops->sync(be);
     *enc_ms = now_ms() - t0;
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B; b++)
         sp[b] = (dalle_sample_params){10.0f, 1.0f, 1.0f, 256, 7, (uint32_t)b};
-        sampled[b] = hp->start_token;
-    }
+    for (int r = 0; r < R; r++) /* the first step's tokens: the start token */
+        be->ops->to_device(be, w.step_dev + r, &hp->start_token, sizeof(int32_t));
     t0 = now_ms();
     for (int t = 0; t < steps; t++) {
         for (int b = 0; b < B; b++) {
-            step[b] = t;
+            step[b] = t, code_at[b] = 2 * b * hp->image_length + t;
             for (int c = 0; c < 2; c++) {
-                tok[2 * b + c] = sampled[b], pos[2 * b + c] = t;
+                pos[2 * b + c] = t;
                 slot[2 * b + c] = 2 * b + c, blk[2 * b + c] = c == 0 ? 1 : 0;
             }
         }
-        dalle_bart_decode_step(m, &w, tok, pos, slot, blk, R, V);
-        be->ops->sample(be, sampled, w.logits, B, V, V, sp, step); /* tokens to the host */
+        dalle_bart_decode_step(m, &w, NULL, pos, slot, blk, R, V);
+        be->ops->sample_dev(be, w.step_dev, w.codes_dev, code_at, w.logits, B, V, V, sp, step);
     }
+    be->ops->sync(be);
     *dec_ms = (now_ms() - t0) * hp->image_length / steps;
     be->ops->free(be, enc);
     *wp = w;
@@ -449,12 +350,176 @@ static int parse_list(const char *s, int *out, int max) {
     return n;
 }
 
+/* A DalleBart of size z (si: 0 mini, 1 mega) with random weights made on the device. */
+static void rand_bart(dalle_bart *m, const bart_size *z, int si) {
+    static const int text_vocab[2] = {50264, 50272}, lm_head[2] = {16385, 16416};
+    memset(m, 0, sizeof *m);
+    m->hp = (dalle_bart_hparams){.d_model = z->d,
+                                 .encoder_layers = z->layers,
+                                 .decoder_layers = z->layers,
+                                 .heads = z->heads,
+                                 .glu_dim = z->F,
+                                 .text_vocab_size = text_vocab[si],
+                                 .text_length = z->text_len,
+                                 .image_vocab_size = z->V,
+                                 .image_length = z->cap,
+                                 .lm_head_size = lm_head[si],
+                                 .start_token = 16384,
+                                 .layer_norm_eps = 1e-5f};
+    m->be = be;
+    rand_stack(&m->enc, z, text_vocab[si], z->text_len, z->layers, 0);
+    rand_stack(&m->dec, z, lm_head[si], z->cap, z->layers, 1);
+    m->lm_head = W(lm_head[si], z->d, 0.03f, NULL);
+}
+
+static void free_bart(dalle_bart *m) {
+    free_stack(&m->enc), free_stack(&m->dec), free_t(&m->lm_head);
+}
+
+/* Bytes of the weights one decode step streams: the decoder layers and the lm_head rows of
+ * the image codes. */
+static size_t step_weight_bytes(const dalle_bart *m) {
+    const size_t es = dalle_dtype_size(be->ops->weight_dtype), d = (size_t)m->hp.d_model;
+    const size_t F = (size_t)m->hp.glu_dim, L = (size_t)m->dec.n_layers;
+    return es * (L * (6 * d * d + 3 * d * F) + (size_t)m->hp.image_vocab_size * d);
+}
+
+/* One decode step of B images, the shipped one: model/bart.c's dalle_bart_decode_step (recorded
+ * in a CUDA graph unless DALLE_CUDA_GRAPHS=0) and the backend's sample_dev, tokens kept on the
+ * device as model/generate.c does; steps up to position 128 - reps run untimed, then `reps`
+ * steps are timed each to a sync; returns the fastest in ms. */
+static double decode_step_ms(const bart_size *z, int si, int B, int reps, size_t *weight_bytes) {
+    dalle_bart m;
+    rand_bart(&m, z, si);
+    dalle_error err = {0};
+    dalle_bart_work w;
+    if (dalle_bart_work_new(&w, &m, be, 1, 2 * B, 2, &err) != DALLE_OK) {
+        fprintf(stderr, "gpu_bench: %s\n", err.msg);
+        exit(1);
+    }
+    const dalle_bart_hparams *hp = &m.hp;
+    const int T = hp->text_length, C = hp->d_model, V = hp->image_vocab_size;
+    float *enc = dalloc((size_t)T * C * sizeof(float));
+    int32_t ids[64], pos[128], slot[128], blk[128], step[64], code_at[64];
+    uint8_t mask[64];
+    dalle_sample_params sp[64];
+    for (int i = 0; i < T; i++)
+        ids[i] = i < 12 ? 100 + 37 * i : 1, mask[i] = i < 12;
+    dalle_bart_encode(&m, &w, ids, mask, 1, enc);
+    dalle_bart_cross_kv(&m, &w, enc, mask, 0);
+    dalle_bart_cross_kv(&m, &w, enc, mask, 1);
+    for (int r = 0; r < 2 * B; r++) /* the first step's tokens: the start token */
+        be->ops->to_device(be, w.step_dev + r, &hp->start_token, sizeof(int32_t));
+    double best = 1e30;
+    const int timed_from = 128 - reps;
+    for (int t = 0; t < 128; t++) {
+        for (int b = 0; b < B; b++) {
+            step[b] = t, code_at[b] = 2 * b * hp->image_length + t;
+            sp[b] = (dalle_sample_params){10.0f, 1.0f, 1.0f, 50, 7, (uint32_t)b};
+            for (int c = 0; c < 2; c++)
+                pos[2 * b + c] = t, slot[2 * b + c] = 2 * b + c, blk[2 * b + c] = c == 0;
+        }
+        if (t >= timed_from)
+            be->ops->sync(be);
+        const double t0 = now_ms();
+        dalle_bart_decode_step(&m, &w, NULL, pos, slot, blk, 2 * B, V);
+        be->ops->sample_dev(be, w.step_dev, w.codes_dev, code_at, w.logits, B, V, V, sp, step);
+        if (t >= timed_from) {
+            be->ops->sync(be);
+            const double ms = now_ms() - t0;
+            best = ms < best ? ms : best;
+        }
+    }
+    *weight_bytes = step_weight_bytes(&m);
+    be->ops->free(be, enc);
+    dalle_bart_work_free(&w);
+    free_bart(&m);
+    return best;
+}
+
+/* ---- a model directory through the engine (--model) -------------------------------- */
+
+/* Per batch: one job of B images through the public job API on the backend's device —
+ * dalle_job_start, image_length decode steps (dalle_state_step), the codes read once
+ * (dalle_job_codes: the decode's end), then dalle_job_finish (VQGAN, CLIP, ranked pixels
+ * on the host) — with the device→host copies and syncs each part made. */
+static int run_model(const char *dir, const char *batches_arg) {
+    int batches[16];
+    const int nb = parse_list(batches_arg, batches, 16);
+    dalle_model_params mp;
+    dalle_model_params_default(&mp);
+    mp.backend = use_cpu ? "cpu" : "cuda";
+    dalle_error err = {0};
+    dalle_model *m = NULL;
+    if (dalle_model_load(&m, dir, &mp, &err) != DALLE_OK) {
+        printf("gpu_bench: %s: %s\n", dir, err.msg);
+        return err.status == DALLE_ERR_BACKEND ? 2 : 1;
+    }
+    dalle_model_info info;
+    dalle_model_get_info(m, &info);
+    printf("gpu_bench --model %s: %s backend (%s), %d codes per image\n", dir, info.backend,
+           info.kernels, info.image_length);
+    printf("| images | decode ms/step | step copies, syncs | finish ms | finish copies, syncs "
+           "|\n|---|---|---|---|---|\n");
+    for (int bi = 0; bi < nb; bi++) {
+        const int B = batches[bi], L = info.image_length, R = info.image_size;
+        dalle_state *s = NULL;
+        dalle_state_params sp = {.max_images = B, .max_prompts = 1};
+        dalle_text t;
+        const char *prompt = "a red bicycle leaning against a brick wall";
+        if (dalle_state_new(&s, m, &sp, &err) != DALLE_OK ||
+            dalle_text_encode(m, prompt, strlen(prompt), &t, &err) != DALLE_OK) {
+            printf("gpu_bench: %s\n", err.msg);
+            return 1;
+        }
+        dalle_gen_params p;
+        dalle_gen_params_default(m, &p);
+        p.n_images = B;
+        int32_t *codes = malloc((size_t)B * L * sizeof *codes), *order = malloc(B * sizeof *order);
+        float *scores = malloc(B * sizeof *scores);
+        uint8_t *rgb = malloc((size_t)B * R * R * 3);
+        double dec_ms = 0, fin_ms = 0;
+        long c[4], y[4];
+        for (int rep = 0; rep < 2; rep++) { /* the first run warms up (graphs, scratch) */
+            int job = -1;
+            if (dalle_job_start(s, &t, &p, &job, &err) != DALLE_OK || job < 0) {
+                printf("gpu_bench: job start: %s\n", err.msg);
+                return 1;
+            }
+            dalle_state_device_counts(s, &c[0], &y[0]);
+            const double t0 = now_ms();
+            for (int k = 0; k < L; k++)
+                dalle_state_step(s);
+            dalle_state_device_counts(s, &c[1], &y[1]);
+            dalle_job_codes(s, job, codes);
+            const double t1 = now_ms();
+            dalle_state_device_counts(s, &c[2], &y[2]);
+            const dalle_job_output out = {NULL, rgb, order, scores};
+            if (info.has_vqgan && dalle_job_finish(s, job, info.has_clip ? t.clip_ids : NULL, &out,
+                                                   NULL, &err) != DALLE_OK) {
+                printf("gpu_bench: job finish: %s\n", err.msg);
+                return 1;
+            }
+            dalle_state_device_counts(s, &c[3], &y[3]);
+            dec_ms = (t1 - t0) / L, fin_ms = now_ms() - t1;
+            dalle_job_release(s, job);
+        }
+        printf("| %d | %.3f | %ld, %ld | %.1f | %ld, %ld |\n", B, dec_ms, c[1] - c[0], y[1] - y[0],
+               fin_ms, c[3] - c[2], y[3] - y[2]);
+        fflush(stdout);
+        free(codes), free(order), free(scores), free(rgb);
+        dalle_text_free(&t);
+        dalle_state_free(s);
+    }
+    dalle_model_free(m);
+    return 0;
+}
+
 static int run_e2e(const char *file, const char *sizes_arg, const char *batches_arg, int steps) {
     static const bart_size sizes[2] = {
         {"mini", 1024, 12, 16, 2730, 16384, 64, 256},
         {"mega", 2048, 24, 32, 4096, 16384, 64, 256},
     };
-    const int text_vocab[2] = {50264, 50272}, lm_head[2] = {16385, 16416};
     int batches[16];
     const int nb = parse_list(batches_arg, batches, 16);
     int wdt = use_cpu ? DALLE_F32 : DALLE_F16;
@@ -486,23 +551,7 @@ static int run_e2e(const char *file, const char *sizes_arg, const char *batches_
             continue;
         const bart_size *z = &sizes[si];
         dalle_bart m;
-        memset(&m, 0, sizeof m);
-        m.hp = (dalle_bart_hparams){.d_model = z->d,
-                                    .encoder_layers = z->layers,
-                                    .decoder_layers = z->layers,
-                                    .heads = z->heads,
-                                    .glu_dim = z->F,
-                                    .text_vocab_size = text_vocab[si],
-                                    .text_length = z->text_len,
-                                    .image_vocab_size = z->V,
-                                    .image_length = z->cap,
-                                    .lm_head_size = lm_head[si],
-                                    .start_token = 16384,
-                                    .layer_norm_eps = 1e-5f};
-        m.be = be;
-        rand_stack(&m.enc, z, text_vocab[si], z->text_len, z->layers, 0);
-        rand_stack(&m.dec, z, lm_head[si], z->cap, z->layers, 1);
-        m.lm_head = W(lm_head[si], z->d, 0.03f, NULL);
+        rand_bart(&m, z, si);
         for (int bi = 0; bi < nb; bi++) {
             const int B = batches[bi];
             double enc_ms, dec_ms;
@@ -530,7 +579,7 @@ static int run_e2e(const char *file, const char *sizes_arg, const char *batches_
             fflush(f);
             fflush(stdout);
         }
-        free_stack(&m.enc), free_stack(&m.dec), free_t(&m.lm_head);
+        free_bart(&m);
     }
     fclose(f);
     be->ops->destroy(be);
@@ -543,7 +592,7 @@ static dalle_backend *new_backend(dalle_dtype dt, dalle_error *err) {
 
 int main(int argc, char **argv) {
     int quick = 0, steps = 256;
-    const char *e2e = NULL, *sizes_arg = "mini,mega", *batches_arg = "1,8,32,64";
+    const char *e2e = NULL, *model = NULL, *sizes_arg = "mini,mega", *batches_arg = "1,8,32,64";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
@@ -551,6 +600,8 @@ int main(int argc, char **argv) {
             use_cpu = 1;
         else if (!strcmp(argv[i], "--e2e") && i + 1 < argc)
             e2e = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model = argv[++i];
         else if (!strcmp(argv[i], "--sizes") && i + 1 < argc)
             sizes_arg = argv[++i];
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
@@ -559,7 +610,7 @@ int main(int argc, char **argv) {
             steps = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: gpu_bench [--quick] [--cpu] [--e2e FILE [--sizes mini,mega] "
-                            "[--batches 1,8,32,64] [--steps N]]\n");
+                            "[--batches 1,8,32,64] [--steps N]] [--model DIR [--batches …]]\n");
             return 2;
         }
     }
@@ -569,6 +620,8 @@ int main(int argc, char **argv) {
     }
     if (e2e)
         return run_e2e(e2e, sizes_arg, batches_arg, steps);
+    if (model)
+        return run_model(model, batches_arg);
     static const bart_size sizes[2] = {
         {"mini", 1024, 12, 16, 2730, 16384, 64, 256},
         {"mega", 2048, 24, 32, 4096, 16384, 64, 256},
@@ -591,7 +644,7 @@ int main(int argc, char **argv) {
             }
             for (int bi = 0; bi < (quick ? 1 : 3); bi++) {
                 size_t wb = 0;
-                const double ms = decode_step_ms(&sizes[si], batches[bi], quick ? 3 : 10, &wb);
+                const double ms = decode_step_ms(&sizes[si], si, batches[bi], quick ? 3 : 10, &wb);
                 const double gbs = wb / (ms / 1e3) / 1e9;
                 printf("| %s | %s | %d | %.3f | %.3f | %.2f | %.0f | %.1f |\n", sizes[si].name,
                        dalle_dtype_name(dts[di]), batches[bi], ms, ms / batches[bi], wb / 1e9, gbs,

@@ -44,7 +44,7 @@ from make_tiny_vqgan import TamingDecodePath  # noqa: E402
 N_GRIDS = 3
 GRID_SEED = 7
 MD_SEED = 20220803
-MD_CONFIG = {  # min-dalle's VQGanDetokenizer, hard-coded there (model spec 5.1)
+MD_CONFIG = {  # min-dalle's VQGanDetokenizer, hard-coded there (docs/model-spec.md §5.1)
     "codebook_size": 16384,
     "embed_dim": 256,
     "z_channels": 256,

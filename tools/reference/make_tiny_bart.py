@@ -15,7 +15,7 @@ Initialisation (seeded, torch.Generator on the CPU):
     beta = U(-0.1, 0.1);
   * bias-only LayerNorms (pre_self_attn_layer_norm, pre_encoder_attn_layer_norm, glu.ln0,
     glu.ln1, final_ln): beta = U(-0.1, 0.1); their torch weight stays exactly 1 and is NOT
-    saved, like the published min-dalle checkpoints (model-spec §1.2, §7.2).
+    saved, like the published min-dalle checkpoints (docs/model-spec.md §1.2, §7.2).
 Every parameter is rounded to fp16 and back, so the fp16 files we commit hold exactly the
 values the fp32 reference runs on.
 
@@ -53,7 +53,7 @@ LINEAR_STD = 0.1
 LN_GAMMA_SPREAD = 0.1
 LN_BETA_SPREAD = 0.1
 
-# LayerNorms that have a bias only in the published checkpoints (model-spec §1.2).
+# LayerNorms that have a bias only in the published checkpoints (docs/model-spec.md §1.2).
 BIAS_ONLY_LN = re.compile(
     r"^(final_ln|layers\.\d+\.(pre_self_attn_layer_norm|pre_encoder_attn_layer_norm|glu\.ln0|glu\.ln1))$"
 )

@@ -2,7 +2,7 @@
 """make_tiny_clip.py — builds the tiny random CLIP used by the CLIP parity tests.
 
 The model is a Hugging Face transformers CLIPModel (the class whose safetensors names our
-loader reads, model-spec §7.4), so the file we commit is exactly what save_pretrained writes.
+loader reads, docs/model-spec.md §7.4), so the file we commit is exactly what save_pretrained writes.
 Hyper-parameters (TINY below): vision 224×224 images, patch 32 (7×7 = 49 patches + class
 token), width 64, 2 layers, 2 heads, MLP 128; text vocab 49408 (the real CLIP vocabulary, so
 the real tokenizer's ids apply), context 77, width 32, 2 layers, 2 heads, MLP 64; projection

@@ -19,7 +19,7 @@ float output spans [0, 1] and about 5 % of it is clipped on each side, so both t
 the uint8 comparisons are meaningful. Every parameter is rounded to fp16 and saved as F16,
 so the committed file holds exactly the values the fp32 reference runs on.
 
-Output: models/tiny/vqgan.safetensors with min-dalle's detokenizer names (model spec 7.2:
+Output: models/tiny/vqgan.safetensors with min-dalle's detokenizer names (docs/model-spec.md §7.2:
 embedding.weight, post_quant_conv.*, decoder.*); with --config, the "vqgan" section and
 files.vqgan are written into that config.json (everything else kept).
 
@@ -82,7 +82,7 @@ class TamingDecodePath(torch.nn.Module):
         return self.decoder(self.post_quant_conv(quant))
 
     # min-dalle / our names <-> this module's state_dict names (taming calls the codebook
-    # quantize.embedding.weight; model spec 7.2)
+    # quantize.embedding.weight; docs/model-spec.md §7.2)
     @staticmethod
     def to_file_name(name):
         return "embedding.weight" if name == "quantize.embedding.weight" else name
