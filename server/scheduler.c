@@ -141,13 +141,15 @@ static void fail_stopped(dalle_scheduler *s, dalle_job *job, int ran) {
 /* JPEG-encode images order[k] (or k) of rgb into out[k]; out[k].jpeg malloc'ed. */
 static dalle_status encode_jpegs(dalle_jpeg_encoder *enc, const uint8_t *rgb, int n, int R,
                                  const int32_t *order, const float *scores, int quality,
-                                 dalle_image *out, dalle_error *err) {
-    for (int k = 0; k < n; k++) {
+                                 int subsampling, dalle_image *out, dalle_error *err) {
+    dalle_subsamp ss;
+    dalle_status st = dalle_jpeg_subsamp_from(subsampling, &ss, err);
+    for (int k = 0; st == DALLE_OK && k < n; k++) {
         const int i = order ? order[k] : k;
         const uint8_t *jpg;
         size_t size;
-        dalle_status st = dalle_jpeg_encode(enc, rgb + (size_t)i * R * R * 3, R, R, quality,
-                                            DALLE_SUBSAMP_420, &jpg, &size, err);
+        st = dalle_jpeg_encode(enc, rgb + (size_t)i * R * R * 3, R, R, quality, ss, &jpg, &size,
+                               err);
         if (st == DALLE_OK && !(out[k].jpeg = malloc(size)))
             st = dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");
         if (st != DALLE_OK)
@@ -176,9 +178,10 @@ static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
                                 .clip_ms = job->clip_ms};
     const double t0 = dalle_server_now_ms();
     r.images = calloc((size_t)n, sizeof *r.images);
-    dalle_status st = r.images ? encode_jpegs(enc, job->rgb, n, R, job->order, job->scores,
-                                              job->req.quality, r.images, &err)
-                               : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
+    dalle_status st = r.images
+                          ? encode_jpegs(enc, job->rgb, n, R, job->order, job->scores,
+                                         job->req.quality, job->req.subsampling, r.images, &err)
+                          : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
     const double t1 = dalle_server_now_ms();
     r.timings.jpeg_ms = t1 - t0;
     r.timings.total_ms = job->text_ms + (t1 - job->t_start);
@@ -239,7 +242,8 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     r.images = calloc((size_t)n, sizeof *r.images);
     dalle_error err = {0};
     if (r.images && !atomic_load(&job->abandoned) &&
-        encode_jpegs(enc, p->rgb, n, R, NULL, NULL, quality, r.images, &err) == DALLE_OK) {
+        encode_jpegs(enc, p->rgb, n, R, NULL, NULL, quality, job->req.subsampling, r.images,
+                     &err) == DALLE_OK) {
         size_t len = 0;
         char *body = dalle_preview_body(&r, p->step, p->steps, &len);
         if (body)
