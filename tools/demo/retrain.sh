@@ -28,6 +28,7 @@ CLIP_STEPS=${CLIP_STEPS:-700}
 CLIP_BS=${CLIP_BS:-96}
 CKPT_MIN=${CKPT_MIN:-3}
 SWEEP=${SWEEP:-2:1:1,4:1:1,8:1:1,16:1:1,32:1:1,8:0.8:1,16:1.2:1,8:1:1.5}
+EVAL_ARGS=${EVAL_ARGS:-}    # e.g. "--limit 2 --random 2" for a quick look
 
 case "${1:-}" in
 --resume) ;;
@@ -79,8 +80,9 @@ make -j2 build/dalle-cli >"$TRAIN/make.log" 2>&1
 if [ ! -f "$TRAIN/sweep.json" ]; then
     say "export (provisional sampling) and sweep $SWEEP"
     $PYTHON tools/demo/export.py --train "$TRAIN" --out "$TRAIN/model"
+    # shellcheck disable=SC2086 # EVAL_ARGS is a list of options
     $PYTHON tools/demo/eval.py --model "$TRAIN/model" --sweep "$SWEEP" --grid "" \
-        --out "$TRAIN/sweep.json" >"$TRAIN/sweep.log" 2>&1
+        --out "$TRAIN/sweep.json" $EVAL_ARGS >"$TRAIN/sweep.log" 2>&1
 fi
 best=$($PYTHON -c 'import json, sys; b = json.load(open(sys.argv[1]))["sweep"]["best"]
 print(f"--top-k {b[\"top_k\"]} --temperature {b[\"temperature\"]} --cond-scale {b[\"cond_scale\"]}" if b else "")' \
@@ -97,6 +99,7 @@ $PYTHON tools/demo/export.py --train "$TRAIN" --out models/demo $best
 $PYTHON tools/demo/gen_demo_golden.py >"$TRAIN/golden.log" 2>&1
 cp "$TRAIN/bart/bart_log.csv" "$TRAIN/vqgan/vqgan_log.csv" "$TRAIN/clip/clip_log.csv" tools/demo/logs/
 $PYTHON tools/demo/plot_losses.py
-$PYTHON tools/demo/eval.py --cli build/dalle-cli >"$TRAIN/eval.log" 2>&1
+# shellcheck disable=SC2086
+$PYTHON tools/demo/eval.py --cli build/dalle-cli $EVAL_ARGS >"$TRAIN/eval.log" 2>&1
 tail -n 3 "$TRAIN/eval.log"
 say "done"
