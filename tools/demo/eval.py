@@ -177,9 +177,10 @@ def sweep(args, geo, sets):
               f"| {'met' if r['meets'] else '—'} |")
     good = [r for r in table if r["meets"]]
     best = max(good, key=lambda r: (r["distinct_ok"], r["top_held_out"])) if good else None
-    print("default: " + (f"--top-k {best['top_k']} --temperature {best['temperature']} --cond-scale "
-                         f"{best['cond_scale']}" if best else "none of the settings meets the bars"))
-    return {"bars": BARS, "table": table, "best": best}
+    best_args = (f"--top-k {best['top_k']} --temperature {best['temperature']} --cond-scale {best['cond_scale']}"
+                 if best else "")
+    print("default: " + (best_args or "none of the settings meets the bars"))
+    return {"bars": BARS, "table": table, "best": best, "best_args": best_args}
 
 
 def main():

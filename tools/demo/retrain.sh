@@ -84,9 +84,7 @@ if [ ! -f "$TRAIN/sweep.json" ]; then
     $PYTHON tools/demo/eval.py --model "$TRAIN/model" --sweep "$SWEEP" --grid "" \
         --out "$TRAIN/sweep.json" $EVAL_ARGS >"$TRAIN/sweep.log" 2>&1
 fi
-best=$($PYTHON -c 'import json, sys; b = json.load(open(sys.argv[1]))["sweep"]["best"]
-print(f"--top-k {b[\"top_k\"]} --temperature {b[\"temperature\"]} --cond-scale {b[\"cond_scale\"]}" if b else "")' \
-    "$TRAIN/sweep.json")
+best=$($PYTHON -c 'import json, sys; print(json.load(open(sys.argv[1]))["sweep"]["best_args"])' "$TRAIN/sweep.json")
 if [ -z "$best" ]; then
     echo "retrain.sh: no setting of the sweep meets the bars (see $TRAIN/sweep.log); models/demo unchanged" >&2
     exit 1

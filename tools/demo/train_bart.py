@@ -282,6 +282,7 @@ def cmd_train(args):
         run.checkpoint({"encoder": e, "decoder": d, "tied": tied.state_dict(), "hp": HP, "text_vocab": text_vocab,
                         "train": {"enc": enc.state_dict(), "dec": dec.state_dict(), "tied": tied.state_dict(),
                                   "opt": opt.state_dict(), "gen": gen.get_state()}}, step)
+        print(f"step {step}: checkpoint", flush=True)
 
     enc.train()
     dec.train()

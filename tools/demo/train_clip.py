@@ -106,6 +106,7 @@ def main():
 
     def checkpoint():
         run.checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state()}, step)
+        print(f"step {step}: checkpoint", flush=True)
 
     while step < args.steps:
         scenes = [world.sample(seed_base + step * args.bs + i, train=True) for i in range(args.bs)]

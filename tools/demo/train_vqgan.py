@@ -6,9 +6,11 @@ embedding, read with get_codebook_entry), a 1×1 post_quant_conv and its own `De
 (taming.modules.diffusionmodules.model) — which is what our C VQGAN runs (the
 path tools/reference/make_tiny_vqgan.py builds); exported with min-dalle's detokenizer names.
 Configuration (CONFIG): the current world's codes (patch_codes: 7680 codes of dimension 345),
-z_channels 64, ch 32, ch_mult (1, 1, 2, 2) → 3 upsamplings (f8), two ResBlocks per level
+z_channels 64, ch 64, ch_mult (1, 1, 1, 1) → 3 upsamplings (f8), two ResBlocks per level
 (num_res_blocks 1), attention in the middle block only, GroupNorm(32, 1e-6) as taming
-hard-codes.
+hard-codes. 64 channels at every level so that each of GroupNorm's 32 groups holds two
+channels: with one channel a group (32 channels) a flat picture can only be normalised
+through a "sink", the cause of the speck (docs/demo-model.md, "The speck").
 
 The codes come from patch_codes.py (an exact patch code) instead of a learned encoder, and
 the codebook is that file's frozen analytic table (each code's own 8×8×3 pixels and one-hots
@@ -46,8 +48,8 @@ CONFIG = {
     "codebook_size": patch_codes.CODEBOOK,
     "embed_dim": patch_codes.EMBED_DIM,
     "z_channels": 64,
-    "ch": 32,
-    "ch_mult": [1, 1, 2, 2],
+    "ch": 64,
+    "ch_mult": [1, 1, 1, 1],
     "num_res_blocks": 1,
     "attn_resolutions": [],
     "resolution": world.GEO.res,
