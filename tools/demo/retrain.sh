@@ -19,12 +19,15 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TRAIN=build/demo_train
+# Sizes (trial CPU seconds a step, one core: DalleBart 1.95 at 32 captions × 256 codes, the
+# VQGAN 0.96 at 4 images of 128×128, CLIP see docs/demo-model.md): about 2 h of training on
+# each core, then about half an hour of sweep, fixtures and evaluation.
 N_DATA=${N_DATA:-100000}    # DalleBart training scenes
-BART_STEPS=${BART_STEPS:-4000}
+BART_STEPS=${BART_STEPS:-3600}
 BART_BS=${BART_BS:-32}
-VQGAN_STEPS=${VQGAN_STEPS:-5000}
-VQGAN_BS=${VQGAN_BS:-4}
-CLIP_STEPS=${CLIP_STEPS:-700}
+VQGAN_STEPS=${VQGAN_STEPS:-3600}
+VQGAN_BS=${VQGAN_BS:-8}
+CLIP_STEPS=${CLIP_STEPS:-1200}
 CLIP_BS=${CLIP_BS:-96}
 CKPT_MIN=${CKPT_MIN:-3}
 SWEEP=${SWEEP:-2:1:1,4:1:1,8:1:1,16:1:1,32:1:1,8:0.8:1,16:1.2:1,8:1:1.5}
@@ -55,15 +58,13 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 say() { echo "== $(date -u +%H:%M:%S) $*"; }
 
-# 1. captions → BPE, scenes → exact codes (one core)
-if [ ! -f "$TRAIN/bart/data.npz" ]; then
-    say "prepare $N_DATA scenes"
-    $PYTHON tools/demo/train_bart.py prepare --out "$TRAIN/bart" --n "$N_DATA" >"$TRAIN/prepare.log" 2>&1
-fi
-
-# 2. the trainings: DalleBart then CLIP on one core, the VQGAN on the other
-say "train: DalleBart $BART_STEPS steps then CLIP $CLIP_STEPS steps | VQGAN $VQGAN_STEPS steps"
+# 1.–2. one core: captions → BPE and scenes → exact codes, then DalleBart, then CLIP;
+# the other core: the VQGAN (it needs no prepared data)
+say "train: prepare $N_DATA scenes, DalleBart $BART_STEPS steps, CLIP $CLIP_STEPS steps | VQGAN $VQGAN_STEPS steps"
 (
+    if [ ! -f "$TRAIN/bart/data.npz" ]; then
+        $PYTHON tools/demo/train_bart.py prepare --out "$TRAIN/bart" --n "$N_DATA" >"$TRAIN/prepare.log" 2>&1
+    fi
     $PYTHON tools/demo/train_bart.py train --out "$TRAIN/bart" --steps "$BART_STEPS" --bs "$BART_BS" \
         --ckpt-min "$CKPT_MIN" --resume >>"$TRAIN/bart.log" 2>&1
     $PYTHON tools/demo/train_clip.py --out "$TRAIN/clip" --steps "$CLIP_STEPS" --bs "$CLIP_BS" \

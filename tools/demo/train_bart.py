@@ -235,9 +235,11 @@ def cmd_prepare(args):
     lens = (ids != 1).sum(1)
     print(f"caption tokens: max {lens.max()} mean {lens.mean():.1f}; codes used {len(np.unique(codes))}")
     assert ids[:, -1].max() in (1, 2), "a caption was truncated"
-    np.savez_compressed(os.path.join(args.out, "data.npz"), ids=ids, codes=codes)
     with open(os.path.join(args.out, "captions.txt"), "w") as f:
         f.write("\n".join(caps) + "\n")
+    tmp = os.path.join(args.out, "data.tmp.npz")  # data.npz appears whole or not at all
+    np.savez_compressed(tmp, ids=ids, codes=codes)
+    os.replace(tmp, os.path.join(args.out, "data.npz"))
 
 
 def cmd_train(args):
