@@ -20,14 +20,14 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TRAIN=build/demo_train
 # Sizes (trial CPU seconds a step, one core: DalleBart 1.95 at 32 captions × 256 codes, the
-# VQGAN 0.96 at 4 images of 128×128, CLIP see docs/demo-model.md): about 2 h of training on
+# VQGAN 0.96 at 4 images of 128×128, CLIP 0.25 at 96 pairs): about 2 h of training on
 # each core, then about half an hour of sweep, fixtures and evaluation.
 N_DATA=${N_DATA:-100000}    # DalleBart training scenes
 BART_STEPS=${BART_STEPS:-3600}
 BART_BS=${BART_BS:-32}
 VQGAN_STEPS=${VQGAN_STEPS:-3600}
 VQGAN_BS=${VQGAN_BS:-8}
-CLIP_STEPS=${CLIP_STEPS:-1200}
+CLIP_STEPS=${CLIP_STEPS:-2000}
 CLIP_BS=${CLIP_BS:-96}
 CKPT_MIN=${CKPT_MIN:-3}
 SWEEP=${SWEEP:-2:1:1,4:1:1,8:1:1,16:1:1,32:1:1,8:0.8:1,16:1.2:1,8:1:1.5}
