@@ -116,8 +116,8 @@ class SinkMeter:
 
     def _hook(self, norm, args):
         x = args[0]  # [B, C, H, W]
-        if x.shape[2] * x.shape[3] < SINK_MIN_PIXELS:
-            return
+        if not torch.is_grad_enabled() or x.shape[2] * x.shape[3] < SINK_MIN_PIXELS:
+            return  # training forwards only (not flat_error's)
         g = x.reshape(x.shape[0], norm.num_groups, -1)
         dev2 = (g - g.mean(-1, keepdim=True)) ** 2
         share = dev2.amax(-1) / (dev2.sum(-1) + 1e-12)  # [B, groups]
