@@ -246,7 +246,7 @@ def main():
         print(f"wrote {args.grid}")
 
 
-def save_grid(tiles, path, side=192):
+def save_grid(tiles, path, side=256):
     font = ImageFont.load_default()
     tw = th = side
     cols = 4
