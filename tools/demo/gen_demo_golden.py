@@ -24,7 +24,7 @@ Fixture (tests/demo/golden/demo_golden.safetensors, all F32; ids exact):
   clip.image_embeds_raw [5, E], clip.text_embeds_raw [3, E], clip.logits_per_image [5, 3]
 tests/demo/golden/demo_golden.json: prompts, ids, margins, versions, sha256 of the model files.
 
-    /work/venv-ref/bin/python tools/demo/gen_demo_golden.py [--model models/demo] [--out tests/demo/golden]
+    .venv-demo/bin/python tools/demo/gen_demo_golden.py [--model models/demo] [--out tests/demo/golden]
 """
 import argparse
 import hashlib
