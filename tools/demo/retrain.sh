@@ -72,9 +72,16 @@ say "train: prepare $N_DATA scenes, DalleBart $BART_STEPS steps, CLIP $CLIP_STEP
 ) &
 first=$!
 $PYTHON tools/demo/train_vqgan.py --out "$TRAIN/vqgan" --steps "$VQGAN_STEPS" --bs "$VQGAN_BS" \
-    --ckpt-min "$CKPT_MIN" --resume >>"$TRAIN/vqgan.log" 2>&1 || { kill "$first"; exit 1; }
-wait "$first"
+    --ckpt-min "$CKPT_MIN" --resume >>"$TRAIN/vqgan.log" 2>&1 &
+second=$!
+failed=0
+wait "$first" || failed=1
+wait "$second" || failed=1
 tail -n 1 "$TRAIN/bart.log" "$TRAIN/clip.log" "$TRAIN/vqgan.log"
+if [ "$failed" = 1 ]; then
+    echo "retrain.sh: a training failed (logs above); fix it and run again with --resume" >&2
+    exit 1
+fi
 
 # 3. the C build, a first export, the sampling sweep on it
 make -j2 build/dalle-cli >"$TRAIN/make.log" 2>&1
