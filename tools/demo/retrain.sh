@@ -30,7 +30,7 @@ VQGAN_BS=${VQGAN_BS:-4}
 CLIP_STEPS=${CLIP_STEPS:-2000}
 CLIP_BS=${CLIP_BS:-96}
 CKPT_MIN=${CKPT_MIN:-3}
-SWEEP=${SWEEP:-2:1:1,4:1:1,8:1:1,16:1:1,32:1:1,8:0.8:1,16:1.2:1,8:1:1.5}
+SWEEP=${SWEEP:-2:1:1,4:1:1,8:1:1,16:1:1,8:0.8:1,16:1.2:1}
 EVAL_ARGS=${EVAL_ARGS:-}    # e.g. "--limit 2 --random 2" for a quick look
 
 case "${1:-}" in
