@@ -46,49 +46,28 @@ static const char *USAGE =
     "options:\n"
     "  --model DIR         model directory (config.json, weights, tokenizer files; default "
     "models/demo)\n"
-    "  --prompt P          UTF-8 prompt, at most " STR(
-        DALLE_MAX_PROMPT_BYTES) " bytes\n"
-                                "  --threads N         CPU threads, 0 = all cores (default 0)\n"
-                                "  --backend B         cpu or cuda (default cpu; cuda weights: "
-                                "DALLE_CUDA_WEIGHTS=f32|f16|bf16;\n"
-                                "                      cpu GEMM: the fastest this CPU runs, or "
-                                "DALLE_CPU_GEMM=avx512|avx2|portable)\n"
-                                "gen:\n"
-                                "  -n N                images, 1.." STR(
-                                    MAX_IMAGES) " (default 1)\n"
-                                                "  --seed S            0..2^63-1 (default: random, "
-                                                "printed in the output)\n"
-                                                "  --top-k K           keep the K most likely "
-                                                "codes, " STR(
-                                                    DALLE_TOP_K_MIN) "..image codes "
-                                                                     "(default: config)\n"
-                                                                     "  --top-p P           "
-                                                                     "nucleus sampling, (0, " STR(
-                                                                         DALLE_TOP_P_MAX) "] "
-                                                                                          "(default"
-                                                                                          ": "
-                                                                                          "config)"
-                                                                                          "\n"
-                                                                                          "  "
-                                                                                          "--"
-                                                                                          "temperat"
-                                                                                          "ure T   "
-                                                                                          "  "
-                                                                                          "(0,"
-                                                                                          " " STR(
-                                                                                              DALLE_TEMPERATURE_MAX) "] (default: config)\n"
-                                                                                                                     "  --cond-scale C      classifier-free guidance scale, [" STR(DALLE_COND_SCALE_MIN) ", " STR(
-                                                                                                                         DALLE_COND_SCALE_MAX) "] (default: config)\n"
-                                                                                                                                               "jpeg:\n"
-                                                                                                                                               "  --quality Q         JPEG quality " STR(DALLE_QUALITY_MIN) ".." STR(
-                                                                                                                                                   DALLE_QUALITY_MAX) " (default 90)\n"
-                                                                                                                                                                      "  --subsampling S     444, 422 or 420 (default 420)\n"
-                                                                                                                                                                      "  --no-rank           generate: keep generation order, skip CLIP\n"
-                                                                                                                                                                      "  -h, --help          this text\n";
+    // clang-format off
+    "  --prompt P          UTF-8 prompt, at most " STR(DALLE_MAX_PROMPT_BYTES) " bytes\n"
+    "  --threads N         CPU threads, 0 = all cores (default 0)\n"
+    "  --backend B         cpu or cuda (default cpu; cuda weights: DALLE_CUDA_WEIGHTS=f32|f16|bf16;\n"
+    "                      cpu GEMM: the fastest this CPU runs, or DALLE_CPU_GEMM=avx512|avx2|portable)\n"
+    "gen:\n"
+    "  -n N                images, 1.." STR(MAX_IMAGES) " (default 1)\n"
+    "  --seed S            0..2^63-1 (default: random, printed in the output)\n"
+    "  --top-k K           keep the K most likely codes, " STR(DALLE_TOP_K_MIN) "..image codes (default: config)\n"
+    "  --top-p P           nucleus sampling, (0, " STR(DALLE_TOP_P_MAX) "] (default: config)\n"
+    "  --temperature T     (0, " STR(DALLE_TEMPERATURE_MAX) "] (default: config)\n"
+    "  --cond-scale C      classifier-free guidance scale, [" STR(DALLE_COND_SCALE_MIN) ", " STR(DALLE_COND_SCALE_MAX) "] (default: config)\n"
+    "jpeg:\n"
+    "  --quality Q         JPEG quality " STR(DALLE_QUALITY_MIN) ".." STR(DALLE_QUALITY_MAX) " (default 90)\n"
+    "  --subsampling S     444, 422 or 420 (default 444 below 256×256 pixels, else 420)\n"
+    "  --no-rank           generate: keep generation order, skip CLIP\n"
+    "  -h, --help          this text\n";
+// clang-format on
 
 typedef struct {
     const char *command, *model, *prompt, *out, *tokens, *backend;
-    long n, threads, top_k, quality, subsampling;
+    long n, threads, top_k, quality, subsampling; /* subsampling 0: the library default */
     uint64_t seed;
     int has_seed, has_top_k, has_top_p, has_temp, has_cond, no_rank;
     double top_p, temperature, cond_scale;
@@ -150,7 +129,6 @@ static int parse_args(int argc, char **argv, cli_args *a) {
     memset(a, 0, sizeof *a);
     a->n = 1;
     a->quality = 90;
-    a->subsampling = 420;
     if (argc < 2)
         return fail(EXIT_USAGE, "missing command%s%s", "", "");
     if (is(argv[1], "-h") || is(argv[1], "--help"))
@@ -352,7 +330,8 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 static void out_params(dalle_model *m, const cli_args *a, dalle_output_params *o) {
     dalle_output_params_default(m, o);
     o->jpeg_quality = (int)a->quality;
-    o->jpeg_subsampling = (int)a->subsampling;
+    if (a->subsampling)
+        o->jpeg_subsampling = (int)a->subsampling;
     if (a->no_rank)
         o->rank = 0;
 }
@@ -448,9 +427,11 @@ static int cmd_decode(dalle_model *m, dalle_state *s, const cli_args *a) {
         rc = engine_error(&err);
     else if (dalle_jpeg_encoder_new(&enc, &err) != DALLE_OK)
         rc = engine_error(&err);
-    const dalle_subsamp ss = a->subsampling == 444   ? DALLE_SUBSAMP_444
-                             : a->subsampling == 422 ? DALLE_SUBSAMP_422
-                                                     : DALLE_SUBSAMP_420;
+    dalle_output_params o;
+    out_params(m, a, &o);
+    dalle_subsamp ss = DALLE_SUBSAMP_444;
+    if (!rc && dalle_jpeg_subsamp_from(o.jpeg_subsampling, &ss, &err) != DALLE_OK)
+        rc = engine_error(&err);
     for (int i = 0; !rc && i < n; i++) {
         const uint8_t *jpg;
         size_t size;

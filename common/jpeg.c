@@ -37,6 +37,22 @@ void dalle_jpeg_encoder_free(dalle_jpeg_encoder *e) {
     free(e);
 }
 
+int dalle_jpeg_default_subsampling(int width, int height) {
+    return width < DALLE_JPEG_FULL_CHROMA_BELOW || height < DALLE_JPEG_FULL_CHROMA_BELOW ? 444
+                                                                                         : 420;
+}
+
+dalle_status dalle_jpeg_subsamp_from(int subsampling, dalle_subsamp *out, dalle_error *err) {
+    switch (subsampling) {
+    case 444: *out = DALLE_SUBSAMP_444; return DALLE_OK;
+    case 422: *out = DALLE_SUBSAMP_422; return DALLE_OK;
+    case 420: *out = DALLE_SUBSAMP_420; return DALLE_OK;
+    default:
+        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
+                               "subsampling must be 444, 422 or 420, got %d", subsampling);
+    }
+}
+
 dalle_status dalle_jpeg_encode(dalle_jpeg_encoder *e, const uint8_t *rgb, int width, int height,
                                int quality, dalle_subsamp subsamp, const uint8_t **jpeg,
                                size_t *size, dalle_error *err) {

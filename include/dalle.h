@@ -285,7 +285,7 @@ dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const ui
 
 typedef struct {
     int jpeg_quality;     /* DALLE_QUALITY_MIN..MAX (default 90) */
-    int jpeg_subsampling; /* 444, 422 or 420 (default 420) */
+    int jpeg_subsampling; /* 444, 422 or 420 (default 444 for images below 256×256, else 420) */
     int rank;             /* order by CLIP score (default: 1 when the model has CLIP) */
 } dalle_output_params;
 

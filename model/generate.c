@@ -478,7 +478,10 @@ dalle_status dalle_job_finish(dalle_state *s, int job, const int32_t *clip_ids,
 /* ---- the whole pipeline ------------------------------------------------------------- */
 
 void dalle_output_params_default(const dalle_model *m, dalle_output_params *o) {
-    *o = (dalle_output_params){.jpeg_quality = 90, .jpeg_subsampling = 420, .rank = m->has_clip};
+    const int R = m->vqgan.hp.resolution;
+    *o = (dalle_output_params){.jpeg_quality = 90,
+                               .jpeg_subsampling = dalle_jpeg_default_subsampling(R, R),
+                               .rank = m->has_clip};
 }
 
 static dalle_status output_check(const dalle_model *m, const dalle_output_params *o,
@@ -486,14 +489,9 @@ static dalle_status output_check(const dalle_model *m, const dalle_output_params
     if (o->jpeg_quality < DALLE_QUALITY_MIN || o->jpeg_quality > DALLE_QUALITY_MAX)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG, "quality must be in [%d, %d], got %d",
                                DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, o->jpeg_quality);
-    switch (o->jpeg_subsampling) {
-    case 444: *ss = DALLE_SUBSAMP_444; break;
-    case 422: *ss = DALLE_SUBSAMP_422; break;
-    case 420: *ss = DALLE_SUBSAMP_420; break;
-    default:
-        return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
-                               "subsampling must be 444, 422 or 420, got %d", o->jpeg_subsampling);
-    }
+    const dalle_status st = dalle_jpeg_subsamp_from(o->jpeg_subsampling, ss, err);
+    if (st != DALLE_OK)
+        return st;
     if (o->rank && !m->has_clip)
         return dalle_error_set(err, DALLE_ERR_INVALID_ARG,
                                "ranking needs CLIP, and model '%s' has none", m->cfg.name);

@@ -267,6 +267,13 @@ static int set_field(const dalle_server *srv, const char *key, json_t *v, dalle_
         if (get_int(v, key, DALLE_QUALITY_MIN, DALLE_QUALITY_MAX, &i, e))
             return -1;
         req->quality = (int)i;
+    } else if (!strcmp(key, "subsampling")) {
+        if (get_int(v, key, 420, 444, &i, e))
+            return -1;
+        if (i != 420 && i != 422 && i != 444)
+            return dalle_http_error_set(e, 422, "out_of_range", key,
+                                        "subsampling must be 444, 422 or 420");
+        req->subsampling = (int)i;
     } else if (!strcmp(key, "stream")) {
         if (!json_is_boolean(v))
             return dalle_http_error_set(e, 422, "invalid_type", key, "stream must be a boolean");
@@ -314,6 +321,7 @@ int dalle_request_parse(const dalle_server *srv, int openai, const char *body, s
         dalle_output_params_default(srv->model, &o);
         req->rank = o.rank;
         req->quality = o.jpeg_quality;
+        req->subsampling = o.jpeg_subsampling;
         req->dialect = openai                          ? DALLE_DIALECT_OPENAI
                        : json_object_get(root, "text") ? DALLE_DIALECT_PLAYGROUND
                                                        : DALLE_DIALECT_NATIVE;

@@ -152,10 +152,12 @@ static void encode_result(dalle_job *job, dalle_jpeg_encoder *enc) {
                                 .clip_ms = job->clip_ms};
     const double t0 = dalle_server_now_ms();
     r.images = calloc((size_t)n, sizeof *r.images);
-    dalle_status st = r.images ? dalle_jpeg_encode_images(
-                                     enc, job->rgb, n, R, job->req.quality, DALLE_SUBSAMP_420,
-                                     job->order, job->req.rank ? job->scores : NULL, r.images, &err)
-                               : dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory");
+    dalle_subsamp ss;
+    dalle_status st = !r.images ? dalle_error_set(&err, DALLE_ERR_NOMEM, "out of memory")
+                                : dalle_jpeg_subsamp_from(job->req.subsampling, &ss, &err);
+    if (st == DALLE_OK)
+        st = dalle_jpeg_encode_images(enc, job->rgb, n, R, job->req.quality, ss, job->order,
+                                      job->req.rank ? job->scores : NULL, r.images, &err);
     const double t1 = dalle_server_now_ms();
     r.timings.jpeg_ms = t1 - t0;
     r.timings.total_ms = job->text_ms + (t1 - job->t_start);
@@ -213,9 +215,11 @@ static void preview_run(dalle_pool_task *t, dalle_jpeg_encoder *enc) {
     dalle_result r = {.n_images = n, .width = R, .height = R};
     r.images = calloc((size_t)n, sizeof *r.images);
     dalle_error err = {0};
+    dalle_subsamp ss;
     if (r.images && !atomic_load(&job->abandoned) &&
-        dalle_jpeg_encode_images(enc, p->rgb, n, R, quality, DALLE_SUBSAMP_420, NULL, NULL,
-                                 r.images, &err) == DALLE_OK) {
+        dalle_jpeg_subsamp_from(job->req.subsampling, &ss, &err) == DALLE_OK &&
+        dalle_jpeg_encode_images(enc, p->rgb, n, R, quality, ss, NULL, NULL, r.images, &err) ==
+            DALLE_OK) {
         size_t len = 0;
         char *body = dalle_preview_body(&r, p->step, p->steps, &len);
         if (body)

@@ -58,6 +58,7 @@ typedef struct {
     dalle_gen_params gen; /* n_images, seed and sampling, range-checked */
     int rank;
     int quality;
+    int subsampling;   /* JPEG chroma: 444, 422 or 420 */
     int stream;        /* answer as text/event-stream: queued, progress…, result | error */
     int preview_every; /* stream a preview event every k decode steps; 0 = none */
 } dalle_request;

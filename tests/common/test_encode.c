@@ -144,3 +144,23 @@ Test(jpeg, limits) {
     dalle_jpeg_encoder_free(e);
     dalle_jpeg_encoder_free(NULL);
 }
+
+Test(jpeg, default_subsampling_and_names) {
+    /* full chroma below DALLE_JPEG_FULL_CHROMA_BELOW on either side, 4:2:0 from there up */
+    cr_assert_eq(dalle_jpeg_default_subsampling(64, 64), 444);
+    cr_assert_eq(dalle_jpeg_default_subsampling(DALLE_JPEG_FULL_CHROMA_BELOW - 1, 1024), 444);
+    cr_assert_eq(dalle_jpeg_default_subsampling(1024, DALLE_JPEG_FULL_CHROMA_BELOW - 1), 444);
+    cr_assert_eq(
+        dalle_jpeg_default_subsampling(DALLE_JPEG_FULL_CHROMA_BELOW, DALLE_JPEG_FULL_CHROMA_BELOW),
+        420);
+    dalle_subsamp ss = DALLE_SUBSAMP_422;
+    dalle_error err = {0};
+    cr_assert_eq(dalle_jpeg_subsamp_from(444, &ss, &err), DALLE_OK);
+    cr_assert_eq(ss, DALLE_SUBSAMP_444);
+    cr_assert_eq(dalle_jpeg_subsamp_from(422, &ss, &err), DALLE_OK);
+    cr_assert_eq(ss, DALLE_SUBSAMP_422);
+    cr_assert_eq(dalle_jpeg_subsamp_from(420, &ss, &err), DALLE_OK);
+    cr_assert_eq(ss, DALLE_SUBSAMP_420);
+    cr_assert_eq(dalle_jpeg_subsamp_from(411, &ss, &err), DALLE_ERR_INVALID_ARG);
+    cr_assert_not_null(strstr(err.msg, "444, 422 or 420, got 411"));
+}

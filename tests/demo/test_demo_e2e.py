@@ -32,6 +32,8 @@ MODEL = ROOT / "models" / "demo"
 sys.path.insert(0, str(ROOT / "tools" / "demo"))
 import world  # noqa: E402
 
+GEO = world.geometry(json.loads((MODEL / "config.json").read_text())["vqgan"]["resolution"])
+
 BLUE, RED = np.array(world.PALETTE["blue"]), np.array(world.PALETTE["red"])
 
 
@@ -106,7 +108,7 @@ def rank(prompt, images, tmp_path):
 
 def scene(shape, color, bg, row=1, col=1, size="large"):
     return world.render({"bg": bg, "objects": [{"shape": shape, "color": color, "size": size,
-                                                "row": row, "col": col}]})
+                                                "row": row, "col": col}]}, GEO)
 
 
 def test_clip_prefers_the_matching_image(tmp_path):

@@ -1,6 +1,7 @@
 """The demo model's image tokenizer (tools/demo/patch_codes.py) against the world and the
-committed model: exact round trip, refusal of patches the world cannot draw, and the
-committed VQGAN codebook being the tokenizer's own analytic table.
+committed model: exact round trip in both world geometries (the current 128×128 one, 256
+codes an image, and the 64×64 one of models/demo), refusal of patches the world cannot draw,
+and the committed VQGAN codebook being the tokenizer's own analytic table.
 Needs python3-numpy (Debian) only.
 """
 import json
@@ -31,15 +32,29 @@ def read_safetensor(path, name):
     return np.frombuffer(raw, dtype=dtype).reshape(meta["shape"]).astype(np.float32)
 
 
+@pytest.mark.parametrize("res", sorted(world.GEOMETRIES))
 @pytest.mark.parametrize("train", [True, False])
-def test_round_trip_is_exact(train):
+def test_round_trip_is_exact(train, res):
+    geo, cd = world.geometry(res), patch_codes.codec(res)
     scenes = [world.sample(31_000 + i, train=train)[0] for i in range(300)]
-    imgs = np.stack([world.render(s) for s in scenes])
-    codes = patch_codes.encode_batch(imgs)
-    assert codes.shape == (300, 64)
-    assert codes.min() >= 0 and codes.max() < patch_codes.CODEBOOK
+    imgs = np.stack([world.render(s, geo) for s in scenes])
+    codes = cd.encode_batch(imgs)
+    assert codes.shape == (300, (res // 8) ** 2)
+    assert codes.min() >= 0 and codes.max() < cd.codebook
     for img, c in zip(imgs, codes):
-        np.testing.assert_array_equal(patch_codes.paint(c), img)
+        np.testing.assert_array_equal(cd.paint(c), img)
+
+
+def test_the_current_world_has_256_codes_an_image_and_its_jitter_adds_no_cut_out():
+    assert world.GEO.res == 128 and patch_codes.SIDE ** 2 == 256
+    geo, cd = world.V2, patch_codes.CURRENT
+    for shape in world.SHAPES:  # every jittered small shape and every cell: only known cut-outs
+        for r in range(3):
+            for c in range(3):
+                for jx in geo.jitters("small"):
+                    o = {"shape": shape, "color": "red", "size": "small", "row": r, "col": c, "jx": jx, "jy": -jx}
+                    img = world.render({"bg": "blue", "objects": [o]}, geo)
+                    np.testing.assert_array_equal(cd.paint(cd.encode(img)), img)
 
 
 def test_held_out_scenes_use_codes_training_never_shows():
@@ -67,6 +82,8 @@ def test_patches_the_world_cannot_draw_are_refused():
         patch_codes.encode(img)
     with pytest.raises(ValueError):
         patch_codes.decode_code(patch_codes.CODEBOOK)
+    with pytest.raises(ValueError, match="64×64 images"):
+        patch_codes.encode(world.render({"bg": "blue", "objects": []}, world.V1))
 
 
 def test_features_name_each_code_attributes():
@@ -75,16 +92,19 @@ def test_features_name_each_code_attributes():
     sums = phi.sum(1)
     assert (sums[: len(world.COLORS)] == 1).all()  # flat colours: one attribute
     assert (sums[len(world.COLORS): patch_codes.CODEBOOK] == 3).all()  # shape colour, background, mask
-    assert phi[patch_codes.CODEBOOK, patch_codes.F_BOS] == 1 and sums[-1] == 1
+    assert phi[patch_codes.CODEBOOK, patch_codes.CURRENT.f_bos] == 1 and sums[-1] == 1
     assert len({r.tobytes() for r in phi}) == len(phi), "two codes with the same attributes"
 
 
 def test_committed_model_uses_this_tokenizer():
+    """models/demo's codebook is the table of the world geometry of its image size"""
     cfg = json.loads((MODEL / "config.json").read_text())
-    assert cfg["vqgan"]["codebook_size"] == patch_codes.CODEBOOK
-    assert cfg["bart"]["image_vocab_size"] == patch_codes.CODEBOOK
-    assert cfg["vqgan"]["embed_dim"] == patch_codes.EMBED_DIM
+    cd = patch_codes.codec(cfg["vqgan"]["resolution"])
+    assert cfg["vqgan"]["codebook_size"] == cd.codebook
+    assert cfg["bart"]["image_vocab_size"] == cd.codebook
+    assert cfg["bart"]["image_length"] == cd.side ** 2
+    assert cfg["vqgan"]["embed_dim"] == cd.embed_dim
     book = read_safetensor(MODEL / "vqgan.safetensors", "embedding.weight")
-    want = patch_codes.codebook_vectors()
+    want = cd.codebook_vectors()
     assert book.shape == want.shape
     assert np.abs(book - want).max() <= 1e-3  # F16 rounding of values in [-1, 1]

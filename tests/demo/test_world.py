@@ -1,11 +1,15 @@
-"""The demo world's pixel classifier (tools/demo/world.py), the judge of tools/demo/eval.py:
-it must read the generator's own images perfectly and must not be fooled by colour fringes
-or missing pieces. Needs python3-numpy (Debian) only.
+"""The demo world (tools/demo/world.py): its pixel classifier, the judge of tools/demo/eval.py,
+must read the generator's own images perfectly (in both geometries) and must not be fooled by
+colour fringes or missing pieces; its caption grammar must cover every phrasing it promises
+and keep the held-out combinations out of training images and captions.
+Needs python3-numpy (Debian) only.
 """
 import pathlib
+import re
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "demo"))
@@ -16,17 +20,98 @@ def scene(bg, *objs):
     return {"bg": bg, "objects": [dict(zip(("shape", "color", "size", "row", "col"), o)) for o in objs]}
 
 
-def test_generator_images_are_read_exactly():
+@pytest.mark.parametrize("res", sorted(world.GEOMETRIES))
+def test_generator_images_are_read_exactly(res):
+    geo = world.geometry(res)
     for i in range(300):
-        sc, _, spec = world.sample(60_000 + i, train=False)
-        found = world.classify(world.render(sc))
-        assert world.truth_matches(sc, found), (sc, found)
-        assert world.matches(spec, found)
+        sc, cap, spec = world.sample(60_000 + i, train=False)
+        found = world.classify(world.render(sc, geo))
+        assert world.truth_matches(sc, found), (cap, sc, found)
+        assert world.matches(spec, found), cap
+
+
+def test_jittered_small_shapes_stay_in_their_cell():
+    geo = world.V2
+    for r in range(3):
+        for c in range(3):
+            for jx in geo.jitters("small"):
+                for shape in world.SHAPES:
+                    sc = scene("black", (shape, "white", "small", r, c))
+                    sc["objects"][0].update(jx=jx, jy=jx)
+                    assert world.truth_matches(sc, world.classify(world.render(sc, geo))), sc
+
+
+def training_captions(n=4000):
+    return [world.sample(70_000 + i, train=True) for i in range(n)]
+
+
+def test_grammar_covers_counts_synonyms_corners_articles_and_word_orders():
+    caps = [c for _, c, _ in training_captions()]
+    text = "\n".join(caps)
+    for phrase in ("two ", "\n2 ", "a pair of ", " big ", " large ", " little ", " small ", "centre", "center",
+                   "in the middle", "in the top left corner", "at the top left", "in the upper left corner",
+                   "\ntop left ", "lower right corner", "on the left side", "side by side", "one above the other",
+                   "to the left of", " above ", "against ", "background with ", " on blue"):
+        assert phrase in "\n" + text, phrase
+    articles = re.compile(r"\b(a|an)\b")
+    assert any(not articles.search(c.replace("a pair of", "")) for c in caps), "no caption without articles"
+    starts = {c.split()[0] for c in caps}
+    assert {"in", "at", "two", "2", "a", "an"} <= starts, starts  # position first, count first, object first
+    assert any(re.match(r"^(a |an )?\w+ background with ", c) for c in caps)  # background first
+
+
+def test_bare_counts_assert_no_place_and_arrangements_do():
+    bare = arranged = 0
+    for sc, cap, spec in training_captions():
+        objs = spec["objects"]
+        if len(objs) == 2 and objs[0]["shape"] == objs[1]["shape"] and objs[0]["color"] == objs[1]["color"]:
+            placed = any(k in o for o in objs for k in ("row", "col"))
+            words = cap.replace("a pair of", "two")
+            has_phrase = any(p in words for p in ("side by side", "next to", "above the other", "stacked",
+                                                   "at the top", "at the bottom"))
+            assert placed == has_phrase, cap
+            bare += not placed
+            arranged += placed
+        assert world.matches(spec, sc), cap  # a caption asserts only what its scene shows
+    assert bare > 100 and arranged > 100, (bare, arranged)
+
+
+def test_held_out_combinations_never_reach_training():
+    for sc, cap, spec in training_captions(6000):
+        assert not world.is_held_out(sc), cap
+        assert not world.spec_is_held_out(spec), cap
+        for a, b in (("purple", "triangle"), ("orange", "heart")):
+            assert not re.search(rf"\b{a} ({b}|{b}s)\b", cap), cap
+            assert not re.search(rf"\b{a} (small|little|large|big) ({b}|{b}s)\b", cap), cap
+        if "star" in cap:
+            assert sc["bg"] != "blue", cap
+    held = [world.sample(80_000 + i, train=False) for i in range(3000)]
+    assert sum(world.is_held_out(sc) for sc, _, _ in held) > 30  # the generator can draw them
+
+
+def test_room_counts_the_pictures_a_caption_leaves_open():
+    P = world._spec_from
+    assert world.room(P("white", [dict(shape="triangle", color="green", size="large", row=1, col=1)])) == 1
+    small = P("yellow", [dict(shape="star", color="blue", size="small", row=0, col=0)])
+    assert world.room(small, world.V1) == 1 and world.room(small, world.V2, cap=100) == 9
+    two = P("yellow", [dict(shape="heart", color="red"), dict(shape="heart", color="red")])
+    assert world.room(two, world.V1, cap=100) == 16  # 8 layouts × 2 sizes
+    assert world.room(P(None, [dict(shape="heart", color="red")])) == 8
+    assert world.room(P("red", [dict(shape="heart", color="red")])) == 0  # no red on red
+
+
+def test_bare_count_prompts_are_drawable_and_held_out_where_they_say():
+    ind, held = world.bare_count_prompts()
+    for cap, spec in ind + held:
+        assert world.room(spec) >= 8, cap
+        assert not any(k in o for o in spec["objects"] for k in ("row", "col")), cap
+    assert not any(world.spec_is_held_out(s) for _, s in ind)
+    assert all(world.spec_is_held_out(s) for _, s in held)
 
 
 def test_every_shape_is_told_apart():
     for shape in world.SHAPES:
-        for size in world.SIZES:
+        for size in world.SIZE_NAMES:
             sc = scene("white", (shape, "red", size, 1, 1))
             found = world.classify(world.render(sc))
             assert [o["shape"] for o in found["objects"]] == [shape], (shape, size, found)

@@ -201,6 +201,7 @@ Test(pipeline, caller_errors) {
     p = params(1, 1);
     dalle_output_params o;
     dalle_output_params_default(m, &o);
+    cr_assert_eq(o.jpeg_subsampling, 444); /* the tiny model's images are 64×64 */
     o.jpeg_quality = 0;
     cr_assert_eq(dalle_generate(s, PROMPT, strlen(PROMPT), &p, &o, &r, &err),
                  DALLE_ERR_INVALID_ARG);

@@ -113,18 +113,30 @@ def server():
     assert s.stop() == 0
 
 
-def jpeg_size(b):
-    """(width, height) from a JPEG's SOF marker."""
+def _sof(b):
+    """a JPEG's SOF segment (after its length field)"""
     assert b[:2] == b"\xff\xd8", "not a JPEG"
     i = 2
     while i < len(b):
         assert b[i] == 0xFF
         marker, length = b[i + 1], struct.unpack(">H", b[i + 2:i + 4])[0]
         if marker in (0xC0, 0xC1, 0xC2):
-            h, w = struct.unpack(">HH", b[i + 5:i + 9])
-            return w, h
+            return b[i + 4:i + 2 + length]
         i += 2 + length
     raise AssertionError("no SOF marker")
+
+
+def jpeg_size(b):
+    """(width, height) from a JPEG's SOF marker."""
+    h, w = struct.unpack(">HH", _sof(b)[1:5])
+    return w, h
+
+
+def jpeg_subsampling(b):
+    """444, 422 or 420 from the luma sampling factors of a 3-component JPEG's SOF marker"""
+    sof = _sof(b)
+    assert sof[5] == 3, "not a colour JPEG"
+    return {0x11: 444, 0x21: 422, 0x22: 420}[sof[7]]
 
 
 def decode_images(images):

@@ -124,7 +124,7 @@ def _operations():
     return out
 
 
-INT_FIELDS = ("n", "num_images", "seed", "top_k", "quality", "preview_every")
+INT_FIELDS = ("n", "num_images", "seed", "top_k", "quality", "subsampling", "preview_every")
 
 
 def _valid_generate_body(body):

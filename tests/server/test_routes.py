@@ -9,7 +9,8 @@ import subprocess
 import requests
 import yaml
 
-from conftest import BIN, MODEL, REQ_TIMEOUT, ROOT, Server, decode_images, jpeg_size
+from conftest import (BIN, MODEL, REQ_TIMEOUT, ROOT, Server, decode_images, jpeg_size,
+                      jpeg_subsampling)
 
 
 def test_health(server):
@@ -147,6 +148,17 @@ def test_generate_unranked_and_quality(server):
     j = server.post("/generate", {"prompt": "a cat", "n": 2, "seed": 1, "rank": False,
                                   "quality": 50}).json()
     assert j["indices"] == [0, 1] and j["scores"] == [0, 0]
+
+
+def test_jpeg_subsampling_default_and_per_request(server):
+    """the model makes 64×64 images: full chroma (4:4:4) by default, any of the three on
+    request"""
+    body = {"prompt": "a red square", "seed": 3}
+    images = decode_images(server.post("/generate", body).json()["images"])
+    assert jpeg_size(images[0]) == (64, 64) and jpeg_subsampling(images[0]) == 444
+    for ss in (420, 422, 444):
+        j = server.post("/generate", dict(body, subsampling=ss)).json()
+        assert jpeg_subsampling(decode_images(j["images"])[0]) == ss
 
 
 def test_playground_dialect(server):

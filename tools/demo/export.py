@@ -7,15 +7,16 @@ directory"):
   config.json                 bart / text / generation / vqgan / clip sections and file names
                               (description and examples kept from the config.json already there)
   encoder.safetensors         DalleBart encoder, min-dalle names, F16
-  decoder.safetensors         DalleBart decoder + lm_head, min-dalle names, F16 (64 positions)
+  decoder.safetensors         DalleBart decoder + lm_head, min-dalle names, F16 (256 positions)
   vocab.json, merges.txt      the BART byte-level BPE trained on world captions
   vqgan.safetensors           taming decode path, min-dalle detokenizer names, F16
   clip.safetensors            transformers CLIPModel.save_pretrained's model.safetensors, F16
   clip_merges.txt             CLIP's BPE (open_clip's bundled vocabulary; copied from models/tiny)
 Every weight is rounded to fp16 once here; the parity fixtures (gen_demo_golden.py) run the
-peer code in fp32 on exactly these fp16 values.
+peer code in fp32 on exactly these fp16 values. Top-level keys of an existing config.json that
+export does not write (a description, example prompts) are kept.
 
-    /work/venv-ref/bin/python tools/demo/export.py --train /tmp/demo_train --out models/demo
+    .venv-demo/bin/python tools/demo/export.py --train build/demo_train --out models/demo
 """
 import argparse
 import json
@@ -40,10 +41,11 @@ def f16(sd):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", default="/tmp/demo_train")
+    ap.add_argument("--train", default=os.path.join(ROOT, "build", "demo_train"))
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "demo"))
     ap.add_argument("--cond-scale", type=float, default=GENERATION["cond_scale"])
     ap.add_argument("--top-k", type=int, default=GENERATION["top_k"])
+    ap.add_argument("--temperature", type=float, default=GENERATION["temperature"])
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
@@ -96,7 +98,7 @@ def main():
             "layer_norm_eps": 1e-05,
         },
         "text": {"normalize": True, "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2, "unk_token_id": 3},
-        "generation": dict(GENERATION, cond_scale=args.cond_scale, top_k=args.top_k),
+        "generation": dict(GENERATION, cond_scale=args.cond_scale, top_k=args.top_k, temperature=args.temperature),
         "files": {
             "encoder": "encoder.safetensors",
             "decoder": "decoder.safetensors",

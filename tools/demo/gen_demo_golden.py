@@ -24,7 +24,7 @@ Fixture (tests/demo/golden/demo_golden.safetensors, all F32; ids exact):
   clip.image_embeds_raw [5, E], clip.text_embeds_raw [3, E], clip.logits_per_image [5, 3]
 tests/demo/golden/demo_golden.json: prompts, ids, margins, versions, sha256 of the model files.
 
-    /work/venv-ref/bin/python tools/demo/gen_demo_golden.py [--model models/demo] [--out tests/demo/golden]
+    .venv-demo/bin/python tools/demo/gen_demo_golden.py [--model models/demo] [--out tests/demo/golden]
 """
 import argparse
 import hashlib
@@ -125,8 +125,9 @@ def vqgan(model_dir, cfg, out, grids):
     sd = load32(os.path.join(model_dir, "vqgan.safetensors"))
     sd = {("quantize.embedding.weight" if k == "embedding.weight" else k): v for k, v in sd.items()}
     m.load_state_dict(sd, strict=True)
-    world_img = world.render(world.sample(424242, train=False)[0])
-    codes = np.stack([g.astype(np.int64) for g in grids] + [patch_codes.encode(world_img)])
+    res = cfg["vqgan"]["resolution"]
+    world_img = world.render(world.sample(424242, train=False)[0], world.geometry(res))
+    codes = np.stack([g.astype(np.int64) for g in grids] + [patch_codes.codec(res).encode(world_img)])
     img = m(torch.from_numpy(codes)).permute(0, 2, 3, 1).contiguous()
     u8 = (img.clamp(0, 1) * 255).to(torch.uint8)
     out["vq.codes"] = codes.astype(np.float32)
@@ -141,7 +142,8 @@ def clip(model_dir, cfg, out, decoded, meta):
     sd = load32(os.path.join(model_dir, "clip.safetensors"))
     missing, unexpected = model.load_state_dict(sd, strict=False)
     assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
-    imgs = np.concatenate([decoded, np.stack([world.render(world.sample(s, train=False)[0]) for s in (7, 8)])])
+    geo = world.geometry(cfg["vqgan"]["resolution"])
+    imgs = np.concatenate([decoded, np.stack([world.render(world.sample(s, train=False)[0], geo) for s in (7, 8)])])
     S = cfg["clip"]["vision"]["image_size"]
     proc = CLIPImageProcessorPil(size={"shortest_edge": S}, crop_size={"height": S, "width": S})
     px = proc(images=[Image.fromarray(a) for a in imgs], return_tensors="np")["pixel_values"]

@@ -5,7 +5,7 @@ Reads the CSV logs the trainers write (copied to tools/demo/logs/) and draws one
 model into tools/demo/loss_curves.png: training loss (a light line per logged step and a
 moving average) against the training step.
 
-    /work/venv-ref/bin/python tools/demo/plot_losses.py [--logs tools/demo/logs]
+    .venv-demo/bin/python tools/demo/plot_losses.py [--logs tools/demo/logs]
 """
 import argparse
 import csv

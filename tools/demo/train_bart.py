@@ -1,24 +1,23 @@
 #!/usr/bin/env python3
-"""train_bart.py — trains the demo DalleBart (text → 8×8 VQGAN codes) on the shapes world.
+"""train_bart.py — trains the demo DalleBart (text → 16×16 VQGAN codes) on the shapes world.
 
-The network is min-dalle's own DalleBartEncoder / DalleBartDecoder classes (model spec §2:
-GLU feed-forward, NormFormer LayerNorms, bias-free projections, learned absolute positions,
+The network is min-dalle's own DalleBartEncoder / DalleBartDecoder classes (GLU feed-forward, NormFormer LayerNorms, bias-free projections, learned absolute positions,
 no √d embedding scale), so the trained state dicts are min-dalle state dicts. Teacher forcing
-calls min-dalle's own DecoderLayer.forward with a [B, 64] token_index (its causal multi-token
+calls min-dalle's own DecoderLayer.forward with a [B, 256] token_index (its causal multi-token
 path); only DalleBartDecoder.forward's cond/uncond row duplication is skipped. The LayerNorms
-that are bias-only in the published checkpoints (spec §1.2: pre_self_attn_layer_norm,
+that are bias-only in the published checkpoints (pre_self_attn_layer_norm,
 pre_encoder_attn_layer_norm, glu.ln0, glu.ln1, final_ln) keep γ = 1 frozen and are saved
 without a weight, as in the published files.
 
 Sizes (HP below): d_model 128, 4 heads, GLU 256, 2 encoder + 3 decoder layers, 32 text
-positions, 64 image positions (min-dalle allocates 256 position rows; rows 64… are never used
-and are not exported), image vocabulary = the VQGAN's 4152 codes, BOS = 4152 (dalle-mini's
-convention: image_vocab_size is the start token), lm_head 4153.
+positions, 256 image positions (as DALL·E mini: min-dalle's 256 position rows), image
+vocabulary = the VQGAN's codes (patch_codes.CODEBOOK, 7680), BOS = that number (dalle-mini's
+convention: image_vocab_size is the start token), lm_head one more.
 
 Tied code attributes: the decoder's image-token embedding and lm_head are trained as
 Φ·A_in and Φ·A_out, Φ = patch_codes.features() (each code's pure colour, or shape colour +
 background colour + cut-out mask), A learned [K, 128] tables; the exported weights are the
-products, full [4153, 128] matrices in min-dalle's layout. A code that never occurs in
+products, full [codes + 1, 128] matrices in min-dalle's layout. A code that never occurs in
 training (the edge of a purple triangle) gets the embedding and logit its attributes give it.
 
 Data: world.sample(seed, train=True) for seeds SEED_BASE + i, captions tokenised with the BPE
@@ -26,15 +25,14 @@ trained on world captions (train_bpe(), tools/reference/train_bpe.py's recipe, d
 ids: <s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last), images → codes with patch_codes.encode_batch
 (the demo's exact image tokenizer; prepare step, cached). Caption dropout: 10 % of captions become the empty prompt
 ([0, 2, 1…], the unconditional row our C code and min-dalle build) so classifier-free guidance
-works. Cross-entropy over the 513 outputs, AdamW, warm-up + cosine over the wall time.
+works. Cross-entropy over the image codes, AdamW, warm-up + cosine over the planned time
+(--minutes; a resumed run continues the same schedule, see --resume).
 
-    /work/venv-ref/bin/python tools/demo/train_bart.py prepare --out /tmp/demo_train/bart
-    /work/venv-ref/bin/python tools/demo/train_bart.py train --out /tmp/demo_train/bart --minutes 25
+    .venv-demo/bin/python tools/demo/train_bart.py prepare --out build/demo_train/bart
+    .venv-demo/bin/python tools/demo/train_bart.py train --out build/demo_train/bart --minutes 25
 """
 import argparse
-import csv
 import json
-import math
 import os
 import sys
 import tempfile
@@ -50,6 +48,7 @@ torch.set_grad_enabled(True)  # importing min_dalle turns autograd off globally
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import patch_codes  # noqa: E402
+import runstate  # noqa: E402
 import world  # noqa: E402
 
 HP = {
@@ -59,10 +58,10 @@ HP = {
     "encoder_layers": 2,
     "decoder_layers": 3,
     "text_length": 32,
-    "image_length": 64,
+    "image_length": patch_codes.SIDE ** 2,
     "image_vocab_size": patch_codes.CODEBOOK,
 }
-BPE_VOCAB = 400  # including <mask>
+BPE_VOCAB = 500  # including <mask>
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 SEED = 20260129
 SEED_BASE = 20_000_000
@@ -84,7 +83,7 @@ def train_bpe(out_dir, n=60000):
     def corpus():
         for i in range(n):
             yield " " + world.sample(SEED_BASE + 10_000_000 + i, train=True)[1]
-        for w in world.COLORS + world.SHAPES + ["two", "background", "circles", "squares"]:
+        for w in world.COLORS + world.SHAPES + list(world.PLURAL.values()) + ["two", "background"]:
             yield w
 
     tok = ByteLevelBPETokenizer(add_prefix_space=False)
@@ -198,7 +197,7 @@ def decoder_logits(dec, tied, enc_state, text_ids, prev_tokens):
 
 
 def export_state_dicts(enc, dec):
-    """min-dalle .pt-style flat dicts (fp32), bias-only LN weights dropped, 64 image positions."""
+    """min-dalle .pt-style flat dicts (fp32), bias-only LN weights dropped, image_length positions."""
     def sd(module):
         out = {}
         for k, v in module.state_dict().items():
@@ -222,7 +221,7 @@ def cmd_prepare(args):
     print(f"BPE: {nv} ids", flush=True)
     tok = tokenizer(args.out)
     N = args.n
-    codes = np.zeros((N, HP["image_length"]), dtype=np.int16)  # codes < 4152
+    codes = np.zeros((N, HP["image_length"]), dtype=np.int16)  # codes < 2^15
     caps = []
     t0 = time.time()
     with torch.no_grad():
@@ -236,9 +235,11 @@ def cmd_prepare(args):
     lens = (ids != 1).sum(1)
     print(f"caption tokens: max {lens.max()} mean {lens.mean():.1f}; codes used {len(np.unique(codes))}")
     assert ids[:, -1].max() in (1, 2), "a caption was truncated"
-    np.savez_compressed(os.path.join(args.out, "data.npz"), ids=ids, codes=codes)
     with open(os.path.join(args.out, "captions.txt"), "w") as f:
         f.write("\n".join(caps) + "\n")
+    tmp = os.path.join(args.out, "data.tmp.npz")  # data.npz appears whole or not at all
+    np.savez_compressed(tmp, ids=ids, codes=codes)
+    os.replace(tmp, os.path.join(args.out, "data.npz"))
 
 
 def cmd_train(args):
@@ -259,52 +260,42 @@ def cmd_train(args):
     tied = TiedCodes(HP["d_model"], gen)
     for m in (dec.embed_tokens, dec.lm_head):
         m.weight.requires_grad_(False)  # trained through tied
-    start_step = 0
-    if args.resume:  # continue from a bart_last.pt (the exported state dicts; fresh optimiser)
-        ck = torch.load(args.resume, map_location="cpu", weights_only=False)
-        d = dict(ck["decoder"])
-        pos = torch.zeros(dec.embed_positions.weight.shape)
-        pos[: d["embed_positions.weight"].shape[0]] = d["embed_positions.weight"]
-        d["embed_positions.weight"] = pos
-        for m, sd in ((enc, ck["encoder"]), (dec, d)):
-            missing, unexpected = m.load_state_dict(sd, strict=False)
-            assert not unexpected and all(k.endswith(".weight") for k in missing), (missing, unexpected)
-        tied.load_state_dict(ck["tied"])
-        start_step = ck["step"]
-        print(f"resumed from {args.resume} at step {start_step}", flush=True)
     params = [p for p in list(enc.parameters()) + list(dec.parameters()) + list(tied.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    ck = runstate.last(args.out, "bart") if args.resume else None
+    if ck:
+        t = ck["train"]
+        enc.load_state_dict(t["enc"])
+        dec.load_state_dict(t["dec"])
+        tied.load_state_dict(t["tied"])
+        opt.load_state_dict(t["opt"])
+        gen.set_state(t["gen"])
+        print(f"resumed at step {ck['step']}", flush=True)
+    run = runstate.Run(args.out, "bart", ["step", "seconds", "loss", "lr"], args.ckpt_min, ck)
     uncond = torch.full((HP["text_length"],), 1, dtype=torch.long)
     uncond[0], uncond[1] = 0, 2
     bos = HP["image_vocab_size"]
-    t0 = time.time()
-    last_ckpt, deadline = t0, t0 + args.minutes * 60
-    new_log = not (args.resume and os.path.exists(os.path.join(args.out, "bart_log.csv")))
-    log = open(os.path.join(args.out, "bart_log.csv"), "w" if new_log else "a", newline="")
-    w = csv.writer(log)
-    if new_log:
-        w.writerow(["step", "seconds", "loss", "lr"])
-    step = start_step
-    ema = None
+    step, ema = run.start, None
 
-    def save():
+    def checkpoint():
+        """the exported state dicts (export.py reads them) and everything a resume needs"""
         tied.store(dec)
         e, d = export_state_dicts(enc, dec)
-        torch.save({"encoder": e, "decoder": d, "tied": tied.state_dict(), "step": step, "hp": HP,
-                    "text_vocab": text_vocab},
-                   os.path.join(args.out, "bart_last.pt"))
+        run.checkpoint({"encoder": e, "decoder": d, "tied": tied.state_dict(), "hp": HP, "text_vocab": text_vocab,
+                        "train": {"enc": enc.state_dict(), "dec": dec.state_dict(), "tied": tied.state_dict(),
+                                  "opt": opt.state_dict(), "gen": gen.get_state()}}, step)
+        print(f"step {step}: checkpoint", flush=True)
 
     enc.train()
     dec.train()
-    while step < args.steps and time.time() < deadline:
+    while step < args.steps:
         idx = torch.randint(0, N, (args.bs,), generator=gen)
         text = ids_all[idx].clone()
         drop = torch.rand(args.bs, generator=gen) < args.drop
         text[drop] = uncond
         tgt = codes_all[idx]
         prev = torch.cat([torch.full((args.bs, 1), bos), tgt[:, :-1]], 1)
-        frac = min(1.0, (time.time() - t0) / (args.minutes * 60))
-        lr = args.lr * min(1.0, (step - start_step + 1) / args.warmup) * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = runstate.lr_at(args.lr, step, args.steps, args.warmup, 0.03)
         for g in opt.param_groups:
             g["lr"] = lr
         logits = decoder_logits(dec, tied, encoder_forward(enc, text), text, prev)
@@ -315,16 +306,15 @@ def cmd_train(args):
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % 10 == 0:
-            w.writerow([step, round(time.time() - t0, 1), f"{loss.item():.5f}", f"{lr:.2e}"])
-            log.flush()
+            run.row([step, run.seconds(), f"{loss.item():.5f}", f"{lr:.2e}"])
         if step % 100 == 0:
-            print(f"step {step} t {time.time() - t0:.0f}s loss {loss.item():.4f} ema {ema:.4f}", flush=True)
-        if time.time() - last_ckpt > args.ckpt_min * 60:
-            save()
-            last_ckpt = time.time()
+            print(f"step {step} t {run.seconds():.0f}s loss {loss.item():.4f} ema {ema:.4f}", flush=True)
         step += 1
-    save()
-    print(f"done: {step} steps in {time.time() - t0:.0f}s, loss ema {ema:.4f}", flush=True)
+        if run.due():
+            checkpoint()
+    line = run.done(step)  # before the final checkpoint's own work
+    checkpoint()
+    print(line, flush=True)
 
 
 def main():
@@ -336,16 +326,15 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("train")
     t.add_argument("--out", required=True)
-    t.add_argument("--minutes", type=float, default=25.0)
-    t.add_argument("--steps", type=int, default=10**9)
+    t.add_argument("--steps", type=int, required=True, help="planned steps (the schedule's length)")
     t.add_argument("--bs", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--drop", type=float, default=0.1)
     t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--ckpt-min", type=float, default=2.0)
+    t.add_argument("--ckpt-min", type=float, default=3.0, help="minutes between checkpoints")
     t.add_argument("--seed", type=int, default=SEED)
     t.add_argument("--warmup", type=int, default=200)
-    t.add_argument("--resume", help="a bart_last.pt to continue from")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/bart_last.pt if there is one")
     args = ap.parse_args()
     {"prepare": cmd_prepare, "train": cmd_train}[args.cmd](args)
 
