@@ -4,9 +4,10 @@ Every ```sh block of README.md is run in order from the repository root, one com
 with its backslash continuations) at a time, unless the line before its fence says
 `<!-- readme-test: skip (reason) -->`. A command that starts the server (`make run`,
 `build/dalle-server …`) runs in the background until the next one starts or the test ends;
-the test waits for its "listening" line and /ready. The only change made to the commands:
+the test waits for its "listening" line and /ready. The only changes made to the commands:
 port 8080 becomes a free port (the PORT variable of `make run`, the number elsewhere), so the
-test can run beside another server. A command must exit 0, and output that is a JSON object
+test can run beside another server, and HOME is a temporary folder (`make install` installs
+there). A command must exit 0, and output that is a JSON object
 must not be an error body. README's paths are those of the plain build, so the test runs
 only there (BUILD unset or "build").
 """
@@ -96,11 +97,12 @@ def test_every_sh_block_runs_or_says_why_not():
     assert all(reason.strip() for _, reason, _ in blocks if reason is not None)
 
 
-def test_readme_commands_run_as_written():
+def test_readme_commands_run_as_written(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DALLE_")}
     env.pop("BUILD", None)
     env["PORT"] = str(port)
+    env["HOME"] = str(tmp_path)
     server = None
     try:
         for line, reason, cmds in sh_blocks(README.read_text()):
