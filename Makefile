@@ -240,13 +240,17 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) $(BUILD)/server/request.o
 # tests cross-built with Debian's aarch64 toolchain and run under qemu-user, each binary
 # within ARM64_TIMEOUT seconds. x86 builds the portable GEMM only here (kernels/cpu/linalg.c).
 # Criterion's arm64 package cannot be installed beside the amd64 one (their -dev dependencies
-# conflict), so its two libraries are unpacked into build-arm64/criterion/ instead.
+# conflict), so its two libraries are unpacked into build-arm64/criterion/ instead. Criterion
+# runs each test in a re-executed copy of the binary, so the kernel must hand arm64
+# executables to qemu (binfmt_misc, registered from qemu-user-binfmt's entry when missing).
 ARM64_BUILD   := build-arm64
-ARM64_PKGS    := gcc-aarch64-linux-gnu qemu-user libjansson-dev:arm64 libutf8proc-dev:arm64 \
-                 libturbojpeg0-dev:arm64 libffi8:arm64 libgit2-1.5:arm64
+ARM64_PKGS    := gcc-aarch64-linux-gnu qemu-user qemu-user-binfmt libjansson-dev:arm64 \
+                 libutf8proc-dev:arm64 libturbojpeg0-dev:arm64 libgomp1:arm64 libffi8:arm64 \
+                 libgit2-1.5:arm64
+ARM64_BINFMT  := /proc/sys/fs/binfmt_misc
 ARM64_CRIT    := $(ARM64_BUILD)/criterion/usr/lib/aarch64-linux-gnu
 ARM64_TESTS   := $(filter $(BUILD)/tests/text/% $(BUILD)/tests/model/% $(BUILD)/tests/demo/%,$(TEST_BIN))
-ARM64_TIMEOUT ?= 1200
+ARM64_TIMEOUT ?= 600
 arm64-deps:
 	@dpkg --print-foreign-architectures | grep -qx arm64 || $(SUDO) dpkg --add-architecture arm64
 	@$(MAKE) --no-print-directory deps-install PKGS="$(ARM64_PKGS)"
@@ -254,12 +258,15 @@ arm64-deps:
 	  cd $(ARM64_BUILD)/criterion && apt-get download -qq libcriterion3:arm64 libnanomsg5:arm64 && \
 	  for d in *.deb; do dpkg-deb -x $$d .; done && \
 	  ln -sf libcriterion.so.3 usr/lib/aarch64-linux-gnu/libcriterion.so; }
+	@test -e $(ARM64_BINFMT)/qemu-aarch64 || { \
+	  test -e $(ARM64_BINFMT)/register || $(SUDO) mount -t binfmt_misc binfmt_misc $(ARM64_BINFMT); \
+	  $(SUDO) sh -c 'cat /usr/lib/binfmt.d/qemu-aarch64.conf > $(ARM64_BINFMT)/register'; }
 arm64-test: arm64-deps
 	$(MAKE) BUILD=$(ARM64_BUILD) CC=aarch64-linux-gnu-gcc NVCC= \
 	  TEST_LDFLAGS="-L$(ARM64_CRIT) -Wl,-rpath-link,$(ARM64_CRIT)" \
 	  $(ARM64_BUILD)/dalle-cli $(ARM64_TESTS:$(BUILD)/%=$(ARM64_BUILD)/%)
 	LD_LIBRARY_PATH=$(abspath $(ARM64_CRIT)) OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive \
-	  TEST_EXEC="timeout -s KILL $(ARM64_TIMEOUT) qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+	  TEST_EXEC="timeout -s KILL $(ARM64_TIMEOUT)" \
 	  tests/run.sh --bins-only $(ARM64_TESTS:$(BUILD)/%=$(ARM64_BUILD)/%)
 .PHONY: arm64-deps arm64-test
 
