@@ -57,7 +57,7 @@ CPPFLAGS  += -DDALLE_WITH_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-.PHONY: all deps test asan run demo format format-check clean info gpu-test gpu-check gpu-bundle fuzz fuzz-run
+.PHONY: all deps deps-run deps-test deps-install install test asan run demo format format-check clean info gpu-test gpu-check gpu-bundle fuzz fuzz-run
 all: info $(LIB) $(CLI) $(SERVER) $(CUDA_OBJ)
 
 info:
@@ -86,9 +86,32 @@ $(SERVER): $(SERVER_OBJ) $(LIB)
 
 $(BUILD)/server/http.o: openapi.yaml web/index.html
 
+# --version: git describe of the checkout, compiled into the two objects that print it
+# (common/version.h); the stamp file changes only when the description does.
+GIT_DESCRIBE := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+VERSION_OBJ  := $(BUILD)/cli/dalle_cli.o $(BUILD)/server/main.o
+$(VERSION_OBJ): CPPFLAGS += -DDALLE_GIT_DESCRIBE='"$(GIT_DESCRIBE)"'
+$(VERSION_OBJ): $(BUILD)/git-describe
+$(BUILD)/git-describe: FORCE
+	@mkdir -p $(@D)
+	@echo '$(GIT_DESCRIBE)' | cmp -s - $@ || echo '$(GIT_DESCRIBE)' > $@
+FORCE:
+
+# make install PREFIX=… [DESTDIR=…]: the binaries in PREFIX/bin, the demo model and the web
+# page in PREFIX/share/dalle-server (DALLE_INSTALL_DATA, common/install_dir.h), where the
+# installed binaries find the demo model whatever the working directory.
+PREFIX  ?= /usr/local
+DATADIR := $(PREFIX)/share/dalle-server
+install: deps-run
+	$(MAKE) all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/models/demo $(DESTDIR)$(DATADIR)/web
+	install -m 755 $(CLI) $(SERVER) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(wildcard models/demo/*) $(DESTDIR)$(DATADIR)/models/demo/
+	install -m 644 web/index.html $(DESTDIR)$(DATADIR)/web/
+
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-field-initializers $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcriterion -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-field-initializers $< $(LIB) $(LDFLAGS) $(TEST_LDFLAGS) $(LDLIBS) -lcriterion -o $@
 
 # GPU programs (plain C, no Criterion; not run by make test): every CUDA op vs the CPU op,
 # the tiny model end to end on both backends, and the benchmark. tools/gpu/check.sh
@@ -116,6 +139,7 @@ gpu-bundle:
 # tests/server/test_cuda_emu.py; make gpu-emu runs the programs and prints the kernel table.
 # The emulated cuBLAS GEMMs call OpenBLAS (cblas_sgemm): the only use of OpenBLAS left.
 EMU_DIR      := $(BUILD)/emu
+MULTIARCH    := $(shell $(CC) -print-multiarch)
 EMU_C_SRC    := $(shell grep -l DALLE_WITH_CUDA $(LIB_SRC))
 EMU_RT_SRC   := $(wildcard kernels/cuda/emu/*.cc)
 EMU_OBJ      := $(CUDA_SRC:%.cu=$(EMU_DIR)/%.o) $(EMU_RT_SRC:%.cc=$(EMU_DIR)/%.o) \
@@ -124,7 +148,7 @@ EMU_LIB      := $(BUILD)/libdalle-emu.a
 EMU_BOUNDS   := $(if $(SAN),,-fsanitize=bounds -fno-sanitize-recover=bounds)
 EMU_CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
                 -ffp-contract=off -MMD -MP $(SAN) $(EMU_BOUNDS)
-EMU_CPPFLAGS := -Ikernels/cuda/emu/include -Iinclude -I. -Icommon -I/usr/include/x86_64-linux-gnu/openblas-pthread -DDALLE_WITH_CUDA -DDALLE_CUDA_EMU
+EMU_CPPFLAGS := -Ikernels/cuda/emu/include -Iinclude -I. -Icommon -I/usr/include/$(MULTIARCH)/openblas-pthread -DDALLE_WITH_CUDA -DDALLE_CUDA_EMU
 EMU_LDLIBS   := $(filter-out -lcublas -lcudart -lstdc++,$(LDLIBS)) -lopenblas -lstdc++
 EMU_RT_OBJ   := $(EMU_RT_SRC:%.cc=$(EMU_DIR)/%.o)
 EMU_BIN      := $(EMU_DIR)/gpu_ops $(EMU_DIR)/gpu_e2e $(BUILD)/dalle-server-emu $(EMU_DIR)/emu_selftest
@@ -152,26 +176,37 @@ gpu-emu: $(EMU_BIN)
 .PHONY: gpu-emu
 -include $(EMU_OBJ:.o=.d) $(EMU_DIR)/tests/gpu/emu_selftest.d
 
-DEB_PKGS := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libopenblas-dev \
-            libutf8proc-dev libcriterion-dev libcurl4-openssl-dev python3 curl \
-            python3-pytest python3-requests python3-yaml python3-numpy python3-pil
+# Debian packages. make run, make demo and make install need only DEB_PKGS_RUN (the compiler
+# and the libraries the binaries link; curl for the README's quick start); make test, asan and
+# fuzz (make deps) install DEB_PKGS_TEST too.
+DEB_PKGS_RUN  := gcc make libmicrohttpd-dev libjansson-dev libturbojpeg0-dev libutf8proc-dev curl
+DEB_PKGS_TEST := libcriterion-dev libopenblas-dev libcurl4-openssl-dev python3 g++ \
+                 python3-pytest python3-requests python3-yaml python3-numpy python3-pil
 # tests/server: headless Chromium + selenium for the page test, node for the page-script test,
 # venv for the pinned PyPI test packages (tests/requirements.txt → .venv-test); wrk for bench/
-DEB_PKGS += chromium chromium-driver python3-selenium nodejs python3-venv wrk
+DEB_PKGS_TEST += chromium chromium-driver python3-selenium nodejs python3-venv wrk
 # tests/deploy: nginx for the loopback scale-out test, docker-compose for `compose config`
 # (no daemon needed), python3-kubernetes for the manifests' schema check
-DEB_PKGS += nginx docker-compose python3-kubernetes
+DEB_PKGS_TEST += nginx docker-compose python3-kubernetes
 # promtool (Debian's prometheus package): `promtool check metrics` on /metrics
 # (tests/server/test_observability.py), `promtool check rules` / `test rules` on the alerts
-DEB_PKGS += prometheus
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+DEB_PKGS_TEST += prometheus
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# deps-install PKGS="…": apt-get installs those of PKGS that are missing (dpkg-query, not
+# dpkg -s: that fails on a package installed for two architectures, see arm64-test).
+deps-install:
+	@missing=""; for p in $(PKGS); do \
+	  dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | grep -q ' installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	else echo "✓ Debian packages present"; fi
+	  echo "make: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "✓ $(words $(PKGS)) Debian packages present"; fi
+deps-run:
+	@$(MAKE) --no-print-directory deps-install PKGS="$(DEB_PKGS_RUN)"
+deps deps-test: deps-run
+	@$(MAKE) --no-print-directory deps-install PKGS="$(DEB_PKGS_TEST)"
 	@if [ -x .venv-test/bin/python ] && cmp -s tests/requirements.txt .venv-test/requirements.txt; then \
 	  echo "✓ test venv .venv-test up to date"; \
 	else \
@@ -191,7 +226,7 @@ asan: deps
 # ---- fuzzing: tests/fuzz/fuzz_*.c are libFuzzer targets. make fuzz builds the library and
 # server/request.c again with clang (build-fuzz/, ASan + UBSan, coverage for libFuzzer) and
 # runs each target for FUZZ_S seconds from its committed seeds (tests/fuzz/run.sh).
-DEB_PKGS += clang libomp-dev
+DEB_PKGS_TEST += clang libomp-dev
 FUZZ_S   ?= 25
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
             -fno-omit-frame-pointer -fsanitize=fuzzer-no-link -Wno-pass-failed
@@ -205,8 +240,42 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB) $(BUILD)/server/request.o
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $< $(BUILD)/server/request.o $(LIB) $(LDFLAGS) \
 	  $(LDLIBS) -o $@
 
+# ---- arm64 (docs/testing.md): the engine, the CLI and the text, golden-model and pipeline
+# tests cross-built with Debian's aarch64 toolchain and run under qemu-user, each binary
+# within ARM64_TIMEOUT seconds. x86 builds the portable GEMM only here (kernels/cpu/linalg.c).
+# Criterion's arm64 package cannot be installed beside the amd64 one (their -dev dependencies
+# conflict), so its two libraries are unpacked into build-arm64/criterion/ instead. Criterion
+# runs each test in a re-executed copy of the binary, so the kernel must hand arm64
+# executables to qemu (binfmt_misc, registered from qemu-user-binfmt's entry when missing).
+ARM64_BUILD   := build-arm64
+ARM64_PKGS    := gcc-aarch64-linux-gnu qemu-user qemu-user-binfmt libjansson-dev:arm64 \
+                 libutf8proc-dev:arm64 libturbojpeg0-dev:arm64 libgomp1:arm64 libffi8:arm64 \
+                 libgit2-1.5:arm64
+ARM64_BINFMT  := /proc/sys/fs/binfmt_misc
+ARM64_CRIT    := $(ARM64_BUILD)/criterion/usr/lib/aarch64-linux-gnu
+ARM64_TESTS   := $(filter $(BUILD)/tests/text/% $(BUILD)/tests/model/% $(BUILD)/tests/demo/%,$(TEST_BIN))
+ARM64_TIMEOUT ?= 600
+arm64-deps:
+	@dpkg --print-foreign-architectures | grep -qx arm64 || $(SUDO) dpkg --add-architecture arm64
+	@$(MAKE) --no-print-directory deps-install PKGS="$(ARM64_PKGS)"
+	@test -e $(ARM64_CRIT)/libcriterion.so || { mkdir -p $(ARM64_BUILD)/criterion && \
+	  cd $(ARM64_BUILD)/criterion && apt-get download -qq libcriterion3:arm64 libnanomsg5:arm64 && \
+	  for d in *.deb; do dpkg-deb -x $$d .; done && \
+	  ln -sf libcriterion.so.3 usr/lib/aarch64-linux-gnu/libcriterion.so; }
+	@test -e $(ARM64_BINFMT)/qemu-aarch64 || { \
+	  test -e $(ARM64_BINFMT)/register || $(SUDO) mount -t binfmt_misc binfmt_misc $(ARM64_BINFMT); \
+	  $(SUDO) sh -c 'cat /usr/lib/binfmt.d/qemu-aarch64.conf > $(ARM64_BINFMT)/register'; }
+arm64-test: arm64-deps
+	$(MAKE) BUILD=$(ARM64_BUILD) CC=aarch64-linux-gnu-gcc NVCC= \
+	  TEST_LDFLAGS="-L$(ARM64_CRIT) -Wl,-rpath-link,$(ARM64_CRIT)" \
+	  $(ARM64_BUILD)/dalle-cli $(ARM64_TESTS:$(BUILD)/%=$(ARM64_BUILD)/%)
+	LD_LIBRARY_PATH=$(abspath $(ARM64_CRIT)) OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive \
+	  TEST_EXEC="timeout -s KILL $(ARM64_TIMEOUT)" \
+	  tests/run.sh --bins-only $(ARM64_TESTS:$(BUILD)/%=$(ARM64_BUILD)/%)
+.PHONY: arm64-deps arm64-test
+
 # Every tracked C, header and CUDA source; CI runs format-check.
-DEB_PKGS += clang-format
+DEB_PKGS_TEST += clang-format
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null)
 
 format:
@@ -225,10 +294,10 @@ PROMPT ?= a red square on a blue background
 MODEL  ?= models/demo
 PORT   ?= 8080
 # run: the server on the bundled model (Ctrl-C stops it); demo: one CLI generation
-run: deps
+run: deps-run
 	$(MAKE) all
 	$(SERVER) --model $(MODEL) --port $(PORT)
 
-demo: deps
+demo: deps-run
 	$(MAKE) all
 	$(CLI) generate --model $(MODEL) --prompt "$(PROMPT)" -n 4 --seed 1 --out $(BUILD)/out

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,9 @@
 #include <time.h>
 #include <turbojpeg.h>
 
+#include "common/install_dir.h"
 #include "common/jpeg.h"
+#include "common/version.h"
 #include "dalle.h"
 
 #define EXIT_USAGE      2
@@ -44,8 +47,10 @@ static const char *USAGE =
     "DIR/i.jpg\n"
     "  rank     --model DIR --prompt P IMAGE.jpg…  CLIP scores and order (JSON)\n"
     "options:\n"
-    "  --model DIR         model directory (config.json, weights, tokenizer files; default "
-    "models/demo)\n"
+    "  --model DIR         model directory (config.json, weights, tokenizer files; default: the\n"
+    "                      bundled demo model, PREFIX/share/dalle-server/models/demo of an "
+    "installed\n"
+    "                      dalle-cli, models/demo of the checkout for build/dalle-cli)\n"
     // clang-format off
     "  --prompt P          UTF-8 prompt, at most " STR(DALLE_MAX_PROMPT_BYTES) " bytes\n"
     "  --threads N         CPU threads, 0 = all cores (default 0)\n"
@@ -62,7 +67,8 @@ static const char *USAGE =
     "  --quality Q         JPEG quality " STR(DALLE_QUALITY_MIN) ".." STR(DALLE_QUALITY_MAX) " (default 90)\n"
     "  --subsampling S     444, 422 or 420 (default 444 below 256×256 pixels, else 420)\n"
     "  --no-rank           generate: keep generation order, skip CLIP\n"
-    "  -h, --help          this text\n";
+    "  -h, --help          this text\n"
+    "  --version           version, git describe and the backends built in\n";
 // clang-format on
 
 typedef struct {
@@ -70,6 +76,7 @@ typedef struct {
     long n, threads, top_k, quality, subsampling; /* subsampling 0: the library default */
     uint64_t seed;
     int has_seed, has_top_k, has_top_p, has_temp, has_cond, no_rank;
+    char demo_dir[PATH_MAX]; /* the bundled demo model, when no --model is given */
     double top_p, temperature, cond_scale;
     const char **images;
     int n_images;
@@ -123,7 +130,7 @@ static int is(const char *a, const char *b) {
     return strcmp(a, b) == 0;
 }
 
-/* Returns 0, an exit status (usage error), or -1 for --help. */
+/* Returns 0, an exit status (usage error), -1 for --help or -2 for --version. */
 static int parse_args(int argc, char **argv, cli_args *a) {
     static const char *COMMANDS[] = {"tokenize", "tokens", "generate", "decode", "rank"};
     memset(a, 0, sizeof *a);
@@ -133,6 +140,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         return fail(EXIT_USAGE, "missing command%s%s", "", "");
     if (is(argv[1], "-h") || is(argv[1], "--help"))
         return -1;
+    if (is(argv[1], "--version"))
+        return -2;
     a->command = argv[1];
     int known = 0;
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
@@ -194,8 +203,12 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         if (bad)
             return fail(EXIT_USAGE, "bad value '%s' for %s", v, o);
     }
-    if (!a->model)
-        a->model = "models/demo"; /* the bundled demo model (README "Demo model") */
+    if (!a->model) {
+        if (dalle_demo_model_dir(a->demo_dir, sizeof a->demo_dir))
+            return fail(EXIT_USAGE, "no --model given and no bundled demo model at %s%s",
+                        a->demo_dir, "");
+        a->model = a->demo_dir;
+    }
     if (!a->prompt && !is(a->command, "decode"))
         return fail(EXIT_USAGE, "--prompt P is required%s%s", "", "");
     if (jpeg && !a->out)
@@ -518,6 +531,8 @@ int main(int argc, char **argv) {
     int rc = parse_args(argc, argv, &a);
     if (rc == -1)
         fputs(USAGE, stdout), rc = 0;
+    if (rc == -2)
+        dalle_version_print(stdout, "dalle-cli"), rc = 0;
     if (rc || !a.command || argc < 3) {
         free(a.images);
         return rc;

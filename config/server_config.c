@@ -31,9 +31,10 @@ typedef struct {
     { #k, 1, offsetof(dalle_server_config, k), 0, 0, d, h }
 
 static const setting SETTINGS[] = {
-    STR(model, "models/demo",
-        "model directory (config.json, safetensors, tokenizer files); default: the bundled demo "
-        "model"),
+    STR(model, NULL,
+        "model directory (config.json, safetensors, tokenizer files); none: the bundled demo "
+        "model, PREFIX/share/dalle-server/models/demo of an installed dalle-server, models/demo "
+        "of the checkout for build/dalle-server"),
     STR(host, "127.0.0.1", "bind address (IPv4)"),
     NUM(port, 0, 65535, "8080", "TCP port; 0 picks a free one (printed in the first log line)"),
     NUM(queue, 1, 100000, "16", "requests waiting for the scheduler; more get 429"),
@@ -96,6 +97,7 @@ void dalle_server_config_usage(FILE *f) {
                 SETTINGS[i].def ? SETTINGS[i].def : "none");
     }
     fprintf(f, "  %-18s %s\n", "--help", "this text");
+    fprintf(f, "  %-18s %s\n", "--version", "version, git describe and the backends built in");
 }
 
 /* Set one setting from text; 0 or -1 with msg. */
@@ -228,6 +230,8 @@ dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, c
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return DALLE_CONFIG_HELP;
+        if (!strcmp(argv[i], "--version"))
+            return DALLE_CONFIG_VERSION;
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) {
                 snprintf(msg, msg_size, "--config: needs a value");

@@ -21,7 +21,7 @@
 typedef enum { DALLE_DEVICE_AUTO = 0, DALLE_DEVICE_CPU, DALLE_DEVICE_CUDA } dalle_device_kind;
 
 typedef struct {
-    char *model;       /* model directory (required) */
+    char *model;       /* model directory; NULL: the bundled demo model */
     char *host;        /* bind address */
     long port;         /* 0 = any free port */
     long queue;        /* requests waiting for the scheduler */
@@ -49,7 +49,12 @@ typedef struct {
     int gpus[DALLE_SERVER_MAX_DEVICES];
 } dalle_server_config;
 
-typedef enum { DALLE_CONFIG_OK = 0, DALLE_CONFIG_HELP, DALLE_CONFIG_BAD } dalle_config_result;
+typedef enum {
+    DALLE_CONFIG_OK = 0,
+    DALLE_CONFIG_HELP,
+    DALLE_CONFIG_VERSION,
+    DALLE_CONFIG_BAD
+} dalle_config_result;
 
 dalle_config_result dalle_server_config_load(dalle_server_config *c, int argc, char **argv,
                                              char *msg, size_t msg_size);

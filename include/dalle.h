@@ -51,6 +51,10 @@ void dalle_model_params_default(dalle_model_params *p);
  * driver or a device, and in builds without CUDA); 0 for an unknown name. Never fails. */
 int dalle_backend_device_count(const char *backend);
 
+/* The backends this build holds, for --version: "cpu (GEMM avx512 avx2 portable; this CPU:
+ * avx2)", then ", cuda" in builds with CUDA. Never fails; truncated to size. */
+void dalle_backends_describe(char *out, size_t size);
+
 /* Load a model directory (config.json, safetensors weights, tokenizer files). The
  * unconditional text branch is encoded once here. */
 dalle_status dalle_model_load(dalle_model **out, const char *dir, const dalle_model_params *p,

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/fault.h"
 #include "model/pipeline_impl.h"
 #ifdef DALLE_WITH_CUDA
@@ -33,6 +34,18 @@ int dalle_backend_device_count(const char *backend) {
         return dalle_cuda_device_count();
 #endif
     return 0;
+}
+
+void dalle_backends_describe(char *out, size_t size) {
+    char names[64];
+    dalle_cpu_gemm_names(names, sizeof names);
+    const dalle_cpu_gemm_variant *v = dalle_cpu_gemm_pick(NULL);
+#ifdef DALLE_WITH_CUDA
+    const char *cuda = ", cuda";
+#else
+    const char *cuda = "";
+#endif
+    snprintf(out, size, "cpu (GEMM %s; this CPU: %s)%s", names, v ? v->name : "none", cuda);
 }
 
 /* A backend by name and device, with fault injection armed when DALLE_FAULT_INJECT asks.

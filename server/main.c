@@ -1,7 +1,9 @@
 /* main.c — dalle-server: settings, devices, start-up order, signals, the graceful drain and
  * the exit after a device fault.
  *
- * Contract: a bad setting prints one line and exits 2 — so does a --device that names no
+ * Contract: a bad setting prints one line and exits 2 — so does a --model without a
+ * config.json (checked before listening; without --model the bundled demo model is found
+ * from the executable, common/install_dir.h), and a --device that names no
  * visible device (`cuda` on a machine without a GPU, `cuda:3` with two); `auto` takes
  * every visible GPU and falls back to the CPU. A failure to listen or to load the model
  * exits 1. The HTTP front end starts first (first log line: "listening on HOST:PORT"), then
@@ -15,12 +17,17 @@
  * reads (libraries start threads before main, so a sigmask/sigwait scheme cannot cover
  * them).
  */
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/install_dir.h"
+#include "common/version.h"
 #include "server/encode_pool.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -90,6 +97,33 @@ static int resolve_devices(dalle_server *srv, char *msg, size_t msg_size) {
     return 0;
 }
 
+/* cfg.model, or the bundled demo model when none is given, must hold config.json; 0, or -1
+ * with msg. The full check (what config.json is, and the files it names) is the load, after
+ * listening. */
+static int resolve_model(dalle_server_config *c, char *msg, size_t msg_size) {
+    if (!c->model) {
+        char demo[PATH_MAX];
+        if (dalle_demo_model_dir(demo, sizeof demo)) {
+            snprintf(msg, msg_size, "no --model given and no bundled demo model at %.400s", demo);
+            return -1;
+        }
+        c->model = strdup(demo);
+        if (!c->model) {
+            snprintf(msg, msg_size, "out of memory");
+            return -1;
+        }
+    }
+    char cfg[PATH_MAX + 16];
+    snprintf(cfg, sizeof cfg, "%s/config.json", c->model);
+    struct stat st;
+    if (stat(cfg, &st) != 0) {
+        snprintf(msg, msg_size, "--model %.300s: not a model directory (config.json: %s)", c->model,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Per device: load the model and start its scheduler. */
 static dalle_status load_devices(dalle_server *srv, dalle_error *err) {
     for (int i = 0; i < srv->n_devices; i++) {
@@ -120,10 +154,11 @@ int main(int argc, char **argv) {
     char msg[512];
     switch (dalle_server_config_load(&srv.cfg, argc, argv, msg, sizeof msg)) {
     case DALLE_CONFIG_HELP: dalle_server_config_usage(stdout); return 0;
+    case DALLE_CONFIG_VERSION: dalle_version_print(stdout, "dalle-server"); return 0;
     case DALLE_CONFIG_BAD: fprintf(stderr, "dalle-server: %s\n", msg); return 2;
     case DALLE_CONFIG_OK: break;
     }
-    if (resolve_devices(&srv, msg, sizeof msg)) {
+    if (resolve_devices(&srv, msg, sizeof msg) || resolve_model(&srv.cfg, msg, sizeof msg)) {
         fprintf(stderr, "dalle-server: %s\n", msg);
         dalle_server_config_free(&srv.cfg);
         return 2;

@@ -14,10 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/version.h"
 #include "config/server_config.h"
 #include "dalle.h"
 
-#define DALLE_SERVER_VERSION "0.1.0"
+#define DALLE_SERVER_VERSION DALLE_VERSION
 #define DALLE_REQUEST_ID_MAX 64
 
 typedef struct dalle_scheduler dalle_scheduler;

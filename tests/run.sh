@@ -4,13 +4,17 @@
 # each has its own conftest; Python: .venv-test/bin/python when `make deps` made it (Debian's
 # python3 with the pinned tests/requirements.txt on top), else Debian's /usr/bin/python3), and
 # prints one closing line "N passed, N failed".
+# tests/run.sh --bins-only BIN… runs the Criterion binaries only; TEST_EXEC, when set, is the
+# command that runs each of them (make arm64-test: timeout + qemu-aarch64).
 set -u
 cd "$(dirname "$0")/.." || exit 2
+bins_only=0
+[ "${1:-}" = --bins-only ] && { bins_only=1; shift; }
 passed=0; failed=0
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 for bin in "$@"; do
     echo "== $bin"
-    out=$("$bin" --jobs 1 2>&1); rc=$?
+    out=$(${TEST_EXEC:-} "$bin" --jobs 1 2>&1); rc=$?
     printf '%s\n' "$out"
     syn=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -1)
     t=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$syn"); t=${t:-0}
@@ -18,6 +22,10 @@ for bin in "$@"; do
     passed=$((passed + p)); failed=$((failed + t - p))
     if [ "$rc" -ne 0 ] && [ "$t" -eq "$p" ]; then failed=$((failed + 1)); echo "!! $bin exited $rc"; fi
 done
+if [ "$bins_only" = 1 ]; then
+    echo "Tests: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]; exit
+fi
 for t in tests/cli/*.sh; do
     [ -e "$t" ] || continue
     echo "== $t"

@@ -70,6 +70,8 @@ void dalle_cpu_widen(float *dst, const void *src, dalle_dtype dt, int64_t n, int
 
 /* The GEMM variant called `name` (NULL or "": the fastest), NULL when this CPU lacks it. */
 const dalle_cpu_gemm_variant *dalle_cpu_gemm_pick(const char *name);
+/* The variants compiled in, fastest first, space-separated ("avx512 avx2 portable" on x86). */
+void dalle_cpu_gemm_names(char *out, size_t size);
 
 /* W [N, K] of dtype dt, row-major → panels (linalg.c). */
 size_t dalle_cpu_pack_bytes(int64_t N, int64_t K, dalle_dtype dt);

@@ -179,6 +179,13 @@ const dalle_cpu_gemm_variant *dalle_cpu_gemm_pick(const char *name) {
     return NULL;
 }
 
+void dalle_cpu_gemm_names(char *out, size_t size) {
+    size_t used = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < sizeof variants / sizeof *variants && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " " : "", variants[i]->name);
+}
+
 /* ---- packing ------------------------------------------------------------------------- */
 
 size_t dalle_cpu_pack_bytes(int64_t N, int64_t K, dalle_dtype dt) {

@@ -6,10 +6,12 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import FIX, TINY, bart_src, cli, convert, convert_ok
+from conftest import FIX, ROOT, TINY, bart_src, cli, convert, convert_ok
 
 from convert.readers import read_flax_msgpack, read_safetensors, read_torch, flatten
 from writers import save_flax, save_torch
@@ -525,3 +527,26 @@ def test_reconversion_keeps_generation_settings(tmp_path):
     c = json.loads((out / "config.json").read_text())
     assert c["generation"]["top_k"] == 256 and c["generation"]["cond_scale"] == 16.0
     assert c["bart"]["start_token"] == 511  # the min-dalle start: the last code
+
+
+# ---------------------------------------------------------------------------------------------
+# without numpy: Python started with -S does not see site-packages, where numpy lives
+
+def convert_without_numpy(*args):
+    probe = subprocess.run([sys.executable, "-S", "-c", "import numpy"], capture_output=True)
+    assert probe.returncode != 0, "numpy importable without site-packages: the test proves nothing"
+    return subprocess.run([sys.executable, "-S", str(ROOT / "tools" / "convert.py"), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_help_and_usage_errors_need_no_numpy():
+    r = convert_without_numpy("--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: convert.py") and "--vqgan" in r.stdout, r.stderr
+    r = convert_without_numpy("--dtype", "f8")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_conversion_without_numpy_says_what_to_install():
+    r = convert_without_numpy("--out", "unused", "--vqgan", "unused.pt")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "convert.py: needs numpy (apt install python3-numpy, or pip install numpy)\n"

@@ -1,1 +1,1 @@
-"""Checkpoint converter package (entry point: tools/convert.py; see convert.cli)."""
+"""Checkpoint converter package (entry point: tools/convert.py; options in convert.args, the conversion in convert.cli)."""
