@@ -44,7 +44,7 @@ import argparse
 
 DEFAULTS = {
     # start token: dalle-mini starts from image_vocab_size (16384, a row past the codes);
-    # min-dalle from the last code, 2^14 - 1 = 16383 (model-spec §3.5)
+    # min-dalle from the last code, 2^14 - 1 = 16383 (docs/model-spec.md §3.5)
     "dalle-mini": dict(start_offset=0, cond_scale=10.0, top_k=50, top_p=1.0, temperature=1.0),
     "min-dalle": dict(start_offset=-1, cond_scale=16.0, top_k=256, top_p=1.0, temperature=1.0),
 }
