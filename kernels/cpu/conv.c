@@ -217,6 +217,10 @@ static void conv_winograd(dalle_backend *be, float *y, const float *x, const dal
     }
     // per thread: V [16, tb, Cin], M [16, tb, Cout], a tile's output [4, Cout]; one zero pixel
     float *buf = dalle_cpu_scratch(be, ((size_t)threads * per + (size_t)Cin) * sizeof *buf);
+    if (!buf) {
+        free(tmp);
+        return; // be->failed is set
+    }
     float *zero = buf + (size_t)threads * per;
     memset(zero, 0, (size_t)Cin * sizeof *zero);
     const size_t pb = dalle_cpu_pack_bytes(Cout, Cin, DALLE_F32);
