@@ -91,7 +91,7 @@ def test_dockerfile_properties(name):
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_dockerfile_oci_labels(name):
     """The runtime image carries the OCI annotations (title, description, version, revision,
-    base image); the default version is the server's own (server/server.h)."""
+    base image); the default version is the one of common/version.h."""
     final = stages(DOCKER / name)[-1]
     labels = " ".join(a for i, a in final["ins"] if i == "LABEL")
     keys = dict(re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', labels))
@@ -100,8 +100,8 @@ def test_dockerfile_oci_labels(name):
     assert keys["org.opencontainers.image.title"] == "dalle-server"
     assert keys["org.opencontainers.image.version"] == "${VERSION}"
     args = dict(a.split("=", 1) for i, a in final["ins"] if i == "ARG" and "=" in a)
-    version = re.search(r'#define DALLE_SERVER_VERSION "([^"]+)"',
-                        (ROOT / "server" / "server.h").read_text()).group(1)
+    version = re.search(r'#define DALLE_VERSION "([^"]+)"',
+                        (ROOT / "common" / "version.h").read_text()).group(1)
     assert args["VERSION"] == version and args["REVISION"]
     # the base named in the label is the runtime stage's FROM
     base = keys["org.opencontainers.image.base.name"]
