@@ -1,7 +1,10 @@
 /* attention.c — CPU multi-head attention (see ops.h for the masks and the block mapping).
- * One (batch row, query, head) per OpenMP iteration: scores of the visible keys into a
- * per-thread slice of the backend scratch, softmax with the maximum subtracted, then the
- * probability-weighted sum of the value rows. fp32 throughout.
+ * One (batch row, query) per OpenMP iteration, every head at once: the key rows and then the
+ * value rows [C] are read in position order, each a whole contiguous row, so a cache of
+ * [blk, kv_cap, C] streams from memory once per query instead of once per head with a C-float
+ * stride. Per head: scores of the visible keys into a per-thread slice of the backend
+ * scratch, softmax with the maximum subtracted, then the probability-weighted sum of the
+ * value rows — the same operations in the same order as one head alone. fp32 throughout.
  */
 #include <math.h>
 #include <omp.h>
@@ -9,43 +12,59 @@
 
 #include "kernels/cpu/cpu.h"
 
-/* out[D] = Σ_j softmax(s)_j · v[j·C, :D] over the keys j < n visible to this query.
- * q: [D]; k, v: [n, C] rows (already offset to the head); s: [n] scratch. */
-static void attend_one(float *restrict out, const float *restrict q, const float *restrict k,
-                       const float *restrict v, const uint8_t *mask, int n, int C, int D,
-                       float scale, float *restrict s) {
-    float mx = -INFINITY;
+/* q · k over one head's D lanes: the one dot product of every score. */
+static inline float head_dot(const float *restrict q, const float *restrict k, int D) {
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int d = 0; d < D; d++)
+        dot += q[d] * k[d];
+    return dot;
+}
+
+/* out[C] = for each head h, Σ_j softmax(s_h)_j · v[j, h·D : (h+1)·D] over the keys j < n
+ * visible to this query. q: [C]; k, v: [n, C]; s: [H, n] scores, mx and sum: [H] scratch. */
+static void attend_row(float *restrict out, const float *restrict q, const float *restrict k,
+                       const float *restrict v, const uint8_t *mask, int n, int H, int D,
+                       float scale, float *restrict s, float *restrict mx, float *restrict sum) {
+    const int C = H * D;
+    for (int h = 0; h < H; h++)
+        mx[h] = -INFINITY, sum[h] = 0;
     int seen = 0;
     for (int j = 0; j < n; j++) {
         if (mask && !mask[j])
             continue;
         const float *restrict kj = k + (size_t)j * C;
-        float dot = 0;
-#pragma omp simd reduction(+ : dot)
-        for (int d = 0; d < D; d++)
-            dot += q[d] * kj[d];
-        s[j] = dot * scale;
-        if (s[j] > mx)
-            mx = s[j];
+        for (int h = 0; h < H; h++) {
+            const float x = head_dot(q + (size_t)h * D, kj + (size_t)h * D, D) * scale;
+            s[(size_t)h * n + j] = x;
+            if (x > mx[h])
+                mx[h] = x;
+        }
         seen++;
     }
     DALLE_ASSERT(seen > 0); /* every query must see a key */
-    memset(out, 0, (size_t)D * sizeof *out);
-    float sum = 0;
+    memset(out, 0, (size_t)C * sizeof *out);
     for (int j = 0; j < n; j++) {
         if (mask && !mask[j])
             continue;
-        const float p = expf(s[j] - mx);
         const float *restrict vj = v + (size_t)j * C;
-        sum += p;
+        for (int h = 0; h < H; h++) {
+            const float p = expf(s[(size_t)h * n + j] - mx[h]);
+            float *restrict oh = out + (size_t)h * D;
+            const float *restrict vh = vj + (size_t)h * D;
+            sum[h] += p;
+#pragma omp simd
+            for (int d = 0; d < D; d++)
+                oh[d] += p * vh[d];
+        }
+    }
+    for (int h = 0; h < H; h++) {
+        const float inv = 1.0f / sum[h];
+        float *restrict oh = out + (size_t)h * D;
 #pragma omp simd
         for (int d = 0; d < D; d++)
-            out[d] += p * vj[d];
+            oh[d] *= inv;
     }
-    const float inv = 1.0f / sum;
-#pragma omp simd
-    for (int d = 0; d < D; d++)
-        out[d] *= inv;
 }
 
 void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const float *k,
@@ -55,25 +74,26 @@ void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const fl
     DALLE_ASSERT(B >= 0 && Tq >= 1 && Tk >= 1 && Tk <= kv_cap && H >= 1 && D >= 1);
     const int C = H * D, threads = dalle_cpu_of(be)->threads;
     const float scale = 1.0f / sqrtf((float)D);
-    float *scratch = dalle_cpu_scratch(be, (size_t)threads * Tk * sizeof(float));
+    const size_t per_thread = (size_t)H * Tk + 2 * (size_t)H; // scores [H, Tk], mx [H], sum [H]
+    float *scratch = dalle_cpu_scratch(be, (size_t)threads * per_thread * sizeof(float));
     if (!scratch)
         return; // be->failed is set
     const int64_t work = (int64_t)B * Tq * Tk * C;
-#pragma omp parallel for collapse(3) num_threads(threads) if (work >= DALLE_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) num_threads(threads) if (work >= DALLE_CPU_PAR_MIN)
     for (int b = 0; b < B; b++)
-        for (int i = 0; i < Tq; i++)
-            for (int h = 0; h < H; h++) {
-                const int blk = kv_index ? kv_index[b] : b;
-                DALLE_ASSERT(blk >= 0);
-                int n = Tk; /* keys j < n pass the causal test */
-                if (causal_pos && causal_pos[b] + i + 1 < n)
-                    n = causal_pos[b] + i + 1;
-                if (n < 0)
-                    n = 0;
-                const size_t row = ((size_t)b * Tq + i) * C + (size_t)h * D; // [B, Tq, C]
-                const size_t kv = (size_t)blk * kv_cap * C + (size_t)h * D;  // [blk, kv_cap, C]
-                attend_one(out + row, q + row, k + kv, v + kv,
-                           key_mask ? key_mask + (size_t)blk * kv_cap : NULL, n, C, D, scale,
-                           scratch + (size_t)omp_get_thread_num() * Tk);
-            }
+        for (int i = 0; i < Tq; i++) {
+            const int blk = kv_index ? kv_index[b] : b;
+            DALLE_ASSERT(blk >= 0);
+            int n = Tk; /* keys j < n pass the causal test */
+            if (causal_pos && causal_pos[b] + i + 1 < n)
+                n = causal_pos[b] + i + 1;
+            if (n < 0)
+                n = 0;
+            const size_t row = ((size_t)b * Tq + i) * C; // [B, Tq, C]
+            const size_t kv = (size_t)blk * kv_cap * C;  // [blk, kv_cap, C]
+            float *s = scratch + (size_t)omp_get_thread_num() * per_thread;
+            attend_row(out + row, q + row, k + kv, v + kv,
+                       key_mask ? key_mask + (size_t)blk * kv_cap : NULL, n, H, D, scale, s,
+                       s + (size_t)H * Tk, s + (size_t)H * Tk + H);
+        }
 }

@@ -51,6 +51,7 @@
 #define GEMM_GROUP_SMALL  2   /* panels per item, one row block */
 #define GEMM_GROUP_LARGE  8   /* panels per item, several row blocks */
 #define GEMM_PAR_MIN_MACS ((int64_t)1 << 16) /* below: one thread */
+#define GEMM_PREFETCH     4096 /* bytes ahead in a panel that a tile asks the cache for */
 
 /* ---- element loads (portable variant, dalle_cpu_widen) ---------------------------- */
 

@@ -15,6 +15,8 @@
  * of dtype dt). t starts at 0 and adds the terms in increasing k, each with one fused
  * multiply-add, so every variant and every tile shape gives each output the same bits; a
  * longer product is summed segment by segment (`load`), one rounded add per segment.
+ * The tile prefetches each panel GEMM_PREFETCH bytes ahead of its reads (linalg.c): a
+ * decode step's weights stream from memory while the FMAs run (no effect on the result).
  */
 
 #define TILE_NVP (DALLE_CPU_PANEL / VL) /* vectors per panel row */
@@ -32,6 +34,12 @@ TILE_NAME(tile_body)(float *restrict out, size_t ldo, const float *const *restri
             acc[r][v] = V_ZERO();
     for (int k = 0; k < K; k++) {
         VEC wv[2 * TILE_NVP];
+        if (es == 4 || !(k & 1)) /* a cache line holds one k of fp32, two of 16 bits */
+#pragma GCC unroll 2
+            for (int q = 0; q < np; q++)
+                __builtin_prefetch(w + (size_t)q * pbytes + (size_t)k * DALLE_CPU_PANEL * es +
+                                       GEMM_PREFETCH,
+                                   0, 3);
 #pragma GCC unroll 16
         for (int v = 0; v < np * TILE_NVP; v++) {
             const uint8_t *p = w + (size_t)(v / TILE_NVP) * pbytes +
