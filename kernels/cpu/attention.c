@@ -1,5 +1,5 @@
 /* attention.c — CPU multi-head attention (see ops.h for the masks and the block mapping).
- * One (batch row, query) per OpenMP iteration, every head at once: the key rows and then the
+ * One (batch row, query) per item (dalle_cpu_for), every head at once: the key rows and then the
  * value rows [C] are read in position order, each a whole contiguous row, so a cache of
  * [blk, kv_cap, C] streams from memory once per query instead of once per head with a C-float
  * stride. Per head: scores of the visible keys into a per-thread slice of the backend
@@ -7,7 +7,6 @@
  * value rows — the same operations in the same order as one head alone. fp32 throughout.
  */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
@@ -67,33 +66,58 @@ static void attend_row(float *restrict out, const float *restrict q, const float
     }
 }
 
+/* The attention op's arguments; an item is one (batch row, query). */
+typedef struct {
+    float *out, *scratch;
+    const float *q, *k, *v;
+    const int32_t *kv_index, *causal_pos;
+    const uint8_t *key_mask;
+    int Tq, Tk, kv_cap, H, D;
+    size_t per_thread;
+    float scale;
+} attention_args;
+
+static void attention_item(void *ctx, int64_t item, int thread) {
+    const attention_args *a = ctx;
+    const int b = (int)(item / a->Tq), i = (int)(item % a->Tq), C = a->H * a->D;
+    const int blk = a->kv_index ? a->kv_index[b] : b;
+    DALLE_ASSERT(blk >= 0);
+    int n = a->Tk; /* keys j < n pass the causal test */
+    if (a->causal_pos && a->causal_pos[b] + i + 1 < n)
+        n = a->causal_pos[b] + i + 1;
+    if (n < 0)
+        n = 0;
+    const size_t row = (size_t)item * C;                    // [B, Tq, C]
+    const size_t kv = (size_t)blk * a->kv_cap * C;          // [blk, kv_cap, C]
+    float *s = a->scratch + (size_t)thread * a->per_thread; // [H, Tk], mx [H], sum [H]
+    attend_row(a->out + row, a->q + row, a->k + kv, a->v + kv,
+               a->key_mask ? a->key_mask + (size_t)blk * a->kv_cap : NULL, n, a->H, a->D, a->scale,
+               s, s + (size_t)a->H * a->Tk, s + (size_t)a->H * a->Tk + a->H);
+}
+
 void dalle_cpu_attention(dalle_backend *be, float *out, const float *q, const float *k,
                          const float *v, const int32_t *kv_index, const uint8_t *key_mask,
                          const int32_t *causal_pos, int B, int Tq, int Tk, int kv_cap, int H,
                          int D) {
     DALLE_ASSERT(B >= 0 && Tq >= 1 && Tk >= 1 && Tk <= kv_cap && H >= 1 && D >= 1);
-    const int C = H * D, threads = dalle_cpu_of(be)->threads;
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t per_thread = (size_t)H * Tk + 2 * (size_t)H; // scores [H, Tk], mx [H], sum [H]
-    float *scratch = dalle_cpu_scratch(be, (size_t)threads * per_thread * sizeof(float));
-    if (!scratch)
+    const int threads = dalle_cpu_of(be)->threads;
+    attention_args a = {.out = out,
+                        .q = q,
+                        .k = k,
+                        .v = v,
+                        .kv_index = kv_index,
+                        .causal_pos = causal_pos,
+                        .key_mask = key_mask,
+                        .Tq = Tq,
+                        .Tk = Tk,
+                        .kv_cap = kv_cap,
+                        .H = H,
+                        .D = D,
+                        .per_thread = (size_t)H * Tk + 2 * (size_t)H,
+                        .scale = 1.0f / sqrtf((float)D)};
+    a.scratch = dalle_cpu_scratch(be, (size_t)threads * a.per_thread * sizeof(float));
+    if (!a.scratch)
         return; // be->failed is set
-    const int64_t work = (int64_t)B * Tq * Tk * C;
-#pragma omp parallel for collapse(2) num_threads(threads) if (work >= DALLE_CPU_PAR_MIN)
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < Tq; i++) {
-            const int blk = kv_index ? kv_index[b] : b;
-            DALLE_ASSERT(blk >= 0);
-            int n = Tk; /* keys j < n pass the causal test */
-            if (causal_pos && causal_pos[b] + i + 1 < n)
-                n = causal_pos[b] + i + 1;
-            if (n < 0)
-                n = 0;
-            const size_t row = ((size_t)b * Tq + i) * C; // [B, Tq, C]
-            const size_t kv = (size_t)blk * kv_cap * C;  // [blk, kv_cap, C]
-            float *s = scratch + (size_t)omp_get_thread_num() * per_thread;
-            attend_row(out + row, q + row, k + kv, v + kv,
-                       key_mask ? key_mask + (size_t)blk * kv_cap : NULL, n, H, D, scale, s,
-                       s + (size_t)H * Tk, s + (size_t)H * Tk + H);
-        }
+    const int64_t work = (int64_t)B * Tq * Tk * H * D;
+    dalle_cpu_for(be, (int64_t)B * Tq, work >= DALLE_CPU_PAR_MIN, attention_item, &a);
 }

@@ -1,6 +1,6 @@
 /* backend.c — the CPU backend's ops table: host memory (64-byte aligned), memcpy copies, a
- * no-op sync, the OpenMP thread count, the GEMM variant, the weight policy (16-bit matrices
- * kept, matmul and conv weights packed by linalg.c) and the per-backend scratch buffer.
+ * no-op sync, the thread count and its pool (pool.c), the GEMM variant, the weight policy (16-bit
+ * matrices kept, matmul and conv weights packed by linalg.c) and the per-backend scratch buffer.
  * The ops themselves live in files named like the CUDA backend's (kernels/cuda/): linalg.c,
  * norm.c, attention.c, decode.c, elementwise.c, conv.c, image.c and sample.c.
  */
@@ -58,6 +58,7 @@ static void cpu_destroy(dalle_backend *be) {
     if (!be)
         return;
     dalle_cpu *cpu = dalle_cpu_of(be);
+    dalle_cpu_pool_free(cpu->pool);
     free(cpu->scratch);
     free(cpu->map);
     free(cpu);
@@ -141,6 +142,12 @@ dalle_backend *dalle_backend_cpu_new(int threads) {
     cpu->threads = threads > 0 ? threads : omp_get_num_procs();
     if (cpu->threads < 1)
         cpu->threads = 1;
+    cpu->pool = dalle_cpu_pool_new(cpu->threads);
+    if (!cpu->pool) {
+        free(be);
+        free(cpu);
+        return NULL;
+    }
     cpu->gemm = dalle_cpu_gemm_pick(getenv("DALLE_CPU_GEMM"));
     if (!cpu->gemm)
         cpu->gemm = dalle_cpu_gemm_pick(NULL); /* named variant not on this CPU */

@@ -22,14 +22,25 @@
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/cpu.h"
 
+typedef struct {
+    float *y;
+    const float *bias;
+    int N;
+} bias_args;
+
+static void bias_item(void *ctx, int64_t r, int thread) {
+    const bias_args *a = ctx;
+    (void)thread;
+    memcpy(a->y + r * a->N, a->bias, (size_t)a->N * sizeof(float));
+}
+
 /* y[n, N] = bias broadcast over rows; nothing when bias is NULL. Returns whether the GEMM
  * should add its product to what y now holds. */
-static int bias_rows(float *y, const float *bias, int64_t n, int N, int threads) {
+static int bias_rows(dalle_backend *be, float *y, const float *bias, int64_t n, int N) {
     if (!bias)
         return 0;
-#pragma omp parallel for num_threads(threads) if (n * N >= DALLE_CPU_PAR_MIN)
-    for (int64_t r = 0; r < n; r++)
-        memcpy(y + r * N, bias, (size_t)N * sizeof(float));
+    bias_args a = {.y = y, .bias = bias, .N = N};
+    dalle_cpu_for(be, n, n * N >= DALLE_CPU_PAR_MIN, bias_item, &a);
     return 1;
 }
 
@@ -198,6 +209,40 @@ WINO_CLONES static void wino_out(float *y, float *y_tile, const float *Mm, size_
             memcpy(out[a], q + (size_t)a * Cout, (size_t)Cout * sizeof *q);
 }
 
+/* One block of tb tiles: input transform, the 16 GEMMs (nested: on this thread), output
+ * transform, in this thread's slice of buf. */
+typedef struct {
+    float *y;
+    const float *x, *zero, *bias;
+    float *buf;
+    const uint8_t *u;
+    int64_t T, tb;
+    size_t ldv, ldm, per, pb;
+    int H, W, Cin, Cout, up;
+    dalle_backend *be;
+} wino_args;
+
+static void wino_block(void *ctx, int64_t blk, int thread) {
+    const wino_args *a = ctx;
+    const size_t ldv = a->ldv, ldm = a->ldm;
+    float *V = a->buf + (size_t)thread * a->per, *Mm = V + 16 * ldv;
+    const int64_t t0 = blk * a->tb;
+    const int n = (int)(a->T - t0 < a->tb ? a->T - t0 : a->tb);
+    for (int i = 0; i < n; i++)
+        wino_in(V, ldv, i, t0 + i, a->x, a->zero, a->H, a->W, a->Cin, a->up);
+    for (int xi = 0; xi < 16; xi++) {
+        const dalle_tensor uw = {.data = (void *)(a->u + xi * a->pb),
+                                 .dtype = DALLE_F32,
+                                 .ndim = 2,
+                                 .shape = {a->Cout, a->Cin},
+                                 .packed = 1};
+        dalle_cpu_gemm(a->be, Mm + xi * ldm, (size_t)a->Cout, V + xi * ldv, (size_t)a->Cin, &uw, n,
+                       a->Cout, a->Cin, 0); // [n, Cout]
+    }
+    for (int i = 0; i < n; i++)
+        wino_out(a->y, Mm + 16 * ldm, Mm, ldm, i, t0 + i, a->bias, a->H, a->W, a->Cout);
+}
+
 static void conv_winograd(dalle_backend *be, float *y, const float *x, const dalle_tensor *w,
                           const float *bias, int B, int H, int W, int Cin, int Cout, int up) {
     const int threads = dalle_cpu_of(be)->threads;
@@ -224,25 +269,25 @@ static void conv_winograd(dalle_backend *be, float *y, const float *x, const dal
     float *zero = buf + (size_t)threads * per;
     memset(zero, 0, (size_t)Cin * sizeof *zero);
     const size_t pb = dalle_cpu_pack_bytes(Cout, Cin, DALLE_F32);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (blocks > 1)
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        float *V = buf + (size_t)omp_get_thread_num() * per, *Mm = V + 16 * ldv;
-        const int64_t t0 = blk * tb;
-        const int n = (int)(T - t0 < tb ? T - t0 : tb);
-        for (int i = 0; i < n; i++)
-            wino_in(V, ldv, i, t0 + i, x, zero, H, W, Cin, up);
-        for (int xi = 0; xi < 16; xi++) { // nested: each GEMM runs on this thread
-            const dalle_tensor uw = {.data = (void *)(u + xi * pb),
-                                     .dtype = DALLE_F32,
-                                     .ndim = 2,
-                                     .shape = {Cout, Cin},
-                                     .packed = 1};
-            dalle_cpu_gemm(be, Mm + xi * ldm, (size_t)Cout, V + xi * ldv, (size_t)Cin, &uw, n, Cout,
-                           Cin, 0); // [n, Cout]
-        }
-        for (int i = 0; i < n; i++)
-            wino_out(y, Mm + 16 * ldm, Mm, ldm, i, t0 + i, bias, H, W, Cout);
-    }
+    wino_args a = {.y = y,
+                   .x = x,
+                   .buf = buf,
+                   .zero = zero,
+                   .u = u,
+                   .bias = bias,
+                   .T = T,
+                   .tb = tb,
+                   .ldv = ldv,
+                   .ldm = ldm,
+                   .per = per,
+                   .pb = pb,
+                   .H = H,
+                   .W = W,
+                   .Cin = Cin,
+                   .Cout = Cout,
+                   .up = up,
+                   .be = be};
+    dalle_cpu_for(be, blocks, blocks > 1, wino_block, &a);
     free(tmp);
 }
 
@@ -263,7 +308,7 @@ static void conv(dalle_backend *be, float *y, const float *x, const dalle_tensor
         conv_winograd(be, y, x, w, bs, B, H, W, Cin, Cout, up);
         return;
     }
-    const int acc = bias_rows(y, bs, M, Cout, dalle_cpu_of(be)->threads);
+    const int acc = bias_rows(be, y, bs, M, Cout);
     if (k == 1 && !up) {
         dalle_cpu_gemm(be, y, (size_t)Cout, x, (size_t)Cin, w, (int)M, Cout, Cin, acc);
         return;

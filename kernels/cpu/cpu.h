@@ -1,9 +1,10 @@
 /* cpu.h — internals of the CPU backend (the files in kernels/cpu/), not part of the seam.
  *
  * Contract: a CPU backend is used by one thread at a time (ops.h); inside an op the work is
- * spread over `threads` OpenMP threads. `dalle_cpu_scratch` hands out one grow-only buffer
- * per backend that an op may use until it returns; each op that needs per-thread space
- * slices it by `threads`, indexed by omp_get_thread_num().
+ * spread over the backend's `threads` by `dalle_cpu_for` (pool.c). `dalle_cpu_scratch` hands
+ * out one grow-only buffer per backend that an op may use until it returns; each op that
+ * needs per-thread space slices it by `threads`, indexed by the thread index its items get.
+ * Load-time weight packing (ops.h pack) has no backend and uses OpenMP.
  */
 #ifndef DALLE_KERNELS_CPU_CPU_H
 #define DALLE_KERNELS_CPU_CPU_H
@@ -35,8 +36,14 @@ typedef struct dalle_cpu_rows {
     int K, seg_len;
 } dalle_cpu_rows;
 
+/* The backend's threads (pool.c). */
+typedef struct dalle_cpu_pool dalle_cpu_pool;
+dalle_cpu_pool *dalle_cpu_pool_new(int threads);
+void dalle_cpu_pool_free(dalle_cpu_pool *pool);
+
 typedef struct {
-    int threads; /* OpenMP threads, ≥ 1 */
+    int threads; /* ≥ 1: the calling thread and threads − 1 workers */
+    dalle_cpu_pool *pool;
     const dalle_cpu_gemm_variant *gemm;
     void *scratch; /* grow-only, 64-byte aligned */
     size_t scratch_bytes;
@@ -46,6 +53,16 @@ typedef struct {
 
 /* Below this many elements of work an op runs on the calling thread only. */
 #define DALLE_CPU_PAR_MIN 16384
+
+/* One item of an op: task(ctx, i, thread) computes item i; thread (< threads) selects the
+ * caller's per-thread scratch only — an item's result must not depend on it. */
+typedef void (*dalle_cpu_task)(void *ctx, int64_t i, int thread);
+
+/* Runs task for every item i < n and returns when all have run: over the backend's threads
+ * when par, else on the calling thread in increasing i. Items are claimed in runs of
+ * increasing i by whichever thread is free. Called from inside an item (an op calling the
+ * GEMM per block), it runs there, in order. */
+void dalle_cpu_for(dalle_backend *be, int64_t n, int par, dalle_cpu_task task, void *ctx);
 
 static inline dalle_cpu *dalle_cpu_of(dalle_backend *be) {
     return (dalle_cpu *)be->impl;

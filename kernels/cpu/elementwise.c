@@ -9,6 +9,28 @@
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/cpu.h"
 
+/* Elements per item of the element-wise ops. */
+#define ELEM_BLOCK 4096
+
+typedef struct {
+    float *y;
+    const dalle_tensor *table, *pos_table;
+    const int32_t *ids, *pos;
+    int C;
+    size_t es, pes;
+} embed_args;
+
+static void embed_item(void *ctx, int64_t r, int thread) {
+    const embed_args *a = ctx;
+    (void)thread;
+    float *o = a->y + (size_t)r * a->C; // [rows, C]
+    dalle_cpu_widen(o, (const uint8_t *)a->table->data + (size_t)a->ids[r] * a->C * a->es,
+                    a->table->dtype, a->C, 0);
+    if (a->pos_table)
+        dalle_cpu_widen(o, (const uint8_t *)a->pos_table->data + (size_t)a->pos[r] * a->C * a->pes,
+                        a->pos_table->dtype, a->C, 1);
+}
+
 void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, const int32_t *ids,
                      const dalle_tensor *pos_table, const int32_t *pos, int rows, int C) {
     DALLE_ASSERT(table && table->data && !table->packed && table->ndim == 2 &&
@@ -22,88 +44,153 @@ void dalle_cpu_embed(dalle_backend *be, float *y, const dalle_tensor *table, con
     }
     const size_t es = dalle_dtype_size(table->dtype);
     const size_t pes = pos_table ? dalle_dtype_size(pos_table->dtype) : 0;
-    const int threads = dalle_cpu_of(be)->threads;
-#pragma omp parallel for num_threads(threads) if ((int64_t)rows * C >= DALLE_CPU_PAR_MIN)
-    for (int r = 0; r < rows; r++) {
-        float *o = y + (size_t)r * C; // [rows, C]
-        dalle_cpu_widen(o, (const uint8_t *)table->data + (size_t)ids[r] * C * es, table->dtype, C,
-                        0);
-        if (pos_table)
-            dalle_cpu_widen(o, (const uint8_t *)pos_table->data + (size_t)pos[r] * C * pes,
-                            pos_table->dtype, C, 1);
-    }
+    embed_args a = {.y = y,
+                    .table = table,
+                    .ids = ids,
+                    .pos_table = pos_table,
+                    .pos = pos,
+                    .C = C,
+                    .es = es,
+                    .pes = pes};
+    dalle_cpu_for(be, rows, (int64_t)rows * C >= DALLE_CPU_PAR_MIN, embed_item, &a);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int H, W, C, p, ph, pw;
+} patchify_args;
+
+/* Item b·ph + py: the patch row py of image b. */
+static void patchify_item(void *ctx, int64_t item, int thread) {
+    const patchify_args *a = ctx;
+    (void)thread;
+    const int p = a->p, W = a->W, C = a->C, pw = a->pw;
+    const int64_t b = item / a->ph, py = item % a->ph;
+    const size_t seg = (size_t)p * C; /* one patch row: p pixels × C, contiguous in NHWC */
+    const float *band = a->x + ((size_t)b * a->H + (size_t)py * p) * W * C; // [p, W, C]
+    float *out = a->y + (size_t)item * pw * p * seg;                        // [pw, p·p·C]
+    for (int px = 0; px < pw; px++)
+        for (int dy = 0; dy < p; dy++)
+            memcpy(out + ((size_t)px * p + dy) * seg, band + ((size_t)dy * W + (size_t)px * p) * C,
+                   seg * sizeof *out);
 }
 
 void dalle_cpu_patchify(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C,
                         int p) {
     DALLE_ASSERT(B >= 0 && C >= 1 && p >= 1 && H >= p && W >= p && H % p == 0 && W % p == 0);
-    const int ph = H / p, pw = W / p, threads = dalle_cpu_of(be)->threads;
-    const size_t seg = (size_t)p * C; /* one patch row: p pixels × C, contiguous in NHWC */
+    patchify_args a = {.y = y, .x = x, .H = H, .W = W, .C = C, .p = p, .ph = H / p, .pw = W / p};
     const int64_t n = (int64_t)B * H * W * C;
-#pragma omp parallel for collapse(2) num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
-    for (int b = 0; b < B; b++)
-        for (int py = 0; py < ph; py++) {
-            const float *band = x + ((size_t)b * H + (size_t)py * p) * W * C; // [p, W, C]
-            float *out = y + ((size_t)b * ph + py) * pw * p * seg;            // [pw, p·p·C]
-            for (int px = 0; px < pw; px++)
-                for (int dy = 0; dy < p; dy++)
-                    memcpy(out + ((size_t)px * p + dy) * seg,
-                           band + ((size_t)dy * W + (size_t)px * p) * C, seg * sizeof *out);
-        }
+    dalle_cpu_for(be, (int64_t)B * a.ph, n >= DALLE_CPU_PAR_MIN, patchify_item, &a);
+}
+
+typedef struct {
+    float *y;
+    const float *a, *b;
+    int64_t n;
+} elem_args;
+
+#define ELEM_RANGE(a, i)                                                                           \
+    const int64_t lo = (i)*ELEM_BLOCK, hi = lo + ELEM_BLOCK < (a)->n ? lo + ELEM_BLOCK : (a)->n
+
+static void gelu_mul_item(void *ctx, int64_t i, int thread) {
+    const elem_args *e = ctx;
+    (void)thread;
+    const float rsqrt2 = 0.70710678118654752f;
+    const float *restrict a = e->a, *restrict b = e->b;
+    float *restrict y = e->y;
+    ELEM_RANGE(e, i);
+    for (int64_t k = lo; k < hi; k++)
+        y[k] = 0.5f * a[k] * erfcf(-a[k] * rsqrt2) * b[k];
+}
+
+static void quick_gelu_item(void *ctx, int64_t i, int thread) {
+    const elem_args *e = ctx;
+    (void)thread;
+    const float *restrict x = e->a;
+    float *restrict y = e->y;
+    ELEM_RANGE(e, i);
+    for (int64_t k = lo; k < hi; k++)
+        y[k] = x[k] / (1.0f + expf(-1.702f * x[k]));
+}
+
+static void add_item(void *ctx, int64_t i, int thread) {
+    const elem_args *e = ctx;
+    (void)thread;
+    const float *restrict x = e->a;
+    float *restrict y = e->y;
+    ELEM_RANGE(e, i);
+#pragma omp simd
+    for (int64_t k = lo; k < hi; k++)
+        y[k] += x[k];
+}
+
+/* The element-wise op task over y, a, b [n] in blocks of ELEM_BLOCK. */
+static void elem_run(dalle_backend *be, dalle_cpu_task task, float *y, const float *a,
+                     const float *b, int64_t n) {
+    DALLE_ASSERT(n >= 0);
+    elem_args e = {.y = y, .a = a, .b = b, .n = n};
+    dalle_cpu_for(be, (n + ELEM_BLOCK - 1) / ELEM_BLOCK, n >= DALLE_CPU_PAR_MIN, task, &e);
 }
 
 void dalle_cpu_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n) {
-    DALLE_ASSERT(n >= 0);
-    const int threads = dalle_cpu_of(be)->threads;
-    const float rsqrt2 = 0.70710678118654752f;
-#pragma omp parallel for num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = 0.5f * a[i] * erfcf(-a[i] * rsqrt2) * b[i];
+    elem_run(be, gelu_mul_item, y, a, b, n);
 }
 
 void dalle_cpu_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n) {
-    DALLE_ASSERT(n >= 0);
-    const int threads = dalle_cpu_of(be)->threads;
-#pragma omp parallel for num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    elem_run(be, quick_gelu_item, y, x, NULL, n);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t N;
+} rows_args;
+
+static void bias_add_item(void *ctx, int64_t r, int thread) {
+    const rows_args *a = ctx;
+    (void)thread;
+    const float *restrict b = a->x;
+    float *restrict o = a->y + r * a->N; // [rows, N]
+#pragma omp simd
+    for (int64_t c = 0; c < a->N; c++)
+        o[c] += b[c];
 }
 
 void dalle_cpu_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, int rows, int N) {
-    const float *restrict b = dalle_cpu_f32(bias); // [N]
     DALLE_ASSERT(rows >= 0 && N >= 1 && dalle_tensor_numel(bias) == N);
-    const int threads = dalle_cpu_of(be)->threads;
-#pragma omp parallel for num_threads(threads) if ((int64_t)rows * N >= DALLE_CPU_PAR_MIN)
-    for (int r = 0; r < rows; r++) {
-        float *restrict o = y + (size_t)r * N; // [rows, N]
-#pragma omp simd
-        for (int c = 0; c < N; c++)
-            o[c] += b[c];
-    }
+    rows_args a = {.y = y, .x = dalle_cpu_f32(bias), .N = N}; // bias [N]
+    dalle_cpu_for(be, rows, (int64_t)rows * N >= DALLE_CPU_PAR_MIN, bias_add_item, &a);
 }
 
 void dalle_cpu_add(dalle_backend *be, float *y, const float *x, int64_t n) {
-    DALLE_ASSERT(n >= 0);
-    const int threads = dalle_cpu_of(be)->threads;
-#pragma omp parallel for simd num_threads(threads) if (n >= DALLE_CPU_PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        y[i] += x[i];
+    elem_run(be, add_item, y, x, NULL, n);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int W, C;
+} upsample_args;
+
+/* Input row r = b·H + h ([W, C]) becomes output rows b·2H + 2h = 2r and 2r + 1. */
+static void upsample_item(void *ctx, int64_t r, int thread) {
+    const upsample_args *a = ctx;
+    (void)thread;
+    const int W = a->W, C = a->C;
+    const size_t in_row = (size_t)W * C, out_row = 2 * in_row, px = (size_t)C * sizeof(float);
+    const float *src = a->x + (size_t)r * in_row;  // [W, C]
+    float *dst = a->y + (size_t)(2 * r) * out_row; // [2, 2W, C]
+    for (int w = 0; w < W; w++) {
+        memcpy(dst + (size_t)(2 * w) * C, src + (size_t)w * C, px);
+        memcpy(dst + (size_t)(2 * w + 1) * C, src + (size_t)w * C, px);
+    }
+    memcpy(dst + out_row, dst, out_row * sizeof(float));
 }
 
 void dalle_cpu_upsample2x(dalle_backend *be, float *y, const float *x, int B, int H, int W, int C) {
     DALLE_ASSERT(B >= 0 && H >= 1 && W >= 1 && C >= 1 && y != x);
-    const int threads = dalle_cpu_of(be)->threads;
-    const size_t in_row = (size_t)W * C, out_row = 2 * in_row, px = (size_t)C * sizeof(float);
+    upsample_args a = {.y = y, .x = x, .W = W, .C = C};
     const int64_t rows = (int64_t)B * H;
-    // input row r = b·H + h becomes output rows b·2H + 2h = 2r and 2r + 1
-#pragma omp parallel for num_threads(threads) if (rows * (int64_t)out_row >= DALLE_CPU_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *src = x + (size_t)r * in_row;  // [W, C]
-        float *dst = y + (size_t)(2 * r) * out_row; // [2, 2W, C]
-        for (int w = 0; w < W; w++) {
-            memcpy(dst + (size_t)(2 * w) * C, src + (size_t)w * C, px);
-            memcpy(dst + (size_t)(2 * w + 1) * C, src + (size_t)w * C, px);
-        }
-        memcpy(dst + out_row, dst, out_row * sizeof(float));
-    }
+    dalle_cpu_for(be, rows, rows * 4 * W * C >= DALLE_CPU_PAR_MIN, upsample_item, &a);
 }

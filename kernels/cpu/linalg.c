@@ -26,9 +26,9 @@
  * (conv.c).
  *
  * Work split: items of (up to GEMM_MB rows, a group of panels) handed out dynamically to
- * the backend's threads. Inside an item the sums run segment by segment along K: a segment's
- * slice of a panel stays in L1 while every row tile of the item passes over it, the partial
- * sums wait in a block buffer, and y is written once at the end. A decode step (a few rows)
+ * the backend's threads (dalle_cpu_for). Inside an item the sums run segment by segment along K: a
+ * segment's slice of a panel stays in L1 while every row tile of the item passes over it, the
+ * partial sums wait in a block buffer, and y is written once at the end. A decode step (a few rows)
  * still reads each weight from memory once: an item's panels are consumed segment after
  * segment.
  */
@@ -288,6 +288,21 @@ static void gemm_block(const gemm_job *j, int m0, int m1, int p0, int p1) {
     }
 }
 
+/* The items of a GEMM: (a block of up to mb rows, a group of panels). */
+typedef struct {
+    const gemm_job *j;
+    int M, panels, mb, group, groups;
+} gemm_items;
+
+static void gemm_item(void *ctx, int64_t i, int thread) {
+    const gemm_items *it = ctx;
+    (void)thread;
+    const int b = (int)(i / it->groups), g = (int)(i % it->groups);
+    const int m1 = (b + 1) * it->mb < it->M ? (b + 1) * it->mb : it->M;
+    const int p1 = (g + 1) * it->group < it->panels ? (g + 1) * it->group : it->panels;
+    gemm_block(it->j, b * it->mb, m1, g * it->group, p1);
+}
+
 void dalle_cpu_gemm_rows(dalle_backend *be, float *y, size_t ldy, const dalle_cpu_rows *rows,
                          const dalle_tensor *w, int M, int N, int accumulate) {
     const int K = rows->K;
@@ -324,15 +339,9 @@ void dalle_cpu_gemm_rows(dalle_backend *be, float *y, size_t ldy, const dalle_cp
     const int mb = M < GEMM_MB ? M : GEMM_MB;
     const int group = M <= GEMM_MB ? GEMM_GROUP_SMALL : GEMM_GROUP_LARGE;
     const int blocks = (M + mb - 1) / mb, groups = (panels + group - 1) / group;
-    const int items = blocks * groups;
-    const int par = items > 1 && (int64_t)M * N * K >= GEMM_PAR_MIN_MACS;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->threads) if (par)
-    for (int i = 0; i < items; i++) {
-        const int b = i / groups, g = i % groups;
-        const int m1 = (b + 1) * mb < M ? (b + 1) * mb : M;
-        const int p1 = (g + 1) * group < panels ? (g + 1) * group : panels;
-        gemm_block(&j, b * mb, m1, g * group, p1);
-    }
+    gemm_items it = {.j = &j, .M = M, .panels = panels, .mb = mb, .group = group, .groups = groups};
+    dalle_cpu_for(be, (int64_t)blocks * groups, (int64_t)M * N * K >= GEMM_PAR_MIN_MACS, gemm_item,
+                  &it);
     free(tmp);
 }
 

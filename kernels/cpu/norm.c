@@ -5,12 +5,12 @@
  * gamma NULL = 1, beta NULL = 0; y may equal x (a row is read fully before written).
  *
  * group_norm takes per (image, group) the mean, then the variance of the centred values
- * (two passes, per-thread channel sums in double, biased), then writes
+ * (two passes, channel sums in double over a fixed split of the rows into as many parts as
+ * threads, added in order, biased), then writes
  * y = (x − mean)·(rstd·gamma) + beta and, when asked, y·sigmoid(y); the mean is
  * subtracted as a float pair (hi + lo), so maps with a large offset keep their precision.
  */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "kernels/cpu/conv.h"
@@ -50,6 +50,19 @@ static void norm_row(float *y, const float *x, const float *restrict g, const fl
     }
 }
 
+typedef struct {
+    float *y;
+    const float *x, *g, *b;
+    int C;
+    float eps;
+} layernorm_args;
+
+static void layernorm_item(void *ctx, int64_t r, int thread) {
+    const layernorm_args *a = ctx;
+    (void)thread;
+    norm_row(a->y + r * a->C, a->x + r * a->C, a->g, a->b, a->C, a->eps); // [rows, C]
+}
+
 void dalle_cpu_layernorm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
                          const dalle_tensor *beta, int rows, int C, float eps) {
     DALLE_ASSERT(rows >= 0 && C >= 1 && eps >= 0);
@@ -57,36 +70,50 @@ void dalle_cpu_layernorm(dalle_backend *be, float *y, const float *x, const dall
     const float *b = beta ? dalle_cpu_f32(beta) : NULL;   // [C]
     DALLE_ASSERT(!gamma || dalle_tensor_numel(gamma) == C);
     DALLE_ASSERT(!beta || dalle_tensor_numel(beta) == C);
-    const int threads = dalle_cpu_of(be)->threads;
-#pragma omp parallel for num_threads(threads) if ((int64_t)rows * C >= DALLE_CPU_PAR_MIN)
-    for (int r = 0; r < rows; r++)
-        norm_row(y + (size_t)r * C, x + (size_t)r * C, g, b, C, eps); // [rows, C]
+    layernorm_args a = {.y = y, .x = x, .g = g, .b = b, .C = C, .eps = eps};
+    dalle_cpu_for(be, rows, (int64_t)rows * C >= DALLE_CPU_PAR_MIN, layernorm_item, &a);
+}
+
+/* Channel sums of rows [0, HW) in nt parts of HW / nt rows, the first HW mod nt parts one
+ * row longer (a split of HW and nt only): part p sums into part[p, :]. */
+typedef struct {
+    double *part;
+    const float *x;
+    const double *center;
+    int64_t HW;
+    int C, nt;
+} sums_args;
+
+static void sums_item(void *ctx, int64_t p, int thread) {
+    const sums_args *a = ctx;
+    (void)thread;
+    const int C = a->C;
+    double *restrict s = a->part + (size_t)p * C;
+    const int64_t q = a->HW / a->nt, extra = a->HW % a->nt;
+    const int64_t r0 = p * q + (p < extra ? p : extra), r1 = r0 + q + (p < extra);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *restrict row = a->x + r * C;
+        if (a->center) {
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                const double d = row[c] - a->center[c];
+                s[c] += d * d;
+            }
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                s[c] += row[c];
+        }
+    }
 }
 
 /* acc[c] = Σ_r x[r, c] (center NULL) or Σ_r (x[r, c] − center[c])², r < HW, in double.
- * part: [nt, C] per-thread partial sums. */
-static void channel_sums(double *acc, double *part, const float *x, const double *center,
-                         int64_t HW, int C, int nt) {
+ * part: [nt, C] partial sums. */
+static void channel_sums(dalle_backend *be, double *acc, double *part, const float *x,
+                         const double *center, int64_t HW, int C, int nt) {
     memset(part, 0, (size_t)nt * C * sizeof *part);
-#pragma omp parallel num_threads(nt)
-    {
-        double *restrict s = part + (size_t)omp_get_thread_num() * C;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < HW; r++) {
-            const float *restrict row = x + r * C;
-            if (center) {
-#pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    const double d = row[c] - center[c];
-                    s[c] += d * d;
-                }
-            } else {
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    s[c] += row[c];
-            }
-        }
-    }
+    sums_args a = {.part = part, .x = x, .center = center, .HW = HW, .C = C, .nt = nt};
+    dalle_cpu_for(be, nt, 1, sums_item, &a);
     for (int c = 0; c < C; c++) {
         double t = 0;
         for (int i = 0; i < nt; i++)
@@ -108,6 +135,33 @@ static void group_means(double *out, const double *acc, int C, int groups, doubl
     }
 }
 
+/* y = (x − hi − lo)·scale + beta per row (then ·sigmoid when swish). */
+typedef struct {
+    float *y;
+    const float *x, *hi, *lo, *scale, *bt;
+    int C, swish;
+} gn_apply_args;
+
+static void gn_apply_item(void *ctx, int64_t r, int thread) {
+    const gn_apply_args *a = ctx;
+    (void)thread;
+    const int C = a->C;
+    const float *restrict xr = a->x + r * C, *restrict hi = a->hi, *restrict lo = a->lo;
+    const float *restrict scale = a->scale, *restrict bt = a->bt;
+    float *restrict yr = a->y + r * C;
+    if (a->swish) {
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            const float t = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
+            yr[c] = t / (1.0f + expf(-t));
+        }
+    } else {
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            yr[c] = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
+    }
+}
+
 void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dalle_tensor *gamma,
                           const dalle_tensor *beta, int B, int HW, int C, int groups, float eps,
                           int swish) {
@@ -125,30 +179,17 @@ void dalle_cpu_group_norm(dalle_backend *be, float *y, const float *x, const dal
     for (int b = 0; b < B; b++) {
         const float *xb = x + (size_t)b * HW * C; // [HW, C]
         float *yb = y + (size_t)b * HW * C;
-        channel_sums(acc, part, xb, NULL, HW, C, nt);
+        channel_sums(be, acc, part, xb, NULL, HW, C, nt);
         group_means(mean, acc, C, groups, n);
-        channel_sums(acc, part, xb, mean, HW, C, nt);
+        channel_sums(be, acc, part, xb, mean, HW, C, nt);
         group_means(acc, acc, C, groups, n); // biased variance per channel's group
         for (int c = 0; c < C; c++) {
             hi[c] = (float)mean[c];
             lo[c] = (float)(mean[c] - hi[c]);
             scale[c] = (float)(1.0 / sqrt(acc[c] + eps)) * ga[c];
         }
-#pragma omp parallel for num_threads(nt)
-        for (int64_t r = 0; r < HW; r++) {
-            const float *restrict xr = xb + r * C;
-            float *restrict yr = yb + r * C;
-            if (swish) {
-#pragma omp simd
-                for (int c = 0; c < C; c++) {
-                    const float t = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
-                    yr[c] = t / (1.0f + expf(-t));
-                }
-            } else {
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    yr[c] = (xr[c] - hi[c] - lo[c]) * scale[c] + bt[c];
-            }
-        }
+        gn_apply_args a = {
+            .y = yb, .x = xb, .hi = hi, .lo = lo, .scale = scale, .bt = bt, .C = C, .swish = swish};
+        dalle_cpu_for(be, HW, nt > 1, gn_apply_item, &a);
     }
 }

@@ -7,7 +7,6 @@
  * sorted order. Rows run in parallel; each thread owns a [k] slice of the backend scratch.
  */
 #include <math.h>
-#include <omp.h>
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/rng.h"
@@ -108,6 +107,22 @@ static int32_t sample_row(cand *h, const float *lc, const float *lu, int V,
     return h[kept - 1].i;
 }
 
+typedef struct {
+    int32_t *tokens;
+    const float *logits;
+    int V, ld, kmax;
+    const dalle_sample_params *params;
+    const int32_t *step;
+    cand *scratch; // [threads, kmax]
+} sample_args;
+
+static void sample_item(void *ctx, int64_t b, int thread) {
+    const sample_args *a = ctx;
+    const float *lc = a->logits + (size_t)2 * b * a->ld; // [B, 2, ld]
+    a->tokens[b] = sample_row(a->scratch + (size_t)thread * a->kmax, lc, lc + a->ld, a->V,
+                              &a->params[b], a->step[b]);
+}
+
 static void sample_tokens(dalle_backend *be, int32_t *tokens, const float *logits, int B, int V,
                           int ld, const dalle_sample_params *params, const int32_t *step) {
     DALLE_ASSERT(B >= 0 && V >= 1 && V <= ld);
@@ -119,12 +134,15 @@ static void sample_tokens(dalle_backend *be, int32_t *tokens, const float *logit
     cand *scratch = dalle_cpu_scratch(be, (size_t)threads * kmax * sizeof(cand));
     if (!scratch)
         return; // be->failed is set
-#pragma omp parallel for num_threads(threads) if (B > 1)
-    for (int b = 0; b < B; b++) {
-        const float *lc = logits + (size_t)2 * b * ld; // [B, 2, ld]
-        tokens[b] = sample_row(scratch + (size_t)omp_get_thread_num() * kmax, lc, lc + ld, V,
-                               &params[b], step[b]);
-    }
+    sample_args a = {.tokens = tokens,
+                     .logits = logits,
+                     .V = V,
+                     .ld = ld,
+                     .kmax = kmax,
+                     .params = params,
+                     .step = step,
+                     .scratch = scratch};
+    dalle_cpu_for(be, B, B > 1, sample_item, &a);
 }
 
 /* The tokens come back to the host: counted as a copy and a wait (ops.h dalle_backend). */
