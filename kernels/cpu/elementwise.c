@@ -84,61 +84,54 @@ void dalle_cpu_patchify(dalle_backend *be, float *y, const float *x, int B, int 
     dalle_cpu_for(be, (int64_t)B * a.ph, n >= DALLE_CPU_PAR_MIN, patchify_item, &a);
 }
 
+typedef enum { ELEM_GELU_MUL, ELEM_QUICK_GELU, ELEM_ADD } elem_kind;
+
 typedef struct {
+    elem_kind kind;
     float *y;
     const float *a, *b;
     int64_t n;
 } elem_args;
 
-#define ELEM_RANGE(a, i)                                                                           \
-    const int64_t lo = (i)*ELEM_BLOCK, hi = lo + ELEM_BLOCK < (a)->n ? lo + ELEM_BLOCK : (a)->n
-
-static void gelu_mul_item(void *ctx, int64_t i, int thread) {
+/* Elements [i·ELEM_BLOCK, (i + 1)·ELEM_BLOCK) of an element-wise op. */
+static void elem_item(void *ctx, int64_t i, int thread) {
     const elem_args *e = ctx;
     (void)thread;
+    const float *a = e->a, *b = e->b; /* y may be a (in place) */
+    float *y = e->y;
+    const int64_t lo = i * ELEM_BLOCK, hi = lo + ELEM_BLOCK < e->n ? lo + ELEM_BLOCK : e->n;
     const float rsqrt2 = 0.70710678118654752f;
-    const float *restrict a = e->a, *restrict b = e->b;
-    float *restrict y = e->y;
-    ELEM_RANGE(e, i);
-    for (int64_t k = lo; k < hi; k++)
-        y[k] = 0.5f * a[k] * erfcf(-a[k] * rsqrt2) * b[k];
-}
-
-static void quick_gelu_item(void *ctx, int64_t i, int thread) {
-    const elem_args *e = ctx;
-    (void)thread;
-    const float *restrict x = e->a;
-    float *restrict y = e->y;
-    ELEM_RANGE(e, i);
-    for (int64_t k = lo; k < hi; k++)
-        y[k] = x[k] / (1.0f + expf(-1.702f * x[k]));
-}
-
-static void add_item(void *ctx, int64_t i, int thread) {
-    const elem_args *e = ctx;
-    (void)thread;
-    const float *restrict x = e->a;
-    float *restrict y = e->y;
-    ELEM_RANGE(e, i);
+    switch (e->kind) {
+    case ELEM_GELU_MUL:
+        for (int64_t k = lo; k < hi; k++)
+            y[k] = 0.5f * a[k] * erfcf(-a[k] * rsqrt2) * b[k];
+        break;
+    case ELEM_QUICK_GELU:
+        for (int64_t k = lo; k < hi; k++)
+            y[k] = a[k] / (1.0f + expf(-1.702f * a[k]));
+        break;
+    case ELEM_ADD:
 #pragma omp simd
-    for (int64_t k = lo; k < hi; k++)
-        y[k] += x[k];
+        for (int64_t k = lo; k < hi; k++)
+            y[k] += a[k];
+        break;
+    }
 }
 
-/* The element-wise op task over y, a, b [n] in blocks of ELEM_BLOCK. */
-static void elem_run(dalle_backend *be, dalle_cpu_task task, float *y, const float *a,
-                     const float *b, int64_t n) {
+/* y[n] = op(a[n], b[n]) in blocks of ELEM_BLOCK. */
+static void elem_run(dalle_backend *be, elem_kind kind, float *y, const float *a, const float *b,
+                     int64_t n) {
     DALLE_ASSERT(n >= 0);
-    elem_args e = {.y = y, .a = a, .b = b, .n = n};
-    dalle_cpu_for(be, (n + ELEM_BLOCK - 1) / ELEM_BLOCK, n >= DALLE_CPU_PAR_MIN, task, &e);
+    elem_args e = {.kind = kind, .y = y, .a = a, .b = b, .n = n};
+    dalle_cpu_for(be, (n + ELEM_BLOCK - 1) / ELEM_BLOCK, n >= DALLE_CPU_PAR_MIN, elem_item, &e);
 }
 
 void dalle_cpu_gelu_mul(dalle_backend *be, float *y, const float *a, const float *b, int64_t n) {
-    elem_run(be, gelu_mul_item, y, a, b, n);
+    elem_run(be, ELEM_GELU_MUL, y, a, b, n);
 }
 
 void dalle_cpu_quick_gelu(dalle_backend *be, float *y, const float *x, int64_t n) {
-    elem_run(be, quick_gelu_item, y, x, NULL, n);
+    elem_run(be, ELEM_QUICK_GELU, y, x, NULL, n);
 }
 
 typedef struct {
@@ -164,7 +157,7 @@ void dalle_cpu_bias_add(dalle_backend *be, float *y, const dalle_tensor *bias, i
 }
 
 void dalle_cpu_add(dalle_backend *be, float *y, const float *x, int64_t n) {
-    elem_run(be, add_item, y, x, NULL, n);
+    elem_run(be, ELEM_ADD, y, x, NULL, n);
 }
 
 typedef struct {

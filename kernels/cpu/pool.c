@@ -11,8 +11,8 @@
  * one-image decode step.) docs/cpu-engine.md has the measurements.
  *
  * Items are claimed in increasing order from an atomic counter, in runs of n / (8 · threads)
- * (at least one: a GEMM's few heavy items one by one, a feature map's rows by the thousand), so which
- * thread runs an item depends on timing: an item's result must depend on the item only (the
+ * (at least one: a GEMM's few heavy items one by one, a feature map's rows by the thousand), so
+ * which thread runs an item depends on timing: an item's result must depend on the item only (the
  * thread index selects per-thread scratch, never what is computed). Every op of this backend
  * keeps that rule, so results do not depend on the thread count or the timing.
  *
