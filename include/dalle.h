@@ -287,6 +287,10 @@ dalle_status dalle_rank_images(dalle_state *s, const int32_t *clip_ids, const ui
                                const int *width, const int *height, int n, float *scores,
                                int32_t *order, dalle_error *err);
 
+/* The ranking rule of every ranked output: order = the indexes of scores[n], highest score
+ * first, ties by index (a front end that ranks images from several jobs uses it too). */
+void dalle_rank_order(const float *scores, int n, int32_t *order);
+
 typedef struct {
     int jpeg_quality;     /* DALLE_QUALITY_MIN..MAX (default 90) */
     int jpeg_subsampling; /* 444, 422 or 420 (default 444 for images below 256×256, else 420) */

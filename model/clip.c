@@ -501,10 +501,13 @@ void dalle_clip_scores(const dalle_clip *m, const float *img, int B, const float
         const double norm = sqrt(ii * tt);
         logits[b] = norm > 0 ? (float)(m->score_scale * (it / norm)) : 0.0f;
     }
-    // insertion sort of the indexes: descending logit, ties keep index order
-    for (int b = 0; b < B; b++) {
+    dalle_rank_order(logits, B, order);
+}
+
+void dalle_rank_order(const float *scores, int n, int32_t *order) {
+    for (int b = 0; b < n; b++) { // insertion sort: n is a batch of images
         int j = b;
-        for (; j > 0 && logits[order[j - 1]] < logits[b]; j--)
+        for (; j > 0 && scores[order[j - 1]] < scores[b]; j--)
             order[j] = order[j - 1];
         order[j] = b;
     }

@@ -391,12 +391,11 @@ static dalle_status rank_parts(dalle_job *job, int R, dalle_error *err) {
     const size_t px = (size_t)R * R * 3;
     float by_index[DALLE_SERVER_MAX_IMAGES];
     memcpy(by_index, job->scores, (size_t)n * sizeof *by_index);
-    for (int k = 0; k < n; k++) { // insertion sort: n ≤ DALLE_SERVER_MAX_IMAGES
-        int i = k;
-        while (i > 0 && job->req.rank && by_index[job->order[i - 1]] < by_index[k])
-            job->order[i] = job->order[i - 1], i--;
-        job->order[i] = k;
-    }
+    if (job->req.rank)
+        dalle_rank_order(by_index, n, job->order);
+    else
+        for (int k = 0; k < n; k++)
+            job->order[k] = k;
     uint8_t *ranked = malloc((size_t)n * px);
     if (!ranked)
         return dalle_error_set(err, DALLE_ERR_NOMEM, "out of memory");

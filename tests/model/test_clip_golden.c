@@ -222,6 +222,18 @@ Test(clip_golden, scores_ties_and_scale) {
     printf("exp(logit_scale) = %.6g\n", clip.score_scale);
 }
 
+/* The ranking rule alone (the server ranks the parts of a split request with it): highest
+ * first, equal scores by index, negative and repeated values included. */
+Test(clip_golden, rank_order_rule) {
+    const float scores[7] = {0.5f, 2.0f, -1.0f, 2.0f, 0.5f, 3.0f, -1.0f};
+    const int32_t want[7] = {5, 1, 3, 0, 4, 2, 6};
+    int32_t order[7];
+    dalle_rank_order(scores, 7, order);
+    for (int k = 0; k < 7; k++)
+        cr_expect_eq(order[k], want[k], "order[%d] = %d, want %d", k, order[k], want[k]);
+    dalle_rank_order(scores, 0, order); // nothing to rank: writes nothing
+}
+
 Test(clip_golden, bad_text_ids) {
     dalle_clip_work w;
     dalle_error err = {0};
