@@ -195,8 +195,6 @@ static int get_seed(json_t *v, const char *key, dalle_gen_params *g, dalle_http_
     return 0;
 }
 
-#define OPENAI_MAX_N 10
-
 /* One field of an OpenAI body into req. */
 static int set_openai_field(const dalle_server *srv, const char *key, json_t *v, dalle_request *req,
                             dalle_http_error *e) {
@@ -204,7 +202,8 @@ static int set_openai_field(const dalle_server *srv, const char *key, json_t *v,
     if (!strcmp(key, "prompt"))
         return get_prompt(srv, v, key, req, e);
     if (!strcmp(key, "n")) {
-        const long max = srv->cfg.max_images < OPENAI_MAX_N ? srv->cfg.max_images : OPENAI_MAX_N;
+        const long max =
+            srv->cfg.max_images < DALLE_OPENAI_MAX_N ? srv->cfg.max_images : DALLE_OPENAI_MAX_N;
         if (get_int(v, key, 1, max, &i, e))
             return -1;
         req->gen.n_images = (int)i;

@@ -69,6 +69,9 @@ typedef struct {
 #define DALLE_PREVIEW_MIN_EVERY   16
 #define DALLE_PREVIEW_MAX_QUALITY 75
 
+/* The OpenAI route's n: OpenAI's own limit, and at most --max-images. */
+#define DALLE_OPENAI_MAX_N 10
+
 /* An HTTP error: status, machine code, message, the offending field or NULL. */
 typedef struct {
     int status;

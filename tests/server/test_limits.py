@@ -12,6 +12,7 @@ import yaml
 from conftest import BIN, ROOT
 
 HEADER = ROOT / "include" / "dalle.h"
+SERVER_HEADER = ROOT / "server" / "server.h"
 CLI = BIN.parent / "dalle-cli"
 
 
@@ -51,6 +52,16 @@ def test_openapi_states_the_same_ranges():
     assert (p["seed"]["minimum"], p["seed"]["maximum"]) == (0, LIM["SEED_MAX"])
     assert (p["quality"]["minimum"], p["quality"]["maximum"]) == (
         LIM["QUALITY_MIN"], LIM["QUALITY_MAX"])
+
+
+def test_server_limits_match_openapi():
+    """the server's own request limits (server/server.h): the OpenAI route's n and the
+    preview interval, as openapi.yaml states them"""
+    text = SERVER_HEADER.read_text()
+    own = {k: int(v) for k, v in re.findall(r"^#define DALLE_(\w+)\s+(\d+)", text, re.M)}
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())["components"]["schemas"]
+    assert spec["OpenAIRequest"]["properties"]["n"]["maximum"] == own["OPENAI_MAX_N"]
+    assert generate_schema()["preview_every"]["minimum"] == own["PREVIEW_MIN_EVERY"]
 
 
 def test_cli_help_states_the_same_ranges():
