@@ -5,7 +5,7 @@
 #   make deps     apt-get install the Debian packages the build and tests need, if missing, and
 #                 pip install tests/requirements.txt into .venv-test when it changed
 #   make fuzz     libFuzzer targets (tests/fuzz/, clang) under ASan + UBSan, FUZZ_S seconds each
-#   make format   clang-format every C and CUDA source in place (format-check: CI's dry run)
+#   make format   clang-format every C, C++ and CUDA source in place (format-check: CI's dry run)
 
 BUILD   ?= build
 ifeq ($(origin CC),default)
@@ -274,9 +274,9 @@ arm64-test: arm64-deps
 	  tests/run.sh --bins-only $(ARM64_TESTS:$(BUILD)/%=$(ARM64_BUILD)/%)
 .PHONY: arm64-deps arm64-test
 
-# Every tracked C, header and CUDA source; CI runs format-check.
+# Every tracked C, C++ (the emulator), header and CUDA source; CI runs format-check.
 DEB_PKGS_TEST += clang-format
-FORMAT_SRC = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh' 2>/dev/null)
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' '*.cc' '*.cu' '*.cuh' 2>/dev/null)
 
 format:
 	@clang-format -i $(FORMAT_SRC)

@@ -17,8 +17,6 @@
  * kernel per (image, group) first (norm.cu's arithmetic: double sums, the mean as hi + lo
  * floats), then each staged in-bounds value is normalised exactly as group_norm_kernel
  * would have written it, so the normalised map never goes through memory.
- * Speed work left: cp.async double buffering, 16-byte staging loads when Cin % 8 == 0,
- * the residual add in the epilogue, NHWC bf16 activations kept between layers.
  */
 #include <limits.h>
 #include <mma.h>
