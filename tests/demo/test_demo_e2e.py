@@ -73,7 +73,7 @@ def test_red_square_on_blue(server, seed):
     body = r.json()
     assert body["model"] == "demo-shapes"
     img = decode(body["images"][0])
-    assert img.shape == (64, 64, 3)
+    assert img.shape == (GEO.res, GEO.res, 3)
     blue, red = near(img, BLUE).mean(), near(img, RED).mean()
     others = {c: near(img, np.array(rgb)).mean() for c, rgb in world.PALETTE.items() if c not in ("red", "blue")}
     print(f"seed {seed}: blue {blue:.3f} red {red:.3f} others {others} scores {body['scores']}")

@@ -6,6 +6,7 @@ A screenshot of the page after the generation is written to $BUILD/screenshot.pn
 $DALLE_SCREENSHOT when set (docs/screenshot.sh uses that to refresh docs/screenshot.png).
 """
 import base64
+import json
 import os
 import pathlib
 import re
@@ -146,8 +147,9 @@ def test_page_shows_the_model_and_its_examples(browser):
         browser.get(s.url("/"))
         wait = WebDriverWait(browser, PAGE_TIMEOUT)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#examples button"))
-        assert browser.find_element(By.ID, "model").text == "demo-shapes · 64×64 images"
-        assert "64x64 pictures of one or two flat shapes" in \
+        res = json.loads((ROOT / "models" / "demo" / "config.json").read_text())["vqgan"]["resolution"]
+        assert browser.find_element(By.ID, "model").text == f"demo-shapes · {res}×{res} images"
+        assert f"{res}x{res} pictures of one or two flat shapes" in \
             browser.find_element(By.ID, "description").text
         buttons = browser.find_elements(By.CSS_SELECTOR, "#examples button")
         assert len(buttons) >= 3

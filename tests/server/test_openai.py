@@ -1,11 +1,12 @@
 """The OpenAI Images API dialect: POST /v1/images/generations and GET /v1/models, with
 OpenAI's error objects (400 for every request error)."""
 import base64
+import json
 import time
 
 import pytest
 
-from conftest import jpeg_size
+from conftest import ROOT, Server, jpeg_size
 
 
 def test_models(server):
@@ -60,6 +61,26 @@ def test_size_comes_from_the_model(server):
     assert r.status_code == 400
     assert r.json()["error"]["message"] == \
         "size must be 64x64 or auto (this model makes 64x64 images)"
+
+
+def test_size_follows_the_loaded_model():
+    """models/demo, whose image size is its own (config.json's vqgan.resolution): that size
+    and "auto" work, another model's size is refused with the demo's size in the message."""
+    demo = ROOT / "models" / "demo"
+    res = json.loads((demo / "config.json").read_text())["vqgan"]["resolution"]
+    other = 256 if res == 64 else 64
+    s = Server("--model", str(demo))
+    try:
+        for size in (f"{res}x{res}", "auto"):
+            r = s.post("/v1/images/generations", {"prompt": "a red square", "size": size})
+            assert r.status_code == 200, r.text
+            assert jpeg_size(base64.b64decode(r.json()["data"][0]["b64_json"])) == (res, res)
+        r = s.post("/v1/images/generations", {"prompt": "a red square", "size": f"{other}x{other}"})
+        assert r.status_code == 400
+        assert r.json()["error"]["message"] == \
+            f"size must be {res}x{res} or auto (this model makes {res}x{res} images)"
+    finally:
+        assert s.stop() == 0
 
 
 @pytest.mark.parametrize("body,code,param", [

@@ -235,8 +235,9 @@ def test_info_describes_the_demo_model():
         info = s.get("/info").json()
         assert info["api_key_required"] is True
         m = info["model"]
-        assert m["name"] == "demo-shapes" and m["image_size"] == 64
-        assert m["description"] == cfg["description"] and "64x64" in m["description"]
+        res = cfg["vqgan"]["resolution"]
+        assert m["name"] == "demo-shapes" and m["image_size"] == res
+        assert m["description"] == cfg["description"] and f"{res}x{res}" in m["description"]
         assert m["examples"] == cfg["examples"] and len(m["examples"]) >= 3
         # the examples stay inside the demo's world: every word is one the world uses
         world = (ROOT / "tools" / "demo" / "world.py").read_text()

@@ -188,7 +188,8 @@ def test_web_page_script_shows_the_model():
         cfg = json.loads((ROOT / "models" / "demo" / "config.json").read_text())
         r = run_page(s, cfg["examples"][0])
         assert not r["error"], r
-        assert r["model"] == "demo-shapes · 64×64 images"
+        res = cfg["vqgan"]["resolution"]
+        assert r["model"] == f"demo-shapes · {res}×{res} images"
         assert r["description"] == cfg["description"]
         assert r["examples"] == cfg["examples"] and r["placeholder"] == cfg["examples"][0]
         assert r["keyHidden"] and r["authorization"] is None
