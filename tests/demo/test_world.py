@@ -143,3 +143,15 @@ def test_wrong_pictures_fail_the_caption():
                   scene("blue", ("square", "yellow", "large", 1, 1)),
                   scene("blue", ("square", "red", "small", 1, 0), ("square", "red", "small", 1, 2))):
         assert not world.matches(spec, world.classify(world.render(wrong))), wrong
+
+
+def test_the_model_describes_its_world():
+    """export.py writes describe() and EXAMPLES into the model's config.json (GET /info, the page)"""
+    assert "64x64 pictures" in world.describe(world.V1) and "128x128 pictures" in world.describe(world.V2)
+    text = world.describe()
+    for word in world.COLORS + world.SHAPES:
+        assert word in text, word
+    for ex in world.EXAMPLES:  # examples a newcomer clicks first: inside the training world
+        for a, b in (("purple", "triangle"), ("orange", "heart")):
+            assert not re.search(rf"\b{a} (\w+ )?{b}s?\b", ex), ex
+        assert not ("star" in ex and "blue" in ex), ex

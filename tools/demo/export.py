@@ -5,7 +5,7 @@ Inputs: the checkpoints of train_vqgan.py, train_bart.py (and its BPE files) and
 train_clip.py. Output (format "dalle-server-model" v1, see models/tiny and README "Model
 directory"):
   config.json                 bart / text / generation / vqgan / clip sections and file names
-                              (description and examples kept from the config.json already there)
+                              and the world's description and example prompts (world.describe)
   encoder.safetensors         DalleBart encoder, min-dalle names, F16
   decoder.safetensors         DalleBart decoder + lm_head, min-dalle names, F16 (256 positions)
   vocab.json, merges.txt      the BART byte-level BPE trained on world captions
@@ -13,8 +13,7 @@ directory"):
   clip.safetensors            transformers CLIPModel.save_pretrained's model.safetensors, F16
   clip_merges.txt             CLIP's BPE (open_clip's bundled vocabulary; copied from models/tiny)
 Every weight is rounded to fp16 once here; the parity fixtures (gen_demo_golden.py) run the
-peer code in fp32 on exactly these fp16 values. Top-level keys of an existing config.json that
-export does not write (a description, example prompts) are kept.
+peer code in fp32 on exactly these fp16 values.
 
     .venv-demo/bin/python tools/demo/export.py --train build/demo_train --out models/demo
 """
@@ -31,6 +30,7 @@ from safetensors.torch import save_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+import world  # noqa: E402
 
 GENERATION = {"cond_scale": 4.0, "top_k": 32, "top_p": 1.0, "temperature": 1.0}
 
@@ -83,6 +83,8 @@ def main():
         "format": "dalle-server-model",
         "format_version": 1,
         "name": "demo-shapes",
+        "description": world.describe(),  # what the model says about itself (/info, the web page)
+        "examples": world.EXAMPLES,
         "bart": {
             "d_model": HP["d_model"],
             "encoder_layers": HP["encoder_layers"],
@@ -112,11 +114,6 @@ def main():
         "clip": SECTION,
     }
     cfg_path = os.path.join(args.out, "config.json")
-    if os.path.exists(cfg_path):  # what the model says about itself (/info, the web page)
-        with open(cfg_path, encoding="utf-8") as f:
-            old = json.load(f)
-        said = {k: old[k] for k in ("description", "examples") if k in old}
-        cfg = {**{k: cfg[k] for k in ("format", "format_version", "name")}, **said, **cfg}
     with open(cfg_path, "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")

@@ -25,11 +25,13 @@ trained on world captions (train_bpe(), tools/reference/train_bpe.py's recipe, d
 ids: <s>=0 <pad>=1 </s>=2 <unk>=3, <mask> last), images → codes with patch_codes.encode_batch
 (the demo's exact image tokenizer; prepare step, cached). Caption dropout: 10 % of captions become the empty prompt
 ([0, 2, 1…], the unconditional row our C code and min-dalle build) so classifier-free guidance
-works. Cross-entropy over the image codes, AdamW, warm-up + cosine over the planned time
-(--minutes; a resumed run continues the same schedule, see --resume).
+works. Cross-entropy over the image codes, estimated on the rows of the code grid that hold
+a shape and a quarter of the other positions (sampled_loss: unbiased, half the work), matrix
+products in bfloat16 autocast (fp32 weights and softmax); AdamW, warm-up + cosine over the
+planned steps (a resumed run continues the same schedule, see --resume).
 
     .venv-demo/bin/python tools/demo/train_bart.py prepare --out build/demo_train/bart
-    .venv-demo/bin/python tools/demo/train_bart.py train --out build/demo_train/bart --minutes 25
+    .venv-demo/bin/python tools/demo/train_bart.py train --out build/demo_train/bart --steps 5600 --bs 32
 """
 import argparse
 import json
@@ -61,6 +63,8 @@ HP = {
     "image_length": patch_codes.SIDE ** 2,
     "image_vocab_size": patch_codes.CODEBOOK,
 }
+# the loss samples this share of the positions in grid rows without any shape (sampled_loss)
+KEEP_FLAT = 0.25
 BPE_VOCAB = 500  # including <mask>
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 SEED = 20260129
@@ -180,10 +184,10 @@ class TiedCodes(torch.nn.Module):
             dec.lm_head.weight.copy_(w_out)
 
 
-def decoder_logits(dec, tied, enc_state, text_ids, prev_tokens):
-    """Teacher-forced logits [B, T, V + 1] through min-dalle's own layers (causal multi-token
-    path); the token embedding and lm_head are tied's products (the same arithmetic as
-    dec.embed_tokens / dec.lm_head once tied.store(dec) has run)."""
+def decoder_hidden(dec, tied, enc_state, text_ids, prev_tokens):
+    """Teacher-forced final hidden states [B, T, D] through min-dalle's own layers (causal
+    multi-token path) and the lm_head [V + 1, D]; the token embedding and lm_head are tied's
+    products (the same arithmetic as dec.embed_tokens / dec.lm_head once tied.store(dec) has run)."""
     B, T = prev_tokens.shape
     w_in, w_out = tied.weights()
     token_index = torch.arange(T).unsqueeze(0).repeat(B, 1)
@@ -193,7 +197,30 @@ def decoder_logits(dec, tied, enc_state, text_ids, prev_tokens):
     dummy = torch.zeros(1)
     for layer in dec.layers:
         x, _ = layer(x, enc_state, dummy, mask, token_index)
-    return dec.final_ln(x) @ w_out.T
+    return dec.final_ln(x), w_out
+
+
+def decoder_logits(dec, tied, enc_state, text_ids, prev_tokens):
+    """Teacher-forced logits [B, T, V + 1]"""
+    hidden, w_out = decoder_hidden(dec, tied, enc_state, text_ids, prev_tokens)
+    return hidden @ w_out.T
+
+
+def sampled_loss(hidden, w_out, tgt, gen, keep):
+    """The mean cross-entropy over all B × T image positions, estimated from a subset of them:
+    every position of a grid row that holds part of a shape (a cut-out code; the decisions
+    where a shape starts and how it goes on) and each other position with probability `keep`,
+    weighted 1 / keep. The estimate and its gradient are unbiased for the full mean (the
+    weights undo the sampling), and the lm_head and softmax — most of a step's work — run
+    on about half of the positions. hidden [B, T, D], w_out [V + 1, D], tgt [B, T]."""
+    B, T = tgt.shape
+    side = patch_codes.SIDE
+    shape_row = (tgt >= patch_codes.NC).reshape(B, side, side).any(-1, keepdim=True)
+    shape_row = shape_row.expand(B, side, side).reshape(B, T)
+    sel = shape_row | (torch.rand(B, T, generator=gen) < keep)
+    weight = torch.where(shape_row[sel], 1.0, 1.0 / keep)
+    ce = F.cross_entropy((hidden[sel] @ w_out.T).float(), tgt[sel], reduction="none")
+    return (ce * weight).sum() / (B * T)
 
 
 def export_state_dicts(enc, dec):
@@ -298,8 +325,9 @@ def cmd_train(args):
         lr = runstate.lr_at(args.lr, step, args.steps, args.warmup, 0.03)
         for g in opt.param_groups:
             g["lr"] = lr
-        logits = decoder_logits(dec, tied, encoder_forward(enc, text), text, prev)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            hidden, w_out = decoder_hidden(dec, tied, encoder_forward(enc, text), text, prev)
+            loss = sampled_loss(hidden, w_out, tgt, gen, args.keep)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -334,6 +362,10 @@ def main():
     t.add_argument("--ckpt-min", type=float, default=3.0, help="minutes between checkpoints")
     t.add_argument("--seed", type=int, default=SEED)
     t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--keep", type=float, default=KEEP_FLAT,
+                   help="share of the positions in rows without a shape that the loss samples")
+    t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="bfloat16 autocast for the matrix products (fp32 weights and softmax)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/bart_last.pt if there is one")
     args = ap.parse_args()
     {"prepare": cmd_prepare, "train": cmd_train}[args.cmd](args)

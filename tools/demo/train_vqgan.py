@@ -17,7 +17,8 @@ the codebook is that file's frozen analytic table (each code's own 8×8×3 pixel
 of its mask and colours): post_quant_conv and the decoder only learn to put a code's pixels in place, so they
 draw a code they never saw in training (a purple triangle's edge) from its pixels. Loss:
 L1 + MSE on pixels in [0, 1] (min-dalle reads the decoder output as [0, 1] and clips),
-weighted ×4 on the cells around shape edges (where the detail is), plus the GroupNorm sink
+weighted ×4 on the cells around shape edges (where the detail is) and on a 4-pixel ring along
+the image border (where zero padding would leave dark lines), plus the GroupNorm sink
 penalty (SinkMeter; docs/demo-model.md, "The speck"). No GAN or perceptual loss: the world is
 flat colours.
 Initialisation: every ResBlock's conv2 and the attention proj_out start at zero (each block
@@ -59,6 +60,7 @@ CONFIG = {
 }
 SEED = 20260127
 EDGE_WEIGHT = 4.0
+BORDER_PX = 4  # the ring along the image border weighted like an edge (batch())
 # GroupNorm sink penalty (docs/demo-model.md, "The speck"): in a GroupNorm input of at least
 # SINK_MIN_PIXELS pixels, no single element may carry more than SINK_SHARE of its group's
 # variance; SINK_WEIGHT scales the excess in the loss.
@@ -115,7 +117,7 @@ class SinkMeter:
                 m.register_forward_pre_hook(self._hook)
 
     def _hook(self, norm, args):
-        x = args[0]  # [B, C, H, W]
+        x = args[0].float()  # [B, C, H, W]
         if not torch.is_grad_enabled() or x.shape[2] * x.shape[3] < SINK_MIN_PIXELS:
             return  # training forwards only (not flat_error's)
         g = x.reshape(x.shape[0], norm.num_groups, -1)
@@ -156,12 +158,17 @@ def zero_init_residuals(model):
 def batch(step, bs, seed_base):
     """world images [B, 3, R, R] in [0, 1], their codes [B, L²] and a loss weight per pixel
     [B, 1, R, R]: EDGE_WEIGHT on the cells that hold a shape's edge and their neighbours
-    (where the decoder has to place detail), 1 elsewhere"""
+    (where the decoder has to place detail) and on the BORDER_PX pixels along the image's
+    border (where the convolutions' zero padding shows), 1 elsewhere"""
     imgs = np.stack([world.render(world.sample(seed_base + step * bs + i, train=True)[0]) for i in range(bs)])
     codes = torch.from_numpy(patch_codes.encode_batch(imgs))
     edge = (codes >= patch_codes.NC).float().reshape(bs, 1, patch_codes.SIDE, patch_codes.SIDE)
     edge = F.max_pool2d(edge, 3, stride=1, padding=1)
     weight = 1 + (EDGE_WEIGHT - 1) * F.interpolate(edge, scale_factor=patch_codes.P, mode="nearest")
+    R = weight.shape[-1]
+    ring = torch.ones(R, R)
+    ring[BORDER_PX:R - BORDER_PX, BORDER_PX:R - BORDER_PX] = 0
+    weight = torch.maximum(weight, 1 + (EDGE_WEIGHT - 1) * ring)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
     return x, codes, weight
 
@@ -175,6 +182,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt-min", type=float, default=3.0, help="minutes between checkpoints")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                    help="bfloat16 autocast for the convolutions (fp32 weights, norms and loss)")
     ap.add_argument("--sink-weight", type=float, default=SINK_WEIGHT, help="0: no sink penalty")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/vqgan_last.pt if there is one")
     args = ap.parse_args()
@@ -204,7 +213,9 @@ def main():
         lr = runstate.lr_at(args.lr, step, args.steps, 50, 0.05)
         for g in opt.param_groups:
             g["lr"] = lr
-        rec = model(codes)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            rec = model(codes)
+        rec = rec.float()
         norm = weight.sum() * 3
         l1 = ((rec - x).abs() * weight).sum() / norm
         mse = ((rec - x) ** 2 * weight).sum() / norm

@@ -318,6 +318,31 @@ def _pair_diff(rng):
     return {"bg": bg, "objects": objs}, cap, spec
 
 
+# what a model of this world says about itself (config.json "description" and "examples":
+# GET /info and the web page; export.py writes them)
+EXAMPLES = [
+    "a red square on a blue background",
+    "two red hearts on a yellow background",
+    "a small yellow star in the top left corner on a black background",
+    "2 green circles side by side on white",
+    "a big white triangle at the bottom against a red background",
+    "a purple heart on the left and an orange circle on the right on a black background",
+]
+
+
+def describe(geo=GEO):
+    """the description of a model trained on this world at geo's size"""
+    return (f"A small demo model trained on a synthetic world: {geo.res}x{geo.res} pictures of one or two "
+            "flat shapes on a flat background. It knows nothing else: other words are ignored or draw "
+            "random shapes.\nColours: " + ", ".join(COLORS) + ". Shapes: " + ", ".join(SHAPES) +
+            "; small or large (little, big). Places: in the center (centre, middle), at the top, at the "
+            "bottom, on the left, on the right, in the top left corner (and the other corners). "
+            "Backgrounds: on a <colour> background, on <colour>, against a <colour> background.\n"
+            "Two equal shapes: two (2, a pair of) <colour> <shape>s, side by side, one above the other or "
+            "anywhere. Two different shapes: a <shape> on the left and a <shape> on the right, a <shape> "
+            "above a <shape>, or a <shape> and a <shape>.")
+
+
 def sample(seed, train=True):
     """(scene, caption, spec) for an integer seed; train=True skips held-out combinations."""
     rng = random.Random(int(seed) * 7919 + 17)
