@@ -19,14 +19,14 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TRAIN=build/demo_train
-# Sizes (trial CPU seconds a step, one core, bfloat16 autocast: DalleBart 0.9 at 32 captions ×
-# 256 codes with the sampled loss, the VQGAN 0.9 at 4 images of 128×128, CLIP 0.35 at 96
-# pairs): about 1 h 50 min of training on each core, then about 25 minutes of sweep, fixtures
-# and evaluation.
+# Sizes (wall seconds a step in the last full run, both trainings at once, bfloat16 autocast:
+# DalleBart 1.15 at 32 captions × 256 codes with the sampled loss, the VQGAN 0.98 at 4 images
+# of 128×128, CLIP 0.25 at 96 pairs): about 2 h 5 min of training on each core, then about
+# 25 minutes of sweep, fixtures and evaluation.
 N_DATA=${N_DATA:-100000}    # DalleBart training scenes
-BART_STEPS=${BART_STEPS:-5600}
+BART_STEPS=${BART_STEPS:-6400}
 BART_BS=${BART_BS:-32}
-VQGAN_STEPS=${VQGAN_STEPS:-5800}
+VQGAN_STEPS=${VQGAN_STEPS:-6800}
 VQGAN_BS=${VQGAN_BS:-4}
 CLIP_STEPS=${CLIP_STEPS:-2000}
 CLIP_BS=${CLIP_BS:-96}
