@@ -31,7 +31,7 @@ products in bfloat16 autocast (fp32 weights and softmax); AdamW, warm-up + cosin
 planned steps (a resumed run continues the same schedule, see --resume).
 
     .venv-demo/bin/python tools/demo/train_bart.py prepare --out build/demo_train/bart
-    .venv-demo/bin/python tools/demo/train_bart.py train --out build/demo_train/bart --steps 5600 --bs 32
+    .venv-demo/bin/python tools/demo/train_bart.py train --out build/demo_train/bart --steps 6400 --bs 32
 """
 import argparse
 import json
