@@ -60,6 +60,29 @@ def test_grammar_covers_counts_synonyms_corners_articles_and_word_orders():
     assert any(re.match(r"^(a |an )?\w+ background with ", c) for c in caps)  # background first
 
 
+def test_a_shape_may_leave_out_its_colour_or_its_shape():
+    colourless = shapeless = 0
+    for sc, cap, spec in training_captions():
+        o, want = sc["objects"][0], spec["objects"][0]
+        if len(sc["objects"]) != 1:
+            continue
+        words = cap.split()
+        if "color" not in want:  # "a triangle": no colour word in front of the shape
+            colourless += 1
+            i = words.index(o["shape"])
+            assert words[i - 1] not in world.COLORS if i else True, cap
+        if "shape" not in want:  # "a purple shape"
+            shapeless += 1
+            assert f"{o['color']} shape" in cap and not set(world.SHAPES) & set(words), cap
+        assert "color" in want or "shape" in want, cap
+    n = sum(len(sc["objects"]) == 1 for sc, _, _ in training_captions())
+    assert 0.05 * n < colourless < 0.15 * n and 0.05 * n < shapeless < 0.15 * n, (colourless, shapeless, n)
+    # the pictures such a caption leaves open: every colour but the background's, or every shape
+    centre = {"size": "large", "row": 1, "col": 1}
+    assert world.room({"objects": [dict(shape="triangle", **centre)], "bg": "red"}, cap=99) == 7
+    assert world.room({"objects": [dict(color="green", **centre)], "bg": "red"}, cap=99) == 5
+
+
 def test_bare_counts_assert_no_place_and_arrangements_do():
     bare = arranged = 0
     for sc, cap, spec in training_captions():

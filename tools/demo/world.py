@@ -11,7 +11,8 @@ A scene is one or two flat-coloured shapes on a flat background, no antialiasing
     column or on a diagonal; two different shapes side by side or one above the other.
   * Captions in a varied grammar (counts "two" / "2" / "a pair of", with or without an
     arrangement phrase; synonyms big/large, little/small, centre/center; several corner and
-    background phrasings; optional articles; several word orders). An attribute a caption
+    background phrasings; optional articles; several word orders; one shape may go without
+    its colour, "a triangle", or its shape, "a purple shape"). An attribute a caption
     does not mention is drawn at random, and `spec` records exactly what the caption asserts
     (the evaluator checks only that).
 HELD_OUT names attribute combinations that never appear in training images, and so never in
@@ -167,6 +168,7 @@ def render(scene, geo=GEO):
 
 SIZE_WORDS = {"small": ["small", "little"], "large": ["large", "big"]}
 COUNT_WORDS = ["two", "2", "a pair of"]
+OMIT = 0.1  # the share of one-shape captions that leave out the colour, and again the shape
 # (row, col) -> phrases
 POS_PHRASES = {
     (0, 0): ["in the top left corner", "at the top left", "in the upper left corner", "top left"],
@@ -217,8 +219,11 @@ class _Say:
                                 f"against {self.a(bg + ' background')}", f"with {self.a(bg + ' background')}"])
 
 
-def _obj_words(say, o, say_size):
-    return " ".join(([say.size(o["size"])] if say_size else []) + [o["color"], o["shape"]])
+def _obj_words(say, o, say_size, omit=None):
+    """"[size] colour shape"; omit="color" leaves the colour out ("a triangle"), omit="shape"
+    the shape ("a purple shape")"""
+    return " ".join(([say.size(o["size"])] if say_size else []) + ([o["color"]] if omit != "color" else []) +
+                    ["shape" if omit == "shape" else o["shape"]])
 
 
 def _place(rng, size, cell):
@@ -228,7 +233,7 @@ def _place(rng, size, cell):
     return {"row": r, "col": c, "jx": rng.choice(j), "jy": rng.choice(j)}
 
 
-def _single(rng):
+def _single(rng, omit=None):
     say = _Say(rng)
     bg = rng.choice(COLORS)
     color = rng.choice([c for c in COLORS if c != bg])
@@ -236,7 +241,7 @@ def _single(rng):
     o = dict({"shape": rng.choice(SHAPES), "color": color, "size": size},
              **_place(rng, size, (rng.randrange(3), rng.randrange(3))))
     say_size, say_pos, say_bg = rng.random() < 0.5, rng.random() < 0.6, rng.random() < 0.75
-    obj = say.a(_obj_words(say, o, say_size))
+    obj = say.a(_obj_words(say, o, say_size, omit))
     pos = rng.choice(POS_PHRASES[(o["row"], o["col"])])
     bgp = say.bg(bg)
     bgn = say.a(f"{bg} background")
@@ -249,7 +254,7 @@ def _single(rng):
         cap = rng.choice([f"{obj} {bgp}", f"{bgn} with {obj}"])
     else:
         cap = rng.choice([obj, f"a picture of {obj}"])
-    spec_o = {"shape": o["shape"], "color": color}
+    spec_o = {k: o[k] for k in ("shape", "color") if k != omit}
     if say_size:
         spec_o["size"] = size
     if say_pos:
@@ -335,7 +340,8 @@ def describe(geo=GEO):
     return (f"A small demo model trained on a synthetic world: {geo.res}x{geo.res} pictures of one or two "
             "flat shapes on a flat background. It knows nothing else: other words are ignored or draw "
             "random shapes.\nColours: " + ", ".join(COLORS) + ". Shapes: " + ", ".join(SHAPES) +
-            "; small or large (little, big). Places: in the center (centre, middle), at the top, at the "
+            "; small or large (little, big). One shape may leave out its colour (a triangle) or its "
+            "shape (a purple shape), and the model picks one. Places: in the center (centre, middle), at the top, at the "
             "bottom, on the left, on the right, in the top left corner (and the other corners). "
             "Backgrounds: on a <colour> background, on <colour>, against a <colour> background.\n"
             "Two equal shapes: two (2, a pair of) <colour> <shape>s, side by side, one above the other or "
@@ -346,10 +352,13 @@ def describe(geo=GEO):
 def sample(seed, train=True):
     """(scene, caption, spec) for an integer seed; train=True skips held-out combinations."""
     rng = random.Random(int(seed) * 7919 + 17)
+    leave = random.Random(int(seed) * 104729 + 3)  # its own stream: rng draws what it always drew
     while True:
-        u = rng.random()
-        make = _single if u < 0.55 else (_pair_same if u < 0.8 else _pair_diff)
-        scene, cap, spec = make(rng)
+        u, v = rng.random(), leave.random()
+        if u < 0.55:
+            scene, cap, spec = _single(rng, "color" if v < OMIT else ("shape" if v < 2 * OMIT else None))
+        else:
+            scene, cap, spec = (_pair_same if u < 0.8 else _pair_diff)(rng)
         if not (train and is_held_out(scene)):
             return scene, cap, spec
 
@@ -358,7 +367,9 @@ def room(spec, geo=GEO, cap=8):
     """how many different pictures (scenes the world draws, with geo's jitters) satisfy spec,
     counted up to cap"""
     want = spec["objects"]
-    kinds = [[(w["color"], w["shape"]) for w in want]]
+    kinds = [[(w["color"], w["shape"]) for w in want]] if len(want) == 2 else \
+        [[(c, s)] for c in ([want[0]["color"]] if "color" in want[0] else COLORS)
+         for s in ([want[0]["shape"]] if "shape" in want[0] else SHAPES)]
     if len(want) == 1:
         layouts = [[(r, c)] for r in range(3) for c in range(3)]
     else:
