@@ -288,7 +288,7 @@ def cmd_train(args):
     for m in (dec.embed_tokens, dec.lm_head):
         m.weight.requires_grad_(False)  # trained through tied
     params = [p for p in list(enc.parameters()) + list(dec.parameters()) + list(tied.parameters()) if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=args.wd)
     ck = runstate.last(args.out, "bart") if args.resume else None
     if ck:
         t = ck["train"]
@@ -324,7 +324,7 @@ def cmd_train(args):
         prev = torch.cat([torch.full((args.bs, 1), bos), tgt[:, :-1]], 1)
         lr = runstate.lr_at(args.lr, step, args.steps, args.warmup, 0.03)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"], g["weight_decay"] = lr, args.wd
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             hidden, w_out = decoder_hidden(dec, tied, encoder_forward(enc, text), text, prev)
             loss = sampled_loss(hidden, w_out, tgt, gen, args.keep)
@@ -358,6 +358,7 @@ def main():
     t.add_argument("--bs", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--drop", type=float, default=0.1)
+    t.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--ckpt-min", type=float, default=3.0, help="minutes between checkpoints")
     t.add_argument("--seed", type=int, default=SEED)
