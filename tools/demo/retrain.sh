@@ -10,8 +10,8 @@
 # Every stage is resumable: the trainers checkpoint every CKPT_MIN minutes and continue exactly
 # from there with --resume (step-based schedules, saved optimiser and random state); a stage
 # whose output exists is skipped. The step counts below were sized from trial runs on a 2-core
-# machine (docs/demo-model.md, "Retraining"): DalleBart then CLIP on one core while the VQGAN
-# trains on the other.
+# machine (docs/demo-model.md, "Retraining"): the data and DalleBart on one core while the
+# VQGAN and then CLIP train on the other.
 # PYTHON: the interpreter with tools/demo/requirements.txt (default: the venv .venv-demo,
 # created here when missing). Logs: build/demo_train/*.log.
 set -eu
@@ -21,14 +21,14 @@ cd "$ROOT"
 TRAIN=build/demo_train
 # Sizes (wall seconds a step in the last full run, both trainings at once, bfloat16 autocast:
 # DalleBart 1.15 at 32 captions × 256 codes with the sampled loss, the VQGAN 0.98 at 4 images
-# of 128×128, CLIP 0.25 at 96 pairs): about 2 h 5 min of training on each core, then about
-# 25 minutes of sweep, fixtures and evaluation.
+# of 128×128, CLIP 0.30 at 96 pairs): about 2 h 10 min of training on the first core and
+# 2 h 20 min on the second, then about 25 minutes of sweep, fixtures and evaluation.
 N_DATA=${N_DATA:-100000}    # DalleBart training scenes
 BART_STEPS=${BART_STEPS:-6400}
 BART_BS=${BART_BS:-32}
 VQGAN_STEPS=${VQGAN_STEPS:-6800}
 VQGAN_BS=${VQGAN_BS:-4}
-CLIP_STEPS=${CLIP_STEPS:-2000}
+CLIP_STEPS=${CLIP_STEPS:-6000}
 CLIP_BS=${CLIP_BS:-96}
 CKPT_MIN=${CKPT_MIN:-3}
 SWEEP=${SWEEP:-2:1:1,4:1:1,8:1:1,16:1:1,8:0.8:1}
