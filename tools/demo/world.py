@@ -341,8 +341,8 @@ def describe(geo=GEO):
             "flat shapes on a flat background. It knows nothing else: other words are ignored or draw "
             "random shapes.\nColours: " + ", ".join(COLORS) + ". Shapes: " + ", ".join(SHAPES) +
             "; small or large (little, big). One shape may leave out its colour (a triangle) or its "
-            "shape (a purple shape), and the model picks one. Places: in the center (centre, middle), at the top, at the "
-            "bottom, on the left, on the right, in the top left corner (and the other corners). "
+            "shape (a purple shape), and the model picks one. Places: in the center (centre, middle), "
+            "at the top, at the bottom, on the left, on the right, in the top left corner (and the other corners). "
             "Backgrounds: on a <colour> background, on <colour>, against a <colour> background.\n"
             "Two equal shapes: two (2, a pair of) <colour> <shape>s, side by side, one above the other or "
             "anywhere. Two different shapes: a <shape> on the left and a <shape> on the right, a <shape> "
