@@ -134,7 +134,7 @@ def evaluate(args, geo, extra, sets, work, painted=True):
                          "top_bg_ok": bool(bg_ok[0]), "mean_bg_ok": float(np.mean(bg_ok)),
                          "top_colors_ok": bool(col_ok[0]), "mean_colors_ok": float(np.mean(col_ok)),
                          "mean_codes_ok": float(np.mean(codes_ok)),
-                         "room": world.room(spec, geo, cap=args.n), "distinct": len(set(keys)),
+                         "room": world.room(spec, cap=args.n), "distinct": len(set(keys)),
                          "distinct_ok": len({c for c, good in zip(keys, keys_ok) if good}),
                          "scores": [im["score"] for im in res["images"]],
                          "top_found": world.classify(imgs[0])})

@@ -5,14 +5,12 @@ Teacher-forces the exact codes of a rendered scene (one shape in the centre cell
 a DalleBart checkpoint of train_bart.py and prints, at the first patch of the object, the
 probability of the right code, its rank, and the probability of the background code
 (which continues an empty picture), the mean log-probability of the object's other codes and
-the log-probability of the whole picture. A small shape is averaged over its placements in
-the cell (the world's jitter). A held-out combination whose start code loses to the
-background is left out when sampling.
+the log-probability of the whole picture. A held-out combination whose start code loses to
+the background is left out when sampling.
 
     .venv-demo/bin/python tools/demo/probe_start.py [--train build/demo_train] [SHAPE:COLOUR:BG[:SIZE] ...]
 """
 import argparse
-import itertools
 import os
 import sys
 
@@ -48,26 +46,20 @@ def main():
         caption = f"a {size} {colour} {shape} in the center on a {bg} background"
         ids = torch.from_numpy(tb.encode_text(tok, [caption], tb.HP["text_length"]))
         held = " (held out)" if world.spec_is_held_out({"bg": bg, "objects": [{"shape": shape, "color": colour}]}) else ""
-        rows = []  # per placement: first object patch, its log p, its rank, the background's log p, others', whole
-        for jx, jy in itertools.product(world.GEO.jitters(size), repeat=2):
-            scene = {"bg": bg, "objects": [{"shape": shape, "color": colour, "size": size, "row": 1, "col": 1,
-                                            "jx": jx, "jy": jy}]}
-            codes = torch.from_numpy(cd.encode(world.render(scene)).reshape(-1).astype(np.int64))  # [L]
-            with torch.no_grad():
-                state = tb.encoder_forward(enc, ids)
-                prev = torch.cat([torch.tensor([patch_codes.CODEBOOK]), codes[:-1]])[None]
-                logp = tb.decoder_logits(dec, tied, state, ids, prev)[0].log_softmax(-1)  # [L, V + 1]
-            bgc = int(codes[0])
-            obj = codes != bgc
-            t = int(torch.nonzero(obj)[0])
-            picked = logp[torch.arange(len(codes)), codes]  # [L]
-            rows.append((t, float(picked[t]), int((logp[t] > picked[t]).sum()), float(logp[t, bgc]),
-                         float(picked[obj][1:].mean()), float(picked.sum())))
-        first = rows[0][0] if len(rows) == 1 else f"of {len(rows)} placements"
-        p_right, rank, p_bg = np.mean([np.exp(r[1]) for r in rows]), max(r[2] for r in rows), np.mean([np.exp(r[3]) for r in rows])
-        print(f"{caption}{held}: first object patch {first}: right code p {p_right:.2f} (rank ≤ {rank}), "
-              f"background code p {p_bg:.2f}; the object's other codes log p {np.mean([r[4] for r in rows]):.2f}; "
-              f"the whole picture log p {np.mean([r[5] for r in rows]):.2f}")
+        scene = {"bg": bg, "objects": [{"shape": shape, "color": colour, "size": size, "row": 1, "col": 1}]}
+        codes = torch.from_numpy(cd.encode(world.render(scene)).reshape(-1).astype(np.int64))  # [L]
+        with torch.no_grad():
+            state = tb.encoder_forward(enc, ids)
+            prev = torch.cat([torch.tensor([patch_codes.CODEBOOK]), codes[:-1]])[None]
+            logp = tb.decoder_logits(dec, tied, state, ids, prev)[0].log_softmax(-1)  # [L, V + 1]
+        bgc = int(codes[0])
+        obj = codes != bgc
+        t = int(torch.nonzero(obj)[0])
+        picked = logp[torch.arange(len(codes)), codes]  # [L]
+        print(f"{caption}{held}: first object patch {t}: right code p {float(picked[t].exp()):.2f} "
+              f"(rank {int((logp[t] > picked[t]).sum())}), background code p {float(logp[t, bgc].exp()):.2f}; "
+              f"the object's other codes log p {float(picked[obj][1:].mean()):.2f}; "
+              f"the whole picture log p {float(picked.sum()):.2f}")
 
 
 if __name__ == "__main__":

@@ -60,14 +60,15 @@ fi
 say() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 # 1.–2. one core: captions → BPE and scenes → exact codes, then DalleBart; the other core: the
-# VQGAN, then CLIP (neither needs the prepared data)
+# VQGAN, then CLIP (neither needs the prepared data), after which DalleBart takes both cores
+# (its trainer reads the thread count from $TRAIN/threads once that file exists)
 say "train: prepare $N_DATA scenes, DalleBart $BART_STEPS steps | VQGAN $VQGAN_STEPS steps, CLIP $CLIP_STEPS steps"
 (
     if [ ! -f "$TRAIN/bart/data.npz" ]; then
         $PYTHON tools/demo/train_bart.py prepare --out "$TRAIN/bart" --n "$N_DATA" >"$TRAIN/prepare.log" 2>&1
     fi
     $PYTHON tools/demo/train_bart.py train --out "$TRAIN/bart" --steps "$BART_STEPS" --bs "$BART_BS" \
-        --ckpt-min "$CKPT_MIN" --resume >>"$TRAIN/bart.log" 2>&1
+        --ckpt-min "$CKPT_MIN" --threads-file "$TRAIN/threads" --resume >>"$TRAIN/bart.log" 2>&1
 ) &
 first=$!
 (
@@ -75,6 +76,7 @@ first=$!
         --ckpt-min "$CKPT_MIN" --resume >>"$TRAIN/vqgan.log" 2>&1
     $PYTHON tools/demo/train_clip.py --out "$TRAIN/clip" --steps "$CLIP_STEPS" --bs "$CLIP_BS" \
         --ckpt-min "$CKPT_MIN" --resume >>"$TRAIN/clip.log" 2>&1
+    echo 2 >"$TRAIN/threads"
 ) &
 second=$!
 failed=0

@@ -269,6 +269,15 @@ def cmd_prepare(args):
     os.replace(tmp, os.path.join(args.out, "data.npz"))
 
 
+def more_threads(path):
+    """the thread count a --threads-file asks for, once it exists and differs from the current one"""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        n = int(f.read().strip() or 0)
+    return n if n > 0 and n != torch.get_num_threads() else None
+
+
 def cmd_train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -335,6 +344,10 @@ def cmd_train(args):
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % 10 == 0:
             run.row([step, run.seconds(), f"{loss.item():.5f}", f"{lr:.2e}"])
+            threads = more_threads(args.threads_file)
+            if threads:
+                torch.set_num_threads(threads)
+                print(f"step {step}: {threads} threads from now on", flush=True)
         if step % 100 == 0:
             print(f"step {step} t {run.seconds():.0f}s loss {loss.item():.4f} ema {ema:.4f}", flush=True)
         step += 1
@@ -360,6 +373,8 @@ def main():
     t.add_argument("--drop", type=float, default=0.1)
     t.add_argument("--wd", type=float, default=0.01, help="AdamW weight decay")
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--threads-file", help="once this file exists, switch to the thread count it holds "
+                   "(retrain.sh writes it when the other core is free)")
     t.add_argument("--ckpt-min", type=float, default=3.0, help="minutes between checkpoints")
     t.add_argument("--seed", type=int, default=SEED)
     t.add_argument("--warmup", type=int, default=200)

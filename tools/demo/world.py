@@ -19,12 +19,10 @@ HELD_OUT names attribute combinations that never appear in training images, and 
 training captions (`sample(..., train=True)` rejects them).
 
 Geometry (the pixel sizes): V2, the current world, draws 128×128 pictures, 16×16 patches of
-8×8 pixels (256 image tokens); shape centres are multiples of 8 pixels, and a small shape
-may sit one patch off its cell's centre (JITTER), so a picture has room for many variants
-while every 8×8 patch stays a flat colour or one cut-out of a shape (patch_codes.py). V1 is
-the 64×64 world of the model in models/demo until it is retrained (docs/demo-model.md): the
-same scenes drawn smaller, without the jitter. Captions and scenes do not depend on the
-geometry.
+8×8 pixels (256 image tokens); shapes sit on their cell's centre, a multiple of 8 pixels, so
+every 8×8 patch stays a flat colour or one cut-out of a shape (patch_codes.py). V1 is the
+64×64 world of the model in models/demo until it is retrained (docs/demo-model.md): the same
+scenes drawn smaller. Captions and scenes do not depend on the geometry.
 
 Everything is deterministic: `sample(seed)` gives the same scene on every machine (Python's
 random.Random with an integer seed; rendering has no randomness).
@@ -55,11 +53,11 @@ PLURAL = {s: s + "s" for s in SHAPES}
 
 
 class Geometry:
-    """pixel sizes of a world: res × res pictures, shape half-extents per size, the 3 cell
-    centres (x or y), and the jitter step of small shapes (0: none)"""
+    """pixel sizes of a world: res × res pictures, shape half-extents per size and the 3 cell
+    centres (x or y)"""
 
-    def __init__(self, res, sizes, cells, jitter):
-        self.res, self.sizes, self.cells, self.jitter = res, sizes, cells, jitter
+    def __init__(self, res, sizes, cells):
+        self.res, self.sizes, self.cells = res, sizes, cells
         self.scale = res / 64.0
         # a centroid's row / column: the cell whose centre is nearest (midpoints between centres)
         self.bounds = [(cells[0] + cells[1]) / 2.0, (cells[1] + cells[2]) / 2.0]
@@ -69,13 +67,9 @@ class Geometry:
     def cell_of(self, c):
         return 0 if c < self.bounds[0] else (1 if c < self.bounds[1] else 2)
 
-    def jitters(self, size):
-        """the offsets (in jitter steps) a shape of this size may take on each axis"""
-        return (-1, 0, 1) if self.jitter and size == "small" else (0,)
 
-
-V1 = Geometry(64, {"small": 8.0, "large": 14.0}, [16.0, 32.0, 48.0], 0)
-V2 = Geometry(128, {"small": 16.0, "large": 28.0}, [32.0, 64.0, 96.0], 8)
+V1 = Geometry(64, {"small": 8.0, "large": 14.0}, [16.0, 32.0, 48.0])
+V2 = Geometry(128, {"small": 16.0, "large": 28.0}, [32.0, 64.0, 96.0])
 GEOMETRIES = {g.res: g for g in (V1, V2)}
 GEO = V2
 
@@ -149,8 +143,7 @@ def shape_mask(shape, cx, cy, h, xx, yy):
 
 def centre(o, geo=GEO):
     """(cx, cy) of a scene object in geo's pixels"""
-    return (geo.cells[o["col"]] + o.get("jx", 0) * geo.jitter,
-            geo.cells[o["row"]] + o.get("jy", 0) * geo.jitter)
+    return geo.cells[o["col"]], geo.cells[o["row"]]
 
 
 def render(scene, geo=GEO):
@@ -226,20 +219,13 @@ def _obj_words(say, o, say_size, omit=None):
                     ["shape" if omit == "shape" else o["shape"]])
 
 
-def _place(rng, size, cell):
-    """an object's placement: the cell and a jitter (used by geometries that have one)"""
-    r, c = cell
-    j = V2.jitters(size)
-    return {"row": r, "col": c, "jx": rng.choice(j), "jy": rng.choice(j)}
-
-
 def _single(rng, omit=None):
     say = _Say(rng)
     bg = rng.choice(COLORS)
     color = rng.choice([c for c in COLORS if c != bg])
     size = rng.choice(SIZE_NAMES)
     o = dict({"shape": rng.choice(SHAPES), "color": color, "size": size},
-             **_place(rng, size, (rng.randrange(3), rng.randrange(3))))
+             row=rng.randrange(3), col=rng.randrange(3))
     say_size, say_pos, say_bg = rng.random() < 0.5, rng.random() < 0.6, rng.random() < 0.75
     obj = say.a(_obj_words(say, o, say_size, omit))
     pos = rng.choice(POS_PHRASES[(o["row"], o["col"])])
@@ -271,7 +257,7 @@ def _pair_same(rng):
     color = rng.choice([c for c in COLORS if c != bg])
     shape, size = rng.choice(SHAPES), rng.choice(SIZE_NAMES)
     cells, arrangements, constr = rng.choice(PAIR_LAYOUTS)
-    objs = [dict({"shape": shape, "color": color, "size": size}, **_place(rng, size, c)) for c in cells]
+    objs = [{"shape": shape, "color": color, "size": size, "row": r, "col": c} for r, c in cells]
     say_size, say_bg = rng.random() < 0.4, rng.random() < 0.7
     arranged = bool(arrangements) and rng.random() < 0.5
     words = ([say.size(size)] if say_size else []) + [color, PLURAL[shape]]
@@ -300,8 +286,8 @@ def _pair_diff(rng):
     vertical = rng.random() < 0.3
     line = rng.randrange(3)
     cells = [(0, line), (2, line)] if vertical else [(line, 0), (line, 2)]
-    objs = [dict({"shape": s, "color": c, "size": size}, **_place(rng, size, cell))
-            for s, c, cell in zip((s1, s2), (c1, c2), cells)]
+    objs = [{"shape": s, "color": c, "size": size, "row": r, "col": k}
+            for s, c, (r, k) in zip((s1, s2), (c1, c2), cells)]
     a = say.a(_obj_words(say, objs[0], False))
     b = say.a(_obj_words(say, objs[1], False))
     say_bg = rng.random() < 0.7
@@ -363,9 +349,8 @@ def sample(seed, train=True):
             return scene, cap, spec
 
 
-def room(spec, geo=GEO, cap=8):
-    """how many different pictures (scenes the world draws, with geo's jitters) satisfy spec,
-    counted up to cap"""
+def room(spec, cap=8):
+    """how many different pictures (scenes the world draws) satisfy spec, counted up to cap"""
     want = spec["objects"]
     kinds = [[(w["color"], w["shape"]) for w in want]] if len(want) == 2 else \
         [[(c, s)] for c in ([want[0]["color"]] if "color" in want[0] else COLORS)
@@ -381,14 +366,12 @@ def room(spec, geo=GEO, cap=8):
                                                     kinds, layouts):
         if any(c == bg for c, _ in objs):
             continue
-        for j in itertools.product(geo.jitters(size), repeat=2 * len(cells)):
-            sc = {"bg": bg, "objects": [{"color": c, "shape": s, "size": size, "row": r, "col": k,
-                                         "jx": j[2 * i], "jy": j[2 * i + 1]}
-                                        for i, ((c, s), (r, k)) in enumerate(zip(objs, cells))]}
-            if matches(spec, sc):
-                n += 1
-                if n >= cap:
-                    return n
+        sc = {"bg": bg, "objects": [{"color": c, "shape": s, "size": size, "row": r, "col": k}
+                                    for (c, s), (r, k) in zip(objs, cells)]}
+        if matches(spec, sc):
+            n += 1
+            if n >= cap:
+                return n
     return n
 
 
