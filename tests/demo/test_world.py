@@ -175,3 +175,12 @@ def test_the_model_describes_its_world():
         for a, b in (("purple", "triangle"), ("orange", "heart")):
             assert not re.search(rf"\b{a} (\w+ )?{b}s?\b", ex), ex
         assert not ("star" in ex and "blue" in ex), ex
+
+
+def test_colours_ok_checks_only_the_colours_a_caption_names():
+    found = {"bg": "white", "objects": [{"shape": "circle", "color": "red", "size": "small", "row": 1, "col": 1}]}
+    assert world.colours_ok({"objects": [{"shape": "square", "color": "red"}]}, found)
+    assert not world.colours_ok({"objects": [{"shape": "circle", "color": "green"}]}, found)
+    assert world.colours_ok({"objects": [{"shape": "triangle"}]}, found)  # "a triangle": any colour
+    two = {"objects": [{"shape": "circle", "color": "red"}, {"shape": "star", "color": "blue"}]}
+    assert not world.colours_ok(two, found)

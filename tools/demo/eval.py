@@ -123,7 +123,7 @@ def evaluate(args, geo, extra, sets, work, painted=True):
             found = [world.classify(im) for im in imgs]
             ok = [bool(world.matches(spec, f)) for f in found]
             bg_ok = [spec.get("bg", f["bg"]) == f["bg"] for f in found]
-            col_ok = [all(any(o["color"] == w["color"] for o in f["objects"]) for w in spec["objects"]) for f in found]
+            col_ok = [world.colours_ok(spec, f) for f in found]
             if painted:
                 grids = toks[k].result()
                 codes_ok = [bool(world.matches(spec, world.classify(cd.paint(g)))) for g in grids]

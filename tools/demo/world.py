@@ -605,6 +605,11 @@ def _obj_ok(want, got):
     return all(got.get(k) == v for k, v in want.items())
 
 
+def colours_ok(spec, found):
+    """every colour spec names is in the picture found (a colour it leaves open matches any)"""
+    return all(any(o["color"] == w.get("color", o["color"]) for o in found["objects"]) for w in spec["objects"])
+
+
 def matches(spec, found):
     """True if the classified image satisfies everything the caption asserts."""
     if "bg" in spec and found["bg"] != spec["bg"]:
