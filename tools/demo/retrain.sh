@@ -19,14 +19,18 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TRAIN=build/demo_train
-# Sizes (wall seconds a step in the last full run, both trainings at once, bfloat16 autocast:
-# DalleBart 1.15 at 32 captions × 256 codes with the sampled loss, the VQGAN 0.98 at 4 images
-# of 128×128, CLIP 0.30 at 96 pairs): about 2 h 10 min of training on the first core and
-# 2 h 20 min on the second, then about 25 minutes of sweep, fixtures and evaluation. When the
-# second core is done first (a resumed run), DalleBart goes on with two threads (0.64 s a step).
+# Sizes (wall seconds a step, both trainings at once, bfloat16 autocast: DalleBart 1.15 at 32
+# captions × 256 codes with the sampled loss; alone on two threads 0.64 at 32 and 2.73 at 128,
+# so about 4.9 expected at 128 beside the VQGAN, not yet measured in a fresh run; the VQGAN
+# 0.98 at 4 images of 128×128, CLIP 0.30 at 96 pairs): about 2 h 10 min of training on the
+# first core and 2 h 20 min on the second, then about 25 minutes of sweep, fixtures and
+# evaluation. When the second core is done first (a resumed run), DalleBart goes on with two
+# threads. 128 captions a step: DalleBart learns the held-out pairs better the more captions a
+# step, at the same captions in all (docs/demo-model.md, the fifth and sixth v2 runs).
 N_DATA=${N_DATA:-100000}    # DalleBart training scenes
-BART_STEPS=${BART_STEPS:-6400}
-BART_BS=${BART_BS:-32}
+BART_STEPS=${BART_STEPS:-1600}
+BART_BS=${BART_BS:-128}
+BART_ACCUM=${BART_ACCUM:-1}  # parts a DalleBart step is split into (train_bart.py --accum)
 VQGAN_STEPS=${VQGAN_STEPS:-6800}
 VQGAN_BS=${VQGAN_BS:-4}
 CLIP_STEPS=${CLIP_STEPS:-6000}
@@ -69,7 +73,7 @@ say "train: prepare $N_DATA scenes, DalleBart $BART_STEPS steps | VQGAN $VQGAN_S
         $PYTHON tools/demo/train_bart.py prepare --out "$TRAIN/bart" --n "$N_DATA" >"$TRAIN/prepare.log" 2>&1
     fi
     $PYTHON tools/demo/train_bart.py train --out "$TRAIN/bart" --steps "$BART_STEPS" --bs "$BART_BS" \
-        --ckpt-min "$CKPT_MIN" --threads-file "$TRAIN/threads" --resume >>"$TRAIN/bart.log" 2>&1
+        --accum "$BART_ACCUM" --ckpt-min "$CKPT_MIN" --threads-file "$TRAIN/threads" --resume >>"$TRAIN/bart.log" 2>&1
 ) &
 first=$!
 (
