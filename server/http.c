@@ -3,7 +3,14 @@
  *
  * DESIGN
  * ------
- * MHD runs an internal epoll thread pool (--http-threads) with MHD_ALLOW_SUSPEND_RESUME.
+ * MHD runs an internal poll(2) thread pool (--http-threads) with MHD_ALLOW_SUSPEND_RESUME.
+ * Not epoll: with epoll, MHD 0.9.75's MHD_quiesce_daemon and a busy pool thread both take the
+ * listening socket out of the thread's epoll set, and the loser aborts the process ("Failed
+ * to remove listen FD from epoll set"), so a SIGTERM under traffic could lose every
+ * in-flight response. With poll each thread leaves the socket out of its own next poll.
+ * Quiesce then shuts the listening socket down: new connections are refused at once and
+ * those still in the backlog are reset, instead of waiting out the drain unanswered (a pool
+ * thread that polls it once more gets EINVAL from accept, which MHD ignores).
  * Every request gets a request_ctx on the first handler call (headers only), which first
  * checks what every request must satisfy: no control byte in the raw path, Host with
  * HTTP/1.1, the framing headers (a repeated Content-Length, Content-Length with
@@ -58,6 +65,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -846,7 +854,7 @@ int dalle_http_start(dalle_http **out, dalle_server *srv, char *msg, size_t msg_
         free(h);
         return -1;
     }
-    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     /* the guard refuses connections over --max-conns itself (MHD's limit is higher: at its
      * own limit MHD stops accepting and new clients wait in the backlog) */
@@ -877,6 +885,8 @@ int dalle_http_port(const dalle_http *h) {
 
 void dalle_http_quiesce(dalle_http *h) {
     h->listen_fd = MHD_quiesce_daemon(h->daemon);
+    if (h->listen_fd >= 0)
+        shutdown(h->listen_fd, SHUT_RDWR);
 }
 
 void dalle_http_stop(dalle_http *h, double wait_s) {

@@ -1,7 +1,8 @@
 /* http.h — the libmicrohttpd front end of dalle-server.
  *
  * Contract: dalle_http_start binds and starts serving at once (routes that need the model
- * answer 503 until srv->sched is set). dalle_http_quiesce stops accepting connections;
+ * answer 503 until srv->sched is set). dalle_http_quiesce stops accepting connections (new
+ * ones are refused, those not yet accepted are reset; open ones go on);
  * dalle_http_stop waits up to wait_s for responses of resumed jobs to be sent, then stops
  * the daemon. Call stop only after every submitted job is done (dalle_scheduler_drain).
  */

@@ -8,7 +8,7 @@
  * every visible GPU and falls back to the CPU. A failure to listen or to load the model
  * exits 1. The HTTP front end starts first (first log line: "listening on HOST:PORT"), then
  * each device loads the model and starts its scheduler (/ready turns 200 when all run).
- * SIGTERM or SIGINT: /ready → 503, no new connections, queued requests → 503, the running
+ * SIGTERM or SIGINT: /ready → 503, new connections refused, queued requests → 503, the running
  * ones may finish within --drain seconds, every suspended connection gets its response,
  * exit 0. A fatal device fault: /health and /ready → 503 at once, every queued and running
  * request on every device → 503 device_error, every response is sent (up to 5 s), then

@@ -1,11 +1,14 @@
 """Queue bound (429 + Retry-After), queue deadline (503, never run), client disconnects
-(cancelled, slots freed), SIGTERM drain (nothing accepted is lost, exit 0) and a device fault
+(cancelled, slots freed), SIGTERM drain (new connections refused, nothing accepted is lost,
+exit 0) and a device fault
 (every request 503, unhealthy, exit 3).
 
 The slow request is n=16 images on a --max-batch 16 server: a few seconds on the tiny model,
 long enough to observe it in flight via /metrics. Waits poll /metrics instead of sleeping."""
 import concurrent.futures
 import json
+import os
+import pathlib
 import re
 import signal
 import socket
@@ -126,6 +129,9 @@ def test_sigterm_drains_in_flight_and_fails_queued():
                   for i in range(2)]
         s.wait_metric("dalle_queue_size", lambda v: v == 2)
         s.proc.send_signal(signal.SIGTERM)
+        s.wait_log(r"SIGTERM: draining \(up to 120 s\)")
+        assert refused_soon(s.port), "a new connection was accepted during the drain"
+        assert not running.done(), "the drain ended before a connection was tried"
         r = running.result()
         assert r.status_code == 200 and len(r.json()["images"]) == 16
         for f in queued:
@@ -137,6 +143,31 @@ def test_sigterm_drains_in_flight_and_fails_queued():
     assert s.log[-1] == "stopped"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", s.port), timeout=5).close()
+
+
+def refused_soon(port, within=1):
+    """True once a new TCP connection to port is refused (within seconds)."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_http_threads_do_not_use_epoll():
+    """libmicrohttpd 0.9.75 in epoll mode aborts the process ("Failed to remove listen FD
+    from epoll set") when MHD_quiesce_daemon races a busy HTTP thread, which a SIGTERM under
+    traffic does now and then: every in-flight response is lost. The server runs MHD's poll
+    mode instead, so the process holds no epoll instance."""
+    s = Server("--http-threads", "4")
+    fds = pathlib.Path(f"/proc/{s.proc.pid}/fd")
+    links = [os.readlink(f) for f in fds.iterdir() if f.is_symlink()]
+    assert any(link.startswith("socket:") for link in links), links
+    assert not [link for link in links if "eventpoll" in link], links
+    assert s.stop() == 0
 
 
 def test_sigterm_past_drain_deadline_stops_running_job():
