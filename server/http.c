@@ -524,13 +524,16 @@ static void stream_done(dalle_job *job) {
     ctx_unref(ctx);
 }
 
-/* Queue the event-stream response of a submitted job, with its first event. */
-static enum MHD_Result start_stream(struct MHD_Connection *c, request_ctx *ctx, int queued) {
+/* The first event of a submitted job's stream (ctx->mu held since the submit, so that it
+ * comes before any event of the job). */
+static void push_queued(request_ctx *ctx, int position) {
     char data[64];
-    const int n = snprintf(data, sizeof data, "{\"position\":%d}", queued);
-    pthread_mutex_lock(&ctx->mu);
+    const int n = snprintf(data, sizeof data, "{\"position\":%d}", position);
     push_event(ctx, "queued", data, (size_t)n);
-    pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Queue the event-stream response of a submitted job. */
+static enum MHD_Result start_stream(struct MHD_Connection *c, request_ctx *ctx) {
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, ctx, NULL);
     if (!r)
@@ -583,14 +586,16 @@ static enum MHD_Result submit(struct MHD_Connection *c, request_ctx *ctx) {
     if (r == DALLE_SUBMIT_OK) {
         ctx->submitted = 1;
         atomic_fetch_add(&ctx->h->pending, 1);
-        if (!stream) {
+        if (stream) {
+            push_queued(ctx, position);
+        } else {
             ctx->suspended = 1;
             MHD_suspend_connection(c);
         }
     }
     pthread_mutex_unlock(&ctx->mu);
     if (r == DALLE_SUBMIT_OK && stream)
-        return start_stream(c, ctx, position);
+        return start_stream(c, ctx);
     if (r == DALLE_SUBMIT_OK)
         return MHD_YES;
     atomic_store(&ctx->refs, 1);
