@@ -3,11 +3,11 @@
  * device scratch, weight loads in any weight dtype, and the op entry points each family
  * file defines.
  *
- * Error policy (docs/serving.md §3): CUDA_CHECK / CUBLAS_CHECK name the
- * statement, file:line and the op in a device fault (kernels/fault.h: the process's fault
- * handler, else abort); CUDA_LAUNCHED(op) checks
- * cudaGetLastError after every kernel launch. Ops cannot fail on valid arguments, so any
- * error there is a bug or a sticky device fault, and the process must restart.
+ * Error policy (docs/serving.md, "Device faults and failed generations"): CUDA_CHECK /
+ * CUBLAS_CHECK name the statement, file:line and the op in a device fault (kernels/fault.h:
+ * the process's fault handler, else abort); CUDA_LAUNCHED(op) checks cudaGetLastError
+ * after every kernel launch. Ops cannot fail on valid arguments, so any error there is a bug
+ * or a sticky device fault, and the process must restart.
  */
 #ifndef DALLE_KERNELS_CUDA_INTERNAL_CUH
 #define DALLE_KERNELS_CUDA_INTERNAL_CUH

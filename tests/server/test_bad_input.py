@@ -1,5 +1,5 @@
-"""Named bad inputs (docs/serving.md §2): exact status, error code and param for each, a JSON
-error body with CORS and a request id, and the server still healthy afterwards."""
+"""Named bad inputs (docs/serving.md, "Bad inputs"): exact status, error code and param for
+each, a JSON error body with CORS and a request id, and the server still healthy afterwards."""
 import json
 import socket
 
