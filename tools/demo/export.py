@@ -49,7 +49,6 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
-    from train_bart import HP
     from train_clip import SECTION, build as build_clip
     from train_vqgan import CONFIG as VQ, DecodePath
 
@@ -61,6 +60,7 @@ def main():
     for f in ("vocab.json", "merges.txt"):
         shutil.copyfile(os.path.join(args.train, "bart", f), os.path.join(args.out, f))
     text_vocab = ck["text_vocab"]
+    hp = ck["hp"]  # the sizes it was trained at
 
     # VQGAN
     vk = torch.load(os.path.join(args.train, "vqgan", "vqgan_last.pt"), map_location="cpu", weights_only=False)
@@ -86,17 +86,17 @@ def main():
         "description": world.describe(),  # what the model says about itself (/info, the web page)
         "examples": world.EXAMPLES,
         "bart": {
-            "d_model": HP["d_model"],
-            "encoder_layers": HP["encoder_layers"],
-            "decoder_layers": HP["decoder_layers"],
-            "attention_heads": HP["heads"],
-            "glu_dim": HP["glu_dim"],
+            "d_model": hp["d_model"],
+            "encoder_layers": hp["encoder_layers"],
+            "decoder_layers": hp["decoder_layers"],
+            "attention_heads": hp["heads"],
+            "glu_dim": hp["glu_dim"],
             "text_vocab_size": text_vocab,
-            "text_length": HP["text_length"],
-            "image_vocab_size": HP["image_vocab_size"],
-            "image_length": HP["image_length"],
-            "lm_head_size": HP["image_vocab_size"] + 1,
-            "start_token": HP["image_vocab_size"],
+            "text_length": hp["text_length"],
+            "image_vocab_size": hp["image_vocab_size"],
+            "image_length": hp["image_length"],
+            "lm_head_size": hp["image_vocab_size"] + 1,
+            "start_token": hp["image_vocab_size"],
             "layer_norm_eps": 1e-05,
         },
         "text": {"normalize": True, "bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2, "unk_token_id": 3},

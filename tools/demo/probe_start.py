@@ -41,7 +41,7 @@ def main():
     ap.add_argument("scenes", nargs="*", default=DEFAULT)
     args = ap.parse_args()
     ck = torch.load(os.path.join(args.train, "bart", "bart_last.pt"), map_location="cpu", weights_only=False)
-    enc, dec = tb.build(ck["text_vocab"])
+    enc, dec = tb.build(ck["text_vocab"], ck["hp"])
     enc.load_state_dict(ck["encoder"], strict=False)
     dec.load_state_dict(ck["decoder"], strict=False)
     tied = tb.TiedCodes(tb.HP["d_model"], torch.Generator().manual_seed(0))

@@ -34,6 +34,7 @@ BART_ACCUM=${BART_ACCUM:-1}  # parts a DalleBart step is split into (train_bart.
 BART_LR=${BART_LR:-2e-3}     # DalleBart peak learning rate and warm-up steps
 BART_WARMUP=${BART_WARMUP:-200}
 BART_SEED=${BART_SEED:-}     # DalleBart's initialisation and batch order (unset: train_bart.py's)
+BART_ENC_LAYERS=${BART_ENC_LAYERS:-}  # text encoder layers (unset: train_bart.py's, 2)
 VQGAN_STEPS=${VQGAN_STEPS:-6800}
 VQGAN_BS=${VQGAN_BS:-4}
 CLIP_STEPS=${CLIP_STEPS:-6000}
@@ -76,7 +77,8 @@ say "train: prepare $N_DATA scenes, DalleBart $BART_STEPS steps | VQGAN $VQGAN_S
         $PYTHON tools/demo/train_bart.py prepare --out "$TRAIN/bart" --n "$N_DATA" >"$TRAIN/prepare.log" 2>&1
     fi
     $PYTHON tools/demo/train_bart.py train --out "$TRAIN/bart" --steps "$BART_STEPS" --bs "$BART_BS" \
-        --accum "$BART_ACCUM" --lr "$BART_LR" --warmup "$BART_WARMUP" ${BART_SEED:+--seed "$BART_SEED"} --ckpt-min "$CKPT_MIN" \
+        --accum "$BART_ACCUM" --lr "$BART_LR" --warmup "$BART_WARMUP" ${BART_SEED:+--seed "$BART_SEED"} \
+        ${BART_ENC_LAYERS:+--encoder-layers "$BART_ENC_LAYERS"} --ckpt-min "$CKPT_MIN" \
         --threads-file "$TRAIN/threads" --resume >>"$TRAIN/bart.log" 2>&1
 ) &
 first=$!

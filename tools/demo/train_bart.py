@@ -127,8 +127,9 @@ def encode_text(tok, captions, length):
 # model
 
 
-def build(text_vocab):
-    enc = DalleBartEncoder(layer_count=HP["encoder_layers"], embed_count=HP["d_model"],
+def build(text_vocab, hp=HP):
+    """min-dalle's encoder and decoder at the sizes hp gives (HP, or a checkpoint's "hp")"""
+    enc = DalleBartEncoder(layer_count=hp["encoder_layers"], embed_count=HP["d_model"],
                            attention_head_count=HP["heads"], text_vocab_count=text_vocab,
                            text_token_count=HP["text_length"], glu_embed_count=HP["glu_dim"], device="cpu")
     dec = DalleBartDecoder(image_vocab_count=HP["image_vocab_size"], embed_count=HP["d_model"],
@@ -289,7 +290,8 @@ def cmd_train(args):
     N = len(ids_all)
     with open(os.path.join(args.out, "vocab.json")) as f:
         text_vocab = len(json.load(f)) - 1  # <mask> has no row (mini style)
-    enc, dec = build(text_vocab)
+    hp = dict(HP, encoder_layers=args.encoder_layers)
+    enc, dec = build(text_vocab, hp)
     gen = torch.Generator().manual_seed(args.seed)
     init_(enc, gen)
     init_(dec, gen)
@@ -319,7 +321,7 @@ def cmd_train(args):
         """the exported state dicts (export.py reads them) and everything a resume needs"""
         tied.store(dec)
         e, d = export_state_dicts(enc, dec)
-        run.checkpoint({"encoder": e, "decoder": d, "tied": tied.state_dict(), "hp": HP, "text_vocab": text_vocab,
+        run.checkpoint({"encoder": e, "decoder": d, "tied": tied.state_dict(), "hp": hp, "text_vocab": text_vocab,
                         "train": {"enc": enc.state_dict(), "dec": dec.state_dict(), "tied": tied.state_dict(),
                                   "opt": opt.state_dict(), "gen": gen.get_state()}}, step)
         print(f"step {step}: checkpoint", flush=True)
@@ -387,6 +389,8 @@ def main():
     t.add_argument("--ckpt-min", type=float, default=3.0, help="minutes between checkpoints")
     t.add_argument("--seed", type=int, default=SEED)
     t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--encoder-layers", type=int, default=HP["encoder_layers"],
+                   help="text encoder layers (export.py takes the count from the checkpoint)")
     t.add_argument("--keep", type=float, default=KEEP_FLAT,
                    help="share of the positions in rows without a shape that the loss samples")
     t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
