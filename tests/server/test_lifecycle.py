@@ -56,6 +56,8 @@ def test_queue_full_gets_429_with_retry_after(small):
 
 # A batch-filling request long enough to outlast the 1 s queue deadline with a wide margin:
 # 64 images take ≈ 3.6 s on an idle 2-core machine (16 took 0.9 s, which made this flaky).
+# Under ASan on a loaded machine they can take more than the usual 300 s read timeout.
+VERY_SLOW_TIMEOUT = 900
 VERY_SLOW = {"prompt": "a slow request", "n": 64, "seed": 5}
 
 
@@ -63,7 +65,7 @@ def test_deadline_passed_in_queue_gets_503_unrun():
     s = Server("--max-batch", "64", "--max-images", "64", "--queue", "4", "--deadline", "1")
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
-            running = ex.submit(s.post, "/generate", VERY_SLOW)
+            running = ex.submit(s.post, "/generate", VERY_SLOW, timeout=VERY_SLOW_TIMEOUT)
             in_flight(s)
             before = s.metrics()["dalle_images_generated_total"]
             r = s.post("/generate", {"prompt": "too late", "n": 2, "seed": 1},
