@@ -21,8 +21,8 @@
 4. --sweep K:T:C,… runs 2 for each sampling setting (top-k, temperature, cond_scale) without
    DalleBart alone (distinct images then by their decoded pixels, distinct correct ones by
    the classifier on them) and prints the trade-off table (distinct images vs accuracy) and
-   the setting that meets the bars (BARS) with the most distinct correct images: the
-   default to export.
+   the default to export: of the settings that meet the accuracy bars (ACCURACY_BARS), one
+   that meets every bar (BARS), then the one with the most distinct correct images.
 
     .venv-demo/bin/python tools/demo/eval.py [--cli build/dalle-cli] [--model models/demo] \\
         [--out tools/demo/eval_results.json] [--grid docs/demo_grid.png]
@@ -60,6 +60,8 @@ GRID_PROMPTS = [
 # the goals a sampling default must meet (top-ranked exact, in-domain / held-out sets; mean
 # distinct images and distinct correct images among 8, over prompts with room for 8)
 BARS = {"top_in_domain": 0.90, "top_held_out": 0.75, "distinct": 6.0, "distinct_ok": 5.0}
+ACCURACY_BARS = ("top_in_domain", "top_held_out")  # a default must meet these; the sweep
+# prefers one that meets the variety bars too
 
 
 def classifier_check(n, geo):
@@ -172,6 +174,14 @@ def meets(o):
     return all(o[k] >= BARS[k] for k in BARS)
 
 
+def choose_default(table):
+    """the sweep row to export, or None: accuracy first (a default must draw what it is asked),
+    so among the rows that meet ACCURACY_BARS one that meets every bar, then the most distinct
+    correct images, then the best held-out accuracy"""
+    accurate = [r for r in table if all(r[k] >= BARS[k] for k in ACCURACY_BARS)]
+    return max(accurate, key=lambda r: (meets(r), r["distinct_ok"], r["top_held_out"])) if accurate else None
+
+
 def sweep(args, geo, sets):
     table = []
     for spec in args.sweep.split(","):
@@ -186,12 +196,15 @@ def sweep(args, geo, sets):
         print(f"| {r['top_k']} | {r['temperature']} | {r['cond_scale']} | {100 * r['top_in_domain']:.1f} % "
               f"| {100 * r['top_held_out']:.1f} % | {r['distinct']:.2f} | {r['distinct_ok']:.2f} "
               f"| {'met' if r['meets'] else '—'} |")
-    good = [r for r in table if r["meets"]]
-    best = max(good, key=lambda r: (r["distinct_ok"], r["top_held_out"])) if good else None
+    best = choose_default(table)
     best_args = (f"--top-k {best['top_k']} --temperature {best['temperature']} --cond-scale {best['cond_scale']}"
                  if best else "")
-    print("default: " + (best_args or "none of the settings meets the bars"))
-    return {"bars": BARS, "table": table, "best": best, "best_args": best_args}
+    if not best:
+        print("default: none of the settings meets the accuracy bars")
+    else:
+        print(f"default: {best_args} ({'meets every bar' if best['meets'] else 'meets the accuracy bars only'})")
+    return {"bars": BARS, "table": table, "best": best, "best_args": best_args,
+            "meets_all": bool(best and best["meets"])}
 
 
 def main():
