@@ -4,7 +4,8 @@
   gives a top-ranked image that is mostly blue with a red shape — margins wide enough to be
   stable across seeds, tight enough to fail on a wrong colour — and that the pixel
   classifier reads as exactly that; a held-out combination (no purple triangle was ever in
-  a training image or caption) comes out as one too.
+  a training image or caption) comes out as one too; a count without an arrangement phrase
+  ("two red hearts on a yellow background") draws two shapes.
 * CLIP (through `dalle-cli rank`): a rendered image that matches the prompt scores above
   images with the colours swapped, another shape, another background.
 * Tokenizer: `dalle-cli tokenize` gives the ids the parity fixture was made from (HF's BPE).
@@ -93,6 +94,21 @@ def test_held_out_purple_triangle(server, seed):
     found = world.classify(decode(r.json()["images"][0]))
     print(f"seed {seed}: {found}")
     assert world.matches({"bg": "white", "objects": [{"shape": "triangle", "color": "purple"}]}, found), found
+
+
+BARE = dict(world.bare_count_prompts()[0])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("prompt", ["two red hearts on a yellow background",
+                                    "two blue circles on a white background"])
+def test_bare_count_draws_two_shapes(server, prompt, seed):
+    """a count without an arrangement phrase ("two red hearts", no "side by side") draws two"""
+    r = requests.post(server + "/generate", json={"prompt": prompt, "n": 8, "seed": seed}, timeout=300)
+    assert r.status_code == 200, r.text
+    found = world.classify(decode(r.json()["images"][0]))
+    print(f"{prompt!r} seed {seed}: {found}")
+    assert world.matches(BARE[prompt], found), found
 
 
 def rank(prompt, images, tmp_path):
