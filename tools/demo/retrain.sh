@@ -19,14 +19,14 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TRAIN=build/demo_train
-# Sizes (wall seconds a step, both trainings at once, bfloat16 autocast: DalleBart 1.15 at 32
-# captions × 256 codes with the sampled loss; alone on two threads 0.64 at 32 and 2.73 at 128,
-# so about 4.9 expected at 128 beside the VQGAN, not yet measured in a fresh run; the VQGAN
-# 0.98 at 4 images of 128×128, CLIP 0.30 at 96 pairs): about 2 h 10 min of training on the
-# first core and 2 h 20 min on the second, then about 25 minutes of sweep, fixtures and
-# evaluation. When the second core is done first (a resumed run), DalleBart goes on with two
-# threads. 128 captions a step: DalleBart learns the held-out pairs better the more captions a
-# step, at the same captions in all (docs/demo-model.md, the fifth and sixth v2 runs).
+# Sizes (wall seconds a step in a fresh run on a 2-core machine, bfloat16 autocast, both
+# trainings at once: DalleBart 4.8 at 128 captions × 256 codes with the sampled loss, the
+# VQGAN 0.94 at 4 images of 128×128, CLIP 0.25 at 96 pairs): 2 h 8 min of DalleBart on the
+# first core, 1 h 47 min of VQGAN then 26 min of CLIP on the second, then about 15 minutes
+# of build, sweep, fixtures and evaluation (docs/demo-model.md, the eleventh v2 run). When
+# the second core is done first (a resumed run), DalleBart goes on with two threads. 128
+# captions a step: DalleBart learns the held-out pairs better the more captions a step, at
+# the same captions in all (docs/demo-model.md, the fifth and sixth v2 runs).
 N_DATA=${N_DATA:-100000}    # DalleBart training scenes
 BART_STEPS=${BART_STEPS:-1600}
 BART_BS=${BART_BS:-128}
